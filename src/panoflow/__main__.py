@@ -1,0 +1,3 @@
+from panoflow.cli import main
+
+raise SystemExit(main())

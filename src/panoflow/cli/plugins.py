@@ -1,0 +1,10 @@
+"""`panoflow plugins` (placeholder until its module lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plugins", help="(not yet available)")
+    p.set_defaults(handler=lambda args: 2)

@@ -1,0 +1,34 @@
+"""Credential redaction for URLs and free text. Used by logs, status output, ``stream_uri`` and error messages."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["redact_text", "redact_url"]
+
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@\s:]*)(?::[^/@\s]*)?@")
+_SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|key|signature)=)[^&\s#]*")
+
+
+def redact_url(url: str) -> str:
+    """``rtsp://user:pw@host/x`` -> ``rtsp://user:***@host/x``; secret-looking query values become ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return redact_text(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+    query = _SECRET_QUERY.sub(r"\1***", "?" + parts.query)[1:] if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str) -> str:
+    """Redact every URL-embedded password and secret query value found anywhere in ``text``."""
+    if "://" not in text and "=" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if ":" in m.group(0)[len(m['scheme']):] else m.group(0), text)
+    return _SECRET_QUERY.sub(r"\1***", text)
