@@ -1,7 +1,7 @@
 """Typed, immutable models of a Panorama application's files.
 
 They mirror the JSON documents one to one (``graph.json``, overrides, ``package.json``, ``descriptor.json``), with
-camelCase keys turned into snake_case. Parsing and validation live in :mod:`.parse` and :mod:`.validate`; these
+camelCase keys turned into snake_case. Parsing lives in :mod:`.parse`, checks in :mod:`.schema`, :mod:`.semantic`, :mod:`.overrides` and :mod:`.routing`; these
 classes only hold data and know how to turn themselves back into JSON (``to_json``) for round trips.
 """
 
@@ -167,9 +167,13 @@ class GraphOverrides:
 
 @dataclass(frozen=True)
 class Port:
+    """An interface port. ``default`` is an input port's ``default`` value (camera packages carry their
+    ``username``/``password``/``streamUrl`` there), ``None`` when the manifest gives none."""
+
     name: str
     type: str  # "media" | "boolean" | "int32" | "float32" | "string" (or a plugin-provided type)
     description: str = ""
+    default: ParamValue | None = None
 
 
 @dataclass(frozen=True)
