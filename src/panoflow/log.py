@@ -30,7 +30,7 @@ def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str
 def configure_logging(
     fmt: LogFormat = "auto", level: str = "info", stream: TextIO | None = None
 ) -> None:
-    """Configure structlog (and the stdlib root logger it feeds) for this process."""
+    """Configure structlog for this process."""
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
@@ -55,4 +55,5 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=numeric, stream=stream, format="%(name)s: %(message)s", force=True)
+    # The stdlib root logger is left alone on purpose: Panorama apps call logging.basicConfig() themselves and
+    # expect it to take effect (it is a no-op once the root logger has handlers).

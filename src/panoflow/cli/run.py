@@ -1,10 +1,197 @@
-"""`panoflow run` (placeholder until its module lands)."""
+"""``panoflow run APP_DIR``: run a Panorama application on this machine (the developer loop)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from panoflow.cli.common import add_app_arguments, default_state_dir, load_app_or_report
+
+__all__ = ["register"]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NODE=VALUE, got {text!r}")
+    return name, value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="(not yet available)")
-    p.set_defaults(handler=lambda args: 2)
+    p = sub.add_parser(
+        "run", help="run an application on local files, cameras or a test pattern",
+        description="Run a Panorama application (graphs/, packages/, assets/) on this machine.",
+    )
+    add_app_arguments(p)
+    p.add_argument("--camera", action="append", type=_pair, default=[], metavar="NODE=URI",
+                   help="bind a camera node to a stream (file path, file:///clip.mp4?loop=1, rtsp://..., "
+                        "testsrc://); repeat for several streams on one node")
+    p.add_argument("--param", action="append", type=_pair, default=[], metavar="NODE=VALUE",
+                   help="override a parameter node's value")
+    p.add_argument("--record", metavar="FILE", help="record the display output to an H.264 MP4 file")
+    p.add_argument("--preview", metavar="HOST:PORT", help="serve the display output as MJPEG over HTTP")
+    p.add_argument("--realtime", action="store_true", help="pace files at their frame rate (drops when behind)")
+    p.add_argument("--loop", action="store_true", help="restart files at their end")
+    p.add_argument("--frames", type=int, metavar="N", help="stop each source after N frames")
+    p.add_argument("--duration", type=float, metavar="S", help="stop the run after S seconds (exit 0)")
+    p.add_argument("--policy", metavar="POLICY", help="bus policy for camera inputs: latest, queue(N), block(N)")
+    p.add_argument("--state-dir", type=Path, help="where the app's logs and storage live (default: per app "
+                                                  "under $XDG_STATE_HOME/panoflow)")
+    p.add_argument("--summary-json", type=Path, metavar="FILE",
+                   help="also write the end-of-run summary (frames, drops, fps per stream) as JSON")
+    p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
+                   help="AWS_REGION the application sees (default: $AWS_REGION or us-east-1)")
+    p.set_defaults(handler=run_command)
+
+
+def _absolute_uri(uri: str) -> str:
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import structlog
+
+    from panoflow.codefs import stage_code
+    from panoflow.core.graph import resolve
+    from panoflow.sandbox import enter_sandbox
+
+    log = structlog.get_logger("panoflow.run")
+    app = load_app_or_report(args)
+    if app is None:
+        return 1
+    cameras: dict[str, list[str]] = defaultdict(list)
+    for node, uri in args.camera:
+        cameras[node].append(_absolute_uri(uri))
+    graph = resolve(app, cameras=cameras, params=dict(args.param))
+    if len(graph.code_nodes) != 1:
+        print(f"panoflow: error: the application has {len(graph.code_nodes)} code nodes; panoflow runs "
+              "exactly one business-logic node per application, as the Panorama appliance does", file=sys.stderr)
+        return 1
+    (spec,) = graph.code_nodes.values()
+    state = (args.state_dir or default_state_dir(app.graph_file.parent.name)).resolve()
+    staged = stage_code(spec.package.directory, state / "code", node_id=spec.node_id)  # type: ignore[arg-type]
+    instance_id = f"local-{uuid.uuid4().hex[:8]}"
+    options = _run_options(args, state, instance_id)
+    enter_sandbox(
+        state / "root",
+        {
+            "/panorama": (staged.host_path("/panorama"), True),
+            "/opt/aws/panorama/logs": (state / "logs" / spec.node_id, False),
+            "/opt/aws/panorama/storage": (state / "storage", False),
+        },
+        cwd=staged.workdir,
+    )
+    log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
+    summary_file = args.summary_json.resolve() if args.summary_json else None
+    code = _run(graph, options, summary_file)
+    _reap_threads()
+    return code
+
+
+def _run_options(args: argparse.Namespace, state: Path, instance_id: str) -> Any:
+    from panoflow.core.runtime import RunOptions
+
+    source_options = {}
+    if args.realtime:
+        source_options["realtime"] = "1"
+    if args.loop:
+        source_options["loop"] = "1"
+    if args.frames is not None:
+        source_options["frames"] = str(args.frames)
+    extra = {"record": {"path": os.path.abspath(args.record)}} if args.record else {}
+    return RunOptions(
+        instance_id=instance_id,
+        state_dir=state,
+        source_options=source_options,
+        policy=args.policy,
+        display={"preview": args.preview} if args.preview else None,
+        extra_sinks=extra,
+        duration=args.duration,
+        environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region, "AppGraph_Uid": instance_id},
+    )
+
+
+def _run(graph: Any, options: Any, summary_file: Path | None) -> int:
+    import anyio
+
+    from panoflow.core.plugins import build_plugins
+    from panoflow.core.runtime import Runtime
+    from panoflow.plugins import BUILTINS
+
+    plugins = build_plugins(BUILTINS)
+    plugins.check()
+    runtime = Runtime(graph, plugins, options)
+    tty = sys.stderr.isatty()
+
+    async def main() -> Any:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_signals, runtime)
+            if tty:
+                tg.start_soon(_status_line, runtime)
+            summary = await runtime.run()
+            tg.cancel_scope.cancel()
+        return summary
+
+    summary = anyio.run(main)
+    _print_summary(summary, tty)
+    if summary_file is not None:
+        summary_file.write_text(json.dumps(dataclasses.asdict(summary), indent=2))
+    return 0 if summary.ok else 1
+
+
+async def _signals(runtime: Any) -> None:
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+        async for signum in received:
+            runtime.stop(f"received {signal.Signals(signum).name}")
+
+
+async def _status_line(runtime: Any) -> None:
+    import anyio
+
+    while True:
+        await anyio.sleep(1.0)
+        st = runtime.status()
+        parts = [f"{sid}: {s['fps']:.1f} fps, {s['drops']} drops" for sid, s in st["streams"].items()]
+        line = " | ".join(parts) + f" | latency p50 {st['latency_ms_p50']:.1f} ms p95 {st['latency_ms_p95']:.1f} ms"
+        sys.stderr.write("\r\x1b[2K" + line[:200])
+        sys.stderr.flush()
+
+
+def _print_summary(summary: Any, tty: bool) -> None:
+    out = sys.stderr
+    if tty:
+        out.write("\r\x1b[2K")
+    out.write(f"run {summary.reason} after {summary.elapsed_s:.1f} s\n")
+    for sid, s in summary.streams.items():
+        extra = f", error: {s['error']}" if s["error"] else ""
+        out.write(f"  {sid}: {s['frames']} frames, {s['delivered']} to the app, {s['dropped']} dropped, "
+                  f"{s['fps']} fps{extra}\n")
+    for key, s in summary.sinks.items():
+        out.write(f"  output {key}: {s['frames']} frames\n")
+    for err in summary.errors:
+        out.write(f"  error: {err}\n")
+    out.flush()
+
+
+def _reap_threads() -> None:
+    """Threads an app left running must not keep the process alive once the run is over."""
+    deadline = time.monotonic() + 0.5
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

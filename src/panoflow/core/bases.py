@@ -43,6 +43,12 @@ class MediaSource(ABC):
         self.stream_id = stream_id
         self.options = dict(options)
 
+    @classmethod
+    def accepts_option(cls, name: str) -> bool:
+        """Whether this source understands the run-wide option ``name`` (``realtime``, ``loop``, ``frames``...).
+        Run-wide options a source does not understand are not passed to it."""
+        return True
+
     @abstractmethod
     async def run(self, emit: Emit) -> None:
         """Produce frames until the stream ends (return) or the task is cancelled.

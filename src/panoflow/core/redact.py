@@ -5,7 +5,18 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["redact_text", "redact_url"]
+__all__ = ["redact_text", "redact_url", "uri_scheme"]
+
+_FILE_LIKE = ("file", "http", "https")
+
+
+def uri_scheme(uri: str) -> str:
+    """The source registry key for ``uri``: ``file`` for plain paths and ``file``/``http(s)`` URLs, else the URI's
+    scheme in lower case (``testsrc``, ``rtsp``...)."""
+    if "://" not in uri:
+        return "file"
+    scheme = uri.split("://", 1)[0].lower()
+    return "file" if scheme in _FILE_LIKE else scheme
 
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@\s:]*)(?::[^/@\s]*)?@")
 _SECRET_QUERY = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|key|signature)=)[^&\s#]*")

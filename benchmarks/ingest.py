@@ -1,0 +1,79 @@
+"""Ingest: file -> pass-through Panorama app -> null sink, against a bare PyAV decode-to-BGR loop over the same file.
+
+    .venv/bin/python benchmarks/ingest.py [--sizes 720p,1080p] [--frames 600] [--repeat 3]
+
+Both sides run in the same command, alternating, so the ratio holds on a noisy shared machine. panoflow's figure
+is the runtime's own steady-state frames/s (from ``--summary-json``: first to last frame through the bus with the
+app consuming, excluding interpreter start-up and file opening, as the bare loop's timer does), over the same clip
+and frame count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.decode_baseline import bare_decode_fps  # noqa: E402
+from tests.media import make_clip  # noqa: E402
+from tests.runtime.apptemplate import write_app  # noqa: E402
+
+SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
+
+PASS_THROUGH = """
+class App(panoramasdk.node):
+    def __init__(self):
+        pass
+
+app = App()
+while True:
+    app.outputs.video_out.put(app.inputs.video_in.get())
+"""
+
+
+def panoflow_fps(app: Path, clip: Path, frames: int, work: Path) -> float:
+    summary = work / "summary.json"
+    cmd = [sys.executable, "-m", "panoflow", "--log-format", "json", "--log-level", "warning", "run", str(app),
+           "--camera", f"camera_node={clip}", "--frames", str(frames), "--state-dir", str(work / "state"),
+           "--summary-json", str(summary)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    data = json.loads(summary.read_text())
+    stream = data["streams"]["camera_node"]
+    assert stream["delivered"] == frames, data
+    return float(stream["active_fps"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="720p,1080p")
+    ap.add_argument("--frames", type=int, default=600)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        app = write_app(work / "app", code=PASS_THROUGH)
+        for size in args.sizes.split(","):
+            clip = make_clip(work / f"{size}.mp4", frames=args.frames, size=SIZES[size])
+            bare, flow = [], []
+            for _ in range(args.repeat):
+                bare.append(bare_decode_fps(clip, args.frames))
+                flow.append(panoflow_fps(app, clip, args.frames, work))
+            b, f = statistics.median(bare), statistics.median(flow)
+            rows.append((size, b, f, f / b))
+    print(f"{'clip':<8} {'bare PyAV fps':>14} {'panoflow run fps':>17} {'ratio':>7}")
+    for size, b, f, r in rows:
+        print(f"{size:<8} {b:>14.1f} {f:>17.1f} {r:>7.2f}x")
+    print(f"({args.frames} frames, median of {args.repeat} alternating runs; pass-through app, null sink)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,345 @@
+"""One running application instance: sources -> frame bus -> code nodes -> frame bus -> sinks.
+
+Everything runs under one anyio task group. Sources decode in worker threads and push into bounded inboxes;
+each code node runs in a thread of its own (Panorama code blocks); sinks consume their inbox and do their per-frame
+work in worker threads. The run ends when every code node has returned (normally when the sources are exhausted
+and the last frames were consumed), when :meth:`Runtime.stop` is called (``--duration``, SIGINT/SIGTERM), or when
+a node fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from panoflow.core.bases import MediaSink, MediaSource
+from panoflow.core.bus import BusClosed, Fanout, Inbox, Policy
+from panoflow.core.frame import Frame
+from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
+from panoflow.core.inference import InferenceSettings, ModelSet
+from panoflow.core.plugins import Plugins
+from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput
+from panoflow.core.redact import redact_url, uri_scheme
+from panoflow.core.stats import LatencyWindow, StreamCounter
+from panoflow.exceptions import PanoflowError, PluginError, SourceError
+
+__all__ = ["CodeNodeContext", "RunOptions", "RunSummary", "Runtime"]
+
+log = structlog.get_logger(__name__)
+
+#: how long stopping waits for sinks to flush and for code to notice, before it gives up on them
+STOP_GRACE_S = 1.5
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run. Source options (``realtime``, ``loop``, ``frames``) apply to every camera unless its URI says
+    otherwise; ``sinks`` maps sink name -> options for the extra sinks every media output feeds (``record``)."""
+
+    instance_id: str = "local"
+    state_dir: Path = Path(".")
+    source_options: Mapping[str, str] = field(default_factory=dict)
+    policy: str | None = None
+    display: Mapping[str, Any] | None = None  # options for the HDMI-equivalent display sink; None -> null sink
+    extra_sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    duration: float | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    model_call: Callable[..., tuple[Any, ...]] | None = None
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    model_cache_dir: Path | None = None  # extracted model archives and engines; default <state_dir>/models
+
+
+@dataclass
+class CodeNodeContext:
+    """What a code runner gets: the node's spec, its ports, and where its logs and storage live."""
+
+    spec: CodeNodeSpec
+    io: CodeNodeIO
+    options: RunOptions
+    logs_dir: Path
+    storage_dir: Path
+    console: Callable[[str, str], None] | None = None  # (stream "stdout"|"stderr", text) for captured output
+
+
+@dataclass
+class RunSummary:
+    ok: bool
+    reason: str
+    elapsed_s: float
+    streams: dict[str, dict[str, Any]]
+    sinks: dict[str, dict[str, Any]]
+    errors: list[str]
+
+
+class _TapInbox:
+    """Wraps a sink's inbox to measure source-to-sink latency per frame without touching the sink plugin."""
+
+    def __init__(self, inbox: Inbox[Frame], window: LatencyWindow):
+        self._inbox, self._window = inbox, window
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inbox, name)
+
+    def _measure(self, batch: dict[str, Frame]) -> dict[str, Frame]:
+        now = time.perf_counter()
+        for frame in batch.values():
+            if frame.t_produced:
+                self._window.add(now - frame.t_produced)
+        return batch
+
+    def get_batch(self, timeout: float | None = None) -> dict[str, Frame]:
+        return self._measure(self._inbox.get_batch(timeout))
+
+    async def aget_batch(self) -> dict[str, Frame]:
+        return self._measure(await self._inbox.aget_batch())
+
+
+class Runtime:
+    """Build with a resolved graph and a plugin set, then ``await run()``."""
+
+    def __init__(self, graph: ResolvedGraph, plugins: Plugins, options: RunOptions | None = None):
+        self.graph = graph
+        self.plugins = plugins
+        self.options = options or RunOptions()
+        self.log = log.bind(instance_id=self.options.instance_id)
+        self.counters: dict[str, StreamCounter] = {}
+        self.latency = LatencyWindow()
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self._code_inboxes: list[Inbox[Frame]] = []
+        self._sink_inboxes: dict[str, Inbox[Frame]] = {}
+        self._sinks: dict[str, MediaSink] = {}
+        self._sources: list[tuple[MediaSource, StreamSpec, Callable[[Frame], bool]]] = []
+        self._contexts: list[CodeNodeContext] = []
+        self.models: ModelSet | None = None
+        self.started = time.perf_counter()
+        self._build()
+        if graph.models and self.options.model_call is None:
+            self._open_models(graph.models)
+
+    # ---------------------------------------------------------------- building
+    def _source_for(self, stream: StreamSpec) -> MediaSource:
+        scheme = uri_scheme(stream.uri)
+        cls = self.plugins.sources.get(scheme)
+        if cls is None:
+            known = ", ".join(sorted(self.plugins.sources)) or "none"
+            raise PluginError(
+                f"no media source plugin handles {scheme}:// (camera stream {stream.stream_id}, "
+                f"{redact_url(stream.uri)}); installed: {known}"
+            )
+        options = {k: v for k, v in self.options.source_options.items() if cls.accepts_option(k)}
+        return cls(stream.uri, stream_id=stream.stream_id, options=options)
+
+    def _policy_for(self, sources: Sequence[MediaSource]) -> Policy:
+        if self.options.policy:
+            return Policy.parse(self.options.policy)
+        kinds = [getattr(s, "policy", None) or type(s).default_policy for s in sources]
+        # lossless wins when any stream asks for it (files); live cameras alone get "latest"
+        chosen = "block" if any(k.startswith("block") for k in kinds) else (kinds[0] if kinds else "latest")
+        return Policy.parse(chosen)
+
+    def _make_sink(self, name: str, node_id: str, options: Mapping[str, Any]) -> MediaSink:
+        cls = self.plugins.sinks.get(name)
+        if cls is None:
+            raise PluginError(f"no media sink plugin named {name!r}; installed: {', '.join(sorted(self.plugins.sinks))}")
+        return cls(node_id=node_id, options=options)
+
+    def _open_models(self, specs: Mapping[str, Any]) -> None:
+        """Load every model node with its backend plugin and hand ``call``/``acall`` to the code nodes."""
+        from panoflow.modelstore import ModelStore
+
+        store = ModelStore(self.options.model_cache_dir or self.options.state_dir / "models")
+        files = {name: store.prepare(spec) for name, spec in specs.items()}
+        self.models = ModelSet.open(files, self.plugins.model_backends, self.options.inference)
+        for ctx in self._contexts:
+            ctx.io.call, ctx.io.acall = self.models.call, self.models.acall
+
+    def _build(self) -> None:
+        g = self.graph
+        # sinks: the HDMI node becomes the display (or null when nothing watches it); extras fan out beside it
+        targets: dict[str, list[Inbox[Frame]]] = {}
+        for sink in g.sinks.values():
+            chosen: list[tuple[str, Mapping[str, Any]]] = [
+                ("display", self.options.display) if self.options.display is not None else ("null", {})
+            ]
+            chosen += list(self.options.extra_sinks.items())
+            for kind, opts in chosen:
+                key = f"{sink.node_id}:{kind}"
+                inbox: Inbox[Frame] = Inbox(key, Policy.parse("block"))
+                self._sinks[key] = self._make_sink(kind, sink.node_id, opts)
+                self._sink_inboxes[key] = inbox
+                targets.setdefault(sink.node_id, []).append(inbox)
+        for spec in g.code_nodes.values():
+            inputs: dict[str, MediaInput | ParameterInput] = {}
+            for port, cams in spec.media_inputs.items():
+                streams = g.streams_of(cams)
+                sources = [self._source_for(s) for s in streams]
+                inbox = Inbox(f"{spec.node_id}.{port}", self._policy_for(sources), [s.stream_id for s in streams])
+                self._code_inboxes.append(inbox)
+                for src, stream in zip(sources, streams):
+                    self._sources.append((src, stream, self._emitter(inbox, stream.stream_id)))
+                inputs[port] = MediaInput(port, inbox, [s.stream_id for s in streams])
+            for port, value in spec.parameters.items():
+                inputs[port] = ParameterInput(port, value)
+            outputs = {
+                port: MediaOutput(port, [ib for sid in sinks for ib in targets.get(sid, [])], spec.node_id)
+                for port, sinks in spec.outputs.items()
+            }
+            for port in spec.interface.outputs:
+                outputs.setdefault(port.name, MediaOutput(port.name, [], spec.node_id))
+            io = CodeNodeIO(
+                node_id=spec.node_id, inputs=inputs, outputs=outputs, stop_event=self._stop,
+                **({"call": self.options.model_call} if self.options.model_call else {}),
+            )
+            state = self.options.state_dir
+            self._contexts.append(
+                CodeNodeContext(spec, io, self.options, state / "logs" / spec.node_id, state / "storage")
+            )
+
+    def _emitter(self, inbox: Inbox[Frame], stream_id: str) -> Callable[[Frame], bool]:
+        counter = self.counters.setdefault(stream_id, StreamCounter(stream_id))
+        put, tick, stop = inbox.put, counter.tick, self._stop
+
+        def emit(frame: Frame) -> bool:
+            if stop.is_set():
+                return False
+            tick()
+            return put(stream_id, frame)
+
+        return emit
+
+    # ---------------------------------------------------------------- running
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask everything to stop (thread-safe): code sees its inputs end, sources stop at their next frame."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+            for inbox in self._code_inboxes:
+                inbox.close()
+
+    async def _run_source(self, src: MediaSource, stream: StreamSpec, emit: Callable[[Frame], bool],
+                          inboxes: Sequence[Inbox[Frame]]) -> None:
+        slog = self.log.bind(stream_id=stream.stream_id, source=src.describe())
+        slog.info("source_started")
+        try:
+            await src.run(emit)
+            slog.info("source_ended", frames=self.counters[stream.stream_id].produced)
+        except SourceError as exc:
+            self.counters[stream.stream_id].error = str(exc)
+            self.errors.append(str(exc))
+            slog.error("source_failed", error=str(exc))
+        finally:
+            for inbox in inboxes:
+                inbox.end_stream(stream.stream_id)
+
+    async def _run_sink(self, key: str, sink: MediaSink, inbox: Inbox[Frame], done: anyio.Event) -> None:
+        try:
+            await sink.run(_TapInbox(inbox, self.latency))  # type: ignore[arg-type]
+        except BusClosed:
+            pass
+        except Exception as exc:
+            self.errors.append(f"sink {key}: {exc}")
+            self.log.error("sink_failed", sink=key, error=str(exc), exc_info=True)
+            self.stop("sink failed")
+        finally:
+            done.set()
+
+    async def _run_code(self, ctx: CodeNodeContext) -> None:
+        entry = ctx.spec.runtime.entry_path if ctx.spec.runtime else ""
+        runner_name = entry if entry in self.plugins.code_runners else "panoramasdk"
+        runner_cls = self.plugins.code_runners.get(runner_name)
+        if runner_cls is None:
+            raise PluginError(f"no code runner named {runner_name!r} is installed")
+        try:
+            await runner_cls().run(ctx)
+        except PanoflowError as exc:
+            self.errors.append(str(exc))
+        finally:
+            for out in ctx.io.outputs.values():
+                out.close()
+
+    async def run(self) -> RunSummary:
+        """Run until done; never raises for node failures (they are in the summary)."""
+        self.plugins.hook.panoflow_startup(runtime=self)
+        self.started = time.perf_counter()
+        try:
+            async with anyio.create_task_group() as tg:
+                sink_done = {key: anyio.Event() for key in self._sinks}
+                for key, sink in self._sinks.items():
+                    tg.start_soon(self._run_sink, key, sink, self._sink_inboxes[key], sink_done[key])
+                for src, stream, emit in self._sources:
+                    owners = [ib for ib in self._code_inboxes if stream.stream_id in ib.streams]
+                    tg.start_soon(self._run_source, src, stream, emit, owners)
+                if self.options.duration is not None:
+                    tg.start_soon(self._stop_after, self.options.duration)
+                async with anyio.create_task_group() as code_tg:
+                    for ctx in self._contexts:
+                        code_tg.start_soon(self._run_code, ctx)
+                # every code node returned: let sinks drain their last frames, then stop the rest
+                if not self._stop.is_set():
+                    self._stop_reason = self._stop_reason or ("failed" if self.errors else "completed")
+                self._stop.set()
+                for inbox in self._code_inboxes:
+                    inbox.close()
+                with anyio.move_on_after(STOP_GRACE_S + 3.0, shield=True):
+                    for event in sink_done.values():
+                        await event.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            for inbox in self._sink_inboxes.values():
+                inbox.close()
+            if self.models is not None:
+                self.models.close()
+            self.plugins.hook.panoflow_shutdown(runtime=self)
+        return self.summary()
+
+    async def _stop_after(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+        self.log.info("duration_reached", seconds=seconds)
+        self.stop("duration reached")
+
+    # ---------------------------------------------------------------- reporting
+    def status(self) -> dict[str, Any]:
+        streams = {}
+        for inbox in self._code_inboxes:
+            st = inbox.stats.snapshot()
+            for sid in inbox.streams:
+                c = self.counters.get(sid)
+                streams[sid] = {
+                    "fps": round(c.fps(), 1) if c else 0.0,
+                    "frames": c.produced if c else 0,
+                    "drops": st["streams"].get(sid, {}).get("dropped", 0),
+                }
+        return {
+            "streams": streams,
+            "latency_ms_p50": round(self.latency.percentile(50) * 1e3, 2),
+            "latency_ms_p95": round(self.latency.percentile(95) * 1e3, 2),
+        }
+
+    def summary(self) -> RunSummary:
+        elapsed = time.perf_counter() - self.started
+        streams: dict[str, dict[str, Any]] = {}
+        for inbox in self._code_inboxes:
+            st = inbox.stats.snapshot()
+            for sid in inbox.streams:
+                c = self.counters[sid]
+                s = st["streams"].get(sid, {})
+                streams[sid] = {
+                    "frames": c.produced,
+                    "delivered": s.get("delivered", 0),
+                    "dropped": s.get("dropped", 0),
+                    "fps": round(c.produced / elapsed, 2) if elapsed > 0 else 0.0,
+                    "active_fps": round(c.active_fps(), 2),
+                    "error": c.error,
+                }
+        sinks = {key: {"frames": ib.stats.snapshot()["delivered"]} for key, ib in self._sink_inboxes.items()}
+        ok = not self.errors
+        return RunSummary(ok, self._stop_reason or "completed", elapsed, streams, sinks, list(self.errors))
