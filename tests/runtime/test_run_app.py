@@ -133,3 +133,39 @@ def test_unknown_param_and_bad_value(tmp_path: Path, clips: dict[str, Path]) -> 
     assert bad.returncode == 1 and "no parameter node 'nope'" in bad.stderr
     bad = run_panoflow("run", str(app), "--camera", cam, "--param", "p_int=x", "--state-dir", str(tmp_path / "s"))
     assert bad.returncode == 1 and "not a valid int32" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_preview_serves_the_display_over_http(tmp_path: Path, clips: dict[str, Path]) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = write_app(tmp_path / "app", style="subclass")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
+         f"camera_node={clips['a']}", "--loop", "--realtime", "--preview", f"127.0.0.1:{port}",
+         "--state-dir", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/snapshot.jpg", timeout=2) as resp:
+                    body = resp.read()
+                    assert resp.headers["Content-Type"] == "image/jpeg"
+                if body:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "preview never served a frame"
+            time.sleep(0.2)
+        assert body[:2] == b"\xff\xd8"  # a JPEG
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+            assert b"stream.mjpg" in resp.read()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0

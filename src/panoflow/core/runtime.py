@@ -167,10 +167,11 @@ class Runtime:
         # sinks: the HDMI node becomes the display (or null when nothing watches it); extras fan out beside it
         targets: dict[str, list[Inbox[Frame]]] = {}
         for sink in g.sinks.values():
-            chosen: list[tuple[str, Mapping[str, Any]]] = [
-                ("display", self.options.display) if self.options.display is not None else ("null", {})
-            ]
-            chosen += list(self.options.extra_sinks.items())
+            chosen: list[tuple[str, Mapping[str, Any]]] = list(self.options.extra_sinks.items())
+            if self.options.display is not None:
+                chosen.insert(0, ("display", self.options.display))
+            elif not chosen:
+                chosen = [("null", {})]  # nothing watches the HDMI output: consume and count
             for kind, opts in chosen:
                 key = f"{sink.node_id}:{kind}"
                 inbox: Inbox[Frame] = Inbox(key, Policy.parse("block"))
