@@ -49,6 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "under $XDG_STATE_HOME/panoflow)")
     p.add_argument("--summary-json", type=Path, metavar="FILE",
                    help="also write the end-of-run summary (frames, drops, fps per stream) as JSON")
+    p.add_argument("--model-backend", action="append", default=[], metavar="[NODE=]NAME",
+                   help="model backend for every model node, or for one (onnxruntime, tensorrt); default: the best "
+                        "available")
+    p.add_argument("--max-batch", type=int, default=16, metavar="N",
+                   help="largest batch the batcher forms for a model with a dynamic batch axis (default 16)")
+    p.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS",
+                   help="how long a model request waits for others to batch with (default 2 ms)")
+    p.add_argument("--instance-id", help="this run's application instance id (default: local-<random>)")
+    p.add_argument("--control", metavar="unix:PATH",
+                   help="serve the instance control API (status, metrics, signals) on this unix socket")
+    p.add_argument("--storage-dir", type=Path, metavar="DIR",
+                   help="the app's /opt/aws/panorama/storage (default: <state-dir>/storage)")
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
                    help="AWS_REGION the application sees (default: $AWS_REGION or us-east-1)")
     p.set_defaults(handler=run_command)
@@ -62,10 +74,13 @@ def run_command(args: argparse.Namespace) -> int:
     import structlog
 
     from panoflow.codefs import stage_code
+    from panoflow.control import parse_control_address
     from panoflow.core.graph import resolve
+    from panoflow.netns import AppNetwork, open_host_listeners
     from panoflow.sandbox import enter_sandbox
 
     log = structlog.get_logger("panoflow.run")
+    args.app_dir = args.app_dir.resolve()  # model archives are read after the sandbox changes the cwd
     app = load_app_or_report(args)
     if app is None:
         return 1
@@ -80,25 +95,31 @@ def run_command(args: argparse.Namespace) -> int:
     (spec,) = graph.code_nodes.values()
     state = (args.state_dir or default_state_dir(app.graph_file.parent.name)).resolve()
     staged = stage_code(spec.package.directory, state / "code", node_id=spec.node_id)  # type: ignore[arg-type]
-    instance_id = f"local-{uuid.uuid4().hex[:8]}"
-    options = _run_options(args, state, instance_id)
+    instance_id = args.instance_id or f"local-{uuid.uuid4().hex[:8]}"
+    control = parse_control_address(args.control).resolve() if args.control else None
+    storage = (args.storage_dir or state / "storage").resolve()
+    network = None
+    if spec.interface.inbound_ports:  # the app gets a network of its own; confirmed rules are forwarded
+        network = AppNetwork(spec.inbound_ports, open_host_listeners(spec.inbound_ports))
+    options = _run_options(args, state, instance_id, storage, network)
     enter_sandbox(
         state / "root",
         {
             "/panorama": (staged.host_path("/panorama"), True),
             "/opt/aws/panorama/logs": (state / "logs" / spec.node_id, False),
-            "/opt/aws/panorama/storage": (state / "storage", False),
+            "/opt/aws/panorama/storage": (storage, False),
         },
         cwd=staged.workdir,
     )
     log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
     summary_file = args.summary_json.resolve() if args.summary_json else None
-    code = _run(graph, options, summary_file)
+    code = _run(graph, options, summary_file, control, network)
     _reap_threads()
     return code
 
 
-def _run_options(args: argparse.Namespace, state: Path, instance_id: str) -> Any:
+def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path, network: Any) -> Any:
+    from panoflow.core.inference import InferenceSettings
     from panoflow.core.runtime import RunOptions
 
     source_options = {}
@@ -109,6 +130,12 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str) -> Any
     if args.frames is not None:
         source_options["frames"] = str(args.frames)
     extra = {"record": {"path": os.path.abspath(args.record)}} if args.record else {}
+    chosen = [_pair(b) if "=" in b else ("", b) for b in args.model_backend]
+    inference = InferenceSettings(
+        max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms,
+        backend=next((name for node, name in chosen if not node), None),
+        node_backends={node: name for node, name in chosen if node},
+    )
     return RunOptions(
         instance_id=instance_id,
         state_dir=state,
@@ -118,12 +145,16 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str) -> Any
         extra_sinks=extra,
         duration=args.duration,
         environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region, "AppGraph_Uid": instance_id},
+        inference=inference,
+        storage_dir=storage,
+        before_code=network.isolate_current_thread if network is not None else None,
     )
 
 
-def _run(graph: Any, options: Any, summary_file: Path | None) -> int:
+def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | None, network: Any) -> int:
     import anyio
 
+    from panoflow.control import ControlServer
     from panoflow.core.plugins import build_plugins
     from panoflow.core.runtime import Runtime
     from panoflow.plugins import BUILTINS
@@ -134,11 +165,21 @@ def _run(graph: Any, options: Any, summary_file: Path | None) -> int:
     tty = sys.stderr.isatty()
 
     async def main() -> Any:
+        server = ControlServer(runtime, control) if control is not None else None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_signals, runtime)
             if tty:
                 tg.start_soon(_status_line, runtime)
-            summary = await runtime.run()
+            if network is not None:
+                tg.start_soon(network.serve)
+            if server is not None:
+                await server.start()
+            try:
+                summary = await runtime.run()
+            finally:
+                if server is not None:
+                    with anyio.CancelScope(shield=True):
+                        await server.stop()
             tg.cancel_scope.cancel()
         return summary
 

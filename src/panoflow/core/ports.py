@@ -9,7 +9,7 @@ last frame of a stream without a new one with ``is_cached=True``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +191,7 @@ class CodeNodeIO:
 
     ``call(model_node_name, inputs, timeout)`` runs a model node and returns a tuple of arrays; ``inputs`` is a
     mapping of input name to array, or a bare array. It raises KeyError for a name that is not a model node.
+    ``acall`` is the same for native async nodes (None when the application has no model nodes).
     ``stop_event`` is set when the runtime wants the node to stop.
     """
 
@@ -198,6 +199,7 @@ class CodeNodeIO:
     inputs: dict[str, MediaInput | ParameterInput] = field(default_factory=dict)
     outputs: dict[str, MediaOutput] = field(default_factory=dict)
     call: Callable[..., tuple[Any, ...]] = no_model_call
+    acall: Callable[..., Awaitable[tuple[Any, ...]]] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
 
     def close_outputs(self) -> None:

@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from panoflow.core.bases import MediaSink, MediaSource
 from panoflow.core.bus import BusClosed, Fanout, Inbox, Policy
 from panoflow.core.frame import Frame
 from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
+from panoflow.core.metrics import MetricFamily
 from panoflow.core.inference import InferenceSettings, ModelSet
 from panoflow.core.plugins import Plugins
 from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput
@@ -52,6 +54,8 @@ class RunOptions:
     duration: float | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     model_call: Callable[..., tuple[Any, ...]] | None = None
+    before_code: Callable[[], None] | None = None
+    storage_dir: Path | None = None  # default <state_dir>/storage
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     model_cache_dir: Path | None = None  # extracted model archives and engines; default <state_dir>/models
 
@@ -66,6 +70,8 @@ class CodeNodeContext:
     logs_dir: Path
     storage_dir: Path
     console: Callable[[str, str], None] | None = None  # (stream "stdout"|"stderr", text) for captured output
+    #: called in the code's thread just before the code runs (e.g. to give it a network namespace of its own)
+    before_code: Callable[[], None] | None = None
 
 
 @dataclass
@@ -121,6 +127,11 @@ class Runtime:
         self._contexts: list[CodeNodeContext] = []
         self.models: ModelSet | None = None
         self.started = time.perf_counter()
+        #: starting -> running -> stopping -> stopped
+        self.state = "starting"
+        self._paused: set[str] = {c.node_id for c in graph.cameras.values() if c.launch == "onSignal"}
+        self._node_errors: dict[str, str] = {}
+        self.app_errors = 0
         self._build()
         if graph.models and self.options.model_call is None:
             self._open_models(graph.models)
@@ -185,8 +196,11 @@ class Runtime:
                 sources = [self._source_for(s) for s in streams]
                 inbox = Inbox(f"{spec.node_id}.{port}", self._policy_for(sources), [s.stream_id for s in streams])
                 self._code_inboxes.append(inbox)
+                owner = {s.stream_id: cam for cam in cams for s in g.cameras[cam].streams}
                 for src, stream in zip(sources, streams):
-                    self._sources.append((src, stream, self._emitter(inbox, stream.stream_id)))
+                    self._sources.append(
+                        (src, stream, self._emitter(inbox, stream.stream_id, owner[stream.stream_id]))
+                    )
                 inputs[port] = MediaInput(port, inbox, [s.stream_id for s in streams])
             for port, value in spec.parameters.items():
                 inputs[port] = ParameterInput(port, value)
@@ -202,20 +216,62 @@ class Runtime:
             )
             state = self.options.state_dir
             self._contexts.append(
-                CodeNodeContext(spec, io, self.options, state / "logs" / spec.node_id, state / "storage")
+                CodeNodeContext(spec, io, self.options, state / "logs" / spec.node_id,
+                                self.options.storage_dir or state / "storage", before_code=self.options.before_code)
             )
 
-    def _emitter(self, inbox: Inbox[Frame], stream_id: str) -> Callable[[Frame], bool]:
+    def _emitter(self, inbox: Inbox[Frame], stream_id: str, camera: str) -> Callable[[Frame], bool]:
         counter = self.counters.setdefault(stream_id, StreamCounter(stream_id))
-        put, tick, stop = inbox.put, counter.tick, self._stop
+        put, tick, stop, paused = inbox.put, counter.tick, self._stop, self._paused
 
         def emit(frame: Frame) -> bool:
             if stop.is_set():
                 return False
+            if camera in paused:  # PAUSE signal: the camera's frames go nowhere until RESUME
+                return True
             tick()
             return put(stream_id, frame)
 
         return emit
+
+    # ---------------------------------------------------------------- signals
+    def signal(self, node_id: str, signal: str) -> str:
+        """PAUSE or RESUME a camera node (thread-safe); returns its new status. KeyError for an unknown camera node,
+        ValueError for another signal."""
+        if node_id not in self.graph.cameras:
+            raise KeyError(node_id)
+        if signal == "PAUSE":
+            self._paused.add(node_id)
+        elif signal == "RESUME":
+            self._paused.discard(node_id)
+        else:
+            raise ValueError(f"unknown signal {signal!r}: use PAUSE or RESUME")
+        self.log.info("node_signalled", node_id=node_id, signal=signal)
+        return self.node_status(node_id)
+
+    def node_status(self, node_id: str) -> str:
+        """Panorama's node CurrentStatus: RUNNING, PAUSED, ERROR or NOT_AVAILABLE."""
+        if node_id in self._node_errors:
+            return "ERROR"
+        if self.state not in ("running", "starting"):
+            return "NOT_AVAILABLE"
+        camera = self.graph.cameras.get(node_id)
+        if camera is not None:
+            if node_id in self._paused:
+                return "PAUSED"
+            if not camera.streams:
+                return "NOT_AVAILABLE"
+            if all(self.counters[s.stream_id].error for s in camera.streams if s.stream_id in self.counters):
+                return "ERROR"
+        return "RUNNING"
+
+    def nodes(self) -> dict[str, dict[str, str]]:
+        g = self.graph
+        kinds = {
+            **{n: "parameter" for n in g.parameters}, **{n: "camera" for n in g.cameras},
+            **{n: "code" for n in g.code_nodes}, **{n: "model" for n in g.models}, **{n: "sink" for n in g.sinks},
+        }
+        return {n: {"kind": k, "status": self.node_status(n)} for n, k in sorted(kinds.items())}
 
     # ---------------------------------------------------------------- running
     def stop(self, reason: str = "stopped") -> None:
@@ -234,7 +290,7 @@ class Runtime:
             await src.run(emit)
             slog.info("source_ended", frames=self.counters[stream.stream_id].produced)
         except SourceError as exc:
-            self.counters[stream.stream_id].error = str(exc)
+            self.counters.setdefault(stream.stream_id, StreamCounter(stream.stream_id)).error = str(exc)
             self.errors.append(str(exc))
             slog.error("source_failed", error=str(exc))
         finally:
@@ -263,6 +319,8 @@ class Runtime:
             await runner_cls().run(ctx)
         except PanoflowError as exc:
             self.errors.append(str(exc))
+            self._node_errors[ctx.spec.node_id] = str(exc)
+            self.app_errors += 1
         finally:
             for out in ctx.io.outputs.values():
                 out.close()
@@ -271,6 +329,7 @@ class Runtime:
         """Run until done; never raises for node failures (they are in the summary)."""
         self.plugins.hook.panoflow_startup(runtime=self)
         self.started = time.perf_counter()
+        self.state = "running"
         try:
             async with anyio.create_task_group() as tg:
                 sink_done = {key: anyio.Event() for key in self._sinks}
@@ -282,12 +341,16 @@ class Runtime:
                 if self.options.duration is not None:
                     tg.start_soon(self._stop_after, self.options.duration)
                 async with anyio.create_task_group() as code_tg:
-                    for ctx in self._contexts:
-                        code_tg.start_soon(self._run_code, ctx)
+                    code_tg.start_soon(self._abandon_code_after_stop, code_tg.cancel_scope)
+                    async with anyio.create_task_group() as nodes_tg:
+                        for ctx in self._contexts:
+                            nodes_tg.start_soon(self._run_code, ctx)
+                    code_tg.cancel_scope.cancel()  # every code node returned: the watchdog is not needed
                 # every code node returned: let sinks drain their last frames, then stop the rest
                 if not self._stop.is_set():
                     self._stop_reason = self._stop_reason or ("failed" if self.errors else "completed")
                 self._stop.set()
+                self.state = "stopping"
                 for inbox in self._code_inboxes:
                     inbox.close()
                 with anyio.move_on_after(STOP_GRACE_S + 3.0, shield=True):
@@ -301,6 +364,14 @@ class Runtime:
                 self.models.close()
             self.plugins.hook.panoflow_shutdown(runtime=self)
         return self.summary()
+
+    async def _abandon_code_after_stop(self, scope: anyio.CancelScope) -> None:
+        """Code that does not return within the grace period after a stop (it never reads its inputs, or is stuck)
+        is abandoned: its thread is a daemon and goes with the process."""
+        await anyio.to_thread.run_sync(self._stop.wait, abandon_on_cancel=True)
+        await anyio.sleep(STOP_GRACE_S)
+        self.log.warning("code_abandoned", reason=self._stop_reason, grace_s=STOP_GRACE_S)
+        scope.cancel()
 
     async def _stop_after(self, seconds: float) -> None:
         await anyio.sleep(seconds)
@@ -324,6 +395,31 @@ class Runtime:
             "latency_ms_p50": round(self.latency.percentile(50) * 1e3, 2),
             "latency_ms_p95": round(self.latency.percentile(95) * 1e3, 2),
         }
+
+    def metrics(self) -> list[MetricFamily]:
+        """This instance's counters as Prometheus metric families (labels: node, stream)."""
+        fps = MetricFamily("panoflow_stream_fps", "gauge", "Recent frames per second of a camera stream")
+        frames = MetricFamily("panoflow_stream_frames_total", "counter", "Frames a camera stream produced")
+        drops = MetricFamily("panoflow_stream_dropped_frames_total", "counter", "Frames dropped on the bus")
+        for inbox in self._code_inboxes:
+            st = inbox.stats.snapshot()
+            for sid in inbox.streams:
+                c = self.counters.get(sid)
+                node = next((cam for cam, spec in self.graph.cameras.items()
+                             if any(s.stream_id == sid for s in spec.streams)), sid)
+                fps.add(c.fps() if c else 0.0, node=node, stream=sid)
+                frames.add(c.produced if c else 0, node=node, stream=sid)
+                drops.add(st["streams"].get(sid, {}).get("dropped", 0), node=node, stream=sid)
+        latency = MetricFamily("panoflow_frame_latency_seconds", "gauge",
+                               "Source-to-output frame latency percentiles")
+        latency.add(self.latency.percentile(50), quantile="0.5").add(self.latency.percentile(95), quantile="0.95")
+        errors = MetricFamily("panoflow_application_errors_total", "counter", "Application code failures")
+        for node in self.graph.code_nodes:
+            errors.add(1 if node in self._node_errors else 0, node=node)
+        status = MetricFamily("panoflow_node_up", "gauge", "1 when a node is RUNNING")
+        for node, info in self.nodes().items():
+            status.add(1 if info["status"] == "RUNNING" else 0, node=node, kind=info["kind"])
+        return [fps, frames, drops, latency, errors, status]
 
     def summary(self) -> RunSummary:
         elapsed = time.perf_counter() - self.started

@@ -138,6 +138,8 @@ class PanoramaSdkRunner(CodeRunner):
         binding.bind(ctx.io)
         log.info("app_started", node_id=spec.node_id, entry=entry)
         try:
+            if ctx.before_code is not None:
+                ctx.before_code()
             runpy.run_path(entry, run_name="__main__")
             log.info("app_returned", node_id=spec.node_id)
         except StreamsExhausted:

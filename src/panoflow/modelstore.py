@@ -1,0 +1,190 @@
+"""Model packages on disk -> files a backend can load.
+
+A Panorama model package names its archive ``assets/<sha256>.tar.gz`` (what ``panorama-cli add-raw-model``
+writes). :class:`ModelStore` checks the archive against the SHA-256 in its name, extracts it once per digest into a
+cache folder (refusing absolute paths, ``..``, devices and links that leave the folder), finds the ``.onnx`` file in
+it and checks the descriptor's ``framework``: ``ONNX`` is panoflow's own value; a ``PYTORCH``, ``TENSORFLOW`` or
+``MXNET`` archive runs when it holds an ``.onnx``, and otherwise fails with instructions to export one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from panoflow.core.graph import ModelSpec
+from panoflow.core.inference import ModelFiles, TensorInfo
+from panoflow.exceptions import ModelError
+
+__all__ = ["EXPORT_HINTS", "ModelStore", "file_sha256", "safe_extract"]
+
+log = structlog.get_logger(__name__)
+
+_SHA_NAME = re.compile(r"^([0-9a-f]{64})\.")
+_DONE = ".complete"
+
+#: how to get an ONNX file out of each framework Panorama accepts
+EXPORT_HINTS = {
+    "PYTORCH": "torch.onnx.export(model, torch.zeros(1, 3, H, W), 'model.onnx', input_names=['data'], "
+               "dynamic_axes={'data': {0: 'batch'}})",
+    "TENSORFLOW": "python -m tf2onnx.convert --saved-model SAVED_MODEL_DIR --output model.onnx "
+                  "(or --graphdef frozen.pb --inputs ... --outputs ...)",
+    "MXNET": "mx.onnx.export_model('model-symbol.json', 'model-0000.params', [(1, 3, H, W)], np.float32, "
+             "'model.onnx', dynamic=True)",
+}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _member_problem(member: tarfile.TarInfo) -> str:
+    """Why ``member`` may not be extracted ("" when it may): it must stay inside the target folder."""
+    name = member.name
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "'..' in its path"
+    if member.isdev() or member.isfifo():
+        return "device or FIFO"
+    if member.issym() or member.islnk():
+        target = member.linkname.replace("\\", "/")
+        if target.startswith("/"):
+            return f"link to an absolute path ({target})"
+        base = posixpath.dirname(posixpath.normpath(name)) if member.issym() else ""
+        resolved = posixpath.normpath(posixpath.join(base, target))
+        if resolved == ".." or resolved.startswith("../"):
+            return f"link leaving the archive ({target})"
+    return ""
+
+
+def safe_extract(archive: Path, target: Path) -> None:
+    """Extract the tar archive ``archive`` (gzip or not) into the existing folder ``target``. Raises ValueError
+    naming the first member that would land outside it, and tarfile.TarError for a damaged archive."""
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            problem = _member_problem(member)
+            if problem:
+                raise ValueError(f"refusing archive member {member.name!r}: {problem}")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, members=members, filter="data")
+        else:  # Python < 3.10.12 / 3.11.4: the checks above are all there is
+            tar.extractall(target, members=members)  # noqa: S202
+    root = target.resolve()
+    for path in target.rglob("*"):
+        if not path.resolve().is_relative_to(root):
+            raise ValueError(f"refusing archive: {path.relative_to(target)} leads outside the model folder")
+
+
+class ModelStore:
+    """Extracted model archives under ``cache_dir/<sha256>/``, shared by every application that uses them."""
+
+    def __init__(self, cache_dir: Path):
+        self.cache_dir = Path(cache_dir)
+
+    def prepare(self, spec: ModelSpec) -> ModelFiles:
+        """Verify, extract (once) and inspect the archive of model node ``spec``; raises :class:`ModelError`."""
+        node = spec.node_id
+        desc = spec.descriptor
+        if desc is None:
+            raise ModelError(
+                f"asset {spec.asset!r} of package {spec.package.ref.qualified} has no mlModelDescriptor; add its "
+                "descriptor (assets/<sha256>.json named by descriptorUri, or descriptor.json in the package)",
+                node_id=node)
+        archive = spec.archive
+        if archive is None:
+            raise ModelError(
+                f"the model archive of asset {spec.asset!r} ({self._asset_uri(spec) or 'no assetUri'}) is not in "
+                "the application's assets/ folder; add it (panorama-cli add-raw-model does) to run the model",
+                node_id=node)
+        digest = self._verify(node, archive)
+        folder = archive if archive.suffix == ".onnx" else self._extracted(node, archive, digest)
+        onnx = self._find_onnx(node, folder, desc.framework)
+        inputs = tuple(TensorInfo(t.name, tuple(t.shape), t.type or "float32") for t in desc.inputs)
+        return ModelFiles(node, onnx, digest, desc.framework.upper(), (desc.precision_mode or "FP32").upper(),
+                          inputs, self.cache_dir / digest)
+
+    @staticmethod
+    def _asset_uri(spec: ModelSpec) -> str:
+        asset = spec.package.config.asset(spec.asset)
+        return next((i.asset_uri for i in asset.implementations if i.asset_uri), "") if asset else ""
+
+    @staticmethod
+    def _verify(node: str, archive: Path) -> str:
+        try:
+            digest = file_sha256(archive)
+        except OSError as exc:
+            raise ModelError(f"cannot read model archive {archive}: {exc.strerror or exc}", node_id=node) from None
+        named = _SHA_NAME.match(archive.name)
+        if named and named.group(1) != digest:
+            raise ModelError(f"model archive {archive.name} does not match the SHA-256 in its name (it hashes to "
+                             f"{digest}); re-add the model or restore the file", node_id=node)
+        return digest
+
+    def _extracted(self, node: str, archive: Path, digest: str) -> Path:
+        final = self.cache_dir / digest
+        model_dir = final / "model"
+        if (final / _DONE).is_file():
+            log.debug("model_cache_hit", node_id=node, digest=digest[:12])
+            return model_dir
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=self.cache_dir))
+        try:
+            (tmp / "model").mkdir()
+            try:
+                safe_extract(archive, tmp / "model")
+            except (ValueError, tarfile.TarError, OSError) as exc:
+                raise ModelError(f"model archive {archive.name}: {exc}", node_id=node) from None
+            (tmp / _DONE).write_text(archive.name + "\n")
+            if final.exists():  # a stale, unfinished extraction
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not (final / _DONE).is_file():  # not another process winning the same race
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("model_extracted", node_id=node, digest=digest[:12], folder=str(final))
+        return model_dir
+
+    @staticmethod
+    def _find_onnx(node: str, folder: Path, framework: str) -> Path:
+        if folder.is_file():
+            return folder
+        found = sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith("._"))
+        if len(found) > 1:
+            named = [p for p in found if p.name == "model.onnx"]
+            if len(named) != 1:
+                names = ", ".join(str(p.relative_to(folder)) for p in found)
+                raise ModelError(f"the model archive holds several .onnx files ({names}); keep one, or name the "
+                                 "one to run model.onnx", node_id=node)
+            found = named
+        fw = framework.upper()
+        if found:
+            if fw != "ONNX":
+                log.info("model_onnx_used", node_id=node, framework=fw, file=found[0].name)
+            return found[0]
+        files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        listing = ", ".join(files[:8]) + (" ..." if len(files) > 8 else "") or "nothing"
+        hint = EXPORT_HINTS.get(fw)
+        how = (f"export it to ONNX ({hint}), put model.onnx in the archive (tar czf model.tar.gz model.onnx)"
+               if hint else "export the model to ONNX and put model.onnx in the archive")
+        what = "framework ONNX needs an .onnx file" if fw == "ONNX" else (
+            f"framework {framework} models are compiled by SageMaker Neo on AWS; panoflow runs ONNX")
+        raise ModelError(f"{what}, and the archive holds {listing}. To run it here, {how} and set the "
+                         "descriptor's framework to ONNX (or keep it and just add the .onnx)", node_id=node)

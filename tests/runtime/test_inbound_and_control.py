@@ -1,0 +1,190 @@
+"""Inbound ports (only confirmed hostPorts reach the app) and the instance control API (status, metrics, signals)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.apptemplate import write_app
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
+
+SERVER_APP = """
+import http.server, threading, time
+
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from the app"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+class App(panoramasdk.node):
+    def __init__(self):
+        super().__init__()
+
+App()
+server = http.server.ThreadingHTTPServer(("0.0.0.0", CONTAINER_PORT), Hello)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print("listening", flush=True)
+while True:
+    time.sleep(0.2)
+"""
+
+
+def _free_port(lo: int = 8000, hi: int = 9000) -> int:
+    for port in range(lo, hi):
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def _write_server_app(root: Path, container_port: int, host_port: int | None) -> tuple[Path, Path | None]:
+    graph_dir = root / "graphs" / "srv"
+    pkg = root / "packages" / "123456789012-SRV-1.0"
+    (pkg / "src").mkdir(parents=True)
+    graph_dir.mkdir(parents=True)
+    (root / "assets").mkdir()
+    (graph_dir / "graph.json").write_text(json.dumps({"nodeGraph": {
+        "envelopeVersion": "2021-01-01",
+        "packages": [{"name": "123456789012::SRV", "version": "1.0"}],
+        "nodes": [{"name": "code_node", "interface": "123456789012::SRV.interface"}],
+        "edges": []}}))
+    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
+        "envelopeVersion": "2021-01-01", "name": "SRV", "version": "1.0", "assets": [],
+        "interfaces": [{"name": "interface", "category": "business_logic", "asset": "code_asset",
+                        "inputs": [], "outputs": [],
+                        "network": {"inboundPorts": [{"port": container_port, "description": "http"}]}}]}}))
+    (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
+        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/app.py"}}}))
+    (pkg / "src" / "app.py").write_text("import panoramasdk\n" + SERVER_APP.replace("CONTAINER_PORT", str(container_port)))
+    overrides = None
+    if host_port is not None:
+        overrides = root / "override.json"
+        overrides.write_text(json.dumps({"nodeGraphOverrides": {
+            "envelopeVersion": "2021-01-01", "nodes": [], "packages": [], "nodeOverrides": [],
+            "networkRoutingRules": [{"node": "code_node", "containerPort": container_port, "hostPort": host_port}]}}))
+    return root, overrides
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.read().decode()
+
+
+def test_app_port_reachable_on_confirmed_host_port_only(tmp_path: Path) -> None:
+    container_port, host_port = _free_port(8200), _free_port(8600)
+    app, overrides = _write_server_app(tmp_path / "app", container_port, host_port)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--overrides", str(overrides),
+         "--state-dir", str(tmp_path / "s")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert _get(f"http://127.0.0.1:{host_port}/") == "hello from the app"
+                break
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.2)
+        with pytest.raises((ConnectionRefusedError, urllib.error.URLError)):
+            _get(f"http://127.0.0.1:{container_port}/")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+def test_host_port_in_use_fails_clearly(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        app, overrides = _write_server_app(tmp_path / "app", 8080, 8000)
+        text = overrides.read_text().replace('"hostPort": 8000', f'"hostPort": {port}')  # type: ignore[union-attr]
+        overrides.write_text(text)  # type: ignore[union-attr]
+        proc = subprocess.run(
+            [sys.executable, "-m", "panoflow", "run", str(app), "--overrides", str(overrides),
+             "--state-dir", str(tmp_path / "s")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    # the validator already rejects hostPorts outside 8000-9000; an in-range busy port is the runtime's to report
+    assert "hostPort" in proc.stderr
+
+
+def test_control_api_status_metrics_and_signals(tmp_path: Path) -> None:
+    import http.client
+
+    from tests.media import make_clip
+
+    clip = make_clip(tmp_path / "c.mp4", frames=30)
+    app = write_app(tmp_path / "app", style="subclass")
+    sock = tmp_path / "control.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app),
+         "--camera", f"camera_node=file://{clip}?loop=1&realtime=1", "--state-dir", str(tmp_path / "s"),
+         "--instance-id", "inst-1", "--control", f"unix:{sock}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(sock))
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, str]:
+        conn = UnixConnection("localhost", timeout=5)
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None)
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        while True:
+            status = json.loads(call("GET", "/status")[1])
+            if status["streams"].get("camera_node", {}).get("frames", 0) > 3:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert status["instance_id"] == "inst-1" and status["state"] == "running"
+        assert status["nodes"]["camera_node"] == {"kind": "camera", "status": "RUNNING"}
+        assert status["nodes"]["p_int"]["kind"] == "parameter"
+        code, text = call("GET", "/metrics")
+        assert code == 200 and 'panoflow_stream_frames_total{instance_id="inst-1",node="camera_node"' in text
+        assert call("POST", "/nodes/camera_node/signal", {"signal": "PAUSE"}) == (
+            200, json.dumps({"node": "camera_node", "status": "PAUSED"}))
+        paused_at = json.loads(call("GET", "/status")[1])["streams"]["camera_node"]["frames"]
+        time.sleep(0.5)
+        assert json.loads(call("GET", "/status")[1])["streams"]["camera_node"]["frames"] == paused_at
+        assert call("POST", "/nodes/camera_node/signal", {"signal": "RESUME"})[0] == 200
+        time.sleep(0.5)
+        assert json.loads(call("GET", "/status")[1])["streams"]["camera_node"]["frames"] > paused_at
+        assert call("POST", "/nodes/nope/signal", {"signal": "PAUSE"})[0] == 404
+        assert call("POST", "/nodes/camera_node/signal", {"signal": "REBOOT"})[0] == 400
+        assert call("POST", "/nodes/camera_node/signal", {"x": 1})[0] == 400
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert not sock.exists()
