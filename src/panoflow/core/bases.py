@@ -79,20 +79,38 @@ class MediaSink(ABC):
 
 
 class ModelBackend(ABC):
-    """Runs one model (the inference issue fills this in). ``name`` selects it, ``priority`` orders the automatic
-    choice (highest available wins)."""
+    """Runs one model node's model. ``name`` selects it (``--model-backend``), ``priority`` orders the automatic
+    choice (highest available wins). Built as ``cls(files, options)`` with a
+    :class:`panoflow.core.inference.ModelFiles` (the ``.onnx`` file, archive digest, descriptor framework, precision
+    and inputs, a cache folder) and the backend's options (``max_batch`` and what ``backend_options`` gives it);
+    raise :class:`panoflow.ModelError` when the model cannot load. After construction it must offer:
+
+    - ``inputs`` / ``outputs``: ``tuple[TensorInfo, ...]`` in model order; ``shape[0] is None`` marks a dynamic
+      batch axis;
+    - ``batch_limit``: the largest batch a dynamic axis accepts (``None``: no limit of its own).
+
+    The batcher calls :meth:`run` from one thread at a time; it should release the GIL while the model runs.
+    """
 
     name: ClassVar[str]
     priority: ClassVar[int] = 0
+    inputs: tuple[Any, ...] = ()
+    outputs: tuple[Any, ...] = ()
+    batch_limit: int | None = None
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
-        """Whether this backend can work on this machine, and if not, why (shown to the user)."""
+        """Whether this backend can work on this machine, and if not, why (shown to the user). Must not fail when
+        the backend's libraries are missing: importing the plugin never imports them."""
         return True, ""
 
     @abstractmethod
     def run(self, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Run one (possibly batched) call; returns outputs in model order."""
+        """Run one (possibly batched) call on arrays whose first axis is the batch; returns host (numpy) arrays
+        in model output order."""
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory (called once, when the application stops)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import functools
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
@@ -38,6 +38,7 @@ __all__ = [
     "InferenceTimeout",
     "LoadedModel",
     "ModelFiles",
+    "ModelPool",
     "ModelSet",
     "TensorInfo",
     "choose_backend",
@@ -171,11 +172,13 @@ class Batcher:
         self._aliases = dict(aliases or {})
         self._expected = {t.name: _merge_shape(t.shape, (fill or {}).get(t.name)) for t in model.inputs}
         self._dtypes = {t.name: np.dtype(t.dtype) for t in model.inputs}
+        self._max_rows = self.fixed_batch or 1 << 62
         self._splittable = True
         self._queue: list[_Request] = []
         self._cond = threading.Condition()
         self._closed = False
         self._running = False  # a batch is being gathered or run (by the worker, or inline by a caller)
+        self._queued = 0  # items waiting in the queue
         # how many items were in flight at once lately: a batch waits for that many, not for the full limit
         self._inflight = 0
         self._peak, self._peak_t = 1, 0.0
@@ -207,7 +210,10 @@ class Batcher:
                 self._running = True
             else:
                 self._queue.append(request)
-                self._cond.notify()
+                self._queued += n
+                # wake the worker for a first request or a full batch; between the two it waits on its own deadline
+                if len(self._queue) == 1 or self._queued >= min(self.limit, self._peak):
+                    self._cond.notify()
         if inline:
             future.set_running_or_notify_cancel()
             self._run([request])
@@ -217,7 +223,8 @@ class Batcher:
     def _idle(self) -> None:
         with self._cond:
             self._running = False
-            self._cond.notify_all()
+            if self._queue or self._closed:
+                self._cond.notify_all()
 
     def _finished(self, n: int, _future: Future[Any]) -> None:
         with self._cond:
@@ -230,7 +237,10 @@ class Batcher:
                 raise ModelError(f"the model takes {len(names)} inputs ({', '.join(names)}): pass a dict of "
                                  "input name to array", node_id=self.node_id)
             inputs = {names[0]: inputs}
-        given = {self._aliases.get(str(k), str(k)): v for k, v in inputs.items()}
+        if self._aliases or inputs.keys() != self._expected.keys():
+            given = {self._aliases.get(str(k), str(k)): v for k, v in inputs.items()}
+        else:
+            given = inputs
         missing = [n for n in names if n not in given]
         extra = sorted(set(given) - set(names))
         if missing or extra:
@@ -248,11 +258,14 @@ class Batcher:
         return arrays
 
     def _conform(self, name: str, value: Any) -> np.ndarray:
+        want, dtype = self._expected[name], self._dtypes[name]
+        if type(value) is np.ndarray and value.dtype == dtype and value.shape[1:] == want[1:] \
+                and 0 < value.shape[0] <= self._max_rows:
+            return value  # the usual case, checked in one comparison
         # GPU arrays (CuPy, anything with __cuda_array_interface__) pass through for GPU backends to use in place
         array = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
-        want, dtype = self._expected[name], self._dtypes[name]
         shown = "[" + ",".join("N" if d is None else str(d) for d in want) + "]"
-        ok = array.ndim == len(want) and array.ndim > 0 and 0 < array.shape[0] <= (self.fixed_batch or 1 << 62) \
+        ok = array.ndim == len(want) and array.ndim > 0 and 0 < array.shape[0] <= self._max_rows \
             and all(d is None or d == s for d, s in zip(want[1:], array.shape[1:]))
         if not ok:
             raise ModelError(f"input {name!r} has shape {list(array.shape)}, the model expects {shown}",
@@ -274,6 +287,7 @@ class Batcher:
                 self._cond.wait()
             self._running = True
             first = self._queue.pop(0)
+            self._queued -= first.n
             batch, total, scanned = [first], first.n, 0
             deadline = first.t_submit + self.max_wait
             while total < self.limit:
@@ -287,6 +301,7 @@ class Batcher:
                     else:
                         keep.append(req)
                 self._queue[:] = keep
+                self._queued = sum(r.n for r in keep)
                 scanned = len(keep)
                 remaining = deadline - time.monotonic()
                 if total >= min(self.limit, self._peak) or self._closed:
@@ -387,26 +402,56 @@ async def _await_future(future: Future[Any]) -> Any:
     return await asyncio.wrap_future(future)
 
 
-class ModelSet:
-    """The model nodes of one application (or several in one process): ``call`` by graph node name."""
+class ModelPool:
+    """Batchers shared between model sets: applications in one process whose model nodes run the same model (same
+    archive digest, backend and settings) get one batcher, so their requests are batched together. Give every
+    :meth:`ModelSet.open` the same pool; without one, each set has batchers of its own."""
 
-    def __init__(self, batchers: Mapping[str, Batcher]):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shared: dict[tuple[Any, ...], tuple[Batcher, int]] = {}  # key -> (batcher, users)
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], Batcher]) -> Batcher:
+        with self._lock:
+            batcher, users = self._shared.get(key) or (make(), 0)
+            self._shared[key] = (batcher, users + 1)
+            return batcher
+
+    def release(self, batcher: Batcher) -> None:
+        """One user fewer; the last one closes the batcher."""
+        with self._lock:
+            key = next((k for k, (b, _) in self._shared.items() if b is batcher), None)
+            if key is not None:
+                users = self._shared[key][1] - 1
+                if users:
+                    self._shared[key] = (batcher, users)
+                    return
+                del self._shared[key]
+        batcher.close()
+
+
+class ModelSet:
+    """The model nodes of one application: ``call`` by graph node name."""
+
+    def __init__(self, batchers: Mapping[str, Batcher], pool: ModelPool | None = None):
         self._batchers = dict(batchers)
+        self._pool = pool
+        self._closed = False
 
     @classmethod
     def open(cls, models: Mapping[str, ModelFiles], backends: Mapping[str, type[ModelBackend]],
-             settings: InferenceSettings | None = None) -> ModelSet:
-        """Load every model with its backend (see :func:`choose_backend`) and start its batcher."""
+             settings: InferenceSettings | None = None, pool: ModelPool | None = None) -> ModelSet:
+        """Load every model with its backend (see :func:`choose_backend`) and start its batcher (or share the
+        ``pool``'s one for the same model)."""
         settings = settings or InferenceSettings()
-        batchers: dict[str, Batcher] = {}
+        opened = cls({}, pool)
         try:
             for node_id, files in models.items():
-                batchers[node_id] = _open_one(node_id, files, backends, settings)
+                opened._batchers[node_id] = _open_one(node_id, files, backends, settings, pool)
         except BaseException:
-            for batcher in batchers.values():
-                batcher.close()
+            opened.close()
             raise
-        return cls(batchers)
+        return opened
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -417,6 +462,8 @@ class ModelSet:
         if batcher is None:
             known = ", ".join(sorted(self._batchers)) or "none"
             raise KeyError(f"no model node named {name!r} (model nodes: {known})")
+        if self._closed:
+            raise ModelError("the model is closed (the application is stopping)", node_id=name)
         return batcher
 
     def call(self, name: str, inputs: Any, time_out: float | None = None) -> tuple[np.ndarray, ...]:
@@ -446,15 +493,31 @@ class ModelSet:
         return {name: b.stats() for name, b in self._batchers.items()}
 
     def close(self) -> None:
+        """Finish what is queued and release every model (idempotent); later calls raise ModelError."""
+        if self._closed:
+            return
+        self._closed = True
         for batcher in self._batchers.values():
-            batcher.close()
+            if self._pool is not None:
+                self._pool.release(batcher)
+            else:
+                batcher.close()
 
 
 def _open_one(node_id: str, files: ModelFiles, backends: Mapping[str, type[ModelBackend]],
-              settings: InferenceSettings) -> Batcher:
+              settings: InferenceSettings, pool: ModelPool | None) -> Batcher:
     wanted = settings.node_backends.get(node_id) or settings.backend
     cls = choose_backend(node_id, backends, wanted)
     options = {"max_batch": settings.max_batch, **settings.backend_options.get(cls.name, {})}
+    if pool is None:
+        return _load(node_id, files, cls, options, settings, wanted)
+    key = (files.digest, files.precision, files.inputs, cls.name, repr(sorted(options.items())),
+           settings.max_batch, settings.max_wait_ms)
+    return pool.get(key, lambda: _load(node_id, files, cls, options, settings, wanted))
+
+
+def _load(node_id: str, files: ModelFiles, cls: type[ModelBackend], options: dict[str, Any],
+          settings: InferenceSettings, wanted: str | None) -> Batcher:
     t0 = time.perf_counter()
     try:
         factory: Any = cls  # backends are built as cls(files, options): see LoadedModel

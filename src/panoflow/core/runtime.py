@@ -25,7 +25,7 @@ from panoflow.core.bus import BusClosed, Fanout, Inbox, Policy
 from panoflow.core.frame import Frame
 from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
 from panoflow.core.metrics import MetricFamily
-from panoflow.core.inference import InferenceSettings, ModelSet
+from panoflow.core.inference import InferenceSettings, ModelPool, ModelSet
 from panoflow.core.plugins import Plugins
 from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput
 from panoflow.core.redact import redact_url, uri_scheme
@@ -58,6 +58,7 @@ class RunOptions:
     storage_dir: Path | None = None  # default <state_dir>/storage
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     model_cache_dir: Path | None = None  # extracted model archives and engines; default <state_dir>/models
+    model_pool: ModelPool | None = None  # shares batchers with other runtimes of this process that run the same model
 
 
 @dataclass
@@ -169,7 +170,8 @@ class Runtime:
 
         store = ModelStore(self.options.model_cache_dir or self.options.state_dir / "models")
         files = {name: store.prepare(spec) for name, spec in specs.items()}
-        self.models = ModelSet.open(files, self.plugins.model_backends, self.options.inference)
+        self.models = ModelSet.open(files, self.plugins.model_backends, self.options.inference,
+                                    self.options.model_pool)
         for ctx in self._contexts:
             ctx.io.call, ctx.io.acall = self.models.call, self.models.acall
 

@@ -1,0 +1,61 @@
+"""Fixtures for the inference tests: real ONNX models on disk, loaded through the real backends and batcher."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
+from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
+from panoflow.plugins.tensorrt_backend import TensorRtBackend
+from tests.inference.modelpkg import conv_model
+
+BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRtBackend}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def model_files(path: Path, model: bytes, *, node_id: str = "model_node", shape: tuple[int, ...] | None = None,
+                precision: str = "FP32", input_name: str = "data") -> ModelFiles:
+    """Write ``model`` to ``path`` and describe it as the model store would."""
+    path.write_bytes(model)
+    inputs = (TensorInfo(input_name, shape),) if shape else ()
+    return ModelFiles(node_id, path, hashlib.sha256(model).hexdigest(), "ONNX", precision, inputs, path.parent)
+
+
+@pytest.fixture
+def open_models(tmp_path: Path) -> Iterator[Callable[..., ModelSet]]:
+    """``open_models(model_bytes, shape=..., **settings)`` -> a ModelSet with one node ``model_node`` on
+    onnxruntime; every set opened is closed after the test."""
+    opened: list[ModelSet] = []
+
+    def make(model: bytes | None = None, *, shape: tuple[int, ...] | None = (1, 3, 16, 16),
+             nodes: tuple[str, ...] = ("model_node",), **settings: object) -> ModelSet:
+        model = model if model is not None else conv_model()
+        files = {n: model_files(tmp_path / f"{n}-{len(opened)}.onnx", model, node_id=n, shape=shape) for n in nodes}
+        settings.setdefault("backend", "onnxruntime")
+        ms = ModelSet.open(files, BACKENDS, InferenceSettings(**settings))  # type: ignore[arg-type]
+        opened.append(ms)
+        return ms
+
+    yield make
+    for ms in opened:
+        ms.close()
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two real H.264 clips: ``a`` 40 frames (MP4), ``b`` 25 frames (Matroska), both 320x240."""
+    from tests.media import make_clip
+
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "a": make_clip(d / "a.mp4", frames=40, size=(320, 240), seed=1),
+        "b": make_clip(d / "b.mkv", frames=25, size=(320, 240), container="mkv", seed=2),
+    }

@@ -1,0 +1,63 @@
+"""Acceptance: batched throughput through panoflow is at least 0.9x a bare ONNX Runtime session at the same batch
+size (8 concurrent streams calling once per frame vs ``session.run`` on batches of 8), measured back to back in
+alternating rounds so that a busy machine slows both sides alike. benchmarks/inference.py prints the full table.
+
+The model is sized to this machine: the smallest input (from 64x64 up) whose bare batch of 8 takes at least 10 ms,
+about what a Panorama-sized model costs on a CPU. Each batch cycle costs the streams' Python (waking, returning,
+calling again: tens of microseconds per stream, one at a time under the GIL), which a model running in well under
+a millisecond per batch would not hide.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from benchmarks.inference import bare_rate, open_model, streams_rate
+from tests.inference.modelpkg import conv_model
+
+STREAMS = 8
+SIZE = 64
+MIN_BATCH_S = 0.010
+
+
+def _sized_model() -> tuple[bytes, int]:
+    size = SIZE
+    while True:
+        model = conv_model(size=(size, size), channels=32, depth=3, classes=10)
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        xn = np.zeros((STREAMS, 3, size, size), np.float32)
+        session.run(None, {"data": xn})
+        if size >= 256 or STREAMS / bare_rate(session, xn, 0.2) >= MIN_BATCH_S:
+            return model, size
+        size *= 2
+
+
+def _paired_ratio(tmp_path: Path, rounds: int = 6, seconds: float = 0.3) -> tuple[float, float]:
+    model, size = _sized_model()
+    rng = np.random.default_rng(0)
+    x1 = rng.random((1, 3, size, size), dtype=np.float32)
+    xn = rng.random((STREAMS, 3, size, size), dtype=np.float32)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    ms = open_model(model, tmp_path, (1, 3, size, size), STREAMS)
+    try:
+        bare_rate(session, xn, 0.2)
+        streams_rate(ms, x1, STREAMS, 0.2)
+        before = ms.stats()["model_node"]
+        ratios = [streams_rate(ms, x1, STREAMS, seconds) / bare_rate(session, xn, seconds) for _ in range(rounds)]
+        after = ms.stats()["model_node"]
+    finally:
+        ms.close()
+    mean_batch = (after["items"] - before["items"]) / max(1, after["batches"] - before["batches"])
+    return statistics.median(ratios), mean_batch
+
+
+def test_batched_throughput_is_at_least_0_9x_a_bare_session_at_the_same_batch(tmp_path: Path) -> None:
+    ratio, mean_batch = _paired_ratio(tmp_path)
+    if ratio < 0.9:  # one more measurement before calling it: a neighbour's burst can hit one side of a pair
+        ratio, mean_batch = _paired_ratio(tmp_path)
+    assert mean_batch > 4, f"the batcher formed batches of {mean_batch:.1f} on average from {STREAMS} streams"
+    assert ratio >= 0.9, f"panoflow batching reached {ratio:.2f}x a bare ONNX Runtime session at batch {STREAMS}"
