@@ -73,7 +73,6 @@ def _absolute_uri(uri: str) -> str:
 def run_command(args: argparse.Namespace) -> int:
     import structlog
 
-    from panoflow.codefs import stage_code
     from panoflow.control import parse_control_address
     from panoflow.core.graph import resolve
     from panoflow.netns import AppNetwork, open_host_listeners
@@ -94,7 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     (spec,) = graph.code_nodes.values()
     state = (args.state_dir or default_state_dir(app.graph_file.parent.name)).resolve()
-    staged = stage_code(spec.package.directory, state / "code", node_id=spec.node_id)  # type: ignore[arg-type]
+    staged = _stage_code(spec, state)
     instance_id = args.instance_id or f"local-{uuid.uuid4().hex[:8]}"
     control = parse_control_address(args.control).resolve() if args.control else None
     storage = (args.storage_dir or state / "storage").resolve()
@@ -116,6 +115,22 @@ def run_command(args: argparse.Namespace) -> int:
     code = _run(graph, options, summary_file, control, network)
     _reap_threads()
     return code
+
+
+def _stage_code(spec: Any, state: Path) -> Any:
+    """The code node's files: its built code asset (assets/<sha256>.tar.gz, from build-container or panorama-cli)
+    when the package has one, with the asset's requirements importable from a per-package environment; else the
+    package's source tree, laid out as its Dockerfile says."""
+    from panoflow.codefs import stage_code
+    from panoflow.packaging.codeasset import find_code_asset, prepare_code_asset
+
+    archive = find_code_asset(spec.package, spec.interface.asset)
+    if archive is None:
+        return stage_code(spec.package.directory, state / "code", node_id=spec.node_id)
+    asset = prepare_code_asset(archive, state / "code-assets", envs_dir=state / "envs", node_id=spec.node_id,
+                               package_dir=spec.package.directory)
+    asset.activate()  # the asset's requirements go in front of sys.path; panoflow's environment is not touched
+    return asset
 
 
 def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path, network: Any) -> Any:

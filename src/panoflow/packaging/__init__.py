@@ -1,0 +1,19 @@
+"""Creating and packaging Panorama applications without Docker, the panorama-cli way.
+
+* :mod:`.scaffold` - ``init-project``, ``create-package``, ``add-panorama-package``;
+* :mod:`.model` - ``add-raw-model``;
+* :mod:`.container` - ``build-container`` (:mod:`.wheels`, :mod:`.archive`, :mod:`.docker`);
+* :mod:`.accounts` - ``import-application``;
+* :mod:`.publish` - ``package-application`` (the seam for the control plane);
+* :mod:`.codeasset`, :mod:`.pyenv` - running a built code asset: extraction and the per-package Python
+  environment;
+* :mod:`.project`, :mod:`.manifests` - the project folder and the manifest edits the commands share.
+
+The command line lives in :mod:`panoflow.cli.project`; the formats are described in docs/packaging.md.
+"""
+
+from __future__ import annotations
+
+from panoflow.packaging.project import PackageFolder, PackagingError, Project
+
+__all__ = ["PackageFolder", "PackagingError", "Project"]

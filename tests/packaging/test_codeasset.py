@@ -1,0 +1,135 @@
+"""Running a built code asset: verified extraction and the per-package Python environment, isolated from
+panoflow's own."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import sys
+import sysconfig
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from panoflow.exceptions import NodeError
+from panoflow.packaging.archive import TreeArchive
+from panoflow.packaging.codeasset import prepare_code_asset, stale_sources
+from panoflow.packaging.pyenv import ensure_env
+from tests.packaging.wheelfactory import make_wheel
+
+
+def _asset(folder: Path, files: dict[str, bytes], wheels: list[Path] = ()) -> Path:  # type: ignore[assignment]
+    archive = TreeArchive()
+    for name, data in files.items():
+        archive.add_bytes(name, data)
+    for wheel in wheels:
+        archive.add_file(f"wheels/{wheel.name}", wheel)
+    buf = io.BytesIO()
+    archive.write(buf)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (hashlib.sha256(buf.getvalue()).hexdigest() + ".tar.gz")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _in(path: str | None, folder: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+
+
+def test_requirements_install_beside_panoflow_never_into_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheels = tmp_path / "wheels"
+    own = [make_wheel(wheels, "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"}),
+           make_wheel(wheels, "pluggy", "0.0.1", {"pluggy/__init__.py": "BROKEN = True\n"}),  # panoflow has pluggy
+           make_wheel(wheels, "enum-backport", "1.0", {"enum.py": "BROKEN = True\n"})]  # the standard library has it
+    archive = _asset(tmp_path / "assets", {"panorama/app.py": b"print('hi')\n"}, own)
+    cache = tmp_path / "state"
+    asset = prepare_code_asset(archive, cache / "code-assets", envs_dir=cache / "envs", node_id="code_node")
+    env = asset.python_env
+    assert env is not None
+    assert env.installed == ("pf-test-dep==0.2",)
+    served = {s.name: s.provided_by for s in env.served}
+    assert served["pluggy"].startswith("pluggy ") and served["enum-backport"] == "the standard library"
+    panoflow_site = Path(sysconfig.get_paths()["purelib"])
+    assert not list(panoflow_site.glob("pf_test_dep*"))  # panoflow's environment is untouched
+    assert (env.path / "pyvenv.cfg").is_file()  # a real virtual environment
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    asset.activate()
+    assert sys.path[0] == str(env.site_packages)
+    assert _in(importlib.util.find_spec("pf_test_dep").origin, env.path)  # type: ignore[union-attr]
+    assert not _in(importlib.util.find_spec("pluggy").origin, env.path)  # type: ignore[union-attr]
+    asset.activate()
+    assert sys.path.count(str(env.site_packages)) == 1
+    # cached: a second run reuses the extraction and the environment
+    marker = env.path / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    again = prepare_code_asset(archive, cache / "code-assets", envs_dir=cache / "envs")
+    assert again.python_env is not None and again.python_env.path == env.path
+    assert marker.stat().st_mtime_ns == stamp
+
+
+def test_only_what_a_run_needs_is_extracted(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:  # a docker export: absolute links, devices, /etc
+        for name, data in (("./panorama/app.py", b"x"), ("./etc/passwd", b"root"), ("./panorama/sub/m.py", b"y")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("./bin/sh")
+        link.type, link.linkname = tarfile.SYMTYPE, "/usr/bin/dash"
+        tar.addfile(link)
+        dev = tarfile.TarInfo("./dev/null")
+        dev.type = tarfile.CHRTYPE
+        tar.addfile(dev)
+    archive = tmp_path / (hashlib.sha256(buf.getvalue()).hexdigest() + ".tar.gz")
+    archive.write_bytes(buf.getvalue())
+    asset = prepare_code_asset(archive, tmp_path / "cache")
+    assert sorted(p.relative_to(asset.root).as_posix() for p in asset.root.rglob("*")) == [
+        "panorama", "panorama/app.py", "panorama/sub", "panorama/sub/m.py"]
+    assert asset.workdir == "/panorama" and asset.python_env is None
+
+
+def test_unsafe_or_altered_assets_are_refused(tmp_path: Path) -> None:
+    good = _asset(tmp_path / "a", {"panorama/app.py": b"x"})
+    altered = tmp_path / "b" / good.name
+    altered.parent.mkdir()
+    altered.write_bytes(good.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(NodeError, match="does not match the SHA-256 in its name"):
+        prepare_code_asset(altered, tmp_path / "cache")
+    empty = _asset(tmp_path / "c", {"other/file": b"x"})
+    with pytest.raises(NodeError, match="has no panorama/ folder"):
+        prepare_code_asset(empty, tmp_path / "cache")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        link = tarfile.TarInfo("panorama/escape")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../../etc/passwd"
+        tar.addfile(link)
+    evil = tmp_path / (hashlib.sha256(buf.getvalue()).hexdigest() + ".tar.gz")
+    evil.write_bytes(buf.getvalue())
+    with pytest.raises(NodeError, match="link leaving the archive"):
+        prepare_code_asset(evil, tmp_path / "cache")
+
+
+def test_wheels_for_another_machine_say_how_to_rebuild(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "w", "pf-test-arm", "1.0", {"pf_test_arm.py": ""})
+    foreign = wheel.with_name("pf_test_arm-1.0-cp27-cp27mu-linux_armv7l.whl")
+    wheel.rename(foreign)
+    with pytest.raises(NodeError, match="rebuild the code asset for this one"):
+        ensure_env([foreign], tmp_path / "envs", "ab" * 32)
+    assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made is left
+
+
+def test_stale_sources(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "src" / "app.py").write_text("x")
+    archive = tmp_path / "asset.tar.gz"
+    archive.write_bytes(b"")
+    os.utime(pkg / "src" / "app.py", (1, 1))
+    assert stale_sources(pkg, archive) == []
+    (pkg / "package.json").write_text("{}")  # build-container itself writes package.json afterwards
+    (pkg / "src" / "new.py").write_text("y")
+    os.utime(archive, (100, 100))
+    assert stale_sources(pkg, archive) == ["src/new.py"]
