@@ -138,6 +138,8 @@ class MediaOutput:
         self.node_id = node_id
         self._sent: list[set[str]] = [set() for _ in self.targets]
         self._lock = threading.Lock()
+        #: frames put on this port (also counted when no target takes them)
+        self.frames_put = 0
 
     def __repr__(self) -> str:
         return f"<MediaOutput {self.node_id}.{self.name} -> {[t.name for t in self.targets]}>"
@@ -146,6 +148,7 @@ class MediaOutput:
         """Send ``frames`` (no copy). Blocks per the target policies; frames for a closed target are discarded."""
         if not frames:
             raise ValueError(f"output {self.name!r} of node {self.node_id!r}: put needs at least one frame")
+        self.frames_put += len(frames)
         for frame in frames:
             stream = frame.stream_id
             for i, inbox in enumerate(self.targets):
@@ -156,6 +159,7 @@ class MediaOutput:
         """:meth:`put` for native async nodes."""
         if not frames:
             raise ValueError(f"output {self.name!r} of node {self.node_id!r}: put needs at least one frame")
+        self.frames_put += len(frames)
         for frame in frames:
             stream = frame.stream_id
             for i, inbox in enumerate(self.targets):
