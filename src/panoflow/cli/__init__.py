@@ -20,7 +20,7 @@ from panoflow.log import configure_logging
 __all__ = ["main"]
 
 #: subcommand modules, in the order ``panoflow --help`` lists them
-COMMANDS: tuple[str, ...] = ("validate", "run", "plugins", "project")
+COMMANDS: tuple[str, ...] = ("validate", "run", "plugins", "project", "controlplane")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,116 @@
+"""The HTTP server: one aiohttp catch-all route; the model decides which operation a request is.
+
+Order per request: read the body, verify the SigV4 signature (403 AccessDeniedException), route by method and raw
+path (404 UnknownOperationException), read the input members from where the model puts them, validate them against
+the input shape (400 ValidationException), run the handler in a worker thread, render the output shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from panoflow.controlplane.auth import SignedRequest, verify_request
+from panoflow.controlplane.errors import ApiError
+from panoflow.controlplane.model import ServiceModel, load_model
+from panoflow.controlplane.protocol import MAX_BODY, encode_error, encode_output, parse_input
+from panoflow.controlplane.service import ControlPlane
+from panoflow.controlplane.validate import validate_input
+
+__all__ = ["make_app", "serve_in_thread"]
+
+log = structlog.get_logger("panoflow.controlplane")
+_PLANE: web.AppKey[ControlPlane] = web.AppKey("control_plane", ControlPlane)
+
+
+def _error_response(model: ServiceModel, error: ApiError, request_id: str) -> web.Response:
+    status, headers, body = encode_error(model, error)
+    return web.Response(status=status, body=body, headers={**headers, "x-amzn-RequestId": request_id})
+
+
+async def _dispatch(plane: ControlPlane, model: ServiceModel, request: web.Request, request_id: str,
+                    fields: dict[str, Any]) -> web.Response:
+    body = await request.read()
+    signed = SignedRequest(request.method, request.raw_path, request.headers, body)
+    fields["access_key_id"] = await asyncio.to_thread(verify_request, plane.store, signed)
+    raw_path = request.raw_path.split("?", 1)[0]
+    op, labels, _known = model.route(request.method, raw_path)
+    if op is None:
+        raise ApiError("UnknownOperationException", f"No operation matches {request.method} {raw_path[:200]}")
+    fields["operation"] = op.name
+    query = {k: request.rel_url.query.getall(k) for k in request.rel_url.query}
+    params = parse_input(model, op, labels, query, request.headers, body)
+    if op.input_shape is not None:
+        validate_input(model, op.input_shape, params)
+    output = await asyncio.to_thread(plane.call, op.name, params)
+    return web.Response(status=200, body=encode_output(model, op, output),
+                        headers={"Content-Type": "application/json", "x-amzn-RequestId": request_id})
+
+
+def make_app(plane: ControlPlane) -> web.Application:
+    """The aiohttp application serving the Panorama API for ``plane``."""
+    model = load_model()
+    app = web.Application(client_max_size=MAX_BODY)
+    app[_PLANE] = plane
+
+    async def handle(request: web.Request) -> web.Response:
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        fields: dict[str, Any] = {"method": request.method, "request_id": request_id}
+        try:
+            response = await _dispatch(plane, model, request, request_id, fields)
+        except ApiError as exc:
+            fields["error"] = exc.code
+            response = _error_response(model, exc, request_id)
+        except web.HTTPRequestEntityTooLarge:
+            fields["error"] = "ValidationException"
+            response = _error_response(model, ApiError("ValidationException", "Request body too large"), request_id)
+        except Exception:  # a bug: answer as the model says, never leak a traceback to the client
+            log.exception("api_internal_error", **fields)
+            response = _error_response(model, ApiError("InternalServerException", "Internal server error"),
+                                       request_id)
+        log.info("api_call", status=response.status, duration_ms=round((time.perf_counter() - started) * 1e3, 2),
+                 **fields)
+        return response
+
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+@contextmanager
+def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve ``plane`` from a background thread (tests, embedding); yields the endpoint URL."""
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(plane), access_log=None)
+    ready = threading.Event()
+    url: list[str] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, host, port)
+        loop.run_until_complete(site.start())
+        sock = site._server.sockets[0]  # type: ignore[union-attr]
+        url.append(f"http://{host}:{sock.getsockname()[1]}")
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="panoflow-control-plane", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the control plane did not start")
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

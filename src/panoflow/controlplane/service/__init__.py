@@ -1,0 +1,146 @@
+"""The Panorama operations: one synchronous handler per operation, run inside one store transaction.
+
+Handlers take the validated input dict and return the output dict (``datetime`` for timestamps, ``bytes`` for
+blobs); the protocol layer renders them. They are registered by operation name with :func:`operation` in the
+sub-modules ``devices``, ``packages``, ``applications``, ``jobs`` and ``tags``. :class:`ControlPlane` is also the
+object the device API (part 2) calls to report status (:meth:`ControlPlane.report_application_status`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from panoflow.controlplane.errors import ApiError, validation
+from panoflow.controlplane.store import Row, Store, Transaction
+
+__all__ = ["Context", "ControlPlane", "Handler", "operation", "paginate"]
+
+Handler = Callable[["Context", dict[str, Any]], dict[str, Any]]
+_HANDLERS: dict[str, Handler] = {}
+F = TypeVar("F", bound=Handler)
+
+#: the page size when a list call sends no (or a zero) MaxResults
+DEFAULT_PAGE = 25
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def operation(name: str) -> Callable[[F], F]:
+    """Register a handler for the model operation ``name``."""
+    def register(fn: F) -> F:
+        _HANDLERS[name] = fn
+        return fn
+    return register
+
+
+@dataclass
+class Context:
+    """What a handler sees: the open transaction and the control plane's identity."""
+
+    tx: Transaction
+    account_id: str
+    region: str
+    assets: Path
+
+    def arn(self, kind: str, id: str) -> str:
+        """``arn:aws:panorama:<region>:<account>:<kind>/<id>``."""
+        return f"arn:aws:panorama:{self.region}:{self.account_id}:{kind}/{id}"
+
+
+def new_id(prefix: str) -> str:
+    """A fresh resource id such as ``device-3k9...`` (26 random lowercase letters and digits)."""
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
+
+
+def now() -> dt.datetime:
+    """The current UTC time (timestamps are stored as ISO strings in documents)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def ts(text: str | None) -> dt.datetime | None:
+    """A stored ISO timestamp back to a datetime."""
+    return None if text is None else dt.datetime.fromisoformat(text)
+
+
+def paginate(rows: Sequence[Row], params: dict[str, Any], scope: str) -> tuple[list[Row], str | None]:
+    """One page of ``rows`` and the NextToken for the next (None on the last page).
+
+    Tokens are opaque (base64 JSON of the offset and the list they belong to); a token from another list or a
+    malformed one is a ValidationException, not a 500.
+    """
+    size = params.get("MaxResults") or DEFAULT_PAGE
+    start = 0
+    token = params.get("NextToken")
+    if token is not None:
+        try:
+            doc = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+            if doc["s"] != scope or not isinstance(doc["o"], int) or doc["o"] < 0:
+                raise ValueError(token)
+            start = doc["o"]
+        except (ValueError, KeyError, TypeError, UnicodeError):
+            raise validation("Invalid NextToken", "NextToken") from None
+    page = list(rows[start:start + size])
+    end = start + size
+    if end >= len(rows):
+        return page, None
+    nxt = base64.urlsafe_b64encode(json.dumps({"s": scope, "o": end}).encode()).decode("ascii")
+    return page, nxt
+
+
+class ControlPlane:
+    """The operations over one store, for one account and region."""
+
+    def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
+                 assets: Path | None = None):
+        from panoflow.controlplane.service import applications, cameras, devices, jobs, packages, tags  # noqa: F401
+
+        self.store = store
+        self.account_id = account_id
+        self.region = region
+        self.assets = assets or Path("assets")
+
+    @staticmethod
+    def implemented() -> frozenset[str]:
+        """Names of the operations this control plane implements."""
+        return frozenset(_HANDLERS)
+
+    def call(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run operation ``name`` with validated ``params`` in one transaction; ApiError for client errors."""
+        handler = _HANDLERS.get(name)
+        if handler is None:
+            raise ApiError("ValidationException", f"{name} is not supported by the panoflow control plane",
+                           Reason="OTHER")
+        with self.store.transaction() as tx:
+            return handler(Context(tx, self.account_id, self.region, self.assets), params)
+
+    def report_application_status(self, instance_id: str, status: str, *, health: str | None = None,
+                                  description: str | None = None,
+                                  runtime_states: list[dict[str, Any]] | None = None,
+                                  node_statuses: dict[str, str] | None = None) -> None:
+        """What a device reports about an application instance (the device API of part 2 calls this).
+
+        ``status`` is an ApplicationInstanceStatus; ``node_statuses`` maps node instance ids to NodeInstanceStatus.
+        A replacement that reaches DEPLOYMENT_SUCCEEDED asks the device to remove the instance it replaces.
+        """
+        from panoflow.controlplane.service.applications import report_status
+
+        with self.store.transaction() as tx:
+            report_status(Context(tx, self.account_id, self.region, self.assets), instance_id, status,
+                          health=health, description=description, runtime_states=runtime_states,
+                          node_statuses=node_statuses)
+
+    def pending_signals(self, instance_id: str) -> list[dict[str, Any]]:
+        """Signals not yet delivered to the device, oldest first, marked delivered (for the device API)."""
+        with self.store.transaction() as tx:
+            rows = tx.select("signals", {"instance_id": instance_id, "delivered": 0})
+            for row in rows:
+                tx.update("signals", row.id, delivered=1)
+        return [{"NodeInstanceId": r.columns["node_instance_id"], "Signal": r.columns["signal"],
+                 "CreatedTime": r.doc["CreatedTime"]} for r in rows]

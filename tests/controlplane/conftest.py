@@ -1,0 +1,116 @@
+"""Fixtures: a real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from panoflow.controlplane import AccessKey, ControlPlane, create_access_key, open_store, serve_in_thread
+from panoflow.controlplane.boto import client as panorama_client
+from panoflow.controlplane.store import Store
+
+APP = Path(__file__).parents[1] / "fixtures" / "panorama-apps" / "debug-server" / "graphs" / "my-app"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def key(store: Store) -> AccessKey:
+    return create_access_key(store)
+
+
+@pytest.fixture
+def plane(store: Store, tmp_path: Path) -> ControlPlane:
+    return ControlPlane(store, assets=tmp_path / "assets")
+
+
+@pytest.fixture
+def endpoint(plane: ControlPlane) -> Iterator[str]:
+    with serve_in_thread(plane) as url:
+        yield url
+
+
+def make_client(endpoint: str, key_id: str, secret: str) -> Any:
+    from botocore.config import Config
+
+    return panorama_client(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
+                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+
+
+@pytest.fixture
+def pano(endpoint: str, key: AccessKey) -> Any:
+    return make_client(endpoint, key.access_key_id, key.secret_access_key)
+
+
+@pytest.fixture
+def graph_text() -> str:
+    return (APP / "graph.json").read_text()
+
+
+@pytest.fixture
+def overrides_text() -> str:
+    return (APP / "override.json").read_text()
+
+
+@pytest.fixture
+def device(pano: Any) -> str:
+    return str(pano.provision_device(Name="edge-1")["DeviceId"])
+
+
+def deploy(pano: Any, device: str, graph: str, **kwargs: Any) -> str:
+    """CreateApplicationInstance with the graph as the Test Utility sends it."""
+    return str(pano.create_application_instance(
+        DefaultRuntimeContextDevice=device, ManifestPayload={"PayloadData": graph}, **kwargs)["ApplicationInstanceId"])
+
+
+def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: dt.datetime | None = None,
+                   body: bytes = b"") -> dict[str, str]:
+    """SigV4 headers as botocore computes them, for a raw request (optionally at another time ``when``)."""
+    when = when or dt.datetime.now(dt.timezone.utc)
+    req = AWSRequest(method=method, url=endpoint + path, headers={}, data=body)
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    req.context["timestamp"] = stamp
+    req.headers["X-Amz-Date"] = stamp
+    signer = SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "panorama", "us-east-1")
+    signature = signer.signature(signer.string_to_sign(req, signer.canonical_request(req)), req)
+    scope = f"{key.access_key_id}/{stamp[:8]}/us-east-1/panorama/aws4_request"
+    names = signer.signed_headers(signer.headers_to_sign(req))
+    return {"X-Amz-Date": stamp, "Host": urlsplit(endpoint).netloc,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={names}, Signature={signature}"}
+
+
+def raw_request(endpoint: str, method: str, path: str, headers: dict[str, str] | None = None,
+                body: bytes = b"") -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One plain HTTP request: (status, headers, JSON body)."""
+    u = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def error_of(exc: Any) -> tuple[str, int, str]:
+    """(code, HTTP status, message) of a botocore ClientError."""
+    r = exc.response
+    return r["Error"]["Code"], r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Message"]
+
+
+__all__ = ["deploy", "error_of", "make_client", "raw_request", "signed_headers"]

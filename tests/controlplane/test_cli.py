@@ -1,0 +1,53 @@
+"""``panoflow control-plane serve`` as a real subprocess: boto3 talks to it, its JSON logs hold no secrets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from panoflow.controlplane import create_access_key, open_store
+from tests.controlplane.conftest import make_client
+
+#: runs the CLI with the control-plane command registered even before panoflow.cli.COMMANDS lists it
+_MAIN = ("import sys, panoflow.cli as c\n"
+         "c.COMMANDS = tuple(dict.fromkeys(c.COMMANDS + ('controlplane',)))\n"
+         "sys.exit(c.main(sys.argv[1:]))\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_subprocess(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'cp.db'}"
+    store = open_store(db)
+    key = create_access_key(store)
+    store.close()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MAIN, "--log-format", "json", "control-plane", "serve", "--db", db,
+         "--listen", f"127.0.0.1:{port}", "--assets", str(tmp_path / "assets"), "--account-id", "111122223333"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        pano = make_client(f"http://127.0.0.1:{port}", key.access_key_id, key.secret_access_key)
+        arn = pano.provision_device(Name="edge-1")["Arn"]
+        assert arn.startswith("arn:aws:panorama:us-east-1:111122223333:device/")
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=20)
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert any(e["event"] == "api_call" and e.get("operation") == "ProvisionDevice" for e in events)
+    assert key.secret_access_key not in err and "Signature=" not in err
