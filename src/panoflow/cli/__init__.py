@@ -19,8 +19,9 @@ from panoflow.log import configure_logging
 
 __all__ = ["main"]
 
-#: subcommand modules, in the order ``panoflow --help`` lists them
-COMMANDS: tuple[str, ...] = ("validate", "run", "plugins", "project", "controlplane")
+#: subcommand modules, in the order ``panoflow --help`` lists them (``device``: the daemon's client commands
+#: deploy, ps, logs, signal, remove)
+COMMANDS: tuple[str, ...] = ("validate", "run", "serve", "device", "plugins", "project", "controlplane")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,90 @@
+"""``panoflow serve``: run the device daemon (application instances, HTTP API, previews, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not host or not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), number
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from panoflow.daemon.client import default_state_dir
+
+    p = sub.add_parser(
+        "serve", help="run the device daemon: deploy, supervise and expose application instances",
+        description="Run panoflow as a device: application instances in processes of their own, restarted when "
+                    "they die, behind an HTTP API (bearer token in STATE_DIR/token) with previews and metrics.",
+    )
+    p.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR",
+                   help=f"where deployments, storage, logs and the token live (default: {default_state_dir()})")
+    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 7700), metavar="HOST:PORT",
+                   help="address of the HTTP API (default: 127.0.0.1:7700; port 0 picks a free one, written to "
+                        "STATE_DIR/daemon.json)")
+    p.add_argument("--cameras", type=Path, metavar="FILE",
+                   help="the camera registry that --camera NODE=NAME looks names up in (default: $PANOFLOW_CAMERAS, "
+                        "else the one `panoflow cameras` edits)")
+    p.add_argument("--max-instances", type=int, default=10, metavar="N",
+                   help="most application instances at once (default: 10, as on the appliance)")
+    p.add_argument("--start-timeout", type=_positive, default=60.0, metavar="S",
+                   help="how long an instance may take to report running (default: 60 s)")
+    p.add_argument("--stop-grace", type=_positive, default=10.0, metavar="S",
+                   help="how long a stopping instance gets after SIGTERM before SIGKILL (default: 10 s)")
+    p.set_defaults(handler=serve_command)
+
+
+def _default_registry() -> Path | None:
+    try:
+        from panoflow.cameras import default_registry_path
+    except ImportError:
+        return None  # STATE_DIR/cameras.json
+    return default_registry_path(os.environ)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import anyio
+
+    from panoflow.daemon.logfiles import RotatingWriter, TeeStream
+    from panoflow.daemon.server import DaemonConfig, serve
+    from panoflow.daemon.store import StatePaths
+    from panoflow.daemon.supervisor import SupervisorConfig
+    from panoflow.log import configure_logging
+
+    paths = StatePaths(args.state_dir)
+    paths.create()
+    writer = RotatingWriter(paths.device_log)
+    configure_logging("json", args.log_level, stream=TeeStream(sys.stderr, writer))  # the device log is JSON lines
+    host, port = args.listen
+    config = DaemonConfig(
+        state_dir=paths.root, host=host, port=port, max_instances=args.max_instances,
+        cameras_file=args.cameras or _default_registry(),
+        supervisor=SupervisorConfig(start_timeout_s=args.start_timeout, stop_grace_s=args.stop_grace),
+    )
+    try:
+        anyio.run(serve, config)
+    finally:
+        writer.close()
+    return 0

@@ -1,0 +1,153 @@
+"""Application archives: how ``panoflow deploy`` ships an application folder to the daemon.
+
+The client packs ``graphs/``, ``packages/`` and ``assets/`` into a deterministic ``tar.gz`` (sorted names, zero
+times and owners), so the same folder always gives the same bytes and the daemon's content-addressed store (keyed
+by the archive's sha256) keeps one copy. The daemon extracts only what is safe: regular files, directories and
+links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded sizes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from panoflow.exceptions import PanoflowError
+
+__all__ = ["APP_FOLDERS", "ArchiveError", "extract_archive", "pack_app"]
+
+#: the parts of an application folder that are deployed
+APP_FOLDERS = ("graphs", "packages", "assets")
+MAX_MEMBERS = 100_000
+MAX_UNPACKED_BYTES = 16 * 1024**3
+
+
+class ArchiveError(PanoflowError, ValueError):
+    """An uploaded archive is not a safe, readable application folder."""
+
+
+def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    if info.isdir():
+        info.mode = 0o755
+    elif info.isfile():
+        info.mode = 0o755 if info.mode & 0o111 else 0o644
+    return info
+
+
+def pack_app(app_dir: Path, out: BinaryIO) -> str:
+    """Write ``app_dir``'s deployable folders to ``out`` as a deterministic tar.gz; return its sha256 (hex)."""
+    app_dir = app_dir.resolve()
+    present = [name for name in APP_FOLDERS if (app_dir / name).is_dir()]
+    if "graphs" not in present or "packages" not in present:
+        raise ArchiveError(f"{app_dir} is not a Panorama application folder (it needs graphs/ and packages/)")
+    digest = hashlib.sha256()
+
+    class _Hashing(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            digest.update(data)
+            out.write(data)
+            return len(data)
+
+    sink = _Hashing()
+    gz = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6)  # type: ignore[arg-type]
+    with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for top in present:
+            for path in _walk(app_dir / top):
+                tar.add(path, arcname=path.relative_to(app_dir).as_posix(), recursive=False, filter=_reset)
+    return digest.hexdigest()
+
+
+def _walk(root: Path) -> list[Path]:
+    """``root`` and everything under it, sorted, without following directory links."""
+    out = [root]
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            out.append(base / name)
+    return out
+
+
+def _safe_name(name: str) -> str:
+    if not name or "\x00" in name or name.startswith("/") or "\\" in name:
+        raise ArchiveError(f"unsafe name in archive: {name!r}")
+    norm = posixpath.normpath(name)
+    if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{name}/":
+        raise ArchiveError(f"unsafe name in archive: {name!r}")
+    top = norm.split("/", 1)[0]
+    if top not in APP_FOLDERS:
+        raise ArchiveError(f"unexpected entry {name!r}: an application archive holds only {', '.join(APP_FOLDERS)}")
+    return norm
+
+
+def _check_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    for info in tar:
+        if len(members) >= MAX_MEMBERS:
+            raise ArchiveError(f"archive has more than {MAX_MEMBERS} entries")
+        name = _safe_name(info.name)
+        if info.issym():
+            target = info.linkname
+            if target.startswith("/") or not target:
+                raise ArchiveError(f"link {name!r} points outside the application folder")
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+            if resolved == ".." or resolved.startswith("../") or resolved.split("/", 1)[0] not in APP_FOLDERS:
+                raise ArchiveError(f"link {name!r} points outside the application folder")
+        elif info.islnk():
+            _safe_name(info.linkname)
+        elif not (info.isfile() or info.isdir()):
+            raise ArchiveError(f"{name!r}: only files, folders and links may be deployed")
+        total += max(info.size, 0)
+        if total > MAX_UNPACKED_BYTES:
+            raise ArchiveError("archive unpacks to more than 16 GiB")
+        info.name = name
+        members.append(info)
+    return members
+
+
+def extract_archive(archive: Path, dest: Path) -> int:
+    """Check ``archive`` (tar.gz) and extract it into the new folder ``dest`` (created atomically: a temporary
+    sibling renamed into place). Returns the number of entries. Raises :class:`ArchiveError` when unsafe or
+    unreadable; ``dest`` is then not created."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
+    filter_error: tuple[type[BaseException], ...] = tuple(
+        e for e in (getattr(tarfile, "FilterError", None),) if e is not None)
+    try:
+        try:
+            with tarfile.open(archive, mode="r:gz") as tar:
+                members = _check_members(tar)
+                if not any(m.name.split("/", 1)[0] == "graphs" for m in members):
+                    raise ArchiveError("archive has no graphs/ folder")
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(tmp, members=members, **extra)  # type: ignore[arg-type]
+        except filter_error as exc:
+            raise ArchiveError(f"unsafe archive: {exc}") from None
+        except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, UnicodeError, ValueError) as exc:
+            if isinstance(exc, ArchiveError):
+                raise
+            raise ArchiveError(f"not a readable tar.gz archive: {exc}") from None
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not dest.is_dir():  # else: the same archive was extracted meanwhile (same bytes, same content)
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return len(members)
