@@ -188,3 +188,60 @@ def test_control_api_status_metrics_and_signals(tmp_path: Path) -> None:
         proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert not sock.exists()
+
+
+def test_metrics_include_inference_time(tmp_path: Path) -> None:
+    """A model node's batches, items and run time reach the instance's /metrics."""
+    import http.client
+
+    from tests.inference.apps import write_model_app
+    from tests.media import make_clip
+
+    code = """
+import numpy as np
+import panoramasdk
+
+class App(panoramasdk.node):
+    def __init__(self):
+        pass
+
+app = App()
+while True:
+    for s in app.inputs.video_in.get():
+        app.call({"data": np.zeros((1, 3, 16, 16), np.float32)}, "model_node")
+"""
+    app = write_model_app(tmp_path / "app", code)
+    clip = make_clip(tmp_path / "c.mp4", frames=30)
+    sock = tmp_path / "control.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
+         f"camera_node=file://{clip}?loop=1&realtime=1", "--state-dir", str(tmp_path / "s"),
+         "--control", f"unix:{sock}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(sock))
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if sock.exists():
+                conn = UnixConnection("localhost", timeout=5)
+                try:
+                    conn.request("GET", "/metrics")
+                    text = conn.getresponse().read().decode()
+                finally:
+                    conn.close()
+                batches = [line for line in text.splitlines()
+                           if line.startswith('panoflow_inference_batches_total{') and 'node="model_node"' in line]
+                if batches and float(batches[0].rsplit(" ", 1)[1]) >= 5:
+                    break
+            assert time.monotonic() < deadline and proc.poll() is None, "no inference metrics"
+            time.sleep(0.2)
+        seconds = [line for line in text.splitlines() if line.startswith("panoflow_inference_seconds_total{")]
+        assert seconds and float(seconds[0].rsplit(" ", 1)[1]) > 0
+        assert "panoflow_inference_items_total{" in text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

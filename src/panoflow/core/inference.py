@@ -183,6 +183,7 @@ class Batcher:
         self._inflight = 0
         self._peak, self._peak_t = 1, 0.0
         self.calls = self.batches = self.items = 0
+        self.run_seconds = 0.0  # time spent in the backend's run(), summed over batches
         self._thread = threading.Thread(target=self._work, name=f"model:{node_id}", daemon=True)
         self._thread.start()
 
@@ -330,7 +331,9 @@ class Batcher:
             total = sum(r.n for r in batch)
             pad = (self.fixed_batch - total) if self.fixed_batch else 0
             feeds = {name: _stack([r.arrays[name] for r in batch], pad) for name in self._expected}
+            t_run = time.perf_counter()
             outputs = tuple(self.model.run(feeds))
+            self.run_seconds += time.perf_counter() - t_run
             self.batches += 1
             self.items += total
             if len(batch) == 1 and pad == 0:
@@ -366,6 +369,7 @@ class Batcher:
 
     def stats(self) -> dict[str, Any]:
         return {"calls": self.calls, "batches": self.batches, "items": self.items,
+                "run_seconds": round(self.run_seconds, 6),
                 "mean_batch": round(self.items / self.batches, 2) if self.batches else 0.0,
                 "queued": len(self._queue), "limit": self.limit}
 

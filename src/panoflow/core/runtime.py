@@ -421,7 +421,18 @@ class Runtime:
         status = MetricFamily("panoflow_node_up", "gauge", "1 when a node is RUNNING")
         for node, info in self.nodes().items():
             status.add(1 if info["status"] == "RUNNING" else 0, node=node, kind=info["kind"])
-        return [fps, frames, drops, latency, errors, status]
+        families = [fps, frames, drops, latency, errors, status]
+        if self.models is not None:
+            seconds = MetricFamily("panoflow_inference_seconds_total", "counter",
+                                   "Time model nodes spent running batches")
+            batches = MetricFamily("panoflow_inference_batches_total", "counter", "Batches a model node ran")
+            items = MetricFamily("panoflow_inference_items_total", "counter", "Items (frames) a model node ran")
+            for node, st in self.models.stats().items():
+                seconds.add(st["run_seconds"], node=node)
+                batches.add(st["batches"], node=node)
+                items.add(st["items"], node=node)
+            families += [seconds, batches, items]
+        return families
 
     def summary(self) -> RunSummary:
         elapsed = time.perf_counter() - self.started
