@@ -21,7 +21,9 @@ __all__ = ["main"]
 
 #: subcommand modules, in the order ``panoflow --help`` lists them (``device``: the daemon's client commands
 #: deploy, ps, logs, signal, remove)
-COMMANDS: tuple[str, ...] = ("validate", "run", "serve", "device", "plugins", "project", "controlplane")
+COMMANDS: tuple[str, ...] = (
+    "validate", "run", "cameras", "serve", "device", "plugins", "project", "controlplane",
+)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -33,9 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a Panorama application (graphs/, packages/, assets/) on this machine.",
     )
     add_app_arguments(p)
-    p.add_argument("--camera", action="append", type=_pair, default=[], metavar="NODE=URI",
+    p.add_argument("--camera", action="append", type=_pair, default=[], metavar="NODE=URI|NAME",
                    help="bind a camera node to a stream (file path, file:///clip.mp4?loop=1, rtsp://..., "
-                        "testsrc://); repeat for several streams on one node")
+                        "testsrc://, or a camera registered with `panoflow cameras add`); repeat for several "
+                        "streams on one node")
+    p.add_argument("--registry", type=Path, metavar="FILE",
+                   help="camera registry for --camera NODE=NAME and camera nodes named like a registered camera "
+                        "(default: $PANOFLOW_CAMERAS or $XDG_STATE_HOME/panoflow/cameras.json)")
     p.add_argument("--param", action="append", type=_pair, default=[], metavar="NODE=VALUE",
                    help="override a parameter node's value")
     p.add_argument("--record", metavar="FILE", help="record the display output to an H.264 MP4 file")
@@ -73,6 +77,7 @@ def _absolute_uri(uri: str) -> str:
 def run_command(args: argparse.Namespace) -> int:
     import structlog
 
+    from panoflow.cameras import CameraRegistry, camera_uri_for, default_registry_path, registry_lookup
     from panoflow.control import parse_control_address
     from panoflow.core.graph import resolve
     from panoflow.netns import AppNetwork, open_host_listeners
@@ -83,10 +88,11 @@ def run_command(args: argparse.Namespace) -> int:
     app = load_app_or_report(args)
     if app is None:
         return 1
+    registry = CameraRegistry(args.registry or default_registry_path(os.environ))
     cameras: dict[str, list[str]] = defaultdict(list)
-    for node, uri in args.camera:
-        cameras[node].append(_absolute_uri(uri))
-    graph = resolve(app, cameras=cameras, params=dict(args.param))
+    for node, value in args.camera:
+        cameras[node].append(_absolute_uri(camera_uri_for(value, registry)))
+    graph = resolve(app, cameras=cameras, params=dict(args.param), camera_lookup=registry_lookup(registry))
     if len(graph.code_nodes) != 1:
         print(f"panoflow: error: the application has {len(graph.code_nodes)} code nodes; panoflow runs "
               "exactly one business-logic node per application, as the Panorama appliance does", file=sys.stderr)

@@ -7,7 +7,7 @@ objects; nothing here touches files or the network.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,15 +140,30 @@ def _camera_default_uri(app: Application, node: GraphNode) -> str:
     return str(url)
 
 
+def _registered(camera_lookup: Callable[[str], str | None] | None, node: GraphNode) -> list[str]:
+    """The registered camera a camera node names: by node name, else by package (``account::NAME``)."""
+    if camera_lookup is None:
+        return []
+    for key in (node.name, node.package.partition("::")[2]):
+        found = camera_lookup(key) if key else None
+        if found:
+            return [found]
+    return []
+
+
 def resolve(
     app: Application,
     *,
     cameras: Mapping[str, Sequence[str]] | None = None,
     params: Mapping[str, str] | None = None,
     parameter_types: Mapping[str, Any] | None = None,
+    camera_lookup: Callable[[str], str | None] | None = None,
 ) -> ResolvedGraph:
     """Bind ``app`` for running. ``cameras`` maps camera node -> stream URIs (``--camera``), ``params`` maps
-    parameter node -> command-line value (``--param``, converted with the node's type)."""
+    parameter node -> command-line value (``--param``, converted with the node's type). ``camera_lookup`` maps a
+    name to a registered camera's URI (or None): a camera node without ``--camera`` streams from the camera named
+    like the node, else like its package (an override's ``account::NAME`` camera package), else from the
+    package's own ``streamUrl`` default."""
     cameras = dict(cameras or {})
     params = dict(params or {})
     types = parameter_types or BUILTIN_PARAMETER_TYPES
@@ -183,16 +198,20 @@ def resolve(
             continue
         pkg = app.package_for(node)
         iface = app.interface_for(node)
-        category = iface.category if iface else ("media_source" if name in cameras else "")
+        if iface is not None:
+            category = iface.category
+        else:  # an override's camera package is not part of the app: known only by --camera or the registry
+            category = "media_source" if name in cameras or _registered(camera_lookup, node) else ""
         if category == "media_source":
-            uris = list(cameras.pop(name, []))
+            uris = list(cameras.pop(name, [])) or _registered(camera_lookup, node)
             if not uris:
                 default = _camera_default_uri(app, node)
                 uris = [default] if default else []
             if not uris and node.launch != "onSignal":
                 raise ResolveError(
                     f"camera node {name!r} has no stream: bind one with --camera {name}=URI "
-                    "(a file path, file:///clip.mp4?loop=1, rtsp://..., testsrc://)"
+                    "(a file path, file:///clip.mp4?loop=1, rtsp://..., testsrc://) or register a camera "
+                    f"named {name!r} with `panoflow cameras add`"
                 )
             ids = [name] if len(uris) == 1 else [f"{name}_{i}" for i in range(len(uris))]
             camera_specs[name] = CameraSpec(

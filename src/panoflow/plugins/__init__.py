@@ -4,6 +4,7 @@ entry-point group); this tuple is the one explicit list of them, in registration
 BUILTINS: tuple[str, ...] = (
     "panoflow.plugins.params",
     "panoflow.plugins.sources",
+    "panoflow.plugins.rtsp",
     "panoflow.plugins.sinks",
     "panoflow.plugins.code_runner",
     "panoflow.plugins.native_runner",

@@ -1,0 +1,120 @@
+"""The real test camera: GStreamer's RTSP server (tests/fixtures/gst_rtsp_server.py) as a child process.
+
+It runs under Debian's ``/usr/bin/python3`` (``gi`` does not import in a virtual environment). Every mount gets
+its own pipeline per client, so a new client starts at the file's first frame.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "gst_rtsp_server.py"
+SYSTEM_PYTHON = os.environ.get("PANOFLOW_GST_PYTHON", "/usr/bin/python3")  # Debian's, where gi imports
+GI_CHECK = "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"
+
+
+def gst_unavailable() -> str:
+    """Why the GStreamer RTSP server cannot run here ("" when it can)."""
+    if not os.path.exists(SYSTEM_PYTHON):
+        return f"{SYSTEM_PYTHON} not found (the RTSP tests need Debian's python3-gi and gst-rtsp-server)"
+    proc = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return ("GStreamer RTSP server not installed (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
+                "gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; "
+                f"scripts/test does this): {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+    return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def h264_launch(path: Path) -> str:
+    return f"( filesrc location={path} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+
+
+def h265_launch(path: Path) -> str:
+    return f"( filesrc location={path} ! qtdemux ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=-1 )"
+
+
+def vp8_launch(size: tuple[int, int] = (320, 240)) -> str:
+    return (f"( videotestsrc is-live=true ! video/x-raw,width={size[0]},height={size[1]},framerate=30/1 ! "
+            "vp8enc deadline=1 ! rtpvp8pay name=pay0 pt=96 )")
+
+
+@dataclass
+class GstServer:
+    """One server process on ``port`` serving ``mounts`` (path -> gst-launch bin)."""
+
+    mounts: dict[str, str]
+    port: int = field(default_factory=free_port)
+    auth: tuple[str, str, str] | None = None  # (basic|digest, user, password)
+    shared: bool = False  # one pipeline for every client of a mount (joins mid-stream)
+    proc: subprocess.Popen[str] | None = None
+    starts: int = 0
+
+    def url(self, mount: str, *, user: str | None = None, password: str | None = None, scheme: str = "rtsp",
+            query: str = "") -> str:
+        auth = f"{user}:{password}@" if user is not None and password is not None else (f"{user}@" if user else "")
+        return f"{scheme}://{auth}127.0.0.1:{self.port}{mount}" + (f"?{query}" if query else "")
+
+    def start(self, timeout: float = 15.0) -> float:
+        """Start (or restart on the same port); returns ``time.monotonic()`` when it printed READY."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = [SYSTEM_PYTHON, str(SCRIPT), str(self.port)]
+        if self.auth:
+            cmd += ["--auth", self.auth[0], "--user", self.auth[1], "--password", self.auth[2]]
+        if self.shared:
+            cmd.append("--shared")
+        cmd += [f"{mount}={launch}" for mount, launch in self.mounts.items()]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            line = self._first_line(deadline)
+            if line.startswith("READY"):
+                self.starts += 1
+                return time.monotonic()
+            self.stop()
+            if time.monotonic() > deadline:  # pragma: no cover - the port stayed busy
+                raise RuntimeError(f"RTSP test server did not start on port {self.port}: {line!r}")
+            time.sleep(0.05)  # the port is still held by the previous process: retry
+
+    def _first_line(self, deadline: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.05)
+            if ready:
+                return self.proc.stdout.readline().strip()
+            if self.proc.poll() is not None:
+                return f"exited with {self.proc.returncode}"
+        return "timed out"
+
+    def kill(self) -> None:
+        """SIGKILL: the camera vanishes without a goodbye."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self._reap()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.proc.kill()
+        self._reap()
+
+    def _reap(self) -> None:
+        if self.proc is not None:
+            self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
