@@ -373,9 +373,19 @@ class Manager:
             raise DeployError(f"graph {rec.graph!r} is outside the application folder")
         return path
 
+    def _registry(self) -> Path:
+        return self.config.cameras_file or self.paths.cameras
+
     def _cameras(self, rec: InstanceRecord) -> dict[str, list[str]]:
-        registry = self.config.cameras_file or self.paths.cameras
-        return {node: [resolve_camera(v, registry) for v in values] for node, values in rec.cameras.items()}
+        """Each value checked now (an unknown name fails the deployment); a registered camera is passed on as
+        ``camera:NAME`` so its password never appears on the instance's command line (readable in /proc)."""
+        out: dict[str, list[str]] = {}
+        for node, values in rec.cameras.items():
+            for value in values:
+                uri = resolve_camera(value, self._registry())
+                registered = uri != value or value.startswith("camera:")
+                out.setdefault(node, []).append(f"camera:{value.removeprefix('camera:')}" if registered else uri)
+        return out
 
     def _launch_spec(self, rec: InstanceRecord) -> Callable[[], LaunchSpec]:
         def build() -> LaunchSpec:
@@ -385,7 +395,7 @@ class Manager:
                 storage_dir=self.paths.storage(rec.name), tmp_dir=d / "tmp",
                 control=self._sockets / f"{rec.instance_id.rsplit('-', 1)[-1]}.sock",
                 graph=self._graph_path(rec), overrides=d / "overrides.json" if rec.has_overrides else None,
-                cameras=self._cameras(rec), params=dict(rec.params),
+                cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry(),
             )
         return build
 

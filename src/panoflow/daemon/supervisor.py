@@ -61,6 +61,8 @@ class LaunchSpec:
     cameras: Mapping[str, Sequence[str]] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     preview: str | None = "127.0.0.1:0"
+    #: camera registry the instance resolves ``camera:NAME`` values from (keeps passwords off command lines)
+    registry: Path | None = None
 
 
 def instance_command(spec: LaunchSpec, python: str = sys.executable) -> list[str]:
@@ -74,6 +76,8 @@ def instance_command(spec: LaunchSpec, python: str = sys.executable) -> list[str
         cmd += [f"--camera={node}={uri}" for uri in uris]
     for node, value in sorted(spec.params.items()):
         cmd += [f"--param={node}={value}"]
+    if spec.registry is not None:
+        cmd += ["--registry", str(spec.registry)]
     cmd += ["--state-dir", str(spec.state_dir), "--storage-dir", str(spec.storage_dir),
             "--instance-id", spec.instance_id, "--control", f"unix:{spec.control}"]
     if spec.preview:
