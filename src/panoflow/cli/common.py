@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_app_arguments", "default_state_dir", "load_app_or_report"]
+__all__ = ["add_app_arguments", "default_state_dir", "load_app_or_report", "node_value"]
+
+
+def node_value(text: str) -> tuple[str, str]:
+    """argparse type for ``NODE=VALUE`` flags (``--camera``, ``--param``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NODE=VALUE, got {text!r}")
+    return name, value
 
 
 def add_app_arguments(p: argparse.ArgumentParser) -> None:

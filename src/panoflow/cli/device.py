@@ -14,14 +14,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from panoflow.cli.common import node_value
+
 __all__ = ["register"]
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NODE=VALUE, got {text!r}")
-    return name, value
 
 
 def _add_daemon_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", required=True, help="the application's name on the device")
     p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to deploy (default: graphs/*/graph.json)")
     p.add_argument("--overrides", type=Path, metavar="FILE", help="deploy-time overrides (nodeGraphOverrides)")
-    p.add_argument("--camera", action="append", type=_pair, default=[], metavar="NODE=URI_OR_NAME",
+    p.add_argument("--camera", action="append", type=node_value, default=[], metavar="NODE=URI_OR_NAME",
                    help="bind a camera node to a stream URI, a local file or a registered camera; repeatable")
-    p.add_argument("--param", action="append", type=_pair, default=[], metavar="NODE=VALUE",
+    p.add_argument("--param", action="append", type=node_value, default=[], metavar="NODE=VALUE",
                    help="override a parameter node's value")
     p.add_argument("--description", default="", help="a note kept with the deployment")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is accepted")

@@ -15,16 +15,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from panoflow.cli.common import add_app_arguments, default_state_dir, load_app_or_report
+from panoflow.cli.common import add_app_arguments, default_state_dir, load_app_or_report, node_value
 
 __all__ = ["register"]
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NODE=VALUE, got {text!r}")
-    return name, value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,14 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run a Panorama application (graphs/, packages/, assets/) on this machine.",
     )
     add_app_arguments(p)
-    p.add_argument("--camera", action="append", type=_pair, default=[], metavar="NODE=URI|NAME",
+    p.add_argument("--camera", action="append", type=node_value, default=[], metavar="NODE=URI|NAME",
                    help="bind a camera node to a stream (file path, file:///clip.mp4?loop=1, rtsp://..., "
                         "testsrc://, or a camera registered with `panoflow cameras add`); repeat for several "
                         "streams on one node")
     p.add_argument("--registry", type=Path, metavar="FILE",
                    help="camera registry for --camera NODE=NAME and camera nodes named like a registered camera "
                         "(default: $PANOFLOW_CAMERAS or $XDG_STATE_HOME/panoflow/cameras.json)")
-    p.add_argument("--param", action="append", type=_pair, default=[], metavar="NODE=VALUE",
+    p.add_argument("--param", action="append", type=node_value, default=[], metavar="NODE=VALUE",
                    help="override a parameter node's value")
     p.add_argument("--record", metavar="FILE", help="record the display output to an H.264 MP4 file")
     p.add_argument("--preview", metavar="HOST:PORT", help="serve the display output as MJPEG over HTTP")
@@ -151,7 +144,7 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storag
     if args.frames is not None:
         source_options["frames"] = str(args.frames)
     extra = {"record": {"path": os.path.abspath(args.record)}} if args.record else {}
-    chosen = [_pair(b) if "=" in b else ("", b) for b in args.model_backend]
+    chosen = [node_value(b) if "=" in b else ("", b) for b in args.model_backend]
     inference = InferenceSettings(
         max_batch=args.max_batch, max_wait_ms=args.batch_wait_ms,
         backend=next((name for node, name in chosen if not node), None),

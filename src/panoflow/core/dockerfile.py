@@ -11,7 +11,7 @@ import posixpath
 import shlex
 from dataclasses import dataclass, field
 
-__all__ = ["Copy", "DockerfilePlan", "parse_dockerfile"]
+__all__ = ["Copy", "DockerfilePlan", "logical_lines", "parse_dockerfile"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class DockerfilePlan:
     unsupported: list[str] = field(default_factory=list)  # instructions panoflow ignores (with line numbers)
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """``(first line number, instruction)`` with continuation lines joined and comments dropped."""
     out: list[tuple[int, str]] = []
     buf, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -73,7 +74,7 @@ def _pip_args(command: str) -> list[list[str]]:
 
 def parse_dockerfile(text: str) -> DockerfilePlan:
     plan = DockerfilePlan()
-    for line_no, line in _logical_lines(text):
+    for line_no, line in logical_lines(text):
         keyword, _, rest = line.partition(" ")
         keyword, rest = keyword.upper(), rest.strip()
         if keyword == "FROM":

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from panoflow.core.dockerfile import DockerfilePlan
+from panoflow.core.dockerfile import DockerfilePlan, logical_lines
 from panoflow.packaging.project import PackagingError
 
 __all__ = ["docker_engine", "docker_export", "steps_needing_docker"]
@@ -27,22 +27,9 @@ _IGNORED = ("LABEL", "MAINTAINER", "ARG", "CMD", "ENTRYPOINT", "EXPOSE", "USER",
 
 def _instructions(text: str) -> list[tuple[int, str, str]]:
     """(line, KEYWORD, rest) of each instruction, continuation lines joined."""
-    out, buf, start = [], "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not buf and (not line or line.startswith("#")):
-            continue
-        if not buf:
-            start = number
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        full = buf + line
-        buf = ""
+    out = []
+    for start, full in logical_lines(text):
         keyword, _, rest = full.partition(" ")
-        out.append((start, keyword.upper(), rest.strip()))
-    if buf:
-        keyword, _, rest = buf.partition(" ")
         out.append((start, keyword.upper(), rest.strip()))
     return out
 
