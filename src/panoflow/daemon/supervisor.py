@@ -218,6 +218,10 @@ class Supervisor:
         while not self._stopping:
             ready, code, reason = await self._run_once()
             self.last_exit_code = code
+            if self.deploying and not self._first.is_set() and code == 0:
+                # it ran to completion (every source exhausted) before the first status poll: that deployment
+                # worked; the appliance's policy of restarting an application that exits applies from here on
+                self._first.set()
             if self.deploying and not self._first.is_set():
                 self.failure = reason
                 self.state = "failed"
