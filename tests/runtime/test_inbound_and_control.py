@@ -13,35 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemon.apps import SERVER
 from tests.runtime.apptemplate import write_app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
-SERVER_APP = """
-import http.server, threading, time
-
-class Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"hello from the app"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-class App(panoramasdk.node):
-    def __init__(self):
-        super().__init__()
-
-App()
-server = http.server.ThreadingHTTPServer(("0.0.0.0", CONTAINER_PORT), Hello)
-threading.Thread(target=server.serve_forever, daemon=True).start()
-print("listening", flush=True)
-while True:
-    time.sleep(0.2)
-"""
+# the same HTTP-serving app the daemon's inbound-port tests deploy
+SERVER_APP = SERVER.replace("NAME", "the app")
 
 
 def _free_port(lo: int = 8000, hi: int = 9000) -> int:

@@ -40,6 +40,7 @@ from panoflow.exceptions import NodeError
 from panoflow.modelstore import file_sha256, safe_extract
 from panoflow.packaging.archive import filter_archive
 from panoflow.packaging.pyenv import PackageEnv, ensure_env
+from panoflow.packaging.project import DONE_MARKER, publish_folder
 
 __all__ = [
     "FORMAT",
@@ -58,7 +59,6 @@ METADATA = "panoflow-asset.json"
 REQUIREMENTS = "requirements.txt"
 WHEELS = "wheels"
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.")
-_DONE = ".complete"
 
 
 def _needed(name: str) -> bool:
@@ -130,7 +130,7 @@ def stale_sources(package_dir: Path | None, archive: Path) -> list[str]:
 
 def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
     named = _SHA_NAME.match(archive.name)
-    if named and (cache_dir / named.group(1) / _DONE).is_file():
+    if named and (cache_dir / named.group(1) / DONE_MARKER).is_file():
         return named.group(1), cache_dir / named.group(1) / "root"
     try:
         digest = file_sha256(archive)
@@ -140,7 +140,7 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
         raise NodeError(f"code asset {archive.name} does not match the SHA-256 in its name (it hashes to {digest}); "
                         "run panoflow build-container again", node_id=node_id)
     final = cache_dir / digest
-    if (final / _DONE).is_file():
+    if (final / DONE_MARKER).is_file():
         return digest, final / "root"
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=cache_dir))
@@ -157,14 +157,7 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
         if not kept or not (tmp / "root" / "panorama").is_dir():
             raise NodeError(f"code asset {archive.name} has no panorama/ folder: it is not a Panorama code asset "
                             "(build it with panoflow build-container)", node_id=node_id)
-        (tmp / _DONE).write_text(archive.name + "\n")
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / _DONE).is_file():
-                raise
+        publish_folder(tmp, final, archive.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("code_asset_extracted", node_id=node_id, digest=digest[:12], folder=str(final))

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,6 +69,23 @@ def check_name(kind: str, value: str, flag: str = "") -> str:
 def dump_json(doc: Any) -> bytes:
     """JSON as panorama-cli writes it (4-space indent), with a final newline."""
     return (json.dumps(doc, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+#: marker written last into a cached folder: a folder without it is unfinished and is rebuilt
+DONE_MARKER = ".complete"
+
+
+def publish_folder(tmp: Path, final: Path, marker_text: str) -> None:
+    """Mark the freshly built ``tmp`` complete and move it to ``final`` in one rename. If another process
+    published ``final`` first (rename fails), its complete copy is kept."""
+    (tmp / DONE_MARKER).write_text(marker_text + "\n")
+    if final.exists():
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / DONE_MARKER).is_file():
+            raise
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -37,12 +37,12 @@ import structlog
 
 from panoflow.exceptions import NodeError
 from panoflow.packaging.wheels import parse_wheel_name
+from panoflow.packaging.project import DONE_MARKER, publish_folder
 
 __all__ = ["PackageEnv", "Served", "ensure_env", "environment_fingerprint"]
 
 log = structlog.get_logger(__name__)
 
-_DONE = ".complete"
 _RECORD = "panoflow-env.json"
 
 
@@ -158,7 +158,7 @@ def ensure_env(wheels: Sequence[Path], envs_dir: Path, digest: str, *, node_id: 
     """The environment of the code asset ``digest`` with ``wheels`` installed, created once and cached."""
     tag = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{sys.implementation.cache_tag}-{sysconfig.get_platform()}")
     final = envs_dir / f"{digest[:16]}-{tag}-{environment_fingerprint(envs_dir)}"
-    if (final / _DONE).is_file():
+    if (final / DONE_MARKER).is_file():
         cached = _load(final)
         if cached is not None:
             log.debug("package_env_cached", node_id=node_id, env=str(final))
@@ -186,14 +186,7 @@ def ensure_env(wheels: Sequence[Path], envs_dir: Path, digest: str, *, node_id: 
                   "installed": [f"{n}=={v}" for _, (n, v) in install],
                   "served": [s.__dict__ for s in served]}
         (tmp / _RECORD).write_text(json.dumps(record, indent=2))
-        (tmp / _DONE).write_text(digest + "\n")
-        if final.exists():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / _DONE).is_file():
-                raise
+        publish_folder(tmp, final, digest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     env = _load(final)
