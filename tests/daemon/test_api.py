@@ -227,3 +227,17 @@ def test_client_errors_are_one_line(make_daemon: Any, tmp_path: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout) == []
     r = d.cli("logs", "nope")
     assert r.returncode == 1 and "no application instance 'nope'" in r.stderr
+
+
+def test_an_app_that_finishes_its_clip_at_once_counts_as_deployed(
+    make_daemon: Any, tmp_path: Path
+) -> None:
+    """A 3-frame clip, read losslessly, is done before the daemon's first status poll: exit 0 is a success."""
+    from tests.media import make_clip
+
+    d: Daemon = make_daemon("state")
+    app = counter_app(tmp_path / "app")
+    clip = make_clip(tmp_path / "tiny.mp4", frames=3)
+    r = d.cli("deploy", str(app), "--name", "quick", "--camera", f"camera_node={clip}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DEPLOYMENT_SUCCEEDED" in r.stdout

@@ -221,6 +221,7 @@ class Supervisor:
             if self.deploying and not self._first.is_set() and code == 0:
                 # it ran to completion (every source exhausted) before the first status poll: that deployment
                 # worked; the appliance's policy of restarting an application that exits applies from here on
+                self._first_ok = True
                 self._first.set()
             if self.deploying and not self._first.is_set():
                 self.failure = reason
