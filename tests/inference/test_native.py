@@ -29,18 +29,21 @@ Open = Callable[..., ModelSet]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "native_counter"
 
 
-def frames(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).random((n, 3, 16, 16), dtype=np.float32)
+def frames(n: int, seed: int = 0, size: tuple[int, int] = (16, 16)) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 3, *size), dtype=np.float32)
 
 
 @pytest.mark.anyio
 async def test_one_task_group_keeps_many_requests_in_flight(open_models: Open) -> None:
-    model = conv_model()
-    ms = open_models(model, max_wait_ms=20.0)
+    # a model slow enough (tens of ms a batch) that requests arriving during one batch must wait for the next,
+    # however loaded the machine is: with a tiny model a fast worker could take each request alone
+    size = (192, 192)
+    model = conv_model(size=size, channels=32, depth=4)
+    ms = open_models(model, shape=(1, 3, *size), max_wait_ms=20.0)
     results: dict[int, tuple[np.ndarray, ...]] = {}
 
     async def one(i: int) -> None:
-        results[i] = await ms.acall("model_node", {"data": frames(1, seed=i)})
+        results[i] = await ms.acall("model_node", {"data": frames(1, seed=i, size=size)})
 
     async with anyio.create_task_group() as tg:
         for i in range(24):
@@ -48,7 +51,7 @@ async def test_one_task_group_keeps_many_requests_in_flight(open_models: Open) -
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     for i, got in results.items():
         assert isinstance(got, tuple) and len(got) == 2
-        np.testing.assert_allclose(got[0], session.run(None, {"data": frames(1, seed=i)})[0], atol=1e-5)
+        np.testing.assert_allclose(got[0], session.run(None, {"data": frames(1, seed=i, size=size)})[0], atol=1e-5)
     stats = ms.stats()["model_node"]
     assert stats["items"] == 24 and stats["batches"] < 24  # no thread per request, and they were batched
 
