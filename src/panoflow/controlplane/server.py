@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from panoflow.controlplane import asset_api, device_api
 from panoflow.controlplane.auth import SignedRequest, verify_request
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.model import ServiceModel, load_model
@@ -81,6 +82,9 @@ def make_app(plane: ControlPlane) -> web.Application:
                  **fields)
         return response
 
+    # panoflow's own routes (docs/device-protocol.md) first: the catch-all below is the Panorama API
+    asset_api.add_routes(app, plane)
+    device_api.add_routes(app, plane)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 
