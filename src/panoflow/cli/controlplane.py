@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 __all__ = ["register"]
 
@@ -14,6 +13,14 @@ def _listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _size(text: str) -> int:
+    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    if not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes such as 4G or 500M, got {text!r}")
+    return int(number) * unit
 
 
 def _account(text: str) -> str:
@@ -32,8 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--db", required=True, metavar="URL", help="database URL, e.g. sqlite:///panoflow-cp.db")
     serve.add_argument("--listen", type=_listen, default=("127.0.0.1", 8443), metavar="HOST:PORT",
                        help="address to listen on (default 127.0.0.1:8443)")
-    serve.add_argument("--assets", type=Path, required=True, metavar="DIR",
-                       help="where package assets live (the StorageLocation bucket's contents)")
+    serve.add_argument("--assets", required=True, metavar="DIR_OR_S3_URL",
+                       help="where package assets live: a folder, or s3://BUCKET[/PREFIX] (S3-compatible storage; "
+                            "endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+    serve.add_argument("--max-asset-size", type=_size, default=None, metavar="BYTES",
+                       help="the largest asset one upload may hold (default 4 GiB; suffixes K, M, G)")
     serve.add_argument("--account-id", type=_account, default="123456789012", metavar="ID",
                        help="the 12-digit account id in ARNs and package owners (default 123456789012)")
     serve.add_argument("--region", default="us-east-1", help="the region in ARNs (default us-east-1)")
@@ -53,12 +63,15 @@ def serve_command(args: argparse.Namespace) -> int:
 
     from panoflow.controlplane import ControlPlane, make_app, open_store
 
+    from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, open_assets
+
+    assets = open_assets(args.assets)
     store = open_store(args.db)
-    args.assets.mkdir(parents=True, exist_ok=True)
-    plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=args.assets.resolve())
+    plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
+                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE)
     host, port = args.listen
     structlog.get_logger("panoflow.controlplane").info(
-        "control_plane_listening", host=host, port=port, db=args.db, account_id=args.account_id,
+        "control_plane_listening", host=host, port=port, db=args.db, assets=repr(assets), account_id=args.account_id,
         schema_version=store.schema_version())
     try:
         web.run_app(make_app(plane), host=host, port=port, print=None, access_log=None)

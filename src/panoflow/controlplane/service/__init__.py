@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, AssetStore, LocalAssetStore
 from panoflow.controlplane.errors import ApiError, validation
 from panoflow.controlplane.store import Row, Store, Transaction
 
@@ -47,7 +48,7 @@ class Context:
     tx: Transaction
     account_id: str
     region: str
-    assets: Path
+    assets: AssetStore
 
     def arn(self, kind: str, id: str) -> str:
         """``arn:aws:panorama:<region>:<account>:<kind>/<id>``."""
@@ -98,13 +99,19 @@ class ControlPlane:
     """The operations over one store, for one account and region."""
 
     def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
-                 assets: Path | None = None):
+                 assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE):
+        """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
+        ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default)."""
         from panoflow.controlplane.service import applications, cameras, devices, jobs, packages, tags  # noqa: F401
 
         self.store = store
         self.account_id = account_id
         self.region = region
-        self.assets = assets or Path("assets")
+        if isinstance(assets, AssetStore):
+            self.assets: AssetStore = assets
+        else:
+            self.assets = LocalAssetStore(Path(assets) if assets is not None else Path("assets"))
+        self.max_asset_size = max_asset_size
 
     @staticmethod
     def implemented() -> frozenset[str]:

@@ -16,11 +16,28 @@ from panoflow.controlplane.errors import not_found, validation
 from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.packages import ensure_package, register_version
 
-__all__: list[str] = []
+__all__ = ["camera_manifest"]
 
 #: template parameters whose values never leave the control plane through the API
 SECRET_PARAMETERS = frozenset({"Username", "Password"})
 _MASK = "SAVED_AS_SECRET"
+
+
+def camera_manifest(package: str, version: str, node_name: str, description: str | None = None) -> dict[str, Any]:
+    """The package.json of a template-job camera: Panorama's RTSP camera package (as in its samples), with one
+    ``media_source`` interface named after the node and output ``video_out``. The stream URL and credentials
+    are not in it: the device API hands them to the device (``Cameras`` in desired state)."""
+    inputs = [{"name": "username", "type": "string", "default": "", "description": "Camera username"},
+              {"name": "password", "type": "string", "default": "", "description": "Camera password"},
+              {"name": "streamUrl", "type": "string", "default": "", "description": "Camera streamUrl"}]
+    return {"nodePackage": {
+        "envelopeVersion": "2021-01-01", "name": package, "version": version,
+        "description": description or "RTSP/ONVIF camera data source node package",
+        "assets": [{"name": "rtsp_camera", "implementations": [
+            {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}]}],
+        "interfaces": [{"name": node_name, "category": "media_source", "asset": "rtsp_camera", "inputs": inputs,
+                        "outputs": [{"name": "video_out", "type": "media",
+                                     "description": "Video stream output"}]}]}}
 
 
 def _masked(params: dict[str, str]) -> dict[str, str]:
@@ -37,7 +54,10 @@ def create_node_from_template_job(ctx: Context, p: dict[str, Any]) -> dict[str, 
     t = now()
     package = ensure_package(ctx, p["OutputPackageName"])
     patch = hashlib.sha256(job_id.encode()).hexdigest()
-    register_version(ctx, package, p["OutputPackageVersion"], patch, mark_latest=True)
+    manifest = camera_manifest(p["OutputPackageName"], p["OutputPackageVersion"], p["NodeName"],
+                               p.get("NodeDescription"))
+    register_version(ctx, package, p["OutputPackageVersion"], patch, mark_latest=True,
+                     extra={"Manifest": manifest, "Assets": []})
     node_id = f"{package.columns['name']}-{p['OutputPackageVersion']}-{patch[:8]}-{p['NodeName']}"
     interface = {"Inputs": [], "Outputs": [{"Name": "video_out", "Type": "MEDIA",
                                             "Description": "The camera's RTSP stream"}]}

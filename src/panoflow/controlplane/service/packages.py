@@ -3,16 +3,25 @@ RegisterPackageVersion, DeregisterPackageVersion, DescribePackageVersion, ListNo
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from typing import Any
 
-from panoflow.controlplane.errors import conflict, not_found
+from panoflow.controlplane.assets import AssetKeyError, AssetNotFound, check_key
+from panoflow.controlplane.errors import conflict, not_found, validation
 from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.store import Row
+from panoflow.core.manifest import PackageConfig, check_package, parse_package
+from panoflow.exceptions import Problem
 
 __all__ = ["ensure_package", "get_package", "latest_patch", "register_version"]
 
-#: the bucket name StorageLocation reports; assets live under --assets DIR with the same layout (S3 is part 2)
-BUCKET = "panoflow-assets"
+#: the largest package.json RegisterPackageVersion reads (manifests are a few kB)
+MAX_MANIFEST = 1024 * 1024
+_SHA_NAME = re.compile(r"^([0-9a-f]{64})\.")
+_CATEGORIES = {"business_logic": "BUSINESS_LOGIC", "ml_model": "ML_MODEL", "media_source": "MEDIA_SOURCE",
+               "media_sink": "MEDIA_SINK"}
 
 
 def get_package(ctx: Context, package_id: str) -> Row:
@@ -25,7 +34,7 @@ def get_package(ctx: Context, package_id: str) -> Row:
 
 def _storage(ctx: Context, package_id: str) -> dict[str, str]:
     prefix = f"{ctx.account_id}/nodePackages/{package_id}"
-    return {"Bucket": BUCKET, "RepoPrefixLocation": prefix, "GeneratedPrefixLocation": f"{prefix}/generated",
+    return {"Bucket": ctx.assets.bucket, "RepoPrefixLocation": prefix, "GeneratedPrefixLocation": f"{prefix}/generated",
             "BinaryPrefixLocation": f"{prefix}/binaries", "ManifestPrefixLocation": f"{prefix}/manifests"}
 
 
@@ -91,13 +100,15 @@ def latest_patch(ctx: Context, package_id: str, version: str) -> Row | None:
     return (latest or rows[-1:] or [None])[0]
 
 
-def register_version(ctx: Context, package: Row, version: str, patch: str, mark_latest: bool) -> Row:
-    """Register (or re-register) ``version``/``patch`` of ``package``."""
+def register_version(ctx: Context, package: Row, version: str, patch: str, mark_latest: bool,
+                     extra: dict[str, Any] | None = None) -> Row:
+    """Register (or re-register) ``version``/``patch`` of ``package``; ``extra`` joins the row's document
+    (``Manifest`` and ``Assets``, which the device API puts in desired state)."""
     vid = f"{package.id}/{version}/{patch}"
     if mark_latest:
         for other in ctx.tx.select("package_versions", {"package_id": package.id, "version": version}):
             ctx.tx.update("package_versions", other.id, is_latest=0)
-    doc = {"RegisteredTime": now().isoformat(), "Status": "REGISTER_COMPLETED"}
+    doc = {"RegisteredTime": now().isoformat(), "Status": "REGISTER_COMPLETED", **(extra or {})}
     existing = ctx.tx.get("package_versions", vid)
     if existing is not None:
         ctx.tx.update("package_versions", vid, doc, is_latest=int(mark_latest or existing.columns["is_latest"]))
@@ -106,10 +117,124 @@ def register_version(ctx: Context, package: Row, version: str, patch: str, mark_
                          is_latest=int(mark_latest))
 
 
+def _manifest_problem(key: str, problems: list[Problem] | tuple[Problem, ...]) -> Exception:
+    from panoflow.controlplane.service.applications import _manifest_error
+
+    return _manifest_error(key, tuple(problems))
+
+
+def _read_manifest(ctx: Context, key: str, patch: str) -> bytes:
+    """The package.json uploaded under ``key``, checked against the patch version (its SHA-256)."""
+    upload = f"upload package.json there first (PUT /_panoflow/assets/{key}, as panoflow project " \
+             "package-application does)"
+    info = ctx.assets.stat(key)
+    if info is None:
+        raise validation(f"the package manifest {key} is not in the asset store: {upload}", "PatchVersion")
+    if info.size > MAX_MANIFEST:
+        raise validation(f"the package manifest {key} is {info.size} bytes; a package.json is at most "
+                         f"{MAX_MANIFEST}", "PatchVersion")
+    try:
+        with ctx.assets.open(key) as f:
+            data = f.read(MAX_MANIFEST + 1)
+    except AssetNotFound:
+        raise validation(f"the package manifest {key} is not in the asset store: {upload}", "PatchVersion") \
+            from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != patch:
+        raise validation(f"PatchVersion {patch} is not the SHA-256 of the package manifest {key} ({digest}); the "
+                         "patch version is the SHA-256 of package.json", "PatchVersion")
+    return data
+
+
+def _check_assets(ctx: Context, binaries: str, key: str, config: PackageConfig) -> list[dict[str, Any]]:
+    """Every non-system asset file and descriptor the manifest names, present under ``binaries`` with the
+    SHA-256 its name claims: ``[{"Key", "FileName", "Sha256", "Size"}]``."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, asset in enumerate(config.assets):
+        for j, impl in enumerate(asset.implementations):
+            if impl.type == "system":
+                continue
+            for member, uri in (("assetUri", impl.asset_uri), ("descriptorUri", impl.descriptor_uri)):
+                if not uri:
+                    continue
+                pointer = f"/nodePackage/assets/{i}/implementations/{j}/{member}"
+                try:
+                    if "/" in uri:
+                        raise AssetKeyError("a file name in assets/, without folders")
+                    file_key = check_key(f"{binaries}/{uri}")
+                except AssetKeyError as exc:
+                    raise _manifest_problem(key, [Problem(key, pointer, f"{uri!r} is not a valid asset file "
+                                                                         f"name: {exc}")]) from None
+                info = ctx.assets.stat(file_key)
+                if info is None:
+                    raise _manifest_problem(key, [Problem(
+                        key, pointer, f"asset {asset.name!r} names {uri}, which is not in the asset store at "
+                        f"{file_key}", "upload the package's asset files before registering it")])
+                digest = info.sha256 or ctx.assets.sha256(file_key) or ""
+                claimed = _SHA_NAME.match(uri)
+                if claimed and claimed.group(1) != digest:
+                    raise _manifest_problem(key, [Problem(
+                        key, pointer, f"{file_key} has SHA-256 {digest}, not the {claimed.group(1)} its name "
+                        "claims", "upload the file again (it was changed or damaged)")])
+                out.setdefault(file_key, {"Key": file_key, "FileName": uri, "Sha256": digest,
+                                          "Size": info.size})
+    return list(out.values())
+
+
+def _port_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _create_nodes(ctx: Context, package: Row, version: str, patch: str, config: PackageConfig) -> None:
+    """One node per interface of the manifest, replacing the nodes of a re-registered patch."""
+    ctx.tx.delete("nodes", package_id=package.id, package_version=version, patch_version=patch)
+    created = now().isoformat()
+    for iface in config.interfaces:
+        inputs = [{k: v for k, v in {"Name": port.name, "Type": port.type.upper(),
+                                     "Description": port.description[:255] or None,
+                                     "DefaultValue": _port_value(port.default)}.items() if v is not None}
+                  for port in iface.inputs]
+        outputs = [{k: v for k, v in {"Name": port.name, "Type": port.type.upper(),
+                                      "Description": port.description[:255] or None}.items() if v is not None}
+                   for port in iface.outputs]
+        node_id = f"{package.columns['name']}-{version}-{patch[:8]}-{iface.name}"
+        ctx.tx.insert("nodes", node_id, {"Name": iface.name, "Description": config.description[:255],
+                                         "PackageArn": package.doc["Arn"], "CreatedTime": created,
+                                         "NodeInterface": {"Inputs": inputs, "Outputs": outputs},
+                                         "AssetName": iface.asset or None},
+                      package_id=package.id, package_name=package.columns["name"], package_version=version,
+                      patch_version=patch, owner=package.columns["owner"],
+                      category=_CATEGORIES.get(iface.category, iface.category.upper()))
+
+
 @operation("RegisterPackageVersion")
 def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     package = get_package(ctx, p["PackageId"])
-    register_version(ctx, package, p["PackageVersion"], p["PatchVersion"], bool(p.get("MarkLatest")))
+    version, patch = p["PackageVersion"], p["PatchVersion"]
+    storage = package.doc["StorageLocation"]
+    key = f"{storage['ManifestPrefixLocation']}/{patch}.json"
+    data = _read_manifest(ctx, key, patch)
+    parsed = parse_package(data, key)
+    if parsed.model is None:
+        raise _manifest_problem(key, parsed.problems)
+    config = parsed.model
+    problems = [pr for pr in check_package(config, key) if pr.severity == "error"]
+    if config.version and config.version != version:
+        problems.append(Problem(key, "/nodePackage/version", f"the manifest is version {config.version}, but "
+                                f"PackageVersion is {version}", "register the version package.json names"))
+    if config.name and config.name != package.columns["name"]:
+        problems.append(Problem(key, "/nodePackage/name", f"the manifest is package {config.name!r}, but package "
+                                f"{package.id} is {package.columns['name']!r}", "register it under its own name"))
+    if problems:
+        raise _manifest_problem(key, problems)
+    assets = _check_assets(ctx, storage["BinaryPrefixLocation"], key, config)
+    _create_nodes(ctx, package, version, patch, config)
+    register_version(ctx, package, version, patch, bool(p.get("MarkLatest")),
+                     {"Manifest": json.loads(data), "Assets": assets})
     return {}
 
 
