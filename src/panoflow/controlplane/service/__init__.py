@@ -99,6 +99,7 @@ class ControlPlane:
     """The operations over one store, for one account and region."""
 
     def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
+                 heartbeat_s: float = 5.0,
                  assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE):
         """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
         ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default)."""
@@ -107,6 +108,7 @@ class ControlPlane:
         self.store = store
         self.account_id = account_id
         self.region = region
+        self.heartbeat_s = heartbeat_s  # how often devices sync; 3 missed heartbeats show a device OFFLINE
         if isinstance(assets, AssetStore):
             self.assets: AssetStore = assets
         else:
@@ -144,10 +146,65 @@ class ControlPlane:
                           node_statuses=node_statuses)
 
     def pending_signals(self, instance_id: str) -> list[dict[str, Any]]:
-        """Signals not yet delivered to the device, oldest first, marked delivered (for the device API)."""
+        """Signals of an instance the device has not acknowledged yet, oldest first (each sync resends them)."""
+        from panoflow.controlplane.service.applications import open_signals
+
         with self.store.transaction() as tx:
-            rows = tx.select("signals", {"instance_id": instance_id, "delivered": 0})
-            for row in rows:
-                tx.update("signals", row.id, delivered=1)
-        return [{"NodeInstanceId": r.columns["node_instance_id"], "Signal": r.columns["signal"],
-                 "CreatedTime": r.doc["CreatedTime"]} for r in rows]
+            return open_signals(self._context(tx), [instance_id])
+
+    # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) ---------------------------
+
+    def _context(self, tx: Transaction) -> Context:
+        return Context(tx, self.account_id, self.region, self.assets)
+
+    def claim_device(self, body: Any) -> dict[str, Any]:
+        """Exchange a provisioning bundle's claim token for device credentials (403 when it cannot be used)."""
+        from panoflow.controlplane.service import fleet
+
+        request = fleet.parse_claim(body)
+        with self.store.transaction() as tx:
+            return fleet.claim(self._context(tx), request, self.heartbeat_s)
+
+    def authenticate_device(self, token: str) -> str | None:
+        """The device id a bearer token belongs to; None when unknown; 403 ApiError for a deleted device."""
+        from panoflow.controlplane.service import fleet
+
+        with self.store.transaction() as tx:
+            return fleet.authenticate_device(self._context(tx), token)
+
+    def device_sync(self, device_id: str, body: Any) -> dict[str, Any]:
+        """Apply a device's sync report (checked first: 400 naming the field) and answer its desired state."""
+        from panoflow.controlplane.service import fleet
+
+        report = fleet.parse_sync_report(body)
+        with self.store.transaction() as tx:
+            return fleet.sync(self._context(tx), device_id, report, self.heartbeat_s)
+
+    def append_device_logs(self, device_id: str, body: Any) -> int:
+        """Store a batch of log lines (at most 500, else 413); the newest 10 000 per device are kept."""
+        from panoflow.controlplane.service import fleet
+
+        lines = fleet.parse_log_lines(body)
+        with self.store.transaction() as tx:
+            return fleet.append_logs(self._context(tx), device_id, lines)
+
+    def put_device_metrics(self, device_id: str, text: str) -> None:
+        """Keep ``text`` (Prometheus exposition) as the device's latest metrics."""
+        from panoflow.controlplane.service import fleet
+
+        with self.store.transaction() as tx:
+            fleet.put_metrics(self._context(tx), device_id, text)
+
+    def device_logs(self, device_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest ``limit`` log lines of a device, oldest first (404 ApiError for an unknown device)."""
+        from panoflow.controlplane.service import fleet
+
+        with self.store.transaction() as tx:
+            return fleet.read_logs(self._context(tx), device_id, limit)
+
+    def device_metrics(self, device_id: str) -> dict[str, Any]:
+        """``{"Text", "ReceivedTime"}`` of the device's latest metrics (None before any)."""
+        from panoflow.controlplane.service import fleet
+
+        with self.store.transaction() as tx:
+            return fleet.read_metrics(self._context(tx), device_id)

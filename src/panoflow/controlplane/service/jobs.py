@@ -1,17 +1,58 @@
 """Device jobs: CreateJobForDevices (REBOOT, OTA), DescribeDeviceJob, ListDevicesJobs.
 
-Jobs stay PENDING until the device picks them up (the device API, part 2, updates them).
+A job is PENDING until its device reports it. The device protocol reports IN_PROGRESS, SUCCEEDED or FAILED (the
+Panorama progress values VERIFYING, REBOOTING, DOWNLOADING and COMPLETED are accepted too); the API answers the
+model's UpdateProgress values, so SUCCEEDED reads COMPLETED. COMPLETED and FAILED are final: later reports of a final
+job are ignored. A job is sent to its device (:func:`open_jobs`) until it is final.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from panoflow.controlplane.errors import not_found, validation
 from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.devices import get_device
 
-__all__: list[str] = []
+__all__ = ["DEVICE_STATUSES", "device_report", "open_jobs"]
+
+log = structlog.get_logger("panoflow.controlplane.jobs")
+
+#: what a device may report -> the UpdateProgress value the API shows
+DEVICE_STATUSES = {"IN_PROGRESS": "IN_PROGRESS", "SUCCEEDED": "COMPLETED", "FAILED": "FAILED",
+                   "VERIFYING": "VERIFYING", "REBOOTING": "REBOOTING", "DOWNLOADING": "DOWNLOADING",
+                   "COMPLETED": "COMPLETED"}
+_FINAL = frozenset({"COMPLETED", "FAILED"})
+
+
+def open_jobs(ctx: Context, device_id: str) -> list[dict[str, Any]]:
+    """The device's jobs that are not final, oldest first, as the sync answer lists them."""
+    return [{"JobId": r.id, "JobType": r.doc["JobType"], "ImageVersion": r.doc.get("ImageVersion")}
+            for r in ctx.tx.select("device_jobs", {"device_id": device_id}) if r.doc["Status"] not in _FINAL]
+
+
+def device_report(ctx: Context, device_id: str, job_id: str, status: str, reason: str | None) -> None:
+    """Apply a device's report on one of its jobs (unknown jobs, other devices' jobs and final jobs are ignored)."""
+    row = ctx.tx.get("device_jobs", job_id)
+    if row is None or row.columns["device_id"] != device_id:
+        log.warning("device_job_unknown", device_id=device_id, job_id=job_id[:64])
+        return
+    if row.doc["Status"] in _FINAL:
+        return
+    shown = DEVICE_STATUSES[status]
+    if shown == row.doc["Status"] and reason == row.doc.get("Reason"):
+        return
+    row.doc.update({"Status": shown, "Reason": reason, "LastUpdatedTime": now().isoformat()})
+    ctx.tx.update("device_jobs", row.id, row.doc)
+    log.info("device_job_status", device_id=device_id, job_id=job_id, status=shown)
+    latest = ctx.tx.select("device_jobs", {"device_id": device_id}, descending=True)[0]
+    if latest.id == row.id:
+        device = get_device(ctx, device_id)
+        device.doc["LatestDeviceJob"] = {"JobType": row.doc["JobType"], "Status": shown,
+                                         "ImageVersion": row.doc.get("ImageVersion")}
+        ctx.tx.update("devices", device_id, device.doc)
 
 
 @operation("CreateJobForDevices")
