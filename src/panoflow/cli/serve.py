@@ -53,6 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="how long an instance may take to report running (default: 60 s)")
     p.add_argument("--stop-grace", type=_positive, default=10.0, metavar="S",
                    help="how long a stopping instance gets after SIGTERM before SIGKILL (default: 10 s)")
+    p.add_argument("--control-plane", metavar="URL",
+                   help="join the panoflow control plane at URL (http://HOST:PORT): report state, deploy what it "
+                        "asks for, upload logs and metrics, run jobs (docs/device-protocol.md)")
+    p.add_argument("--provision", type=Path, metavar="BUNDLE.zip",
+                   help="the Certificates zip that ProvisionDevice returned: claimed once, then the device's "
+                        "credentials live in STATE_DIR/cloud.json (needed only the first time)")
+    p.add_argument("--cloud-connector", default="http", metavar="NAME",
+                   help="the cloud connector plugin that talks to the control plane (default: http)")
     p.set_defaults(handler=serve_command)
 
 
@@ -64,6 +72,14 @@ def _default_registry() -> Path | None:
     return default_registry_path(os.environ)
 
 
+def _reexec(env: dict[str, str] | None) -> None:
+    """Replace this process with a new daemon: the same interpreter and command line (``sys.orig_argv`` keeps
+    ``-m``/``-c``), the same pid; file descriptors Python opened are not inherited."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, list(sys.orig_argv), env if env is not None else dict(os.environ))
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import anyio
 
@@ -71,8 +87,17 @@ def serve_command(args: argparse.Namespace) -> int:
     from panoflow.daemon.server import DaemonConfig, serve
     from panoflow.daemon.store import StatePaths
     from panoflow.daemon.supervisor import SupervisorConfig
+    from panoflow.exceptions import PanoflowError
     from panoflow.log import configure_logging
 
+    if args.provision is not None and not args.control_plane:
+        raise PanoflowError("--provision needs --control-plane URL (the control plane that provisioned the device)")
+    if args.control_plane:
+        from panoflow.cloud_client.jobs import ota_environment
+
+        env = ota_environment(args.state_dir.resolve(), os.environ)
+        if env is not None:  # an OTA job installed a newer panoflow: run that one
+            _reexec(env)
     paths = StatePaths(args.state_dir)
     paths.create()
     writer = RotatingWriter(paths.device_log)
@@ -82,9 +107,13 @@ def serve_command(args: argparse.Namespace) -> int:
         state_dir=paths.root, host=host, port=port, max_instances=args.max_instances,
         cameras_file=args.cameras or _default_registry(),
         supervisor=SupervisorConfig(start_timeout_s=args.start_timeout, stop_grace_s=args.stop_grace),
+        control_plane=args.control_plane, provision=args.provision.resolve() if args.provision else None,
+        cloud_connector=args.cloud_connector,
     )
     try:
-        anyio.run(serve, config)
+        restart = anyio.run(serve, config)
     finally:
         writer.close()
+    if restart is not None:
+        _reexec(dict(restart.env) if restart.env is not None else None)
     return 0

@@ -210,6 +210,11 @@ class Api:
         return await self._logs(request, self.paths.device_log, tail, follow_, lambda: True)
 
     async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=(await self.metrics_text()).encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def metrics_text(self) -> str:
+        """The device's Prometheus text: every running instance's metrics and the daemon's own."""
         texts: list[tuple[dict[str, str], str]] = []
 
         async def one(rec: m.InstanceRecord) -> None:
@@ -226,8 +231,7 @@ class Api:
             for rec in records:
                 tg.start_soon(one, rec)
         texts.sort(key=lambda t: t[0]["application"])
-        return web.Response(body=merge_instance_metrics(texts, self._device_metrics(records)).encode(),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return merge_instance_metrics(texts, self._device_metrics(records))
 
     def _device_metrics(self, records: list[m.InstanceRecord]) -> list[MetricFamily]:
         up = MetricFamily("panoflow_device_up", "gauge", "1 while the panoflow daemon runs").add(1)

@@ -1,5 +1,7 @@
-"""``panoflow serve``: the device daemon's life. State first, then instances, then the HTTP endpoint; on SIGTERM or
-SIGINT the reverse (instances stop but stay desired, so the next start brings them back)."""
+"""``panoflow serve``: the device daemon's life. State first, then instances, then the HTTP endpoint, then the cloud
+connector (with ``--control-plane``); on SIGTERM or SIGINT the reverse (instances stop but stay desired, so the next
+start brings them back). A restart asked for by the connector (a REBOOT or OTA job) stops the same way and
+:func:`serve` returns a :class:`Restart` for the caller to re-execute the daemon with."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import fcntl
 import os
 import secrets
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from panoflow.daemon.store import StatePaths, atomic_write_json, ensure_token, r
 from panoflow.daemon.supervisor import SupervisorConfig
 from panoflow.exceptions import PanoflowError
 
-__all__ = ["DEFAULT_LISTEN", "DaemonConfig", "serve"]
+__all__ = ["DEFAULT_LISTEN", "DaemonConfig", "Restart", "serve"]
 
 log = structlog.get_logger("panoflow.daemon")
 
@@ -37,6 +40,16 @@ class DaemonConfig:
     max_upload: int = DEFAULT_MAX_UPLOAD
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     cameras_file: Path | None = None  # the camera registry; default STATE_DIR/cameras.json
+    control_plane: str | None = None  # join this control plane (docs/device-protocol.md)
+    provision: Path | None = None  # the provisioning bundle, needed until the device has claimed itself
+    cloud_connector: str = "http"  # the cloud connector plugin that talks to it
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The daemon stopped to be started again (same argv) with ``env`` (``None``: the current environment)."""
+
+    env: Mapping[str, str] | None = None
 
 
 def _device_id(paths: StatePaths) -> str:
@@ -61,18 +74,57 @@ def _lock_state_dir(paths: StatePaths) -> int:
     return fd
 
 
-async def serve(config: DaemonConfig) -> None:
-    """Run the daemon until SIGTERM or SIGINT."""
+def _connector(config: DaemonConfig) -> object | None:
+    """The cloud connector to run, checked before anything starts (an unknown name is a clear error)."""
+    if not config.control_plane:
+        return None
+    from panoflow.core.plugins import build_plugins
+    from panoflow.plugins import BUILTINS
+
+    connectors = build_plugins(BUILTINS).cloud_connectors
+    if config.cloud_connector not in connectors:
+        raise PanoflowError(f"no cloud connector {config.cloud_connector!r} (installed: "
+                            f"{', '.join(sorted(connectors)) or 'none'}); see `panoflow plugins`")
+    if config.provision is not None and not config.provision.is_file():
+        raise PanoflowError(f"--provision {config.provision}: no such file (the Certificates zip that "
+                            "ProvisionDevice returned)")
+    return connectors[config.cloud_connector]()
+
+
+async def serve(config: DaemonConfig) -> Restart | None:
+    """Run the daemon until SIGTERM or SIGINT (``None``) or until its cloud connector asks for a restart."""
     paths = StatePaths(config.state_dir)
     paths.create()
     lock = _lock_state_dir(paths)
     try:
-        await _serve(config, paths)
+        return await _serve(config, paths)
     finally:
         os.close(lock)
 
 
-async def _serve(config: DaemonConfig, paths: StatePaths) -> None:
+class _Life:
+    """How the daemon's run ends: a signal, a restart asked for by the connector, or a fatal connector error."""
+
+    def __init__(self) -> None:
+        self.stop = anyio.Event()
+        self.restart: Restart | None = None
+        self.fatal: PanoflowError | None = None
+
+    def request_restart(self, env: Mapping[str, str] | None = None) -> None:
+        if self.restart is None:
+            self.restart = Restart(dict(env) if env is not None else None)
+            log.info("daemon_restart_requested")
+        self.stop.set()
+
+    async def watch_signals(self, signals: object) -> None:
+        async for signum in signals:  # type: ignore[attr-defined]
+            log.info("daemon_stopping", signal=signal.Signals(signum).name)
+            self.stop.set()
+            return
+
+
+async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
+    connector = _connector(config)
     token = ensure_token(paths.token)
     manager = Manager(paths, ManagerConfig(max_instances=config.max_instances, supervisor=config.supervisor,
                                            cameras_file=config.cameras_file))
@@ -86,17 +138,22 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> None:
             raise PanoflowError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
         host, port = runner.addresses[0][:2]
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        life = _Life()
+        cloud = anyio.CancelScope()
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with anyio.create_task_group() as tg:
                 try:
                     await manager.start(tg)
                     atomic_write_json(paths.daemon_file, {"url": url, "pid": os.getpid()}, mode=0o644)
                     log.info("daemon_listening", url=url, state_dir=str(paths.root), instances=len(manager.records))
-                    async for signum in signals:
-                        log.info("daemon_stopping", signal=signal.Signals(signum).name)
-                        break
+                    tg.start_soon(life.watch_signals, signals)
+                    if connector is not None:
+                        tg.start_soon(_run_connector, connector, cloud, life, _device_context(
+                            config, manager, paths, api, life))
+                    await life.stop.wait()
                 finally:
                     with anyio.CancelScope(shield=True):
+                        cloud.cancel()  # the connector first: it must not deploy while the instances stop
                         await runner.cleanup()  # no new requests; then the instances stop
                         await manager.stop()
                         paths.daemon_file.unlink(missing_ok=True)
@@ -105,4 +162,34 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> None:
         with anyio.CancelScope(shield=True):
             await runner.cleanup()
         raise
-    log.info("daemon_stopped")
+    log.info("daemon_stopped", restarting=life.restart is not None)
+    if life.fatal is not None:
+        raise life.fatal
+    return life.restart
+
+
+def _device_context(config: DaemonConfig, manager: Manager, paths: StatePaths, api: Api, life: _Life) -> object:
+    from panoflow.cloud_client import DeviceContext
+
+    assert config.control_plane is not None
+    return DeviceContext(manager=manager, paths=paths, control_plane=config.control_plane,
+                         provision=config.provision, restart=life.request_restart, metrics_text=api.metrics_text,
+                         cameras_file=config.cameras_file or paths.cameras)
+
+
+async def _run_connector(connector: object, scope: anyio.CancelScope, life: _Life, device: object) -> None:
+    """Run the cloud connector; an error it raises (no credentials, a refused bundle) stops the daemon with that
+    message, a bug in it is logged and the daemon carries on without it."""
+    from panoflow.core.bases import CloudConnector
+
+    assert isinstance(connector, CloudConnector)
+    with scope:
+        try:
+            await connector.run(device)
+            log.info("cloud_connector_stopped")
+        except PanoflowError as exc:
+            log.error("cloud_connector_failed", error=str(exc))
+            life.fatal = exc
+            life.stop.set()
+        except Exception:
+            log.exception("cloud_connector_crashed")

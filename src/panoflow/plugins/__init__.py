@@ -10,4 +10,5 @@ BUILTINS: tuple[str, ...] = (
     "panoflow.plugins.native_runner",
     "panoflow.plugins.onnxruntime_backend",
     "panoflow.plugins.tensorrt_backend",
+    "panoflow.plugins.http_connector",
 )

@@ -1,0 +1,114 @@
+"""Device credentials: the provisioning bundle, claimed once, then ``STATE_DIR/cloud.json`` (mode 0600).
+
+``ProvisionDevice`` hands the operator a zip (``panoflow-device.json``: DeviceId, name, account, region and a
+one-time ``ClaimToken``). The device exchanges the token for its own secret once
+(``POST /_panoflow/device/v1/claim``) and keeps that in ``cloud.json``; a restarted device uses ``cloud.json`` and
+never needs the bundle again.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from panoflow.exceptions import CloudError
+
+__all__ = ["CLOUD_FILE", "BundleError", "Credentials", "load_credentials", "read_bundle_file",
+           "save_credentials"]
+
+CLOUD_FILE = "cloud.json"
+
+
+class BundleError(CloudError):
+    """The provisioning bundle cannot be read."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What ``cloud.json`` holds. ``token`` is the device's secret: never log it (``repr`` leaves it out)."""
+
+    control_plane: str
+    device_id: str
+    device_name: str
+    account_id: str
+    region: str
+    token: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"ControlPlane": self.control_plane, "DeviceId": self.device_id, "DeviceName": self.device_name,
+                "AccountId": self.account_id, "Region": self.region, "Token": self.token}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Credentials:
+        return cls(control_plane=str(doc["ControlPlane"]), device_id=str(doc["DeviceId"]),
+                   device_name=str(doc.get("DeviceName", "")), account_id=str(doc.get("AccountId", "")),
+                   region=str(doc.get("Region", "")), token=str(doc["Token"]))
+
+    def __repr__(self) -> str:
+        return f"Credentials(device_id={self.device_id!r}, control_plane={self.control_plane!r})"
+
+
+def _provisioning() -> ModuleType:
+    """``panoflow.controlplane.provisioning``, loaded on its own: importing it the usual way runs the control
+    plane package's ``__init__``, which needs botocore and the server, neither of which a device installs."""
+    name = "panoflow.cloud_client._provisioning"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec("panoflow.controlplane")
+    if spec is None or not spec.submodule_search_locations:
+        raise BundleError("this panoflow has no control-plane package to read provisioning bundles with")
+    path = Path(next(iter(spec.submodule_search_locations))) / "provisioning.py"
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise BundleError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    try:
+        mod_spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def read_bundle_file(path: Path) -> dict[str, Any]:
+    """The device document inside a provisioning bundle, checked for the fields a claim needs."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read the provisioning bundle {path}: {exc.strerror or exc}") from None
+    try:
+        doc = _provisioning().read_bundle(data)
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise BundleError(f"{path} is not a panoflow provisioning bundle ({exc}); use the Certificates zip that "
+                          "ProvisionDevice returned") from None
+    missing = [k for k in ("DeviceId", "ClaimToken") if not isinstance(doc.get(k), str) or not doc.get(k)]
+    if missing:
+        raise BundleError(f"{path} is not a panoflow provisioning bundle: it lacks {', '.join(missing)}")
+    return doc
+
+
+def load_credentials(state_dir: Path) -> Credentials | None:
+    """The stored credentials, or ``None`` when this device has not claimed itself yet."""
+    path = state_dir / CLOUD_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return Credentials.from_json(doc)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CloudError(f"{path} is unreadable ({exc}); delete it and start with --provision BUNDLE.zip again "
+                         "(a new bundle from ProvisionDevice)") from None
+
+
+def save_credentials(state_dir: Path, creds: Credentials) -> None:
+    """Write ``cloud.json`` atomically, readable by the owner only."""
+    from panoflow.daemon.store import atomic_write_json
+
+    atomic_write_json(state_dir / CLOUD_FILE, creds.to_json(), mode=0o600)
