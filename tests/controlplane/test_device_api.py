@@ -3,13 +3,19 @@ loopback HTTP, devices speaking raw JSON, operators using boto3 and SigV4."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +26,7 @@ from panoflow.controlplane.service.fleet import LOG_CAP, parse_sync_report
 from panoflow.controlplane.store import Store
 from panoflow.core.manifest import parse_package
 
-from .conftest import deploy, make_client, raw_request, signed_headers
+from .conftest import APP, deploy, make_client, raw_request, signed_headers
 
 SYNC = "/_panoflow/device/v1/sync"
 
@@ -194,6 +200,23 @@ def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, grap
     assert nodes["model_node"] == "NOT_AVAILABLE"
 
 
+def test_desired_state_carries_registered_manifests_and_assets(endpoint: str, pano: Any, plane: ControlPlane,
+                                                               graph_text: str) -> None:
+    device_id, token = claimed(endpoint, pano)
+    created = pano.create_package(PackageName="DEBUG_SERVER")
+    manifest = (APP.parents[1] / "packages" / "123456789012-DEBUG_SERVER-1.0" / "package.json").read_bytes()
+    patch = hashlib.sha256(manifest).hexdigest()
+    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(manifest))
+    pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
+                                  MarkLatest=True)
+    deploy(pano, device_id, graph_text)
+    [inst] = sync(endpoint, token)["Instances"]
+    packages = {p["Name"]: p for p in inst["Packages"]}
+    assert packages["DEBUG_SERVER"] == {"Account": "123456789012", "Name": "DEBUG_SERVER", "Version": "1.0",
+                                        "PatchVersion": patch, "Manifest": json.loads(manifest), "Assets": []}
+    assert packages["SQUEEZENET_PYTORCH"]["Manifest"] is None  # the device fails that deployment with a reason
+
+
 def test_replaced_instance_leaves_desired_state_once_removed(endpoint: str, pano: Any, graph_text: str) -> None:
     device_id, token = claimed(endpoint, pano)
     old = deploy(pano, device_id, graph_text, Name="people")
@@ -311,9 +334,12 @@ def test_operator_reads_need_a_signature(endpoint: str, pano: Any, key: AccessKe
     path = f"/_panoflow/devices/{device_id}/logs?limit=2"
     status, _, doc = raw_request(endpoint, "GET", path, signed_headers(endpoint, key, "GET", path))
     assert status == 200 and [x["Line"] for x in doc["Lines"]] == ["line 1", "line 2"]
-    path = f"/_panoflow/devices/{device_id}/metrics"
-    status, _, doc = raw_request(endpoint, "GET", path, signed_headers(endpoint, key, "GET", path))
-    assert status == 200 and doc["Text"] == "panoflow_up 1\n" and doc["DeviceId"] == device_id
+    # as docs/control-plane.md shows it: botocore signs, any HTTP client sends
+    req = AWSRequest("GET", f"{endpoint}/_panoflow/devices/{device_id}/metrics")
+    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "panorama", "us-east-1").add_auth(req)
+    with urllib.request.urlopen(urllib.request.Request(req.url, headers=dict(req.headers)), timeout=10) as resp:
+        doc = json.load(resp)
+    assert doc["Text"] == "panoflow_up 1\n" and doc["DeviceId"] == device_id and doc["ReceivedTime"]
     path = f"/_panoflow/devices/{device_id}/logs?limit=0"
     status, _, doc = raw_request(endpoint, "GET", path, signed_headers(endpoint, key, "GET", path))
     assert (status, doc["Fields"][0]["Name"]) == (400, "limit")

@@ -23,6 +23,16 @@ def _size(text: str) -> int:
     return int(number) * unit
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds between 0.05 and 3600, got {text!r}")
+    return value
+
+
 def _account(text: str) -> str:
     if not (text.isdigit() and len(text) == 12):
         raise argparse.ArgumentTypeError(f"an account id is 12 digits, got {text!r}")
@@ -47,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--account-id", type=_account, default="123456789012", metavar="ID",
                        help="the 12-digit account id in ARNs and package owners (default 123456789012)")
     serve.add_argument("--region", default="us-east-1", help="the region in ARNs (default us-east-1)")
+    serve.add_argument("--heartbeat", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="how often devices sync; 3 missed heartbeats show a device OFFLINE (default 5)")
     serve.set_defaults(handler=serve_command)
 
     keys = cmds.add_parser("keys", help="manage the access keys clients sign requests with")
@@ -68,7 +80,7 @@ def serve_command(args: argparse.Namespace) -> int:
     assets = open_assets(args.assets)
     store = open_store(args.db)
     plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
-                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE)
+                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat)
     host, port = args.listen
     structlog.get_logger("panoflow.controlplane").info(
         "control_plane_listening", host=host, port=port, db=args.db, assets=repr(assets), account_id=args.account_id,

@@ -17,6 +17,7 @@ import structlog
 
 from panoflow.controlplane.errors import ApiError, conflict, not_found, validation
 from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.service.cameras import camera_manifest
 from panoflow.controlplane.service.packages import latest_patch
 from panoflow.controlplane.store import Row
 from panoflow.core.manifest import GraphOverrides, NodeGraph, parse_graph, parse_overrides
@@ -286,9 +287,6 @@ def device_report(ctx: Context, device_id: str, instance_id: str, status: str, *
 
 # --- desired state (what a sync answers) ---------------------------------------------------------------------
 
-#: the stock RTSP camera implementation a template-job camera package's generated manifest points at
-_RTSP_ASSET = {"name": "rtsp_source",
-               "implementations": [{"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}]}
 _CAMERA_KEYS = ("StreamUrl", "Username", "Password")
 
 
@@ -345,25 +343,14 @@ def _package_entry(ctx: Context, qualified: str, version: str) -> dict[str, Any]
             manifest = json.loads(manifest)
         except ValueError:
             manifest = None
-    if manifest is None:
+    if manifest is None:  # a template-job camera registered before template jobs recorded their manifest
         cameras = [n.doc["Name"] for n in ctx.tx.select("nodes", {"package_id": pkg[0].id, "package_version": version,
                                                                   "patch_version": ver.columns["patch"]})
                    if "TemplateParameters" in n.doc]
-        manifest = _camera_manifest(name, version, cameras) if cameras else None
+        manifest = camera_manifest(name, version, cameras[0]) if cameras else None
     entry["Manifest"] = manifest
     entry["Assets"] = list(ver.doc.get("Assets") or [])
     return entry
-
-
-def _camera_manifest(name: str, version: str, interfaces: list[str]) -> dict[str, Any]:
-    """package.json for a template-job camera package: one media_source interface per camera node."""
-    return {"nodePackage": {
-        "envelopeVersion": "2021-01-01", "name": name, "version": version,
-        "description": "RTSP camera from CreateNodeFromTemplateJob (stream and credentials come in Cameras)",
-        "assets": [_RTSP_ASSET],
-        "interfaces": [{"name": iface, "category": "media_source", "asset": "rtsp_source",
-                        "outputs": [{"name": "video_out", "type": "media", "description": "The camera's stream"}]}
-                       for iface in interfaces]}}
 
 
 def _effective_nodes(graph: NodeGraph, overrides: GraphOverrides | None) -> dict[str, str]:
