@@ -279,9 +279,11 @@ def append_logs(ctx: Context, device_id: str, lines: list[dict[str, str | None]]
     seq = int(head.columns["next_seq"]) if head else 0
     received = now().isoformat()
     for line in lines:
-        slot = f"{device_id}/{seq % LOG_CAP}"
-        ctx.tx.delete("device_logs", id=slot)
-        ctx.tx.insert("device_logs", slot, {**line, "ReceivedTime": received}, device_id=device_id, seq=seq)
+        slot, doc = f"{device_id}/{seq % LOG_CAP}", {**line, "ReceivedTime": received}
+        if seq < LOG_CAP:  # the ring is filling up
+            ctx.tx.insert("device_logs", slot, doc, device_id=device_id, seq=seq)
+        else:  # overwrite the oldest line (every slot exists once seq has gone round)
+            ctx.tx.update("device_logs", slot, doc, seq=seq)
         seq += 1
     if head is None:
         ctx.tx.insert("device_log_heads", device_id, {}, next_seq=seq)
