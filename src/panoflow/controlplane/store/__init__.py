@@ -2,8 +2,9 @@
 
 Every table (see ``migrations/*.sql``) has an ``id`` primary key, a ``created_ns`` clock used for stable ordering,
 a few plain columns the API filters on, and ``doc``, the rest of the resource as JSON. The interface is deliberately
-narrow (get, select with equality filters, insert, update, delete) so that a PostgreSQL backend is a second
-implementation of :class:`Transaction` over the same migrations. Only ``sqlite:///path`` exists today.
+narrow (get, select with equality filters, insert, update, delete) and has two implementations over the same
+migrations: ``sqlite:///path.db`` (:mod:`.sqlite`, stdlib ``sqlite3``) and ``postgresql://user:password@host/db``
+(:mod:`.postgres`, psycopg 3; ``postgres://`` works too).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from panoflow.core.redact import redact_url
 from panoflow.exceptions import PanoflowError
 
 __all__ = ["MIGRATIONS_DIR", "Row", "Store", "StoreError", "Transaction", "migrations", "open_store"]
@@ -69,11 +71,20 @@ def migrations() -> Iterator[tuple[int, str, str]]:
 
 
 def open_store(url: str) -> Store:
-    """Open (creating and migrating as needed) the database at ``url`` (``sqlite:///path.db``)."""
+    """Open (creating and migrating as needed) the database at ``url``.
+
+    ``sqlite:///path.db`` (the file is created with mode 0600) or ``postgresql://user:password@host:port/db``
+    (``postgres://`` too; the database must exist, its tables are created). Any libpq URL parameter works, e.g.
+    ``?sslmode=require`` or ``?options=-csearch_path%3Dpanoflow`` to keep the tables in another schema.
+    Raises :class:`StoreError` when the database cannot be opened or migrated.
+    """
     if url.startswith("sqlite:///"):
         from panoflow.controlplane.store.sqlite import SqliteStore
 
         return SqliteStore(url)
     if url.startswith(("postgres://", "postgresql://")):
-        raise StoreError("PostgreSQL is not supported yet; use --db sqlite:///path.db")
-    raise StoreError(f"unsupported database URL {url!r}: expected sqlite:///path.db")
+        from panoflow.controlplane.store.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise StoreError(f"unsupported database URL {redact_url(url)!r}: expected sqlite:///path.db or "
+                     "postgresql://user:password@host/db")
