@@ -38,3 +38,60 @@ ensure_venv() {
     | grep -v "^WARNING: Location" || true
   "$VENV/bin/panoflow" --version >/dev/null
 }
+
+# A private, throw-away PostgreSQL cluster for the control plane's store tests, under .cache/postgres: it listens on
+# 127.0.0.1 (a fixed unusual port, the next free one if that is busy) and on a unix socket inside the cache, and is
+# reused while it runs. initdb refuses to run as root, so as root the cluster belongs to the `postgres` user. Exports
+# PANOFLOW_TEST_POSTGRES (a URL with a generated password); without PostgreSQL it says so and exports nothing, and
+# the PostgreSQL variants of the tests are skipped (failed under CI).
+ensure_postgres() {
+  local bin
+  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  if [ -z "$bin" ]; then
+    ensure_apt postgresql
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+  fi
+  if [ -z "$bin" ] || [ ! -x "$bin/pg_ctl" ]; then
+    say "no PostgreSQL server found: the control plane's PostgreSQL tests will be skipped"
+    return 0
+  fi
+  local dir="$PANOFLOW_ROOT/.cache/postgres"
+  local data="$dir/data" sock="$dir/run" logs="$dir/log" owner
+  owner="$(id -un)"
+  [ "$(id -u)" -eq 0 ] && owner=postgres
+  as_owner() { if [ "$owner" = "$(id -un)" ]; then "$@"; else runuser -u "$owner" -- "$@"; fi; }
+  mkdir -p "$dir"
+  [ -s "$dir/password" ] || (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' 'xy' >"$dir/password")
+  mkdir -p "$data" "$sock" "$logs"
+  chown "$owner" "$data" "$sock" "$logs"
+  chmod 700 "$data"
+  if [ ! -s "$data/PG_VERSION" ]; then
+    say "creating a PostgreSQL cluster in $data"
+    # Local socket connections are trusted (the socket directory is private); TCP needs the generated password.
+    as_owner "$bin/initdb" -D "$data" -U panoflow -E UTF8 --locale=C.UTF-8 --auth-local=trust \
+      --auth-host=scram-sha-256 --no-sync >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; say "initdb failed (log above)"; return 1; }
+  fi
+  local port=""
+  if as_owner "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    port="$(sed -n 4p "$data/postmaster.pid")"
+  else
+    local p
+    for p in 54329 54339 54349 54359 54369; do
+      if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port="$p"; break; fi
+    done
+    [ -n "$port" ] || { say "no free port for PostgreSQL (tried 54329..54369)"; return 1; }
+    say "starting PostgreSQL on 127.0.0.1:$port"
+    # A throw-away cluster: durability off for speed.
+    as_owner "$bin/pg_ctl" -D "$data" -l "$logs/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $sock -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      start >/dev/null || { tail -n 20 "$logs/server.log" >&2; say "PostgreSQL did not start (log above)"; return 1; }
+  fi
+  local psql=("$bin/psql" -X -q -h "$sock" -p "$port" -U panoflow -d postgres -v ON_ERROR_STOP=1)
+  as_owner "${psql[@]}" -c "ALTER ROLE panoflow PASSWORD '$(cat "$dir/password")'" >/dev/null
+  if [ "$(as_owner "${psql[@]}" -Atc "SELECT 1 FROM pg_database WHERE datname = 'panoflow_test'")" != 1 ]; then
+    as_owner "${psql[@]}" -c "CREATE DATABASE panoflow_test" >/dev/null
+  fi
+  export PANOFLOW_TEST_POSTGRES="postgresql://panoflow:$(cat "$dir/password")@127.0.0.1:$port/panoflow_test"
+  say "PostgreSQL ready: postgresql://panoflow:***@127.0.0.1:$port/panoflow_test (PANOFLOW_TEST_POSTGRES)"
+}
