@@ -1,11 +1,15 @@
-"""Fixtures: a real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client."""
+"""Fixtures: a real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client, over each
+store backend (`store` is parametrized: SQLite, and PostgreSQL when scripts/test started one)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import http.client
 import json
+import os
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,9 +26,41 @@ from panoflow.controlplane.store import Store
 APP = Path(__file__).parents[1] / "fixtures" / "panorama-apps" / "debug-server" / "graphs" / "my-app"
 
 
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL of an empty schema of the test PostgreSQL (``PANOFLOW_TEST_POSTGRES``, set by scripts/test), dropped
+    afterwards. Skips the test when there is none, and fails it instead under CI (``CI`` set)."""
+    base = os.environ.get("PANOFLOW_TEST_POSTGRES")
+    if not base:
+        why = "no PostgreSQL for the store tests: run scripts/test (it starts one and sets PANOFLOW_TEST_POSTGRES)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    import psycopg
+
+    schema = f"pftest_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database: a SQLite file, or a fresh schema of the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'cp.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
     yield s
     s.close()
 
@@ -113,4 +149,4 @@ def error_of(exc: Any) -> tuple[str, int, str]:
     return r["Error"]["Code"], r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Message"]
 
 
-__all__ = ["deploy", "error_of", "make_client", "raw_request", "signed_headers"]
+__all__ = ["deploy", "error_of", "make_client", "postgres_schema", "raw_request", "signed_headers"]
