@@ -76,6 +76,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from panoflow.controlplane import ControlPlane, make_app, open_store
 
     from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, open_assets
+    from panoflow.core.redact import redact_url
 
     assets = open_assets(args.assets)
     store = open_store(args.db)
@@ -83,7 +84,8 @@ def serve_command(args: argparse.Namespace) -> int:
                          max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat)
     host, port = args.listen
     structlog.get_logger("panoflow.controlplane").info(
-        "control_plane_listening", host=host, port=port, db=args.db, assets=repr(assets), account_id=args.account_id,
+        "control_plane_listening", host=host, port=port, db=redact_url(args.db), assets=repr(assets),
+        account_id=args.account_id,
         schema_version=store.schema_version())
     try:
         web.run_app(make_app(plane), host=host, port=port, print=None, access_log=None)
