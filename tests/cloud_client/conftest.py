@@ -1,14 +1,32 @@
-"""Fixtures for the device side of the device protocol: a small real HTTP server for asset downloads (until a
-test needs the whole control plane, which the integration tests start for real)."""
+"""Fixtures for the device side of the device protocol: a small real HTTP server for asset downloads (the parts'
+tests), and for the integration tests a real control plane (in a thread, restartable on the same port and
+database), the daemon tests' counter app built and registered on it, and real ``panoflow serve`` devices."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
+import json
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
+
+from tests.daemon.conftest import (  # noqa: F401 - fixtures the integration tests use
+    SECRETS,
+    Daemon,
+    _no_secrets_in_logs,
+    clips,
+    make_daemon,
+    panoflow_argv,
+)
 
 
 class AssetServer:
@@ -56,3 +74,149 @@ def asset_server() -> Iterator[AssetServer]:
     yield server
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
+
+
+# ---------------------------------------------------------------------- a real control plane and device
+HEARTBEAT = 1.0
+ACCOUNT = "123456789012"
+
+
+class ControlPlaneServer:
+    """``panoflow control-plane`` in a thread over a SQLite file; stop() and start() keep port and database."""
+
+    def __init__(self, root: Path):
+        from panoflow.controlplane import ControlPlane, create_access_key, open_store
+
+        self.store = open_store(f"sqlite:///{root / 'cp.db'}")
+        self.plane = ControlPlane(self.store, assets=root / "assets", heartbeat_s=HEARTBEAT)
+        self.key = create_access_key(self.store)
+        self.port = 0
+        self.url = ""
+        self._serving: AbstractContextManager[str] | None = None
+        self.pano: Any = None
+
+    def start(self) -> ControlPlaneServer:
+        from panoflow.controlplane import serve_in_thread
+        from tests.controlplane.conftest import make_client
+
+        self._serving = serve_in_thread(self.plane, port=self.port)
+        self.url = self._serving.__enter__()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.pano = make_client(self.url, self.key.access_key_id, self.key.secret_access_key)
+        return self
+
+    def stop(self) -> None:
+        if self._serving is not None:
+            self._serving.__exit__(None, None, None)
+            self._serving = None
+
+    # ------------------------------------------------------------------ operator helpers
+    def provision(self, path: Path, name: str = "edge-1") -> str:
+        answer = self.pano.provision_device(Name=name)
+        path.write_bytes(answer["Certificates"])
+        return str(answer["DeviceId"])
+
+    def register_package(self, package_dir: Path, assets_dir: Path) -> None:
+        """Upload a package's assets and package.json to the asset store, then RegisterPackageVersion."""
+        data = (package_dir / "package.json").read_bytes()
+        name = json.loads(data)["nodePackage"]["name"]
+        patch = hashlib.sha256(data).hexdigest()
+        created = self.pano.create_package(PackageName=name)
+        storage = created["StorageLocation"]
+        for file in sorted(assets_dir.iterdir()):
+            with open(file, "rb") as f:
+                self.plane.assets.put(f"{storage['BinaryPrefixLocation']}/{file.name}", f)
+        self.plane.assets.put(f"{storage['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(data))
+        self.pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
+                                           MarkLatest=True)
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        return dict(self.pano.describe_device(DeviceId=device_id))
+
+    def instance(self, instance_id: str) -> dict[str, Any]:
+        return dict(self.pano.describe_application_instance(ApplicationInstanceId=instance_id))
+
+    def nodes(self, instance_id: str) -> dict[str, str]:
+        out = self.pano.list_application_instance_node_instances(ApplicationInstanceId=instance_id)
+        return {n["NodeInstanceId"]: n["CurrentStatus"] for n in out["NodeInstances"]}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.pano.describe_device_job(JobId=job_id))
+
+    def operator_get(self, path: str) -> Any:
+        from tests.controlplane.conftest import raw_request, signed_headers
+
+        status, _headers, body = raw_request(self.url, "GET", path, signed_headers(self.url, self.key, "GET", path))
+        assert status == 200, (path, status, body)
+        return body
+
+
+def wait(predicate: Callable[[], Any], timeout: float = 40, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as exc:  # noqa: BLE001 - the control plane may be restarting
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+def cp(tmp_path: Path) -> Iterator[ControlPlaneServer]:
+    server = ControlPlaneServer(tmp_path).start()
+    yield server
+    server.stop()
+    server.store.close()
+
+
+@pytest.fixture(scope="session")
+def cloud_app(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> dict[str, Any]:
+    """The daemon tests' counter app, built (code asset + descriptor in assets/, as RegisterPackageVersion wants),
+    its camera node a template-job camera package ``CAM`` that streams one of the test clips."""
+    from tests.daemon.apps import counter_app
+
+    root = counter_app(tmp_path_factory.mktemp("cloud-app") / "app")
+    pkg = root / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
+    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
+    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset", "--package-path",
+                                     f"packages/{pkg.name}", "--docker", "never", "--no-index"),
+                       cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    graph_file = root / "graphs" / "test_app" / "graph.json"
+    graph = json.loads(graph_file.read_text())["nodeGraph"]
+    graph["packages"] = [p for p in graph["packages"] if p["name"] != "panorama::abstract_rtsp_media_source"]
+    graph["packages"].append({"name": f"{ACCOUNT}::CAM", "version": "1.0"})
+    for node in graph["nodes"]:
+        if node["name"] == "camera_node":
+            node.clear()
+            node.update({"name": "camera_node", "interface": f"{ACCOUNT}::CAM.camera_node"})
+    return {"root": root, "package": pkg, "graph": json.dumps({"nodeGraph": graph}, indent=2),
+            "stream": f"file://localhost{clips['a']}?loop=1&realtime=1"}
+
+
+def publish_app(cp: ControlPlaneServer, app: dict[str, Any]) -> None:
+    """Register the app's code package and its template-job camera on ``cp``."""
+    cp.register_package(app["package"], app["root"] / "assets")
+    cp.pano.create_node_from_template_job(
+        TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="CAM", OutputPackageVersion="1.0", NodeName="camera_node",
+        TemplateParameters={"StreamUrl": app["stream"]})
+
+
+def join(make_daemon: Callable[..., Daemon], cp: ControlPlaneServer, tmp_path: Path, name: str = "dev",
+         *extra: str) -> tuple[Daemon, str]:
+    """Provision a device on ``cp`` and start a ``panoflow serve`` that joins it; wait until it shows ONLINE."""
+    bundle = tmp_path / f"{name}.zip"
+    device_id = cp.provision(bundle, name=f"edge-{name}")
+    daemon = make_daemon(name, "--control-plane", cp.url, "--provision", str(bundle), *extra)
+    wait(lambda: cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE", 30, "the device to be ONLINE")
+    wait(lambda: (daemon.state_dir / "cloud.json").exists(), 10, "cloud.json")
+    token = json.loads((daemon.state_dir / "cloud.json").read_text())["Token"]
+    SECRETS.append(token)
+    return daemon, device_id
+
+
+__all__ = ["ACCOUNT", "HEARTBEAT", "ControlPlaneServer", "join", "panoflow_argv", "publish_app", "wait"]

@@ -91,16 +91,17 @@ class _Position:
 
 class LogTailer:
     """Reads what was appended to each :class:`Source` since the last :meth:`poll` (blocking: call it in a
-    thread). A file seen for the first time is read from its current end when ``from_start`` is false, so a
-    device that restarts does not upload its whole history again."""
+    thread). Files there at the first poll are read from their end, so a device that restarts does not upload its
+    whole history again; files that appear later (a new instance, a new node) are read from their start."""
 
     def __init__(self) -> None:
         self._pos: dict[Path, _Position] = {}
+        self._polled = False
 
-    def poll(self, sources: Iterable[Source], buffer: LogBuffer, *, from_start: bool = False,
-             max_bytes: int = 4 * 1024 * 1024) -> int:
+    def poll(self, sources: Iterable[Source], buffer: LogBuffer, *, max_bytes: int = 4 * 1024 * 1024) -> int:
         count = 0
         live = set()
+        from_start, self._polled = self._polled, True
         for src in sources:
             live.add(src.path)
             for line in self._read(src.path, from_start, max_bytes):
