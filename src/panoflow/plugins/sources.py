@@ -16,6 +16,7 @@ import anyio.to_thread
 import av
 import numpy as np
 import structlog
+from av.video.reformatter import VideoReformatter
 
 from panoflow.core.bases import Emit, MediaSource
 from panoflow.core.frame import Frame
@@ -26,6 +27,7 @@ from panoflow.plugins.uri import OPTION_TABLES, SourceURI, parse_source_uri, sou
 
 __all__ = [
     "DECODE_THREAD_TYPE",
+    "BgrConverter",
     "FileSource",
     "TestPattern",
     "TestSource",
@@ -103,6 +105,30 @@ class TestPattern:
         image[by : by + bh, bx : bx + bw] = self._box_color
         paint_index(image, index)
         return image
+
+
+class BgrConverter:
+    """Decoded pictures to BGR ``ndarray``s for one decoding thread, at the least CPU per frame.
+
+    ``picture.to_ndarray(format="bgr24")`` builds a new swscale context (with a pool of threads) for every frame
+    and copies the converted picture into a fresh array. This keeps one context (reused while the size stays the
+    same), converts in the calling thread (a camera's decoder thread is already one of many: hand-offs to helper
+    threads only add wake-ups), and hands out the converted picture's own buffer as the array (writable; it keeps
+    the buffer alive), so nothing is copied. Same pixels as ``to_ndarray`` (benchmarks/source_path.py).
+    """
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, picture: av.VideoFrame, width: int | None = None, height: int | None = None,
+                 interpolation: str | None = None) -> np.ndarray:
+        out = self._reformatter.reformat(picture, width=width, height=height, format="bgr24",
+                                         interpolation=interpolation, threads=1)
+        plane = out.planes[0]
+        w, h = out.width, out.height
+        if plane.line_size != w * 3:  # rows padded: a strided view would surprise OpenCV; copy instead
+            return out.to_ndarray()
+        return np.frombuffer(plane, np.uint8, count=h * w * 3).reshape(h, w, 3)
 
 
 def _capture_time(wall: float) -> tuple[int, int]:
@@ -212,7 +238,12 @@ class FileSource(_ThreadedSource):
             container.close()
             raise SourceError(f"{where} has no video stream", node_id=self.stream_id)
         stream = container.streams.video[0]
-        stream.thread_type = DECODE_THREAD_TYPE
+        if self.spec.options["realtime"]:
+            # paced like a camera: 30 fps needs no decoder threads, and with many cameras they only cost wake-ups
+            stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = 1
+        else:
+            stream.thread_type = DECODE_THREAD_TYPE
         return container
 
     def _produce(self, emit: Emit) -> None:
@@ -220,6 +251,7 @@ class FileSource(_ThreadedSource):
         realtime, loop, limit = opts["realtime"], opts["loop"], opts["frames"]
         start_wall, clock = time.time(), [time.perf_counter()]
         seq, media_base = 0, 0.0
+        to_bgr = BgrConverter()
         while True:
             container = self._open()
             live = self.spec.is_network and container.duration is None
@@ -245,7 +277,7 @@ class FileSource(_ThreadedSource):
                             media_t = media_base + n_this_pass / rate
                         if realtime and not self._pace(clock, media_t):
                             return
-                        image = vf.to_ndarray(format="bgr24")
+                        image = to_bgr(vf)
                         wall = time.time() if (realtime or live) else start_wall + media_t
                         if not emit(self._frame(image, seq, wall)):
                             return

@@ -47,6 +47,16 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    """An integer >= 0 (``0`` = let FFmpeg choose)."""
+    if str(value).strip() == "0" and not isinstance(value, bool):
+        return 0
+    try:
+        return parse_positive_int(value)
+    except ValueError:
+        raise ValueError(f"expected an integer >= 0, got {value!r}") from None
+
+
 def _downscale(value: Any) -> tuple[int, int] | None:
     """``1920x1080`` (scale larger pictures down to that area) or ``0``/``off`` (never scale)."""
     if value is None or str(value).strip().lower() in ("0", "off", "no", "false", "none"):
@@ -75,6 +85,8 @@ RTSP_OPTIONS: Mapping[str, Option] = {
         ),
         Option("timestamps", _choice("rtcp", "arrival"), "rtcp", "capture time from RTCP sender reports or arrival"),
         Option("buffer", parse_positive_int, 32, "access units queued for the decoder before drops"),
+        Option("decode_threads", _non_negative_int, 1,
+               "decoder threads per camera (0: FFmpeg's choice; 1 costs least CPU with several cameras)"),
         Option("frames", parse_positive_int, None, "stop after this many frames (default: never)"),
     )
 }

@@ -84,7 +84,8 @@ class RtspSource(MediaSource):
         opts = self.settings.options
         self.queue = UnitQueue(opts["buffer"])
         self.decoder = FrameDecoder(stream_id=self.stream_id, stream_uri=self.stream_uri, emit=emit,
-                                    downscale=opts["downscale"], limit=opts["frames"])
+                                    downscale=opts["downscale"], limit=opts["frames"],
+                                    threads=opts["decode_threads"])
         self.intake = Intake(self.queue, self.decoder.need_keyframe)
         self.finished.clear()
         failure: SourceError | None = None
