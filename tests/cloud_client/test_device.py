@@ -56,6 +56,14 @@ def test_deploy_signal_logs_and_remove(make_daemon: Callable[..., Daemon], cp: C
     metrics = wait(lambda: cp.operator_get(f"/_panoflow/devices/{device_id}/metrics").get("Text"), 20, "metrics")
     assert "panoflow_device_up" in metrics and "panoflow_cloud_log_lines_dropped_total 0" in metrics
 
+    # a new version replacing the old one: deployed under the old one's daemon name, swapped without a gap
+    old_id, old_pids = instance_id, _pids(daemon)
+    instance_id = _create(cp, device_id, cloud_app, ApplicationInstanceIdToReplace=old_id)
+    wait(_running(cp, instance_id), 60, "the replacement to run")
+    wait(lambda: cp.instance(old_id)["Status"] == "REMOVAL_SUCCEEDED", 30, "the replaced one to be removed")
+    (local,) = daemon.get("/instances")["instances"]
+    assert local["name"] == "people" and _pids(daemon) != old_pids
+
     cp.pano.remove_application_instance(ApplicationInstanceId=instance_id)
     wait(lambda: cp.instance(instance_id)["Status"] == "REMOVAL_SUCCEEDED", 40, "the removal")
     wait(lambda: daemon.get("/instances")["instances"] == [], 10, "the daemon to forget the instance")
