@@ -36,6 +36,6 @@ def test_every_hook_is_documented_and_typed() -> None:
 def test_every_registration_hook_is_implemented_by_a_builtin_or_reserved() -> None:
     plugins = build_plugins(BUILTINS, entry_points=False)
     implemented = {h.name for p in plugins.pm.get_plugins() for h in plugins.pm.get_hookcallers(p) or ()}
-    # startup/shutdown are for third parties; cloud connectors and model backends land with their issues
-    reserved = {"panoflow_startup", "panoflow_shutdown", "panoflow_cloud_connectors"}
+    # startup/shutdown are for third parties
+    reserved = {"panoflow_startup", "panoflow_shutdown"}
     assert set(_hooks()) - reserved <= implemented

@@ -27,7 +27,10 @@ def test_create_and_describe(pano: Any, device: str, graph_text: str, overrides_
     assert json.loads(details["ManifestPayload"]["PayloadData"]) == json.loads(graph_text)
     assert details["ManifestOverridesPayload"]["PayloadData"] == overrides_text
     nodes = pano.list_application_instance_node_instances(ApplicationInstanceId=iid)["NodeInstances"]
-    assert {n["NodeInstanceId"] for n in nodes} == {"code_node", "model_node", "camera_node", "output_node"}
+    # the overrides replace camera_node with camera_node_override: node instances are what the device runs
+    assert {n["NodeInstanceId"] for n in nodes} == {"code_node", "model_node", "camera_node_override", "output_node"}
+    camera = next(n for n in nodes if n["NodeInstanceId"] == "camera_node_override")
+    assert (camera["PackageName"], camera["PackageVersion"]) == ("MY_CAMERA", "1.0")
     assert {n["CurrentStatus"] for n in nodes} == {"NOT_AVAILABLE"}
     deps = pano.list_application_instance_dependencies(ApplicationInstanceId=iid)["PackageObjects"]
     assert {(p["Name"], p["PackageVersion"]) for p in deps} == {

@@ -95,6 +95,11 @@ def paginate(rows: Sequence[Row], params: dict[str, Any], scope: str) -> tuple[l
     return page, nxt
 
 
+def _load_handlers() -> None:
+    """Import the modules whose :func:`operation` decorators fill the handler table."""
+    from panoflow.controlplane.service import applications, cameras, devices, jobs, packages, tags  # noqa: F401
+
+
 class ControlPlane:
     """The operations over one store, for one account and region."""
 
@@ -103,7 +108,7 @@ class ControlPlane:
                  assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE):
         """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
         ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default)."""
-        from panoflow.controlplane.service import applications, cameras, devices, jobs, packages, tags  # noqa: F401
+        _load_handlers()
 
         self.store = store
         self.account_id = account_id
@@ -118,6 +123,7 @@ class ControlPlane:
     @staticmethod
     def implemented() -> frozenset[str]:
         """Names of the operations this control plane implements."""
+        _load_handlers()
         return frozenset(_HANDLERS)
 
     def call(self, name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def _manifest_error(member: str, problems: tuple[Problem, ...]) -> ApiError:
     return ApiError("ValidationException", message, Reason="FIELD_VALIDATION_FAILED", Fields=fields)
 
 
-def _check_manifests(p: dict[str, Any]) -> NodeGraph:
+def _check_manifests(p: dict[str, Any]) -> tuple[NodeGraph, GraphOverrides | None]:
     graph = parse_graph(p["ManifestPayload"]["PayloadData"].encode("utf-8"), "ManifestPayload.PayloadData")
     if graph.model is None:
         raise _manifest_error("ManifestPayload.PayloadData", graph.problems)
@@ -56,18 +56,19 @@ def _check_manifests(p: dict[str, Any]) -> NodeGraph:
         parsed = parse_overrides(overrides.encode("utf-8"), "ManifestOverridesPayload.PayloadData")
         if parsed.model is None:
             raise _manifest_error("ManifestOverridesPayload.PayloadData", parsed.problems)
-    return graph.model
+        return graph.model, parsed.model
+    return graph.model, None
 
 
-def _node_instances(ctx: Context, graph: NodeGraph) -> list[dict[str, Any]]:
-    versions = {ref.qualified: ref.version for ref in graph.packages}
+def _node_instances(ctx: Context, graph: NodeGraph, overrides: GraphOverrides | None) -> list[dict[str, Any]]:
+    """The instance's nodes as the device runs them: after the overrides replaced nodes (a camera bound by the
+    overrides is listed under its override node's name, which is what signals address, as on Panorama)."""
+    versions = {ref.qualified: ref.version for ref in (*graph.packages, *(overrides.packages if overrides else ()))}
     out = []
-    for node in graph.nodes:
-        if node.is_parameter:
-            continue
-        package, _, _iface = node.interface.partition(".")
+    for node_name, interface in _effective_nodes(graph, overrides).items():
+        package, _, _iface = interface.partition(".")
         account, _, name = package.partition("::")
-        item = {"NodeInstanceId": node.name, "NodeName": node.name,
+        item = {"NodeInstanceId": node_name, "NodeName": node_name,
                 "PackageName": name, "PackageVersion": versions.get(package), "CurrentStatus": "NOT_AVAILABLE"}
         pkg = ctx.tx.select("packages", {"owner": account, "name": name})
         if pkg and item["PackageVersion"]:
@@ -89,7 +90,7 @@ def create_application_instance(ctx: Context, p: dict[str, Any]) -> dict[str, An
     device = ctx.tx.get("devices", p["DefaultRuntimeContextDevice"])
     if device is None:
         raise validation(f"Device {p['DefaultRuntimeContextDevice']} does not exist", "DefaultRuntimeContextDevice")
-    graph = _check_manifests(p)
+    graph, overrides = _check_manifests(p)
     old = None
     if p.get("ApplicationInstanceIdToReplace"):
         old = ctx.tx.get("application_instances", p["ApplicationInstanceIdToReplace"])
@@ -107,7 +108,7 @@ def create_application_instance(ctx: Context, p: dict[str, Any]) -> dict[str, An
            "ManifestPayload": p["ManifestPayload"], "ManifestOverridesPayload": p.get("ManifestOverridesPayload"),
            "HealthStatus": "NOT_AVAILABLE", "StatusDescription": "Waiting for the device to deploy",
            "CreatedTime": t, "LastUpdatedTime": t, "RuntimeContextStates": [],
-           "NodeInstances": _node_instances(ctx, graph),
+           "NodeInstances": _node_instances(ctx, graph, overrides),
            "Dependencies": [{"Name": ref.name, "PackageVersion": ref.version, "Owner": ref.account}
                             for ref in graph.packages]}
     ctx.tx.insert("application_instances", instance_id, doc, device_id=device.id, status="DEPLOYMENT_PENDING")
