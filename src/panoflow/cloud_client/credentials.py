@@ -8,15 +8,13 @@ never needs the bundle again.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from panoflow.controlplane.provisioning import read_bundle  # light: the package's exports load lazily
 from panoflow.exceptions import CloudError
 
 __all__ = ["CLOUD_FILE", "BundleError", "Credentials", "load_credentials", "read_bundle_file",
@@ -54,29 +52,6 @@ class Credentials:
         return f"Credentials(device_id={self.device_id!r}, control_plane={self.control_plane!r})"
 
 
-def _provisioning() -> ModuleType:
-    """``panoflow.controlplane.provisioning``, loaded on its own: importing it the usual way runs the control
-    plane package's ``__init__``, which needs botocore and the server, neither of which a device installs."""
-    name = "panoflow.cloud_client._provisioning"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec("panoflow.controlplane")
-    if spec is None or not spec.submodule_search_locations:
-        raise BundleError("this panoflow has no control-plane package to read provisioning bundles with")
-    path = Path(next(iter(spec.submodule_search_locations))) / "provisioning.py"
-    mod_spec = importlib.util.spec_from_file_location(name, path)
-    if mod_spec is None or mod_spec.loader is None:
-        raise BundleError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(mod_spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    try:
-        mod_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def read_bundle_file(path: Path) -> dict[str, Any]:
     """The device document inside a provisioning bundle, checked for the fields a claim needs."""
     try:
@@ -84,7 +59,7 @@ def read_bundle_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise BundleError(f"cannot read the provisioning bundle {path}: {exc.strerror or exc}") from None
     try:
-        doc = _provisioning().read_bundle(data)
+        doc = read_bundle(data)
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise BundleError(f"{path} is not a panoflow provisioning bundle ({exc}); use the Certificates zip that "
                           "ProvisionDevice returned") from None

@@ -10,23 +10,32 @@
 
 from __future__ import annotations
 
-from panoflow.controlplane.auth import AccessKey, create_access_key
-from panoflow.controlplane.errors import ApiError
-from panoflow.controlplane.model import MODEL_ROOT, load_model
-from panoflow.controlplane.server import make_app, serve_in_thread
-from panoflow.controlplane.service import ControlPlane
-from panoflow.controlplane.store import Store, StoreError, open_store
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "MODEL_ROOT",
-    "AccessKey",
-    "ApiError",
-    "ControlPlane",
-    "Store",
-    "StoreError",
-    "create_access_key",
-    "load_model",
-    "make_app",
-    "open_store",
-    "serve_in_thread",
-]
+if TYPE_CHECKING:
+    from panoflow.controlplane.auth import AccessKey, create_access_key
+    from panoflow.controlplane.errors import ApiError
+    from panoflow.controlplane.model import MODEL_ROOT, load_model
+    from panoflow.controlplane.server import make_app, serve_in_thread
+    from panoflow.controlplane.service import ControlPlane
+    from panoflow.controlplane.store import Store, StoreError, open_store
+
+#: exported name -> the submodule that defines it. Loaded on first use, so that a device importing
+#: ``panoflow.controlplane.provisioning`` (to read its bundle) pulls in neither botocore nor the aiohttp server.
+_EXPORTS = {
+    "MODEL_ROOT": "model", "load_model": "model", "AccessKey": "auth", "create_access_key": "auth",
+    "ApiError": "errors", "ControlPlane": "service", "make_app": "server", "serve_in_thread": "server",
+    "Store": "store", "StoreError": "store", "open_store": "store",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
