@@ -112,18 +112,21 @@ class BgrConverter:
 
     ``picture.to_ndarray(format="bgr24")`` builds a new swscale context (with a pool of threads) for every frame
     and copies the converted picture into a fresh array. This keeps one context (reused while the size stays the
-    same), converts in the calling thread (a camera's decoder thread is already one of many: hand-offs to helper
-    threads only add wake-ups), and hands out the converted picture's own buffer as the array (writable; it keeps
-    the buffer alive), so nothing is copied. Same pixels as ``to_ndarray`` (benchmarks/source_path.py).
+    same), converts in the calling thread by default (a camera's decoder thread is already one of many: hand-offs
+    to helper threads only add wake-ups; ``threads=0`` lets swscale use its pool, for a file read as fast as
+    possible), and hands out the converted picture's own buffer as the array (writable; it keeps
+    the buffer alive), so nothing is copied. Same pixels as ``to_ndarray`` (the source tests compare them bit for
+    bit; benchmarks/source_path.py measures the CPU).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 1) -> None:
         self._reformatter = VideoReformatter()
+        self._threads = threads  # 0: swscale's own choice (a pool per context; for throughput, not live cameras)
 
     def __call__(self, picture: av.VideoFrame, width: int | None = None, height: int | None = None,
                  interpolation: str | None = None) -> np.ndarray:
         out = self._reformatter.reformat(picture, width=width, height=height, format="bgr24",
-                                         interpolation=interpolation, threads=1)
+                                         interpolation=interpolation, threads=self._threads)
         plane = out.planes[0]
         w, h = out.width, out.height
         if plane.line_size != w * 3:  # rows padded: a strided view would surprise OpenCV; copy instead
@@ -251,7 +254,7 @@ class FileSource(_ThreadedSource):
         realtime, loop, limit = opts["realtime"], opts["loop"], opts["frames"]
         start_wall, clock = time.time(), [time.perf_counter()]
         seq, media_base = 0, 0.0
-        to_bgr = BgrConverter()
+        to_bgr = BgrConverter(threads=1 if realtime else 0)
         while True:
             container = self._open()
             live = self.spec.is_network and container.duration is None
