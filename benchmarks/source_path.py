@@ -55,6 +55,20 @@ def before(extradata: bytes, data: list[bytes]) -> tuple[float, int]:
     return (cpu() - c0) / max(1, n), n
 
 
+def decode_only(extradata: bytes, data: list[bytes], options: dict[str, str] | None = None) -> tuple[float, int]:
+    """Decode alone (one thread, as ``now``), no conversion: the floor; ``options`` e.g. skip_loop_filter."""
+    cc = av.CodecContext.create("h264", "r")
+    cc.extradata = extradata
+    cc.thread_type = "SLICE"
+    cc.thread_count = 1
+    if options:
+        cc.options = options
+    n, c0 = 0, cpu()
+    for unit in data:
+        n += len(cc.decode(av.Packet(unit)))
+    return (cpu() - c0) / max(1, n), n
+
+
 def now(extradata: bytes, data: list[bytes]) -> tuple[float, int]:
     from panoflow.plugins.rtsp.decode import CodedPicture, FrameDecoder, NewStream, UnitQueue
 
@@ -84,20 +98,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         clip = camera_clip(Path(tmp) / "cam720.mp4", args.frames / 30 + 0.5)
         extradata, data = packets(clip, args.frames)
-    b, n = [], []
+    b, n, d, f = [], [], [], []
     before(extradata, data[:30])
     now(extradata, data[:30])
     for _ in range(args.rounds):
         b.append(before(extradata, data)[0])
         n.append(now(extradata, data)[0])
+        d.append(decode_only(extradata, data)[0])
+        f.append(decode_only(extradata, data, {"skip_loop_filter": "all"})[0])
     ratio = statistics.median(x / y for x, y in zip(n, b))
     mb, mn = statistics.median(b) * 1e3, statistics.median(n) * 1e3
+    md, mf = statistics.median(d) * 1e3, statistics.median(f) * 1e3
+    rd = statistics.median(x / y for x, y in zip(d, b))
+    rf = statistics.median(x / y for x, y in zip(f, b))
     print(f"machine: {machine_line()}")
     print("| decode thread, 720p30 camera | CPU ms per frame (median) | cores per 30 fps camera | vs before |")
     print("| --- | --- | --- | --- |")
     print(f"| before: FFmpeg default threads, to_ndarray copy | {mb:.2f} | {mb * 30 / 1e3:.3f} | 1.00x |")
     print(f"| now: FrameDecoder (1 decoder thread, reused 1-thread swscale, no copy) | {mn:.2f} | "
           f"{mn * 30 / 1e3:.3f} | {ratio:.2f}x |")
+    print(f"| for scale: decode alone, 1 thread, no BGR | {md:.2f} | {md * 30 / 1e3:.3f} | {rd:.2f}x |")
+    print(f"| for scale: decode alone with skip_loop_filter=all (not used: no deblocking, different pixels) | "
+          f"{mf:.2f} | {mf * 30 / 1e3:.3f} | {rf:.2f}x |")
     print(f"({len(data)} frames, {args.rounds} alternating rounds; process CPU time, helper threads included)")
     return 0
 
