@@ -92,16 +92,19 @@ def serve_command(args: argparse.Namespace) -> int:
 
     if args.provision is not None and not args.control_plane:
         raise PanoflowError("--provision needs --control-plane URL (the control plane that provisioned the device)")
-    if args.control_plane:
-        from panoflow.cloud_client.jobs import ota_environment
-
-        env = ota_environment(args.state_dir.resolve(), os.environ)
-        if env is not None:  # an OTA job installed a newer panoflow: run that one
-            _reexec(env)
     paths = StatePaths(args.state_dir)
     paths.create()
     writer = RotatingWriter(paths.device_log)
     configure_logging("json", args.log_level, stream=TeeStream(sys.stderr, writer))  # the device log is JSON lines
+    if args.control_plane:
+        from panoflow.cloud_client.jobs import ota_environment
+
+        # an OTA job installed another panoflow: run that one (or, when it never came up, roll back: logged here,
+        # so into the device log)
+        env = ota_environment(paths.root.resolve(), os.environ)
+        if env is not None:
+            writer.close()
+            _reexec(env)
     host, port = args.listen
     config = DaemonConfig(
         state_dir=paths.root, host=host, port=port, max_instances=args.max_instances,

@@ -8,14 +8,19 @@ twice.
 
 OTA installs ``panoflow==V`` with ``python -m pip install --target STATE_DIR/ota/panoflow-V --no-deps`` (pip reads
 its options from the usual ``PIP_*`` environment: ``PIP_FIND_LINKS``, ``PIP_INDEX_URL``, ``PIP_NO_INDEX``...),
-then runs ``python -m panoflow --version`` with that folder first on ``PYTHONPATH``: it must print V. On success the
-folder is recorded as active in ``STATE_DIR/cloud-ota.json`` and the daemon re-executes with it on ``PYTHONPATH``
-(and does so again at every later start: :func:`ota_environment`); on failure the folder is deleted and the job is
-FAILED with pip's (or the self-test's) last lines.
+then self-tests it with that folder first on ``PYTHONPATH`` (:data:`SELF_TEST`): ``python -m panoflow --version``
+must print V, ``python -m panoflow plugins --json`` must load every plugin (the built-in ones at version V), and the
+daemon's own modules must import. On success the folder is recorded as active in ``STATE_DIR/cloud-ota.json``, on
+trial, and the daemon re-executes with it on ``PYTHONPATH`` (and does so again at every later start:
+:func:`ota_environment`); the new daemon confirms it once it is up (:meth:`Jobs._resolve_after_restart`). A start
+that finds the trial unconfirmed (the new version died before it got that far, and something started the daemon
+again) goes back to the previous version. On failure the folder is deleted and the job is FAILED with pip's (or
+the self-test's) last lines; the running version never stops.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,8 +36,9 @@ import structlog
 from panoflow import __version__
 from panoflow.core.redact import redact_text
 from panoflow.daemon.store import atomic_write_json, read_json
+from panoflow.exceptions import CloudError
 
-__all__ = ["JOBS_FILE", "OTA_FILE", "Jobs", "ota_environment"]
+__all__ = ["JOBS_FILE", "OTA_FILE", "SELF_TEST", "Jobs", "ota_environment", "self_test"]
 
 log = structlog.get_logger("panoflow.cloud")
 
@@ -51,12 +57,37 @@ def _last_lines(text: str, n: int = 12) -> str:
 
 def ota_environment(state_dir: Path, environ: Mapping[str, str]) -> dict[str, str] | None:
     """The environment to re-execute a starting daemon with, so that it runs its OTA-installed version; ``None``
-    when it already does (or there is none)."""
+    when it already does (or there is none).
+
+    An OTA version on trial that was started once and never confirmed itself (it died on the way up) is given up
+    here: ``cloud-ota.json`` goes back to the previous version (or none: the installed one) and the job resolves
+    FAILED in the daemon that starts."""
+    path = state_dir / OTA_FILE
     try:
-        active = read_json(state_dir / OTA_FILE).get("active")
-    except (OSError, ValueError, AttributeError):
+        doc = read_json(path)
+    except FileNotFoundError:
         return None
-    if not isinstance(active, str) or not Path(active, "panoflow").is_dir() or environ.get(OTA_ENV) == active:
+    except (OSError, ValueError) as exc:
+        log.error("cloud_ota_state_unreadable", path=str(path), error=str(exc))
+        return None
+    if not isinstance(doc, dict):
+        return None
+    active = doc.get("active")
+    if not isinstance(active, str) or environ.get(OTA_ENV) == active:
+        return None
+    if doc.get("trial"):
+        previous = doc.get("previous")
+        previous = previous if isinstance(previous, str) and Path(previous, "panoflow").is_dir() else None
+        log.error("cloud_ota_rolled_back", version=doc.get("version"), folder=active,
+                  back_to=doc.get("previous_version"),
+                  why="the new version was started but never came up; running the previous version again")
+        atomic_write_json(path, {"active": previous, "version": doc.get("previous_version"), "previous": None,
+                                 "rolled_back": {"version": doc.get("version"), "folder": active}})
+        shutil.rmtree(active, ignore_errors=True)
+        active = previous
+        if active is None or environ.get(OTA_ENV) == active:
+            return None
+    if not Path(active, "panoflow").is_dir():
         return None
     return _with_side_dir(environ, active)
 
@@ -111,6 +142,10 @@ class Jobs:
                 want = job.get("ImageVersion")
                 if job.get("Stage") == "restarting" and want == self.version:
                     job.update(Status="SUCCEEDED", Reason=f"running panoflow {self.version}")
+                    self._confirm_ota()
+                elif self._rolled_back_from() == want:
+                    job.update(Status="FAILED", Reason=f"panoflow {want} was started but never came up; rolled "
+                                                       f"back to panoflow {self.version}")
                 else:
                     job.update(Status="FAILED", Reason=f"the daemon restarted on panoflow {self.version}, not {want}")
             elif job.get("Stage") == "restarting":
@@ -121,6 +156,24 @@ class Jobs:
             log.info("cloud_job_finished", job_id=job_id, job_type=job.get("JobType"), status=job["Status"])
         if self.jobs:
             self._save()
+
+    def _ota_doc(self) -> dict[str, Any]:
+        try:
+            doc = read_json(self.state_dir / OTA_FILE)
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
+    def _confirm_ota(self) -> None:
+        """This daemon runs the OTA version on trial: it is up, the trial is over."""
+        doc = self._ota_doc()
+        if doc.get("trial") and doc.get("active") == os.environ.get(OTA_ENV):
+            doc["trial"] = False
+            atomic_write_json(self.state_dir / OTA_FILE, doc)
+
+    def _rolled_back_from(self) -> Any:
+        rolled = self._ota_doc().get("rolled_back")
+        return rolled.get("version") if isinstance(rolled, dict) else None
 
     def statuses(self) -> list[dict[str, str]]:
         """``Jobs`` of the next sync: every job not yet reported final."""
@@ -158,9 +211,16 @@ class Jobs:
         log.info("cloud_job_started", job_id=job_id, job_type=job_type, image_version=job.get("ImageVersion"))
         return True
 
+    async def _report(self) -> None:
+        """Send a sync now, best effort: the sync loop retries (and says so) when this one does not get through."""
+        try:
+            await self.report_now()
+        except CloudError as exc:  # offline, or refused: the sync loop notices on its own
+            log.warning("cloud_job_report_deferred", error=str(exc))
+
     async def run(self, job_id: str) -> None:
         job = self.jobs[job_id]
-        await self.report_now()
+        await self._report()
         if job["JobType"] == "REBOOT":
             self._set(job_id, Stage="restarting")
             log.info("cloud_reboot", job_id=job_id)
@@ -176,45 +236,82 @@ class Jobs:
         if not _VERSION.match(version):
             self._fail(job_id, f"ImageVersion {version!r} is not a panoflow version")
             return
-        side = self.state_dir / "ota" / f"panoflow-{version}"
-        shutil.rmtree(side, ignore_errors=True)
-        side.parent.mkdir(parents=True, exist_ok=True)
+        if version == self.version:
+            self._set(job_id, Status="SUCCEEDED", Reason=f"already running panoflow {version}", Stage="done")
+            log.info("cloud_job_finished", job_id=job_id, job_type="OTA", status="SUCCEEDED")
+            await self._report()
+            return
+        ota = self.state_dir / "ota"
+        side = ota / f"panoflow-{version}"
+        running = os.environ.get(OTA_ENV)
+        shutil.rmtree(side, ignore_errors=True)  # never the running version's folder: that one is self.version's
+        ota.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps",
                "--target", str(side), f"panoflow=={version}"]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", OTA_ENV)}
-        ok, output = await _run(cmd, env, PIP_TIMEOUT_S)
+        log.info("cloud_ota_installing", job_id=job_id, version=version, folder=str(side))
+        ok, output, _ = await _run(cmd, env, PIP_TIMEOUT_S)
+        what = "pip install"
         if ok:
-            env_test = _with_side_dir(os.environ, str(side))
-            ok, output = await _run([sys.executable, "-m", "panoflow", "--version"], env_test, 120.0)
-            if ok and output.strip() != f"panoflow {version}":
-                ok, output = False, f"the self-test printed {output.strip()!r}, not 'panoflow {version}'"
-            what = "self-test (python -m panoflow --version)"
-        else:
-            what = "pip install"
+            ok, what, output = await self_test(side, version)
         if not ok:
             shutil.rmtree(side, ignore_errors=True)
             self._fail(job_id, f"{what} failed; panoflow {self.version} keeps running:\n{_last_lines(output)}")
-            await self.report_now()
+            await self._report()
             return
-        previous = None
-        try:
-            previous = read_json(self.state_dir / OTA_FILE).get("active")
-        except (OSError, ValueError, AttributeError):
-            pass
-        atomic_write_json(self.state_dir / OTA_FILE, {"active": str(side), "version": version,
-                                                       "previous": previous})
+        atomic_write_json(self.state_dir / OTA_FILE, {"active": str(side), "version": version, "trial": True,
+                                                       "previous": running, "previous_version": self.version})
+        for old in ota.glob("panoflow-*"):  # earlier versions, except the one running until the restart
+            if old != side and str(old) != running:
+                shutil.rmtree(old, ignore_errors=True)
         self._set(job_id, Stage="restarting")
         log.info("cloud_ota_installed", job_id=job_id, version=version, folder=str(side))
         self.restart(_with_side_dir(os.environ, str(side)))
 
 
-async def _run(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[bool, str]:
+#: the self-test of a new version: (what, arguments to ``python``); every one must exit 0 with the new version's
+#: folder first on ``PYTHONPATH`` (log lines off: a failure's reason is its ``panoflow: error:`` line)
+SELF_TEST: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("python -m panoflow --version", ("-m", "panoflow", "--version")),
+    ("python -m panoflow plugins --json",
+     ("-m", "panoflow", "--log-format", "json", "--log-level", "critical", "plugins", "--json")),
+    ("import of the daemon's modules", ("-c", "import panoflow.cli.serve, panoflow.daemon.server, "
+                                              "panoflow.cloud_client.sync, panoflow.cloud_client.jobs")),
+)
+
+
+async def self_test(side: Path, version: str) -> tuple[bool, str, str]:
+    """Start the version installed in ``side`` as the daemon would: ``(ok, which check, its output)``."""
+    env = _with_side_dir(os.environ, str(side))
+    for what, args in SELF_TEST:
+        ok, output, stdout = await _run([sys.executable, *args], env, 120.0, cwd=side)
+        what = f"self-test ({what})"
+        if not ok:
+            return False, what, output
+        if args[-1] == "--version" and stdout.strip() != f"panoflow {version}":
+            return False, what, f"it printed {stdout.strip()[:200]!r}, not 'panoflow {version}'"
+        if args[-1] == "--json":
+            try:
+                builtins = [p for p in json.loads(stdout)["plugins"] if p.get("builtin")]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return False, what, f"its output is not the plugin list: {stdout.strip()[-300:]}"
+            stale = sorted(p.get("name", "?") for p in builtins if p.get("version") != version)
+            if not builtins or stale:
+                return False, what, (f"built-in plugins not at version {version}: {', '.join(stale)}" if stale
+                                     else "it lists no built-in plugin")
+    return True, "self-test", ""
+
+
+async def _run(cmd: list[str], env: dict[str, str], timeout: float,
+               cwd: Path | None = None) -> tuple[bool, str, str]:
+    """``(exit status 0, stdout and then stderr, stdout)``."""
     try:
         with anyio.fail_after(timeout):
             proc = await anyio.run_process(cmd, env=env, check=False, stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT)
+                                           stderr=subprocess.PIPE, cwd=cwd)
     except TimeoutError:
-        return False, f"{cmd[2]} did not finish within {timeout:.0f} s"
+        return False, f"{' '.join(cmd[1:4])} did not finish within {timeout:.0f} s", ""
     except OSError as exc:
-        return False, f"cannot run {cmd[0]}: {exc}"
-    return proc.returncode == 0, proc.stdout.decode("utf-8", "replace")
+        return False, f"cannot run {cmd[0]}: {exc}", ""
+    stdout = proc.stdout.decode("utf-8", "replace")
+    return proc.returncode == 0, stdout + proc.stderr.decode("utf-8", "replace"), stdout
