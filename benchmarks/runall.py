@@ -119,7 +119,7 @@ def verdict(name: str, rec: dict) -> tuple[str, str]:
         fds = ", ".join(f"{r['start'].get('fds', 0)}->{r['end'].get('fds', 0)}" for r in res)
         rss = ", ".join(f"{r['start'].get('rss', 0):.0f}->{r['end'].get('rss', 0):.0f}" for r in res)
         return (f"{fig['restarts']} restarts, apps exited {'0' if fig.get('ok') else 'NON-ZERO'}; fds {fds}; "
-                f"RSS MiB {rss}", "met" if fig.get("ok") else "MISSED")
+                f"RSS MiB {rss}", "- (see analysis)" if fig.get("ok") else "MISSED")
     if name == "source_path":
         m = re.search(r"^\| now: .*\| ([\d.]+)x \|$", out, re.M)
         return (f"{m.group(1)}x the CPU per frame of before" if m else "see table"), "-"
@@ -140,7 +140,8 @@ def render() -> Path:
         "the same command. **The machine was shared**: 2 cores with four other engineers running builds and tests "
         "(load averages 2-11 during these runs), and the long benchmarks ran concurrently with each other, so "
         "absolute rates are noisy (expect +-20 % run to run) and CPU seconds per unit of work are the steadier "
-        "figures. Each section says which command produced it, when, and on which machine.",
+        "figures. Each section says which command produced it, when, and on which machine; the analysis at the "
+        "end says how the runs overlapped.",
         "",
         f"This file was rendered on: {machine_line()}",
         "",
