@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,29 +99,6 @@ def threads(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-@dataclass
-class CpuWindow:
-    """CPU seconds of some processes between :meth:`start` and :meth:`stop` (wall seconds too)."""
-
-    pids: dict[str, int]
-    t0: float = 0.0
-    c0: dict[str, float] = field(default_factory=dict)
-    wall: float = 0.0
-    cpu: dict[str, float] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.t0 = time.monotonic()
-        self.c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
-
-    def stop(self) -> None:
-        self.wall = time.monotonic() - self.t0
-        self.cpu = {k: cpu_seconds(p) - self.c0[k] for k, p in self.pids.items()}
-
-    def cores(self, name: str) -> float:
-        """Mean cores ``name`` kept busy over the window."""
-        return self.cpu[name] / self.wall if self.wall else 0.0
 
 
 def panoflow_cmd(app: Path, cameras: list[str], *, state: Path, duration: float | None = None,
