@@ -173,19 +173,25 @@ def cp(tmp_path: Path) -> Iterator[ControlPlaneServer]:
     server.store.close()
 
 
-@pytest.fixture(scope="session")
-def cloud_app(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> dict[str, Any]:
-    """The daemon tests' counter app, built (code asset + descriptor in assets/, as RegisterPackageVersion wants),
-    its camera node a template-job camera package ``CAM`` that streams one of the test clips."""
+def built_counter_app(root: Path) -> tuple[Path, Path]:
+    """The daemon tests' counter app with its code asset built (code asset + descriptor in assets/, as
+    RegisterPackageVersion wants); returns the app folder and its code package folder."""
     from tests.daemon.apps import counter_app
 
-    root = counter_app(tmp_path_factory.mktemp("cloud-app") / "app")
+    root = counter_app(root)
     pkg = root / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
     (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
     r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset", "--package-path",
                                      f"packages/{pkg.name}", "--docker", "never", "--no-index"),
                        cwd=root, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
+    return root, pkg
+
+
+@pytest.fixture(scope="session")
+def cloud_app(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> dict[str, Any]:
+    """The built counter app, its camera node a template-job camera package ``CAM`` that streams a test clip."""
+    root, pkg = built_counter_app(tmp_path_factory.mktemp("cloud-app") / "app")
     graph_file = root / "graphs" / "test_app" / "graph.json"
     graph = json.loads(graph_file.read_text())["nodeGraph"]
     graph["packages"] = [p for p in graph["packages"] if p["name"] != "panorama::abstract_rtsp_media_source"]
@@ -219,4 +225,5 @@ def join(make_daemon: Callable[..., Daemon], cp: ControlPlaneServer, tmp_path: P
     return daemon, device_id
 
 
-__all__ = ["ACCOUNT", "HEARTBEAT", "ControlPlaneServer", "join", "panoflow_argv", "publish_app", "wait"]
+__all__ = ["ACCOUNT", "HEARTBEAT", "ControlPlaneServer", "built_counter_app", "join", "panoflow_argv", "publish_app",
+           "wait"]

@@ -150,3 +150,15 @@ def error_of(exc: Any) -> tuple[str, int, str]:
 
 
 __all__ = ["deploy", "error_of", "make_client", "postgres_schema", "raw_request", "signed_headers"]
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """A real moto S3 server on 127.0.0.1 (a free port), for one test module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

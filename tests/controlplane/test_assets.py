@@ -10,7 +10,6 @@ import json
 import os
 import stat
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,25 +31,13 @@ from panoflow.controlplane.assets import (
     check_key,
     open_assets,
 )
-from tests.controlplane.conftest import raw_request
+from tests.controlplane.conftest import moto_url, raw_request  # noqa: F401 - moto_url is a fixture
 
 BUCKET = "pf-assets"
 
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """A real moto S3 server on 127.0.0.1 (a free port), for this module."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 
 from panoflow.controlplane.boto import client as panorama_client
-from tests.cloud_client.conftest import wait
-from tests.daemon.apps import counter_app
+from tests.cloud_client.conftest import built_counter_app, wait
 from tests.daemon.conftest import SECRETS, Daemon, panoflow_argv
 from tests.rtsp.server import GstServer, free_port, h264_launch
 
@@ -57,11 +56,11 @@ class ControlPlaneProcess:
                 "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "none")}
 
     def start(self) -> None:
-        log = open(self.root / "control-plane.log", "ab")  # noqa: SIM115 - the process owns it
-        self.proc = subprocess.Popen(
-            panoflow_argv("control-plane", "serve", "--db", self.db, "--listen", f"127.0.0.1:{self.port}",
-                          "--assets", str(self.root / "assets"), "--heartbeat", HEARTBEAT),
-            stdout=log, stderr=log)
+        with open(self.root / "control-plane.log", "ab") as log:  # the process keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                panoflow_argv("control-plane", "serve", "--db", self.db, "--listen", f"127.0.0.1:{self.port}",
+                              "--assets", str(self.root / "assets"), "--heartbeat", HEARTBEAT),
+                stdout=log, stderr=log)
         wait(lambda: self.pano.list_devices() is not None, 30, "the control plane to answer")
 
     def kill(self) -> None:
@@ -87,15 +86,9 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
 
 
 def _app(root: Path) -> tuple[Path, str]:
-    """The daemon tests' counter app, built as a developer builds it (code asset in assets/); the graph keeps the
-    abstract camera, which the deployment's overrides replace with the cloud camera."""
-    app = counter_app(root)
-    pkg = app / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
-    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
-    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset", "--package-path",
-                                     f"packages/{pkg.name}", "--docker", "never", "--no-index"),
-                       cwd=app, capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0, r.stderr
+    """The counter app, built as a developer builds it; its graph keeps the abstract camera, which the deployment's
+    overrides replace with the cloud camera."""
+    app, _pkg = built_counter_app(root)
     return app, (app / "graphs" / "test_app" / "graph.json").read_text()
 
 
@@ -141,6 +134,7 @@ def _online(cp: ControlPlaneProcess, device_id: str) -> bool:
     return bool(cp.pano.describe_device(DeviceId=device_id)["DeviceConnectionStatus"] == "ONLINE")
 
 
+@pytest.mark.timeout(400)  # a 30-second outage, a reboot and three deployments on 2 shared cores
 def test_fleet_end_to_end(make_daemon: Callable[..., Daemon], control_plane: ControlPlaneProcess,
                           servers: Callable[..., GstServer], clips: dict[str, Path], tmp_path: Path) -> None:
     cp = control_plane

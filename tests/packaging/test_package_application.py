@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 from panoflow.controlplane import AccessKey, ControlPlane, create_access_key, open_store, serve_in_thread
 from panoflow.controlplane.assets import AssetStore, LocalAssetStore, S3AssetStore
 from panoflow.controlplane.boto import client as panorama_client
+from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
 from tests.packaging.conftest import Result
 from tests.packaging.projects import ACCOUNT, CODE, build, code_package, new_project
 
@@ -37,18 +38,6 @@ class Plane:
         return panorama_client(endpoint_url=self.url, region_name="us-east-1",
                                aws_access_key_id=self.key.access_key_id,
                                aws_secret_access_key=self.key.secret_access_key)
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """A real moto S3 server on 127.0.0.1 (a free port)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _s3_store(moto_url: str) -> AssetStore:
