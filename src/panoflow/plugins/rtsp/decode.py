@@ -2,28 +2,36 @@
 
 The network side (the event loop) only ever *offers* units to :class:`UnitQueue`: when it is full the unit is
 dropped and counted, and the stream waits for the next keyframe, so a slow decoder or a slow application never
-stalls the RTP reader and never grows memory. :class:`FrameDecoder` runs in one worker thread per camera for
+stalls the RTP reader and never grows memory. The queue is bounded by age as well (``max_delay``): when the decoder
+falls so far behind that the oldest queued unit waited longer than that, the queue drops up to the next keyframe
+and hands the decoder a :class:`Skipped` marker instead, so latency stays bounded and the decoder always restarts
+on a clean reference chain. :class:`FrameDecoder` runs in one worker thread per camera for
 the source's whole life (reconnections reuse it): it decodes with PyAV, scales large pictures down like the
 appliance, and hands :class:`~panoflow.core.frame.Frame` objects to ``emit``.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import av
 import numpy as np
+import structlog
 
 from panoflow.core.bases import Emit
 from panoflow.core.frame import Frame
 from panoflow.plugins.sources import BgrConverter
 
-__all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "UnitQueue", "scaled_size"]
+__all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "Offer", "Skipped", "UnitQueue", "scaled_size"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,41 +52,119 @@ class NewStream:
     extradata: bytes | None = None
 
 
-Item = CodedPicture | NewStream
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One drop episode, handed to the decoder just before the keyframe it restarts at: the decoder fell more than
+    ``max_delay`` behind, so the queue dropped ``dropped`` access units instead of decoding them late."""
+
+    dropped: int
+    behind: float  # seconds the oldest unit had waited when the queue started dropping
+    waited: bool  # no keyframe was queued: the queue also dropped what arrived until the camera's next one
+    seconds: float  # from the first drop to the restart keyframe's arrival (0 when it was already queued)
+
+
+Item = CodedPicture | NewStream | Skipped
+
+
+class Offer(enum.Enum):
+    """What :meth:`UnitQueue.offer` did with a unit; true only for ``QUEUED``."""
+
+    QUEUED = "queued"
+    FULL = "full"  # refused: the queue holds ``size`` items (the caller counts it)
+    LATE = "late"  # dropped: the queue skips to the next keyframe after falling behind (counted in dropped_late)
+
+    def __bool__(self) -> bool:
+        return self is Offer.QUEUED
 
 
 class UnitQueue:
-    """A bounded FIFO between one producer that must never block and one consumer thread."""
+    """A bounded FIFO between one producer that must never block and one consumer thread.
 
-    def __init__(self, size: int):
+    Bounded by count (``size``) and, when ``max_delay`` (seconds) is set, by age: when the consumer takes a unit
+    that has waited longer than ``max_delay`` (it fell behind), every unit up to the first queued keyframe that has
+    not waited that long is dropped; with none queued, everything is dropped and so is each non-keyframe offered
+    until the camera's next keyframe. The consumer then gets a :class:`Skipped` marker right before that keyframe.
+    Age is time spent in this queue (``clock``, monotonic), not capture time: camera clocks and RTCP mappings may
+    be off by seconds, and the network side's own lag is not something dropping here could fix. All of it happens
+    under the queue's lock, so no unit that references a dropped picture ever reaches the decoder.
+    """
+
+    def __init__(self, size: int, max_delay: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic):
         self.size = size
-        self._items: deque[Item] = deque()
+        self.max_delay = max_delay
+        self._clock = clock
+        self._items: deque[tuple[float, Item]] = deque()  # (clock() when queued, item)
         self._cond = threading.Condition()
         self._closed = False
+        self._episode: tuple[int, float, float] | None = None  # waiting for a keyframe: (dropped, behind, since)
         self.high_water = 0
+        self.dropped_late = 0  # access units dropped because the decoder fell behind
+        self.episodes = 0  # drop episodes (one Skipped marker each)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def offer(self, item: Item) -> bool:
-        """Append ``item`` unless the queue is full (False). A :class:`NewStream` always goes in (it replaces
-        what is queued: those units belong to a session that is gone)."""
+    def offer(self, item: Item) -> Offer:
+        """Append ``item`` unless the queue is full or skips to the next keyframe. A :class:`NewStream` always
+        goes in (it replaces what is queued: those units belong to a session that is gone)."""
         with self._cond:
+            now = self._clock()
             if isinstance(item, NewStream):
                 self._items.clear()
+                if self._episode is not None:  # the session ended while skipping: still report the episode
+                    self._items.append((now, self._end_episode(now)))
+            elif isinstance(item, CodedPicture) and self._episode is not None:
+                if not item.keyframe:
+                    self._episode = (self._episode[0] + 1, *self._episode[1:])
+                    self.dropped_late += 1
+                    return Offer.LATE
+                self._items.append((now, self._end_episode(now)))  # the queue is empty: room for both
             elif len(self._items) >= self.size:
-                return False
-            self._items.append(item)
+                return Offer.FULL
+            self._items.append((now, item))
             self.high_water = max(self.high_water, len(self._items))
             self._cond.notify()
-            return True
+            return Offer.QUEUED
 
     def take(self, timeout: float) -> Item | None:
-        """The oldest item, or None after ``timeout`` seconds or once closed."""
+        """The oldest item, or None after ``timeout`` seconds, once closed, or when it dropped every queued unit
+        for being late (see the class)."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            queued, item = self._items[0]
+            if isinstance(item, CodedPicture) and self.max_delay is not None:
+                now = self._clock()
+                if now - queued > self.max_delay:
+                    return self._skip(now, now - queued)
+            self._items.popleft()
+            return item
+
+    def _skip(self, now: float, behind: float) -> Skipped | None:
+        """Drop up to the first queued keyframe still within ``max_delay`` (or everything, and wait for one)."""
+        assert self.max_delay is not None
+        restart = next((i for i, (queued, item) in enumerate(self._items)
+                        if i and isinstance(item, CodedPicture) and item.keyframe
+                        and now - queued <= self.max_delay), None)
+        dropped = restart if restart is not None else len(self._items)
+        for _ in range(dropped):
+            self._items.popleft()
+        self.dropped_late += dropped
+        if restart is None:
+            self._episode = (dropped, behind, now)
+            return None
+        self.episodes += 1
+        return Skipped(dropped, behind, waited=False, seconds=0.0)
+
+    def _end_episode(self, now: float) -> Skipped:
+        assert self._episode is not None
+        dropped, behind, since = self._episode
+        self._episode = None
+        self.episodes += 1
+        return Skipped(dropped, behind, waited=True, seconds=now - since)
 
     def close(self) -> None:
         with self._cond:
@@ -92,8 +178,9 @@ class Intake:
 
     Units are dropped while the decoder needs a keyframe (at the start, after a loss, a decode error or an
     overflow); a full queue drops the unit and makes the stream wait for the next keyframe, since the units after
-    it would reference a picture the decoder never saw. ``last_overflow`` (``time.monotonic()``) tells stall
-    detection that pictures do arrive even though none is decoded.
+    it would reference a picture the decoder never saw (units the queue drops for age it counts itself).
+    ``last_overflow`` (``time.monotonic()``) tells stall detection that pictures do arrive even though none is
+    decoded.
     """
 
     def __init__(self, queue: UnitQueue, need_keyframe: threading.Event):
@@ -118,10 +205,12 @@ class Intake:
                 self.dropped_waiting += 1
                 return
             self.need_keyframe.clear()
-        if not self.queue.offer(CodedPicture(data, keyframe, wall)):
+        offered = self.queue.offer(CodedPicture(data, keyframe, wall))
+        if offered is Offer.FULL:
             self.dropped_full += 1
-            self.last_overflow = time.monotonic()
             self.need_keyframe.set()
+        if not offered:
+            self.last_overflow = time.monotonic()
 
     def restart(self, codec: str, extradata: bytes | None = None) -> None:
         """A new session begins: the decoder starts afresh and waits for a keyframe."""
@@ -146,11 +235,14 @@ class FrameDecoder:
 
     ``need_keyframe`` is set when a unit could not be decoded: the network side then drops units until the next
     keyframe. ``last_progress`` (``time.monotonic()``) moves whenever a picture was decoded, for stall detection.
+    A :class:`Skipped` marker (the queue dropped units because this thread fell behind) flushes the decoder, so
+    the keyframe that follows starts it afresh (for H.265 a CRA then drops its leading pictures, as at the start),
+    and logs one ``late_frames_dropped`` line per episode.
     """
 
     def __init__(
         self, *, stream_id: str, stream_uri: str, emit: Emit, downscale: tuple[int, int] | None,
-        limit: int | None = None, threads: int = 1,
+        limit: int | None = None, threads: int = 1, logger: Any = None,
     ):
         self.stream_id = stream_id
         self.stream_uri = stream_uri
@@ -158,6 +250,7 @@ class FrameDecoder:
         self.downscale = downscale
         self.limit = limit
         self.threads = threads
+        self.log = logger if logger is not None else log.bind(stream_id=stream_id, uri=stream_uri)
         self.to_bgr = BgrConverter()
         self.queue: UnitQueue | None = None
         self.stop = threading.Event()
@@ -180,6 +273,11 @@ class FrameDecoder:
             if isinstance(item, NewStream):
                 codec = self._open(item)
                 continue
+            if isinstance(item, Skipped):
+                if codec is not None:
+                    codec.flush_buffers()  # pictures held for reordering are stale; references are gone
+                self._report(item, queue)
+                continue
             if codec is None:
                 continue
             try:
@@ -191,6 +289,13 @@ class FrameDecoder:
             for picture in pictures:
                 if not self._deliver(picture, item.wall):
                     return
+
+    def _report(self, skipped: Skipped, queue: UnitQueue) -> None:
+        self.log.warning(
+            "late_frames_dropped", dropped=skipped.dropped, behind_ms=round(skipped.behind * 1e3),
+            max_delay_ms=round((queue.max_delay or 0.0) * 1e3), waited_for_keyframe=skipped.waited,
+            skipped_ms=round(skipped.seconds * 1e3), dropped_late_total=queue.dropped_late, episode=queue.episodes,
+        )
 
     def _open(self, stream: NewStream) -> Any:
         codec = av.CodecContext.create(stream.codec, "r")

@@ -68,6 +68,32 @@ def _format_downscale(value: Any) -> str:
     return "off" if value is None else f"{value[0]}x{value[1]}"
 
 
+def _max_delay_ms(value: Any) -> float | None:
+    """Milliseconds (> 0), or ``0``/``off`` (bound the decoder queue by ``buffer`` only)."""
+    text = str(value).strip().lower()
+    if value is None or text in ("0", "off", "no", "false", "none"):
+        return None
+    try:
+        number = math.nan if isinstance(value, bool) else float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"expected milliseconds (> 0) or off, got {value!r}")
+    return number
+
+
+def _format_off(value: Any) -> str:
+    return "off" if value is None else f"{value:g}"
+
+
+#: Default age bound of the decoder queue. A drop costs the rest of a GOP (the decoder restarts at the next
+#: keyframe: 1-2 s of pictures on typical cameras), so the bound sits well above the queueing delay of cameras that
+#: keep up (p95 frame latency 80 ms at 10 RTSP cameras on 2 cores, 162 ms at 12 already behind; benchmarks/
+#: analysis.md, Streams), with room for keyframe-decode and scheduling spikes, and at half the ~1 s a full
+#: 32-unit queue reached under overload.
+DEFAULT_MAX_DELAY_MS = 500.0
+
+
 RTSP_OPTIONS: Mapping[str, Option] = {
     o.name: o
     for o in (
@@ -85,6 +111,9 @@ RTSP_OPTIONS: Mapping[str, Option] = {
         ),
         Option("timestamps", _choice("rtcp", "arrival"), "rtcp", "capture time from RTCP sender reports or arrival"),
         Option("buffer", parse_positive_int, 32, "access units queued for the decoder before drops"),
+        Option("max_delay_ms", _max_delay_ms, DEFAULT_MAX_DELAY_MS,
+               "when the decoder falls this far behind (oldest queued unit, ms), drop to the next keyframe "
+               "(off: bound by buffer only)", _format_off),
         Option("decode_threads", _non_negative_int, 1,
                "decoder threads per camera (0: FFmpeg's choice; 1 costs least CPU with several cameras)"),
         Option("frames", parse_positive_int, None, "stop after this many frames (default: never)"),

@@ -47,7 +47,7 @@ class RtspSource(MediaSource):
         self.log = log.bind(stream_id=stream_id, uri=self.stream_uri)
         self.state = CameraState(self.log)
         opts = self.settings.options
-        self.queue = UnitQueue(opts["buffer"])
+        self.queue = self._new_queue()
         self.decoder: FrameDecoder | None = None
         self.intake: Intake | None = None
         self.receiver: Receiver | None = None  # of the current (last) aiortsp session
@@ -56,6 +56,11 @@ class RtspSource(MediaSource):
         self.finished = threading.Event()
         #: set on each first frame of a session (tests and benchmarks wait on it)
         self.streaming = threading.Event()
+
+    def _new_queue(self) -> UnitQueue:
+        opts = self.settings.options
+        max_delay = opts["max_delay_ms"]
+        return UnitQueue(opts["buffer"], None if max_delay is None else max_delay / 1e3)
 
     @classmethod
     def accepts_option(cls, name: str) -> bool:
@@ -75,6 +80,7 @@ class RtspSource(MediaSource):
             "units": i.units if i else 0, "damaged": i.damaged if i else 0,
             "dropped_queue_full": i.dropped_full if i else 0,
             "dropped_waiting_keyframe": i.dropped_waiting if i else 0,
+            "dropped_late": self.queue.dropped_late, "late_episodes": self.queue.episodes,
             "packets": i.packets if i else 0, "packets_lost": i.packets_lost if i else 0,
             "queue_high_water": self.queue.high_water, "queue_size": self.queue.size,
             "clock": "rtcp" if self.receiver is not None and self.receiver.clock.synchronised else "arrival",
@@ -82,10 +88,10 @@ class RtspSource(MediaSource):
 
     async def run(self, emit: Emit) -> None:
         opts = self.settings.options
-        self.queue = UnitQueue(opts["buffer"])
+        self.queue = self._new_queue()
         self.decoder = FrameDecoder(stream_id=self.stream_id, stream_uri=self.stream_uri, emit=emit,
                                     downscale=opts["downscale"], limit=opts["frames"],
-                                    threads=opts["decode_threads"])
+                                    threads=opts["decode_threads"], logger=self.log)
         self.intake = Intake(self.queue, self.decoder.need_keyframe)
         self.finished.clear()
         failure: SourceError | None = None
@@ -106,7 +112,7 @@ class RtspSource(MediaSource):
 
     def _drops(self) -> dict[str, int]:
         i = self.intake
-        return {"dropped": i.dropped_full + i.dropped_waiting + i.damaged} if i else {}
+        return {"dropped": i.dropped_full + i.dropped_waiting + i.damaged + self.queue.dropped_late} if i else {}
 
     async def _decode(self, scope: anyio.CancelScope) -> None:
         assert self.decoder is not None
