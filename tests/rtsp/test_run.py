@@ -96,3 +96,48 @@ def test_run_camera_by_registry_name(servers: Servers, rtsp_clips: dict[str, Pat
     assert proc.returncode == 0, proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
     _check_hashes(json.loads((state / "storage" / "result.json").read_text()), clip, 30)
+
+
+def test_source_drops_reach_the_instance_metrics(servers: Servers, rtsp_clips: dict[str, Path],
+                                                 tmp_path: Path) -> None:
+    """The RTSP source's own drop counters (queue full, late, waiting for a keyframe) are Prometheus counters of
+    the instance, labelled by camera node, stream and reason."""
+    import http.client
+    import socket
+    import time
+
+    server = servers({"/cam": h264_launch(rtsp_clips["long"])})
+    sock = tmp_path / "control.sock"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PANOFLOW_LAUNCHER, "--log-format", "json", "run", str(write_app(tmp_path / "app")),
+         "--camera", f"camera_node={server.url('/cam')}", "--state-dir", str(tmp_path / "state"),
+         "--control", f"unix:{sock}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(sock))
+
+    def metrics() -> str:
+        conn = UnixConnection("localhost", timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            return conn.getresponse().read().decode()
+        except OSError:
+            return ""
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 30
+        while "panoflow_source_dropped_frames_total{" not in (text := metrics()):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, f"no source drop counters in /metrics: {text[:2000]}"
+            time.sleep(0.2)
+        lines = [line for line in text.splitlines() if line.startswith("panoflow_source_dropped_frames_total{")]
+        reasons = {line.split('reason="', 1)[1].split('"', 1)[0] for line in lines}
+        assert {"late", "queue_full", "waiting_keyframe"} <= reasons, lines
+        assert all('node="camera_node"' in line for line in lines)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

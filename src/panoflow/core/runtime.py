@@ -421,7 +421,17 @@ class Runtime:
         status = MetricFamily("panoflow_node_up", "gauge", "1 when a node is RUNNING")
         for node, info in self.nodes().items():
             status.add(1 if info["status"] == "RUNNING" else 0, node=node, kind=info["kind"])
-        families = [fps, frames, drops, latency, errors, status]
+        source_drops = MetricFamily("panoflow_source_dropped_frames_total", "counter",
+                                    "Frames a camera source dropped before the bus (reason: queue_full, late, ...)")
+        for src, stream, _emit in self._sources:
+            stats = getattr(src, "stats", None)
+            counters = stats() if callable(stats) else {}
+            node = next((cam for cam, spec in self.graph.cameras.items()
+                         if any(s.stream_id == stream.stream_id for s in spec.streams)), stream.stream_id)
+            for key, value in counters.items():
+                if key.startswith("dropped_") and isinstance(value, (int, float)):
+                    source_drops.add(value, node=node, stream=stream.stream_id, reason=key.removeprefix("dropped_"))
+        families = [fps, frames, drops, source_drops, latency, errors, status]
         if self.models is not None:
             seconds = MetricFamily("panoflow_inference_seconds_total", "counter",
                                    "Time model nodes spent running batches")
