@@ -9,7 +9,8 @@ Three tasks in one task group:
   daemon's :class:`~panoflow.daemon.manager.Manager` under the instance's ``Name``; an instance that ``Replaces``
   one on the device takes the old one's daemon name, so the daemon swaps them without a gap), remove what is
   ``REMOVED`` (or unknown to the control plane), apply signals once each and acknowledge them, start jobs.
-* **telemetry**: tail the instances' log files into a bounded buffer, upload it in bounded batches, send metrics.
+* **telemetry**: tail the instances' log files and the device log into a bounded buffer, upload it in bounded
+  batches (read positions saved in ``STATE_DIR/cloud-log-offsets.json`` after each upload), send metrics.
 
 A 401/403 stops all three (said once, clearly); the daemon and its instances carry on. Which control-plane
 instance is which daemon instance is kept in ``STATE_DIR/cloud-instances.json``.
@@ -38,17 +39,19 @@ from panoflow.cloud_client.assemble import AssemblyError, assemble, parse_overri
 from panoflow.cloud_client.client import Backoff, CloudClient, Offline, ProtocolError, Refused
 from panoflow.cloud_client.credentials import Credentials, load_credentials, read_bundle_file, save_credentials
 from panoflow.cloud_client.jobs import Jobs
-from panoflow.cloud_client.telemetry import LogBuffer, LogTailer, Source, dropped_metric
+from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source, dropped_metric
 from panoflow.daemon import model as m
 from panoflow.daemon.store import atomic_write_json, read_json
 from panoflow.exceptions import CloudError, PanoflowError
 
-__all__ = ["MAP_FILE", "CloudDevice", "Entry", "ensure_credentials", "map_status", "network_interfaces",
-           "run_device"]
+__all__ = ["DAEMON_NODE", "MAP_FILE", "CloudDevice", "Entry", "ensure_credentials", "map_status",
+           "network_interfaces", "run_device"]
 
 log = structlog.get_logger("panoflow.cloud")
 
 MAP_FILE = "cloud-instances.json"
+#: the Node the device log's lines are uploaded under (their Instance is "")
+DAEMON_NODE = "daemon"
 NODE_STATUSES = ("RUNNING", "ERROR", "NOT_AVAILABLE", "PAUSED")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # the daemon's application names
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -165,7 +168,7 @@ class CloudDevice:
         self.offline = False
         self.refused: str | None = None
         self.buffer = LogBuffer()
-        self.tailer = LogTailer()
+        self.tailer = LogTailer(ctx.paths.root / OFFSETS_FILE)
         self._sync_lock = anyio.Lock()
         self._desired: dict[str, Any] | None = None
         self._desired_ready = anyio.Event()
@@ -275,13 +278,26 @@ class CloudDevice:
                 log.exception("cloud_reconcile_crashed")
 
     async def _telemetry_loop(self) -> None:
+        try:
+            await self._telemetry()
+        finally:  # stopping: keep how far the files were sent (what was not is read again after the restart)
+            self._save_offsets()
+
+    def _save_offsets(self) -> None:
+        try:
+            self.tailer.save(self.buffer)
+        except OSError as exc:
+            log.warning("cloud_log_offsets_not_saved", path=str(self.tailer.state_file), error=str(exc))
+
+    async def _telemetry(self) -> None:
         next_metrics = 0.0
         while True:
             sources = self._log_sources()
             await anyio.to_thread.run_sync(self.tailer.poll, sources, self.buffer)
             if not self.offline:
                 try:
-                    await self._upload_logs()
+                    if await self._upload_logs():
+                        self._save_offsets()  # at most once per upload round, and only when a position moved
                     if anyio.current_time() >= next_metrics:
                         text = await self.ctx.metrics_text() + dropped_metric(self.buffer.dropped)
                         await self.client.metrics(text)
@@ -297,16 +313,21 @@ class CloudDevice:
                     log.warning("cloud_telemetry_rejected", error=str(exc))
             await anyio.sleep(1.0)
 
-    async def _upload_logs(self, max_batches: int = 20) -> None:
+    async def _upload_logs(self, max_batches: int = 20) -> int:
+        """Send up to ``max_batches`` batches; how many left the buffer (an :class:`Offline` stops early: the
+        batches sent before it count, as the caller's next round saves them)."""
+        sent = 0
         for _ in range(max_batches):
             upto, lines = self.buffer.batch()
             if not lines:
-                return
+                return sent
             try:
                 await self.client.logs(lines)
             except ProtocolError as exc:  # this batch will never be accepted: drop it rather than block the rest
                 log.warning("cloud_logs_batch_dropped", lines=len(lines), error=str(exc))
             self.buffer.commit(upto)
+            sent += 1
+        return sent
 
     def _log_sources(self) -> list[Source]:
         owner: dict[str, Entry] = {}  # daemon name -> the entry whose instance runs under it
@@ -317,7 +338,7 @@ class CloudDevice:
             best = owner.get(entry.name)
             if best is None or rec.status == m.DEPLOYMENT_SUCCEEDED:
                 owner[entry.name] = entry
-        sources = []
+        sources = [Source(self.ctx.paths.device_log, "", DAEMON_NODE)]  # the device's own log
         for name, entry in owner.items():
             logs = self.ctx.paths.app_logs(name)
             sources.append(Source(logs / "instance.log", entry.cloud_id, ""))
