@@ -6,7 +6,7 @@ Contents (``panoflow-device.json``)::
      "ClaimToken": "<one-time secret>", "ExpiresAt": "2026-...Z"}
 
 The token is valid for :data:`CLAIM_TTL` and only once; the store keeps its SHA-256, never the token. The exchange of
-the token for device credentials is the device API (part 2).
+the token for device credentials is the device API (`device_api.py`, docs/device-protocol.md).
 """
 
 from __future__ import annotations

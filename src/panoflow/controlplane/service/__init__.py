@@ -3,7 +3,7 @@
 Handlers take the validated input dict and return the output dict (``datetime`` for timestamps, ``bytes`` for
 blobs); the protocol layer renders them. They are registered by operation name with :func:`operation` in the
 sub-modules ``devices``, ``packages``, ``applications``, ``jobs`` and ``tags``. :class:`ControlPlane` is also the
-object the device API (part 2) calls to report status (:meth:`ControlPlane.report_application_status`).
+object the device API (`device_api.py`) calls (:meth:`ControlPlane.report_application_status`).
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class ControlPlane:
                                   description: str | None = None,
                                   runtime_states: list[dict[str, Any]] | None = None,
                                   node_statuses: dict[str, str] | None = None) -> None:
-        """What a device reports about an application instance (the device API of part 2 calls this).
+        """What a device reports about an application instance (the device API calls this).
 
         ``status`` is an ApplicationInstanceStatus; ``node_statuses`` maps node instance ids to NodeInstanceStatus.
         A replacement that reaches DEPLOYMENT_SUCCEEDED asks the device to remove the instance it replaces.
