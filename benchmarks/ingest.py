@@ -24,21 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import PASS_THROUGH  # noqa: E402
 from benchmarks.decode_baseline import bare_decode_fps  # noqa: E402
 from tests.media import make_clip  # noqa: E402
 from tests.runtime.apptemplate import write_app  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
-
-PASS_THROUGH = """
-class App(panoramasdk.node):
-    def __init__(self):
-        pass
-
-app = App()
-while True:
-    app.outputs.video_out.put(app.inputs.video_in.get())
-"""
 
 
 def bare_child_fps(clip: Path, frames: int) -> float:

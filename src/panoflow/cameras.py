@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from panoflow.core.redact import redact_url
+from panoflow.core.redact import redact_url, with_credentials
 from panoflow.exceptions import PanoflowError
 
 __all__ = [
@@ -70,13 +70,7 @@ class Camera:
 
     def uri(self) -> str:
         """The URL with the credentials embedded (percent-encoded): for the source plugin only, never log it."""
-        if self.username is None:
-            return self.url
-        auth = quote(self.username, safe="")
-        if self.password is not None:
-            auth += ":" + quote(self.password, safe="")
-        parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, f"{auth}@{parts.netloc}", parts.path, parts.query, parts.fragment))
+        return with_credentials(self.url, self.username, self.password)
 
     def redacted(self) -> str:
         """The URL with the user name and ``***`` for the password: safe for logs and status output."""

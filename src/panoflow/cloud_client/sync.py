@@ -268,14 +268,18 @@ class CloudDevice:
             try:
                 await self.reconcile(answer)
             except Refused as exc:
-                self.refused = str(exc)
-                assert self._tg is not None
-                self._tg.cancel_scope.cancel()
+                self._stop_refused(exc)
                 return
             except PanoflowError as exc:
                 log.error("cloud_reconcile_failed", error=str(exc))
             except Exception:  # a bug: say so, keep the device going
                 log.exception("cloud_reconcile_crashed")
+
+    def _stop_refused(self, exc: Refused) -> None:
+        """The control plane refused this device (deleted, bad token): stop every cloud loop, keep the apps."""
+        self.refused = str(exc)
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
 
     async def _telemetry_loop(self) -> None:
         try:
@@ -305,9 +309,7 @@ class CloudDevice:
                 except Offline:
                     pass  # the sync loop notices and says so
                 except Refused as exc:
-                    self.refused = str(exc)
-                    assert self._tg is not None
-                    self._tg.cancel_scope.cancel()
+                    self._stop_refused(exc)
                     return
                 except ProtocolError as exc:
                     log.warning("cloud_telemetry_rejected", error=str(exc))

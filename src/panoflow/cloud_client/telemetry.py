@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from panoflow.core.redact import redact_text
+from panoflow.daemon.logfiles import read_range
 from panoflow.daemon.store import atomic_write_json, read_json
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_LINES", "MAX_BUFFERED", "MAX_LINE_CHARS", "OFFSETS_FILE", "LogBuffer",
@@ -235,7 +236,7 @@ class LogTailer:
         if st is not None:  # else created later: read it from its start
             pos.switch(st, pos.seen_ns)
             if first and self._saved is None:  # the device's first start: do not upload its history
-                pos.head = _read_range(path, 0, HEAD_BYTES)
+                pos.head = read_range(path, 0, HEAD_BYTES)
                 pos.offset = st.st_size
         return pos
 
@@ -247,7 +248,7 @@ class LogTailer:
             st = _stat(file)
             if st is None or (st.st_ino, st.st_dev) != (pos.inode, pos.device):
                 continue
-            head = _read_range(file, 0, pos.head_len)
+            head = read_range(file, 0, pos.head_len)
             if len(head) == pos.head_len and hashlib.sha256(head).hexdigest() == pos.head_sha:
                 pos.head = head
             else:
@@ -308,7 +309,7 @@ class LogTailer:
     def _consume(self, key: str, pos: _Position, file: Path, budget: int, out: list[tuple[Mark, str]]) -> int:
         """Read up to ``budget`` bytes of ``file`` (which holds ``pos``'s inode) into complete lines."""
         assert pos.inode is not None
-        data = _read_range(file, pos.offset, budget)
+        data = read_range(file, pos.offset, budget)
         if len(pos.head) < HEAD_BYTES and pos.offset <= len(pos.head):
             pos.head = (pos.head + data[len(pos.head) - pos.offset:])[:HEAD_BYTES]
         base = pos.offset - len(pos.partial)  # where ``partial`` starts
@@ -335,15 +336,6 @@ def _stat(path: Path) -> os.stat_result | None:
         return path.stat()
     except FileNotFoundError:
         return None
-
-
-def _read_range(path: Path, offset: int, max_bytes: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(max_bytes)
-    except FileNotFoundError:
-        return b""
 
 
 def dropped_metric(dropped: int) -> str:

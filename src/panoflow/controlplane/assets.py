@@ -187,6 +187,15 @@ class AssetStore(Protocol):
         ...
 
 
+def _digest_of(store: AssetStore, key: str) -> str:
+    """SHA-256 of a stored object, read through the store (for objects stored without a recorded digest)."""
+    digest = hashlib.sha256()
+    with store.open(key) as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class LocalAssetStore:
     """Objects as files under ``root`` (``root/<key>``); digests recorded under ``root/.panoflow/sha256/<key>``.
 
@@ -287,13 +296,10 @@ class LocalAssetStore:
             return None
         if info.sha256 is not None:
             return info.sha256
-        digest = hashlib.sha256()
-        with self.open(key) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
+        digest = _digest_of(self, key)
         size = self._path(key).stat().st_size
-        self._write_record(key, AssetInfo(key, size, digest.hexdigest()))
-        return digest.hexdigest()
+        self._write_record(key, AssetInfo(key, size, digest))
+        return digest
 
     def delete(self, key: str) -> None:
         for path in (self._path(key), self._record(key)):
@@ -403,15 +409,12 @@ class S3AssetStore:
             return None
         if info.sha256 is not None:
             return info.sha256
-        digest = hashlib.sha256()
-        with self.open(key) as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
+        digest = _digest_of(self, key)
         name = self._name(key)
         with contextlib.suppress(Exception):  # record it for next time; the digest stands either way
             self.client.copy({"Bucket": self.bucket, "Key": name}, self.bucket, name,
-                             ExtraArgs={"Metadata": {"sha256": digest.hexdigest()}, "MetadataDirective": "REPLACE"})
-        return digest.hexdigest()
+                             ExtraArgs={"Metadata": {"sha256": digest}, "MetadataDirective": "REPLACE"})
+        return digest
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
-__all__ = ["redact_text", "redact_url", "uri_scheme"]
+__all__ = ["redact_text", "redact_url", "uri_scheme", "with_credentials"]
 
 _FILE_LIKE = ("file", "http", "https")
 
@@ -43,3 +43,15 @@ def redact_text(text: str) -> str:
         return text
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@" if ":" in m.group(0)[len(m['scheme']):] else m.group(0), text)
     return _SECRET_QUERY.sub(r"\1***", text)
+
+
+def with_credentials(url: str, username: str | None, password: str | None) -> str:
+    """``url`` with ``username[:password]@`` (percent-encoded) in front of its host: what a camera client needs.
+    The result holds a secret: never log it (log :func:`redact_url` of it)."""
+    if username is None:
+        return url
+    auth = quote(username, safe="")
+    if password is not None:
+        auth += ":" + quote(password, safe="")
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, f"{auth}@{parts.netloc}", parts.path, parts.query, parts.fragment))

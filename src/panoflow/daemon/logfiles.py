@@ -28,6 +28,7 @@ __all__ = [
     "RotatingWriter",
     "TeeStream",
     "follow",
+    "read_range",
     "tail_lines",
 ]
 
@@ -233,7 +234,7 @@ async def follow(path: Path, poll_s: float = 0.25) -> AsyncIterator[str]:
                     yield line
             ino, pos, partial = st.st_ino, 0, b""
         if st.st_size > pos:
-            data = _read_range(path, pos, st.st_size - pos)
+            data = read_range(path, pos, st.st_size - pos)
             pos += len(data)
             *lines, partial = (partial + data).split(b"\n")
             for line in lines:
@@ -242,8 +243,8 @@ async def follow(path: Path, poll_s: float = 0.25) -> AsyncIterator[str]:
             await anyio.sleep(poll_s)
 
 
-def _read_range(path: Path, pos: int, size: int) -> bytes:
-    """A few appended kilobytes of a local file: quick enough to read on the event loop."""
+def read_range(path: Path, pos: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``pos`` (empty when the file is gone)."""
     try:
         with open(path, "rb") as f:
             f.seek(pos)

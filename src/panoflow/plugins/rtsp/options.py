@@ -13,9 +13,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from panoflow.core.redact import redact_url
+from panoflow.core.redact import redact_url, with_credentials
 from panoflow.plugins.uri import Option, parse_options, parse_positive_int, parse_size
 
 __all__ = ["RTSP_OPTIONS", "SCHEMES", "RtspSettings", "parse_rtsp_uri"]
@@ -141,13 +141,7 @@ class RtspSettings:
 
     def url_with_credentials(self) -> str:
         """``rtsp://user:pw@host...``: what FFmpeg's demuxer needs. Never log it."""
-        if self.username is None:
-            return self.url
-        auth = quote(self.username, safe="")
-        if self.password is not None:
-            auth += ":" + quote(self.password, safe="")
-        parts = urlsplit(self.url)
-        return urlunsplit((parts.scheme, f"{auth}@{parts.netloc}", parts.path, parts.query, ""))
+        return with_credentials(self.url, self.username, self.password)  # self.url never has a fragment
 
     def __repr__(self) -> str:
         return f"RtspSettings({self.redacted()!r}, transport={self.transport!r}, backend={self.backend!r})"
