@@ -176,10 +176,11 @@ def test_tampered_and_refused(cli: Callable[..., Result], tmp_path: Path, wheelh
     assert f"assets/{model.name} ({len(original)} bytes): uploaded" in r.err
 
 
-def test_unreachable_and_missing_url(cli: Callable[..., Result], tmp_path: Path,
+def test_unreachable_and_missing_url(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     app = new_project(cli, tmp_path)
     code_package(cli, app)
+    assert build(cli, app, wheelhouse).code == 0
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "PFAKNOTUSED")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x" * 40)
     import socket
@@ -209,3 +210,40 @@ def test_dry_run_lists_the_upload(cli: Callable[..., Result], tmp_path: Path, wh
     next(p for p in (app / "assets").iterdir() if p.suffix == ".json").write_text("{}")
     r = cli("package-application", "--dry-run", cwd=app)
     assert r.code == 1 and "does not match the SHA-256 in its name" in r.err
+
+
+def test_an_unbuilt_code_package_is_refused_naming_build_container(cli: Callable[..., Result], tmp_path: Path,
+                                                                   wheelhouse: Path) -> None:
+    app = new_project(cli, tmp_path)
+    code_package(cli, app)
+    for extra in (["--dry-run"], ["--control-plane", "http://127.0.0.1:9"]):
+        r = cli("package-application", *extra, cwd=app)
+        assert r.code == 1 and "Traceback" not in r.err
+        assert (f"packages/{CODE}/package.json: interface 'interface' runs code asset 'code_asset', which was never "
+                f"built or added; run panoflow build-container --container-asset-name code_asset --package-path "
+                f"packages/{CODE} first") in r.err, r.err
+    r = cli("create-package", "--type", "Model", "--name", "MODEL", "--account", ACCOUNT, cwd=app)
+    assert r.code == 0, r.err
+    assert build(cli, app, wheelhouse).code == 0
+    r = cli("package-application", "--dry-run", cwd=app)
+    assert r.code == 1 and "model asset 'model_asset'" in r.err and "panoflow add-raw-model" in r.err, r.err
+    r = cli("package-application", "--dry-run", "--packages-path", f"packages/{CODE}", cwd=app)
+    assert r.code == 0, r.err
+
+
+def test_the_project_folder_may_be_given_as_an_argument(cli: Callable[..., Result], tmp_path: Path,
+                                                        wheelhouse: Path) -> None:
+    """README: ``panoflow package-application ./my_app --control-plane URL``."""
+    app = new_project(cli, tmp_path)
+    code_package(cli, app)
+    assert build(cli, app, wheelhouse).code == 0
+    by_flag = cli("package-application", "--dry-run", "--project-dir", app, cwd=tmp_path)
+    assert by_flag.code == 0 and by_flag.out.startswith("CODE 1.0"), by_flag.err
+    by_argument = cli("package-application", "./app", "--dry-run", cwd=tmp_path)
+    assert (by_argument.code, by_argument.out) == (0, by_flag.out), by_argument.err
+    both = cli("package-application", "./app", "--dry-run", "--project-dir", "./app", cwd=tmp_path)
+    assert both.code == 0, both.err
+    r = cli("package-application", str(tmp_path), "--dry-run", "--project-dir", "./app", cwd=tmp_path)
+    assert r.code == 1 and "two project folders given" in r.err, r.err
+    r = cli("create-package", "./app", "--type", "Camera", "--name", "lobby", "--account", ACCOUNT, cwd=tmp_path)
+    assert r.code == 0 and (app / "packages" / f"{ACCOUNT}-lobby-1.0").is_dir(), r.err

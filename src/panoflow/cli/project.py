@@ -1,7 +1,8 @@
 """The panorama-cli commands, without Docker: ``init-project``, ``create-package``, ``add-panorama-package``,
 ``add-raw-model``, ``build-container``, ``import-application`` and ``package-application``.
 
-Like panorama-cli they work on the project in the current directory (``--project-dir DIR`` names another).
+Like panorama-cli they work on the project in the current directory (``--project-dir DIR``, or the folder as the
+one positional argument, names another: ``panoflow package-application ./my_app``).
 Results go to stdout, progress to stderr; errors are one line (or one block of manifest problems), exit status 1.
 """
 
@@ -25,6 +26,8 @@ def _progress(line: str) -> None:
 
 
 def _project_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("project_dir_arg", nargs="?", type=Path, metavar="PROJECT_DIR",
+                   help="the project folder (same as --project-dir)")
     p.add_argument("--project-dir", type=Path, metavar="DIR",
                    help="the project folder (graphs/, packages/, assets/; default: the current directory)")
 
@@ -117,9 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _open(args: argparse.Namespace, need: tuple[str, ...] = ("graphs", "packages")) -> Project:
-    from panoflow.packaging.project import Project
+    from panoflow.packaging.project import PackagingError, Project
 
-    return Project.open(args.project_dir, need=need)
+    given, flag = args.project_dir_arg, args.project_dir
+    if given is not None and flag is not None and given.resolve() != flag.resolve():
+        raise PackagingError(f"two project folders given: {given} and --project-dir {flag}; pass one")
+    return Project.open(given if given is not None else flag, need=need)
 
 
 def init_project_command(args: argparse.Namespace) -> int:

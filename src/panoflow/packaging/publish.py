@@ -65,6 +65,7 @@ def plan_upload(project: Project, only: Sequence[PackageFolder] = ()) -> list[Pa
         data = folder.package_json.read_bytes()
         doc = project.read_json(folder.package_json)
         body = doc.get("nodePackage", {}) if isinstance(doc, dict) else {}
+        _check_interfaces_have_assets(project, folder, body)
         files: list[Path] = []
         for asset in body.get("assets", []) or []:
             for impl in asset.get("implementations", []) if isinstance(asset, dict) else ():
@@ -86,6 +87,36 @@ def plan_upload(project: Project, only: Sequence[PackageFolder] = ()) -> list[Pa
                                    str(body.get("version") or folder.version), hashlib.sha256(data).hexdigest(),
                                    tuple(dict.fromkeys(files))))
     return plans
+
+
+#: what adds an interface's asset, by interface category
+_ADDED_BY = {
+    "business_logic": "panoflow build-container --container-asset-name {asset} --package-path {package}",
+    "ml_model": "panoflow add-raw-model --model-asset-name {asset} --model-local-path MODEL "
+                "--descriptor-path DESCRIPTOR --packages-path {package}",
+}
+
+
+def _check_interfaces_have_assets(project: Project, folder: PackageFolder, body: Any) -> None:
+    """Every interface's ``asset`` must be one of the package's assets: a code package whose code asset was never
+    built would register, then fail on the device."""
+    if not isinstance(body, dict):
+        return
+    assets = {a.get("name") for a in body.get("assets", []) or [] if isinstance(a, dict)}
+    for interface in body.get("interfaces", []) or []:
+        if not isinstance(interface, dict):
+            continue
+        asset = interface.get("asset")
+        if not isinstance(asset, str) or not asset or asset in assets:
+            continue
+        category = interface.get("category")
+        package = project.display(folder.path)
+        how = _ADDED_BY.get(str(category), "add the asset to the package's assets")
+        what = "code asset" if category == "business_logic" else "model asset" if category == "ml_model" \
+            else "asset"
+        raise PackagingError(f"{project.display(folder.package_json)}: interface {interface.get('name')!r} runs "
+                             f"{what} {asset!r}, which was never built or added; run "
+                             f"{how.format(asset=asset, package=package)} first")
 
 
 _CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key from `panoflow control-plane keys "
