@@ -29,7 +29,8 @@ def _add_daemon_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("deploy", help="deploy an application to the device daemon (replaces one of the same name)",
-                       description="Upload an application folder and deploy it as NAME; wait until it runs.")
+                       description="Upload an application folder and deploy it as NAME; wait until it runs (and the "
+                       "version it replaces, if any, is gone).")
     p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, assets/)")
     p.add_argument("--name", required=True, help="the application's name on the device")
     p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to deploy (default: graphs/*/graph.json)")

@@ -3,8 +3,10 @@
 A deployment is validated with panoflow's manifest loader and graph resolver *before* anything starts; its
 hostPorts are checked against every other instance's; then its process starts. Deploying a name that already runs
 replaces it: the new version starts, and the old one stops only once the new one runs (when both claim the same
-hostPort, the old one must let go of it first, and comes back if the new one fails). Deployments run one at a
-time. Everything an instance needs to come back after a restart of the daemon is in ``instance.json``.
+hostPort, the old one must let go of it first, and comes back if the new one fails). The new version is reported
+``DEPLOYMENT_SUCCEEDED`` only once the old one is removed (its process has exited and the API no longer lists it),
+so whoever waits for that status never sees both. Deployments run one at a time. Everything an instance needs to
+come back after a restart of the daemon is in ``instance.json``.
 """
 
 from __future__ import annotations
@@ -159,7 +161,10 @@ class Manager:
             if kill_leftover(self._dir(rec) / "pid", rec.instance_id):
                 log.warning("leftover_instance_killed", instance_id=rec.instance_id)
         for rec in records:
-            if rec.status in (m.DEPLOYMENT_PENDING, m.DEPLOYMENT_IN_PROGRESS):
+            if rec.status == m.DEPLOYMENT_IN_PROGRESS and rec.deployed_at is not None:
+                # it ran, and the daemon stopped while the version it replaces was being removed (removed below)
+                self._set(rec, m.DEPLOYMENT_SUCCEEDED, "running")
+            elif rec.status in (m.DEPLOYMENT_PENDING, m.DEPLOYMENT_IN_PROGRESS):
                 self._set(rec, m.DEPLOYMENT_FAILED, "the daemon stopped before this deployment finished")
             elif rec.status in (m.REMOVAL_PENDING, m.REMOVAL_IN_PROGRESS) or rec.desired == "REMOVED":
                 await self._remove(rec)
@@ -249,12 +254,13 @@ class Manager:
             if handover and old is not None and old.desired == "RUNNING":
                 self._supervise(old, deploying=False)
             return
-        rec.deployed_at = time.time()
+        rec.deployed_at = time.time()  # it runs (a restart of the daemon from here on brings it back)
+        if old is not None:  # the replaced version is gone before this one is reported done
+            self._set(rec, m.DEPLOYMENT_IN_PROGRESS, f"running; removing the replaced instance {old.instance_id}")
+            await self._remove(old)
         self._set(rec, m.DEPLOYMENT_SUCCEEDED, "running")
         log.info("deployment_succeeded", instance_id=rec.instance_id, name=rec.name)
         self._forget_failures(rec.name, keep=rec)
-        if old is not None:
-            await self._remove(old)
 
     def _fail(self, rec: InstanceRecord, reason: str) -> None:
         self._set(rec, m.DEPLOYMENT_FAILED, reason)
