@@ -17,13 +17,29 @@ from panoflow import __version__
 from panoflow.exceptions import PanoflowError
 from panoflow.log import configure_logging
 
-__all__ = ["main"]
+__all__ = ["EXTRAS", "build_parser", "main", "missing_extra"]
 
 #: subcommand modules, in the order ``panoflow --help`` lists them (``device``: the daemon's client commands
 #: deploy, ps, logs, signal, remove)
 COMMANDS: tuple[str, ...] = (
     "validate", "run", "cameras", "serve", "device", "plugins", "project", "controlplane",
 )
+
+
+#: optional dependencies (top-level module) -> the extra of panoflow that installs them
+EXTRAS: dict[str, str] = {
+    "boto3": "controlplane", "botocore": "controlplane", "psycopg": "controlplane",
+    "cupy": "gpu", "tensorrt": "gpu",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str:
+    """The line to print when an optional dependency is missing (``""`` when ``exc`` is about another module)."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return ""
+    return f"{top} is not installed; this command needs panoflow's {extra} extra: pip install 'panoflow[{extra}]'"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug in panoflow: say so in one block, log the details
-        structlog.get_logger("panoflow.cli").error("internal_error", exc_info=True)
-        print(f"panoflow: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if not hint:
+            _report_internal(exc)
+            return 1
+        print(f"panoflow: error: {hint}", file=sys.stderr)
         return 1
+    except Exception as exc:  # a bug in panoflow: say so in one block, log the details
+        _report_internal(exc)
+        return 1
+
+
+def _report_internal(exc: BaseException) -> None:
+    """Report a bug in panoflow: the traceback to the log, one line to stderr."""
+    structlog.get_logger("panoflow.cli").error("internal_error", exc_info=exc)
+    print(f"panoflow: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
