@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numbers
 import time
-from typing import Any, SupportsFloat
-
-from panoflow.core.frame import Frame, Label, Overlay, Rect
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["media"]
 
@@ -21,29 +19,29 @@ def _coordinate(what: str, value: Any) -> float:
 
 
 class media:
-    """One frame of one stream. Built by the SDK from a :class:`~panoflow.core.frame.Frame` (or, for tests and
-    tools, from a bare image array).
+    """One frame of one stream, as the runtime delivered it (or, for tests and tools, built from an image array).
 
     ``image`` is the frame's own array, the same object on every access: drawing on it in place shows on the
-    output. ``add_label`` and ``add_rect`` attach overlays, drawn later by the sink (as on the device); coordinates
-    are relative to the image size, in [0, 1].
+    output. ``add_label`` and ``add_rect`` attach overlays, drawn later by the output (as on the device);
+    coordinates are relative to the image size, in [0, 1].
     """
 
-    __slots__ = ("_frame", "_image", "_overlays")
+    __slots__ = ("_info", "_image", "_segment_image", "_overlays")
 
-    def __init__(self, frame: Frame | Any):
-        if not isinstance(frame, Frame):
-            if not hasattr(frame, "shape"):
-                raise TypeError(f"media needs a Frame or an image array, got {type(frame).__name__}")
+    def __init__(self, image: Any, info: Optional[Dict[str, Any]] = None):
+        if not hasattr(image, "shape"):
+            raise TypeError(f"media needs an image array, got {type(image).__name__}")
+        if info is None:
             now = time.time_ns() // 1000
-            frame = Frame(image=frame, stream_id="", seq=0, capture_time=(now // 1_000_000, now % 1_000_000))
-        self._frame: Frame = frame
-        self._image: Any = frame.image
-        self._overlays: list[Overlay] = []
+            info = {"stream_id": "", "seq": 0, "capture_time": [now // 1_000_000, now % 1_000_000]}
+        self._info: Dict[str, Any] = info
+        self._image: Any = image
+        self._segment_image: Any = image if "segment" in info else None
+        self._overlays: List[List[Any]] = []
 
     def __repr__(self) -> str:
         shape = getattr(self._image, "shape", "?")
-        return f"<panoramasdk.media stream_id={self.stream_id!r} seq={self._frame.seq} image={shape}>"
+        return f"<panoramasdk.media stream_id={self.stream_id!r} seq={self._info.get('seq')} image={shape}>"
 
     @property
     def image(self) -> Any:
@@ -59,47 +57,48 @@ class media:
     @property
     def is_cached(self) -> bool:
         """True when this frame was already delivered by an earlier ``get`` (multi-camera ports)."""
-        return self._frame.is_cached
+        return bool(self._info.get("is_cached", False))
 
     @property
     def stream_id(self) -> str:
-        return self._frame.stream_id
+        return str(self._info.get("stream_id", ""))
 
     @property
     def stream_uri(self) -> str:
-        return self._frame.stream_uri
+        return str(self._info.get("stream_uri", ""))
 
     @property
-    def time_stamp(self) -> tuple[int, int]:
+    def time_stamp(self) -> Tuple[int, int]:
         """Capture time as ``(seconds, microseconds)`` since the epoch."""
-        sec, usec = self._frame.capture_time
+        sec, usec = self._info.get("capture_time") or (0, 0)
         return int(sec), int(usec)
 
-    def add_label(self, text: str, x: SupportsFloat, y: SupportsFloat) -> None:
+    def add_label(self, text: str, x: Any, y: Any) -> None:
         """Attach ``text`` at (``x``, ``y``), relative to the image size."""
         if not isinstance(text, str):
             raise TypeError(f"add_label text must be a str, got {type(text).__name__}")
-        self._overlays.append(Label(text, _coordinate("add_label x", x), _coordinate("add_label y", y)))
+        self._overlays.append(["label", text, _coordinate("add_label x", x), _coordinate("add_label y", y)])
 
-    def add_rect(
-        self, left: SupportsFloat, top: SupportsFloat, right: SupportsFloat, bottom: SupportsFloat
-    ) -> None:
+    def add_rect(self, left: Any, top: Any, right: Any, bottom: Any) -> None:
         """Attach a rectangle with corners relative to the image size."""
-        self._overlays.append(
-            Rect(
-                _coordinate("add_rect left", left),
-                _coordinate("add_rect top", top),
-                _coordinate("add_rect right", right),
-                _coordinate("add_rect bottom", bottom),
-            )
-        )
+        self._overlays.append([
+            "rect",
+            _coordinate("add_rect left", left),
+            _coordinate("add_rect top", top),
+            _coordinate("add_rect right", right),
+            _coordinate("add_rect bottom", bottom),
+        ])
 
-    def to_frame(self) -> Frame:
-        """The frame to send downstream: same pixels (no copy), with the overlays added so far."""
-        frame = self._frame
-        changes: dict[str, Any] = {}
-        if self._overlays:
-            changes["overlays"] = frame.overlays + tuple(self._overlays)
-        if self._image is not frame.image:
-            changes["image"] = self._image
-        return frame.replace(**changes) if changes else frame
+    def to_wire(self) -> Dict[str, Any]:
+        """What ``put`` sends: the frame's identity, its overlays, and its pixels only when they are not the
+        runtime's shared segment any more (the app assigned another array to ``image``)."""
+        out = {k: v for k, v in self._info.items() if k != "segment"}
+        out["overlays"] = self._overlays
+        if self._segment_image is not None and self._image is self._segment_image:
+            out["segment"] = self._info["segment"]
+            out["shape"], out["dtype"] = list(self._image.shape), self._image.dtype.str
+        else:
+            import numpy as np
+
+            out["image"] = np.asarray(self._image)
+        return out

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from panoflow.core.ports import MediaInput, ParameterInput
-from panoramasdk._binding import current
+import numpy as np
+
+from panoramasdk._client import current
 from panoramasdk._media import media
 from panoramasdk._ports import MediaInputPort, MediaOutputPort, ParameterPort, Ports, port
 
@@ -29,19 +29,18 @@ class node:
     inputs: Ports
     outputs: Ports
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> node:
-        io = current()
+    def __new__(cls, *args: Any, **kwargs: Any) -> "node":
+        client = current()
         self = super().__new__(cls)
-        inputs: dict[str, port] = {}
-        for name, source in io.inputs.items():
-            if isinstance(source, MediaInput):
-                inputs[name] = MediaInputPort(source)
-            elif isinstance(source, ParameterInput):
-                inputs[name] = ParameterPort(source)
+        described = client.node
+        inputs: Dict[str, port] = {}
+        for name, info in (described.get("inputs") or {}).items():
+            if info.get("kind") == "media":
+                inputs[name] = MediaInputPort(name, client)
             else:
-                raise TypeError(f"input {name!r} of node {io.node_id!r} is neither media nor a parameter")
-        outputs: dict[str, port] = {name: MediaOutputPort(out) for name, out in io.outputs.items()}
-        object.__setattr__(self, "_panoflow_io", io)
+                inputs[name] = ParameterPort(name, info.get("value"))
+        outputs: Dict[str, port] = {name: MediaOutputPort(name, client) for name in described.get("outputs") or []}
+        object.__setattr__(self, "_panoflow_client", client)
         self.inputs = Ports("input", inputs)
         self.outputs = Ports("output", outputs)
         return self
@@ -49,29 +48,30 @@ class node:
     def __init__(self) -> None:
         """Nothing to do: ``__new__`` already set the ports, so calling this is optional and repeatable."""
 
-    def call(self, *args: Any, time_out: float | None = None, **kwargs: Any) -> tuple[Any, ...] | None:
+    def call(self, *args: Any, time_out: Optional[float] = None, **kwargs: Any) -> Optional[Tuple[Any, ...]]:
         """Run the model node ``name`` on ``input``; returns a tuple of arrays (model output order).
 
         Both argument orders work: ``call(input, name)`` (what the samples use) and ``call(name, input)`` (what the
         reference documents), also as keywords (``input=``/``inputs=``, ``name=``). ``input`` is a dict of model
         input name to array, a :class:`media` (its image is used) or a bare array. ``time_out`` is in seconds
-        (``timeout=`` works too). Raises KeyError for a name that is not a model node of this application.
+        (``timeout=`` works too). Raises KeyError for a name that is not a model node of this application. The
+        runtime batches calls from several streams and instances into one inference where the model allows it.
         """
         name, data, timeout = _call_arguments(args, kwargs, time_out)
         if isinstance(data, media):
             data = data.image
-        elif isinstance(data, Mapping) and any(isinstance(v, media) for v in data.values()):
-            data = {k: v.image if isinstance(v, media) else v for k, v in data.items()}
-        io = self._panoflow_io  # type: ignore[attr-defined]
-        result = io.call(name, data, timeout)
-        if result is None or isinstance(result, tuple):
-            return result
-        return tuple(result)
+        if isinstance(data, Mapping):
+            data = {str(k): np.asarray(v.image if isinstance(v, media) else v) for k, v in data.items()}
+        else:
+            data = np.asarray(data)
+        client = self._panoflow_client  # type: ignore[attr-defined]
+        reply = client.request({"op": "call", "model": name, "inputs": data, "timeout": timeout})
+        return tuple(reply["outputs"])
 
 
 def _call_arguments(
-    args: tuple[Any, ...], kwargs: dict[str, Any], time_out: float | None
-) -> tuple[str, Any, float | None]:
+    args: Tuple[Any, ...], kwargs: Dict[str, Any], time_out: Optional[float]
+) -> Tuple[str, Any, Optional[float]]:
     """Sort ``call``'s arguments into (model node name, input, timeout), whatever order they came in."""
     kwargs = dict(kwargs)
     name = kwargs.pop("name", _MISSING)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, List, Mapping, Sequence
 
-from panoflow.core.ports import MediaInput, MediaOutput, ParameterInput
+from panoramasdk._client import Client
 from panoramasdk._media import media
 
 __all__ = ["MediaInputPort", "MediaOutputPort", "ParameterPort", "Ports", "port"]
@@ -22,7 +21,7 @@ class port:
     def __repr__(self) -> str:
         return f"<panoramasdk.port {self.name!r} ({type(self).__name__})>"
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: Any = None) -> Any:
         """Read an input port (raises ValueError on an output port)."""
         raise ValueError(f"port.get is supported only by input ports ({self.name!r} is an output port)")
 
@@ -32,40 +31,48 @@ class port:
 
 
 class MediaInputPort(port):
-    """A media input: ``get`` returns one :class:`media` per camera, see :class:`panoflow.core.ports.MediaInput`."""
+    """A media input: ``get`` blocks until a camera has a new frame and returns one :class:`media` per camera
+    that has ever delivered, in camera order; a camera without a new frame repeats its last one with
+    ``is_cached`` True. ``timeout`` (seconds) raises ``panoramasdk.TimeoutException``."""
 
-    __slots__ = ("_input",)
+    __slots__ = ("_client",)
 
-    def __init__(self, media_input: MediaInput):
-        super().__init__(media_input.name)
-        self._input = media_input
+    def __init__(self, name: str, client: Client):
+        super().__init__(name)
+        self._client = client
 
-    def get(self, timeout: float | None = None) -> list[media]:
-        """Block until a camera has a new frame; raises ``panoramasdk.TimeoutException`` after ``timeout`` s."""
-        return [media(frame) for frame in self._input.get(timeout)]
+    def get(self, timeout: Any = None) -> List[media]:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+            raise TypeError(f"port.get timeout must be a number of seconds, got {type(timeout).__name__}")
+        reply = self._client.request({"op": "get", "port": self.name, "timeout": timeout})
+        out = []
+        for info in reply["frames"]:
+            image = self._client.image(info["segment"], info["shape"], info["dtype"])
+            out.append(media(image, {k: v for k, v in info.items() if k not in ("shape", "dtype")}))
+        return out
 
 
 class ParameterPort(port):
     """A parameter input: ``get`` returns its value, the same on every call."""
 
-    __slots__ = ("_input",)
+    __slots__ = ("_value",)
 
-    def __init__(self, parameter: ParameterInput):
-        super().__init__(parameter.name)
-        self._input = parameter
+    def __init__(self, name: str, value: Any):
+        super().__init__(name)
+        self._value = value
 
-    def get(self, timeout: float | None = None) -> Any:
-        return self._input.get(timeout)
+    def get(self, timeout: Any = None) -> Any:
+        return self._value
 
 
 class MediaOutputPort(port):
     """A media output: ``put`` sends media (with their overlays) downstream, without copying pixels."""
 
-    __slots__ = ("_output",)
+    __slots__ = ("_client",)
 
-    def __init__(self, output: MediaOutput):
-        super().__init__(output.name)
-        self._output = output
+    def __init__(self, name: str, client: Client):
+        super().__init__(name)
+        self._client = client
 
     def put(self, data: Sequence[media]) -> None:
         if isinstance(data, media):
@@ -78,8 +85,8 @@ class MediaOutputPort(port):
         for item in data:
             if not isinstance(item, media):
                 raise TypeError(f"port.put needs panoramasdk.media objects, got {type(item).__name__}")
-            frames.append(item.to_frame())
-        self._output.put(frames)
+            frames.append(item.to_wire())
+        self._client.request({"op": "put", "port": self.name, "frames": frames})
 
 
 class Ports:
@@ -99,7 +106,7 @@ class Ports:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"node {self._kind} ports are read-only")
 
-    def __dir__(self) -> list[str]:
+    def __dir__(self) -> List[str]:
         return sorted(k for k in self.__dict__ if not k.startswith("_"))
 
     def __iter__(self) -> Any:

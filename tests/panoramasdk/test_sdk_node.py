@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import panoramasdk
-from panoflow.core.ports import CodeNodeIO, StreamsExhausted
-from panoramasdk import _binding
+from panoflow.core.ports import CodeNodeIO
+from panoramasdk import _client
+from panoramasdk._client import StreamsExhausted
+from tests.panoramasdk.conftest import serve
 
 if TYPE_CHECKING:
     from tests.panoramasdk.conftest import Harness
@@ -28,17 +30,29 @@ def test_unbound_node_explains_how_to_run() -> None:
         panoramasdk.node()
 
 
-def test_binding_contract() -> None:
-    io = CodeNodeIO(node_id="a")
-    _binding.bind(io)
+def test_connection_from_the_inherited_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside tests the SDK finds its runtime by itself: the socket the runtime passed, named by PANOFLOW_SDK_FD."""
+    import socket
+    import threading
+
+    from panoflow.plugins.appproc.memory import FramePool
+    from panoflow.plugins.appproc.server import AppServer
+    from panoramasdk._wire import Channel
+
+    ours, theirs = socket.socketpair()
+    server = AppServer(CodeNodeIO(node_id="from_fd"), Channel(ours), FramePool("t"))
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv(_client.ENV_FD, str(theirs.detach()))
+    _client.unbind()
     try:
-        _binding.bind(io)  # same object: fine
-        with pytest.raises(RuntimeError, match="already bound"):
-            _binding.bind(CodeNodeIO(node_id="b"))
-        assert _binding.current() is io
+        assert _client.current().node["node_id"] == "from_fd"
+        assert _client.current() is _client.current()
     finally:
-        _binding.unbind()
-    _binding.unbind()
+        _client.current().channel.close()
+        _client.unbind()
+        thread.join(5)
+        ours.close()
 
 
 def test_subclass_without_super_init(harness: Harness) -> None:
@@ -99,7 +113,9 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
     assert len(streams) == 1 and isinstance(streams[0], panoramasdk.media)
     node.outputs.video_out.put(streams)
     out = harness.hdmi.get(timeout=0)[1]
-    assert out is sent  # nothing added: the very same frame goes on
+    # nothing added: the same frame goes on (its pixels, in the shared segment)
+    assert (out.stream_id, out.seq, out.capture_time, out.overlays) == (sent.stream_id, 0, sent.capture_time, ())
+    assert np.array_equal(out.image, sent.image)
     harness.push("cam2", 1)
     streams = node.inputs.video_in.get(timeout=1)
     assert [(m.stream_id, m.is_cached) for m in streams] == [("cam1", True), ("cam2", False)]
@@ -149,7 +165,7 @@ def test_call_both_orders(harness: Harness, order: str) -> None:
         result = node.call(data, name="model_node", timeout=2.0)
     assert isinstance(result, tuple) and len(result) == 2
     name, inputs, timeout = harness.calls[-1]
-    assert name == "model_node" and inputs is data
+    assert name == "model_node" and list(inputs) == ["data"] and np.array_equal(inputs["data"], data["data"])
     assert timeout == (None if order == "samples" else 2.0)
 
 
@@ -158,10 +174,11 @@ def test_call_accepts_media_and_bare_array(harness: Harness) -> None:
     harness.push("cam1")
     stream = node.inputs.video_in.get()[0]
     node.call(stream, "model_node")
-    assert harness.calls[-1][1] is stream.image
-    array = np.zeros((1, 3, 2, 2), np.float32)
+    assert np.array_equal(harness.calls[-1][1], stream.image)
+    array = np.arange(12, dtype=np.float32).reshape((1, 3, 2, 2))
     node.call("model_node", array)
-    assert harness.calls[-1][1] is array
+    got = harness.calls[-1][1]
+    assert got.dtype == array.dtype and np.array_equal(got, array)
 
 
 def test_call_errors(harness: Harness) -> None:
@@ -175,19 +192,13 @@ def test_call_errors(harness: Harness) -> None:
 
 
 def test_default_call_without_models() -> None:
-    _binding.bind(CodeNodeIO(node_id="code_node"))
-    try:
-        with pytest.raises(KeyError, match="no model node"):
-            panoramasdk.node().call({"data": np.zeros(1)}, "model_node")
-    finally:
-        _binding.unbind()
+    with serve(CodeNodeIO(node_id="code_node")), pytest.raises(KeyError, match="no model node"):
+        panoramasdk.node().call({"data": np.zeros(1)}, "model_node")
 
 
 def test_call_result_is_always_a_tuple() -> None:
-    outputs = [np.zeros((1, 4))]
-    _binding.bind(CodeNodeIO(node_id="code_node", call=lambda name, inputs, timeout: outputs))  # type: ignore[arg-type, return-value]
-    try:
+    outputs = [np.arange(4.0).reshape((1, 4))]
+    io = CodeNodeIO(node_id="code_node", call=lambda name, inputs, timeout: outputs)  # type: ignore[arg-type, return-value]
+    with serve(io):
         result = panoramasdk.node().call({"data": np.zeros(1)}, "model_node")
-        assert isinstance(result, tuple) and result[0] is outputs[0]
-    finally:
-        _binding.unbind()
+        assert isinstance(result, tuple) and np.array_equal(result[0], outputs[0])

@@ -22,7 +22,12 @@ import anyio.from_thread
 import anyio.lowlevel
 import structlog
 
-import panoramasdk._binding as binding
+import socket
+
+from panoflow.plugins.appproc.memory import FramePool
+from panoflow.plugins.appproc.server import AppServer
+from panoramasdk import _client
+from panoramasdk._wire import Channel
 from panoflow.core.bases import CodeRunner
 from panoflow.core.hookspecs import hookimpl
 from panoflow.core.ports import StreamsExhausted
@@ -135,14 +140,21 @@ class PanoramaSdkRunner(CodeRunner):
         sys.path.insert(0, os.path.dirname(entry))
         for key, value in {**dict(spec.runtime.environment if spec.runtime else ()), **ctx.options.environment}.items():
             os.environ[key] = value
-        binding.bind(ctx.io)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pool = FramePool(spec.node_id)
+        server = AppServer(ctx.io, Channel(ours), pool)
+        server_thread = threading.Thread(target=server.serve, name=f"sdk:{spec.node_id}", daemon=True)
+        server_thread.start()
+        client = _client.Client(theirs)
+        client.hello()
+        _client.bind(client)
         log.info("app_started", node_id=spec.node_id, entry=entry)
         try:
             if ctx.before_code is not None:
                 ctx.before_code()
             runpy.run_path(entry, run_name="__main__")
             log.info("app_returned", node_id=spec.node_id)
-        except StreamsExhausted:
+        except (StreamsExhausted, _client.StreamsExhausted):
             log.info("app_inputs_ended", node_id=spec.node_id)
         except SystemExit as exc:
             if exc.code not in (None, 0):
@@ -155,7 +167,10 @@ class PanoramaSdkRunner(CodeRunner):
             console.write(text)
             raise NodeError(f"application raised {type(exc).__name__}: {exc}", node_id=spec.node_id) from None
         finally:
-            binding.unbind()
+            _client.unbind()
+            client.channel.close()
+            server_thread.join(5)
+            server.channel.close()
             for stream in (sys.stdout, sys.stderr):
                 stream.flush()
             sys.stdout, sys.stderr = real_out, real_err
