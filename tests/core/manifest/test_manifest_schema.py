@@ -71,7 +71,7 @@ def test_wrong_type_inside_a_node_picks_the_node_kind_meant() -> None:
     doc["nodeGraph"]["nodes"][2]["overridable"] = "yes"
     problem = _only(doc)
     assert problem.pointer == "/nodeGraph/nodes/2/overridable"
-    assert problem.message == "'overridable' must be true or false, not 'yes'"
+    assert problem.message == "node 'camera_node' (nodes/2) overridable: must be true or false, not 'yes'"
 
 
 def test_parameter_value_of_the_wrong_type() -> None:
@@ -79,7 +79,7 @@ def test_parameter_value_of_the_wrong_type() -> None:
     doc["nodeGraph"]["nodes"][4]["value"] = "high"
     problem = _only(doc)
     assert problem.pointer == "/nodeGraph/nodes/4/value"
-    assert problem.message == "'value' must be a number, not 'high'"
+    assert problem.message == "node 'detection_threshold' (nodes/4) value: must be a number, not 'high'"
 
 
 def test_unknown_interface_lists_what_is_allowed() -> None:

@@ -170,7 +170,7 @@ def schema_problems(doc: Any, kind: DocumentKind, file: str) -> tuple[Any, list[
     if kind == "package":
         doc, warnings = _accept_nv_accelerators(doc, file)
     errors = (e for e in _validator(kind).iter_errors(doc) if not _forgiven(kind, e))
-    problems = problems_from_errors(errors, file, limit=MAX_SCHEMA_PROBLEMS)
+    problems = problems_from_errors(errors, file, limit=MAX_SCHEMA_PROBLEMS, document=doc)
     for warning in warnings:  # point into the file as written, not at the renamed key
         written = warning.pointer
         renamed = written.removesuffix("/nvAccelerators") + "/inferenceAccelerators"

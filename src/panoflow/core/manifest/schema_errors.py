@@ -71,12 +71,30 @@ def _label(path: Sequence[Any]) -> str:
     return {"replace": "node name", "node": "node name"}.get(last, repr(last))
 
 
+def _owner(path: Sequence[Any], document: Any) -> tuple[str, str]:
+    """(``node 'NAME' (nodes/5)``, the field below the node such as ``value``) when ``path`` points inside a named
+    node of ``document``, else ``("", "")``."""
+    for i in range(len(path) - 2, 0, -1):
+        if path[i - 1] == "nodes" and isinstance(path[i], int):
+            node: Any = document
+            for key in path[: i + 1]:
+                try:
+                    node = node[key]
+                except (KeyError, IndexError, TypeError):
+                    return "", ""
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str) and name and path[i + 1] != "name":
+                return f"node {name!r} (nodes/{path[i]})", "/".join(str(k) for k in path[i + 1:])
+            return "", ""
+    return "", ""
+
+
 def _types(value: Any) -> str:
     names = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
     return " or ".join(_TYPE_WORDS.get(str(n), str(n)) for n in names) or "another type"
 
 
-def _one_of(error: ValidationError, file: str) -> list[Problem]:
+def _one_of(error: ValidationError, file: str, document: Any = None) -> list[Problem]:
     """Report the errors of the branch the author meant, or say which forms were expected."""
     base = list(error.absolute_path)
     branches: dict[int, list[ValidationError]] = {}
@@ -110,7 +128,7 @@ def _one_of(error: ValidationError, file: str) -> list[Problem]:
             candidates.append(subs)
     if candidates:
         best = min(candidates, key=len)  # the first of the closest branches
-        return [p for sub in best for p in _explain(sub, file)]
+        return [p for sub in best for p in _explain(sub, file, document)]
     ptr = join_pointer(base)
     if type_rejects and len(type_rejects) == len(branches):
         words = " or ".join(dict.fromkeys(_types(t) for t in type_rejects))
@@ -125,13 +143,14 @@ def _one_of(error: ValidationError, file: str) -> list[Problem]:
     return [Problem(file, ptr, "does not match any of the allowed forms", "compare it with the schema")]
 
 
-def _explain(error: ValidationError, file: str) -> list[Problem]:
+def _explain(error: ValidationError, file: str, document: Any = None) -> list[Problem]:
     kw, val, inst = error.validator, error.validator_value, error.instance
     path = list(error.absolute_path)
     ptr = join_pointer(path)
     label = _label(path)
+    owner, field = _owner(path, document)
     if kw in ("oneOf", "anyOf") and error.context:
-        return _one_of(error, file)
+        return _one_of(error, file, document)
     if kw == "required" and isinstance(inst, dict) and isinstance(val, list):
         return [
             Problem(file, ptr, f"missing required key {k!r}", f"add {k!r} here")
@@ -157,7 +176,10 @@ def _explain(error: ValidationError, file: str) -> list[Problem]:
             for dep in deps
             if dep not in inst
         ]
-    return [Problem(file, ptr, *_message(kw, val, inst, label))]
+    message, hint = _message(kw, val, inst, label)
+    if owner:  # a value inside a node: name the node, not only its index
+        message = f"{owner} {field}: {message.removeprefix(label + ' ')}"
+    return [Problem(file, ptr, message, hint)]
 
 
 def _message(kw: str, val: Any, inst: Any, label: str) -> tuple[str, str]:
@@ -192,16 +214,18 @@ def _message(kw: str, val: Any, inst: Any, label: str) -> tuple[str, str]:
     return f"{label} is invalid ({kw})", "compare it with the Panorama manifest schema"
 
 
-def problems_from_errors(errors: Iterable[ValidationError], file: str, limit: int = 100) -> list[Problem]:
+def problems_from_errors(errors: Iterable[ValidationError], file: str, limit: int = 100,
+                         document: Any = None) -> list[Problem]:
     """One problem (or a few, for several missing/unknown keys) per schema error, without duplicates; past
-    ``limit`` problems, one last problem says how many more errors there are."""
+    ``limit`` problems, one last problem says how many more errors there are. With the validated ``document``, an
+    error inside a graph node names the node (``node 'threshold' (nodes/5) value must be a number...``)."""
     found: dict[Problem, None] = {}
     more = 0
     for error in errors:
         if len(found) >= limit:
             more += 1
             continue
-        found.update(dict.fromkeys(_explain(error, file)))
+        found.update(dict.fromkeys(_explain(error, file, document)))
     problems = list(found)
     if more:
         problems.append(Problem(file, "", f"{more} more schema error(s) not shown", "fix the ones above first"))

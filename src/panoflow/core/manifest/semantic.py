@@ -196,7 +196,8 @@ def _check_values(ctx: Context) -> None:
             continue
         message = ptype.check(node.value)
         if message:
-            ctx.error(at.file, f"{at.pointer}/value", f"value of {node.name!r}: {message}",
+            where = "/".join(at.pointer.split("/")[-2:])  # nodes/5
+            ctx.error(at.file, f"{at.pointer}/value", f"node {node.name!r} ({where}) value: {message}",
                       f"give a {node.interface} value")
 
 
