@@ -163,11 +163,20 @@ def resolve(
     parameter node -> command-line value (``--param``, converted with the node's type). ``camera_lookup`` maps a
     name to a registered camera's URI (or None): a camera node without ``--camera`` streams from the camera named
     like the node, else like its package (an override's ``account::NAME`` camera package), else from the
-    package's own ``streamUrl`` default."""
+    package's own ``streamUrl`` default.
+
+    A graph node marked ``overrideMandatory`` that the overrides (if any) do not replace must be bound here, the same
+    way with or without an overrides file: a camera by ``cameras`` or ``camera_lookup`` (not its package's default),
+    a parameter by ``params``."""
     cameras = dict(cameras or {})
     params = dict(params or {})
     types = parameter_types or BUILTIN_PARAMETER_TYPES
     nodes, replaced = _apply_overrides(app)
+    mandatory = {n.name for n in app.graph.nodes if n.override_mandatory and n.name not in replaced}
+    for name in sorted(mandatory):
+        if nodes[name].is_parameter and name not in params:
+            raise ResolveError(f"parameter node {name!r} is overrideMandatory: give it with --param {name}=VALUE "
+                               "or replace it in the overrides")
 
     # parameter values, with --param applied
     values: dict[str, ParamValue] = {}
@@ -204,14 +213,16 @@ def resolve(
             category = "media_source" if name in cameras or _registered(camera_lookup, node) else ""
         if category == "media_source":
             uris = list(cameras.pop(name, [])) or _registered(camera_lookup, node)
-            if not uris:
+            if not uris and name not in mandatory:  # an overrideMandatory camera must be bound, not defaulted
                 default = _camera_default_uri(app, node)
                 uris = [default] if default else []
-            if not uris and node.launch != "onSignal":
+            if not uris and (node.launch != "onSignal" or name in mandatory):
                 raise ResolveError(
                     f"camera node {name!r} has no stream: bind one with --camera {name}=URI "
                     "(a file path, file:///clip.mp4?loop=1, rtsp://..., testsrc://) or register a camera "
                     f"named {name!r} with `panoflow cameras add`"
+                    + (" (the graph marks it overrideMandatory: an overrides file may replace it instead)"
+                       if name in mandatory else "")
                 )
             ids = [name] if len(uris) == 1 else [f"{name}_{i}" for i in range(len(uris))]
             camera_specs[name] = CameraSpec(

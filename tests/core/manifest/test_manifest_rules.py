@@ -127,9 +127,10 @@ CASES: dict[str, Case] = {
     "replace_twice": Case(
         SAMPLE, _override(lambda o: o["nodeOverrides"][1].update(replace="region")),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/1/replace")}, "already replaced", OVERRIDE),
+    # (a camera or parameter node may be bound at run time instead: tests/core/test_graph_override_mandatory.py)
     "override_mandatory_not_overridden": Case(
-        SAMPLE, _override(lambda o: (o["nodeOverrides"].pop(3), o["nodes"].pop(0), o["packages"].pop(0))),
-        {(OVERRIDE, "/nodeGraphOverrides")}, "'camera_node' must be overridden", OVERRIDE),
+        SAMPLE, _graph(lambda g: _node(g, "model_node").update(overridable=True, overrideMandatory=True)),
+        {(OVERRIDE, "/nodeGraphOverrides")}, "'model_node' must be overridden", OVERRIDE),
     "with_names_undefined_node": Case(
         SAMPLE, _override(lambda o: o["nodeOverrides"][0]["with"][0].update(name="ghost")),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name")}, "'ghost' is not defined", OVERRIDE),

@@ -4,7 +4,9 @@
 * ``with`` names nodes the overrides define, at least one; a parameter node is replaced by exactly one parameter
   node of the same type, an interface node by interface nodes that offer the ports the graph's edges use;
 * when overrides are given, every ``overrideMandatory: true`` node is replaced (without overrides that is left to
-  deploy time, like Panorama does).
+  deploy time, like Panorama does). A camera or parameter node may instead be bound when the application runs
+  (``--camera NODE=URI``, a registered camera, ``--param NODE=VALUE``): for those an unreplaced node is a warning
+  here, and :func:`panoflow.core.graph.resolve` requires the binding, with or without overrides alike.
 """
 
 from __future__ import annotations
@@ -96,7 +98,15 @@ def check_overrides(ctx: Context) -> None:
     for j in range(len(ctx.overrides.node_overrides)):
         _check_rule(ctx, j, replaced, used)
     for name, at in ctx.graph_nodes.items():
-        if at.node.override_mandatory and name not in replaced:
-            ctx.error(ctx.overrides_file, OVERRIDES_ROOT, f"node {name!r} must be overridden "
-                      f"({ctx.graph_file} marks it overrideMandatory) but these overrides do not replace it",
-                      f'add {{"replace": "{name}", "with": [...]}} to nodeOverrides')
+        if not at.node.override_mandatory or name in replaced:
+            continue
+        message = (f"node {name!r} must be overridden ({ctx.graph_file} marks it overrideMandatory) but these "
+                   "overrides do not replace it")
+        fix = f'add {{"replace": "{name}", "with": [...]}} to nodeOverrides'
+        iface = ctx.interface_of(at.node)
+        if at.node.is_parameter:
+            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message, f"{fix}, or run it with --param {name}=VALUE")
+        elif iface is not None and iface.category == "media_source":
+            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message, f"{fix}, or run it with --camera {name}=URI")
+        else:
+            ctx.error(ctx.overrides_file, OVERRIDES_ROOT, message, fix)
