@@ -242,7 +242,8 @@ class Batcher:
         except Exception as exc:  # the model failed: every caller in the batch learns why
             error = exc if isinstance(exc, ModelError) else ModelError(
                 f"inference failed: {type(exc).__name__}: {exc}", node_id=self.node_id)
-            self.log.error("model_run_failed", error=str(exc), requests=len(batch))
+            if not getattr(exc, "reported", False):  # a backend that logs its own outages says so
+                self.log.error("model_run_failed", error=str(exc), requests=len(batch))
             for req in batch:
                 if not req.future.done():
                     req.future.set_exception(error)

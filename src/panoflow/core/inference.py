@@ -41,6 +41,7 @@ __all__ = [
     "ModelSet",
     "TensorInfo",
     "choose_backend",
+    "split_backend",
 ]
 
 log = structlog.get_logger(__name__)
@@ -238,6 +239,19 @@ class ModelSet:
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: b.stats() for name, b in self._batchers.items()}
 
+    def metric_families(self) -> list[Any]:
+        """Metric families the backends keep themselves (a remote backend's latency histogram and errors), from
+        each backend that has a ``metric_families(node_id)`` method."""
+        merged: dict[str, Any] = {}  # one family per metric name, samples of every node
+        for name, batcher in self._batchers.items():
+            own = getattr(batcher.model, "metric_families", None)
+            for family in own(name) if callable(own) else ():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        return list(merged.values())
+
     def close(self) -> None:
         """Finish what is queued and release every model (idempotent); later calls raise ModelError."""
         if self._closed:
@@ -250,11 +264,21 @@ class ModelSet:
                 batcher.close()
 
 
+def split_backend(wanted: str | None) -> tuple[str | None, str | None]:
+    """A ``--model-backend`` value as (backend name, endpoint URI): ``onnxruntime`` -> (``onnxruntime``, None);
+    a remote one, ``kserve+grpc://host:8001/model`` -> (``kserve``, the whole URI, which the backend gets as its
+    ``uri`` option)."""
+    if not wanted or "://" not in wanted:
+        return wanted, None
+    return wanted.split("://", 1)[0].split("+", 1)[0], wanted
+
+
 def _open_one(node_id: str, files: ModelFiles, backends: Mapping[str, type[ModelBackend]],
               settings: InferenceSettings, pool: ModelPool | None) -> Batcher:
-    wanted = settings.node_backends.get(node_id) or settings.backend
+    wanted, uri = split_backend(settings.node_backends.get(node_id) or settings.backend)
     cls = choose_backend(node_id, backends, wanted)
-    options = {"max_batch": settings.max_batch, **settings.backend_options.get(cls.name, {})}
+    options = {"max_batch": settings.max_batch, **settings.backend_options.get(cls.name, {}),
+               **({"uri": uri} if uri else {})}
     if pool is None:
         return _load(node_id, files, cls, options, settings, wanted)
     key = (files.digest, files.precision, files.inputs, cls.name, repr(sorted(options.items())),

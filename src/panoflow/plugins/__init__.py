@@ -10,5 +10,6 @@ BUILTINS: tuple[str, ...] = (
     "panoflow.plugins.native_runner",
     "panoflow.plugins.onnxruntime_backend",
     "panoflow.plugins.tensorrt_backend",
+    "panoflow.plugins.kserve",
     "panoflow.plugins.http_connector",
 )
