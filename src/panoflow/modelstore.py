@@ -4,7 +4,9 @@ A Panorama model package names its archive ``assets/<sha256>.tar.gz`` (what ``pa
 writes). :class:`ModelStore` checks the archive against the SHA-256 in its name, extracts it once per digest into a
 cache folder (refusing absolute paths, ``..``, devices and links that leave the folder), finds the ``.onnx`` file in
 it and checks the descriptor's ``framework``: ``ONNX`` is panoflow's own value; a ``PYTORCH``, ``TENSORFLOW`` or
-``MXNET`` archive runs when it holds an ``.onnx``, and otherwise fails with instructions to export one.
+``MXNET`` archive runs its ``.onnx`` when it holds one, else the model a control plane compiled for it (the
+generated asset ``assets/compiled-<sha256>-<descriptor>.onnx`` beside the archive), else it is compiled here by
+:mod:`panoflow.compiler` (once per archive, descriptor and converter version: ``<sha256>/compiled/<key>/``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from panoflow.core.graph import ModelSpec
 from panoflow.core.inference import ModelFiles, TensorInfo
 from panoflow.exceptions import ModelError
+
+if TYPE_CHECKING:
+    from panoflow.compiler import ModelCompiler
 
 __all__ = ["EXPORT_HINTS", "ModelStore", "file_sha256", "safe_extract"]
 
@@ -93,8 +99,11 @@ def safe_extract(archive: Path, target: Path) -> None:
 class ModelStore:
     """Extracted model archives under ``cache_dir/<sha256>/``, shared by every application that uses them."""
 
-    def __init__(self, cache_dir: Path):
+    def __init__(self, cache_dir: Path, compiler: ModelCompiler | None = None):
+        """``compiler`` compiles PYTORCH, MXNET and TENSORFLOW archives (default: the converter environments
+        under the user's cache folder, see :func:`panoflow.compiler.default_cache_dir`)."""
         self.cache_dir = Path(cache_dir)
+        self._compiler = compiler
 
     def prepare(self, spec: ModelSpec) -> ModelFiles:
         """Verify, extract (once) and inspect the archive of model node ``spec``; raises :class:`ModelError`."""
@@ -114,9 +123,43 @@ class ModelStore:
         digest = self._verify(node, archive)
         folder = archive if archive.suffix == ".onnx" else self._extracted(node, archive, digest)
         onnx = self._find_onnx(node, folder, desc.framework)
+        cache = self.cache_dir / digest
+        if onnx is None:
+            onnx = self._compiled(spec, archive, folder, digest)
+            cache = onnx.parent
         inputs = tuple(TensorInfo(t.name, tuple(t.shape), t.type or "float32") for t in desc.inputs)
         return ModelFiles(node, onnx, digest, desc.framework.upper(), (desc.precision_mode or "FP32").upper(),
-                          inputs, self.cache_dir / digest)
+                          inputs, cache)
+
+    def _compiled(self, spec: ModelSpec, archive: Path, folder: Path, digest: str) -> Path:
+        """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive: the control plane's generated asset when the
+        application has it, else compiled here (cached)."""
+        from panoflow.compiler import CompileOptions, ModelCompiler
+        from panoflow.compiler.archives import descriptor_digest, generated_asset_name, request_for
+
+        node, desc = spec.node_id, spec.descriptor
+        assert desc is not None
+        asset = spec.package.config.asset(spec.asset)
+        desc_uri = next((i.descriptor_uri for i in asset.implementations if i.descriptor_uri), "") if asset else ""
+        desc_sha = descriptor_digest(desc_uri)
+        if desc_sha:
+            generated = archive.parent / generated_asset_name(digest, desc_sha)
+            if generated.is_file():
+                log.info("model_compiled_asset_used", node_id=node, file=generated.name)
+                return generated
+        if self._compiler is None:
+            self._compiler = ModelCompiler(CompileOptions(), progress=lambda line: log.info(
+                "model_compiler_progress", message=line))
+        desc_name = desc_uri or f"descriptor of asset {spec.asset!r} in package {spec.package.ref.qualified}"
+        request = request_for(folder, digest, desc, archive.name, desc_name)
+        try:
+            compiled = self._compiler.compile(request, self.cache_dir / digest / "compiled")
+        except ModelError as exc:
+            raise ModelError(str(exc), node_id=node) from None
+        if not compiled.cached:
+            log.info("model_compiled", node_id=node, framework=desc.framework.upper(),
+                     max_abs_diff=compiled.report["max_abs_diff"], max_rel_diff=compiled.report["max_rel_diff"])
+        return compiled.path
 
     @staticmethod
     def _asset_uri(spec: ModelSpec) -> str:
@@ -163,7 +206,8 @@ class ModelStore:
         return model_dir
 
     @staticmethod
-    def _find_onnx(node: str, folder: Path, framework: str) -> Path:
+    def _find_onnx(node: str, folder: Path, framework: str) -> Path | None:
+        """The archive's ``.onnx`` file; None for a PYTORCH/MXNET/TENSORFLOW archive without one (compile it)."""
         if folder.is_file():
             return folder
         found = sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith("._"))
@@ -179,12 +223,11 @@ class ModelStore:
             if fw != "ONNX":
                 log.info("model_onnx_used", node_id=node, framework=fw, file=found[0].name)
             return found[0]
+        if fw in EXPORT_HINTS:
+            return None
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
         listing = ", ".join(files[:8]) + (" ..." if len(files) > 8 else "") or "nothing"
-        hint = EXPORT_HINTS.get(fw)
-        how = (f"export it to ONNX ({hint}), put model.onnx in the archive (tar czf model.tar.gz model.onnx)"
-               if hint else "export the model to ONNX and put model.onnx in the archive")
-        what = "framework ONNX needs an .onnx file" if fw == "ONNX" else (
-            f"framework {framework} models are compiled by SageMaker Neo on AWS; panoflow runs ONNX")
-        raise ModelError(f"{what}, and the archive holds {listing}. To run it here, {how} and set the "
-                         "descriptor's framework to ONNX (or keep it and just add the .onnx)", node_id=node)
+        what = "framework ONNX needs an .onnx file" if fw == "ONNX" else f"framework {framework} is not one panoflow knows"
+        raise ModelError(f"{what}, and the archive holds {listing}. Put model.onnx in the archive (tar czf "
+                         "model.tar.gz model.onnx) with framework ONNX, or give a PYTORCH, MXNET or TENSORFLOW model "
+                         "with that framework (panoflow compiles it)", node_id=node)
