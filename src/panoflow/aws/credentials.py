@@ -71,15 +71,6 @@ def _botocore() -> Any:
     return botocore.session
 
 
-def _session(profile: str | None, credentials_file: Path | None) -> Any:
-    session = _botocore().Session(profile=profile)
-    if credentials_file is not None:
-        session.set_config_variable("credentials_file", str(credentials_file))
-        # the file is the whole story: no config file, no environment keys of the daemon
-        session.set_config_variable("config_file", str(credentials_file))
-    return session
-
-
 def _describe(exc: Exception) -> str:
     """botocore's message for ``exc`` (it names profiles and files, never secret values)."""
     return f"{type(exc).__name__}: {exc}"
@@ -94,12 +85,19 @@ class BotocoreSource:
         where += [f"file {credentials_file}"] if credentials_file else []
         self.description = ", ".join(where) or "the device's default AWS credentials"
 
-    def session(self) -> Any:
-        return _session(self.profile, self.credentials_file)
+    def _load(self) -> Any:
+        botocore_session = _botocore()
+        if self.credentials_file is not None:  # that file only: not the daemon's environment or ~/.aws
+            from botocore.credentials import SharedCredentialProvider
+
+            provider = SharedCredentialProvider(str(self.credentials_file), self.profile or "default")
+            return provider.load()
+        # an explicit profile leaves the environment's keys out of botocore's chain
+        return botocore_session.Session(profile=self.profile).get_credentials()
 
     def fetch(self) -> AwsCredentials:
         try:
-            creds = self.session().get_credentials()
+            creds = self._load()
         except Exception as exc:  # botocore raises ProfileNotFound, config parse errors...
             raise AwsError(f"cannot read AWS credentials from {self.description}: {_describe(exc)}") from None
         if creds is None:
@@ -121,8 +119,11 @@ class AssumeRoleSource:
         self.description = f"role {role_arn} (assumed with {base.description})"
 
     def fetch(self) -> AwsCredentials:
+        base = self.base.fetch()
         try:
-            sts = self.base.session().create_client("sts", region_name=self.region, endpoint_url=self.sts_endpoint)
+            sts = _botocore().Session().create_client(
+                "sts", region_name=self.region, endpoint_url=self.sts_endpoint, aws_access_key_id=base.access_key_id,
+                aws_secret_access_key=base.secret_access_key, aws_session_token=base.session_token or None)
             answer = sts.assume_role(RoleArn=self.role_arn, RoleSessionName=self.session_name[:64],
                                      DurationSeconds=self.duration_seconds)
         except Exception as exc:  # NoCredentialsError, ClientError (AccessDenied), EndpointConnectionError...
