@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import ssl
 import json
 import subprocess
 import threading
@@ -82,13 +83,19 @@ ACCOUNT = "123456789012"
 
 
 class ControlPlaneServer:
-    """``panoflow control-plane`` in a thread over a SQLite file; stop() and start() keep port and database."""
+    """``panoflow control-plane`` in a thread over a SQLite file, over HTTPS with the CA it keeps in its database
+    (as ``control-plane serve`` does); stop() and start() keep port, database and CA."""
 
     def __init__(self, root: Path):
         from panoflow.controlplane import ControlPlane, create_access_key, open_store
+        from panoflow.controlplane.tls import server_context
 
         self.store = open_store(f"sqlite:///{root / 'cp.db'}")
-        self.plane = ControlPlane(self.store, assets=root / "assets", heartbeat_s=HEARTBEAT)
+        self.ssl, ca_pem = server_context(self.store, [])
+        self.ca_file = root / "ca.pem"
+        self.ca_file.write_text(ca_pem)
+        self.client_ssl = ssl.create_default_context(cafile=str(self.ca_file))
+        self.plane = ControlPlane(self.store, assets=root / "assets", heartbeat_s=HEARTBEAT, ca_pem=ca_pem)
         self.key = create_access_key(self.store)
         self.port = 0
         self.url = ""
@@ -99,13 +106,15 @@ class ControlPlaneServer:
         from panoflow.controlplane import serve_in_thread
         from tests.controlplane.conftest import make_client
 
-        self._serving = serve_in_thread(self.plane, port=self.port)
+        self._serving = serve_in_thread(self.plane, port=self.port, ssl_context=self.ssl)
         self.url = self._serving.__enter__()
         self.port = int(self.url.rsplit(":", 1)[1])
-        self.pano = make_client(self.url, self.key.access_key_id, self.key.secret_access_key)
+        self.pano = make_client(self.url, self.key.access_key_id, self.key.secret_access_key, str(self.ca_file))
         return self
 
     def stop(self) -> None:
+        if self.pano is not None:
+            self.pano.close()
         if self._serving is not None:
             self._serving.__exit__(None, None, None)
             self._serving = None
@@ -146,7 +155,8 @@ class ControlPlaneServer:
     def operator_get(self, path: str) -> Any:
         from tests.controlplane.conftest import raw_request, signed_headers
 
-        status, _headers, body = raw_request(self.url, "GET", path, signed_headers(self.url, self.key, "GET", path))
+        status, _headers, body = raw_request(self.url, "GET", path, signed_headers(self.url, self.key, "GET", path),
+                                             context=self.client_ssl)
         assert status == 200, (path, status, body)
         return body
 

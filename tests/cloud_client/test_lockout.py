@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -48,11 +49,11 @@ def _connections_to(pid: int, port: int) -> int:
     return count
 
 
-def _post(url: str, token: str, body: Any = None) -> int:
+def _post(url: str, token: str, body: Any = None, context: ssl.SSLContext | None = None) -> int:
     req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=context) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         with exc:
@@ -68,7 +69,8 @@ def test_a_deleted_device_is_locked_out_and_keeps_running(make_daemon: Callable[
     wait(_running(cp, instance_id), 60, "the instance to run")
     token = json.loads((daemon.state_dir / "cloud.json").read_text())["Token"]
     metrics = f"{cp.url}/_panoflow/device/v1/metrics"
-    assert _post(metrics, token, {"Text": "# probe\n"}) == 200  # the token works until the deletion
+    # the token works until the deletion
+    assert _post(metrics, token, {"Text": "# probe\n"}, context=cp.client_ssl) == 200
     running = _pids(daemon)
     assert running
 
@@ -98,5 +100,5 @@ def test_a_deleted_device_is_locked_out_and_keeps_running(make_daemon: Callable[
     assert _pids(daemon) == running and daemon.proc.poll() is None
     assert daemon.instance("people")["status"] == "DEPLOYMENT_SUCCEEDED"
     # and the control plane refuses the token
-    assert _post(f"{cp.url}/_panoflow/device/v1/sync", token) == 403
-    assert _post(metrics, token, {"Text": "# probe\n"}) == 403
+    assert _post(f"{cp.url}/_panoflow/device/v1/sync", token, context=cp.client_ssl) == 403
+    assert _post(metrics, token, {"Text": "# probe\n"}, context=cp.client_ssl) == 403

@@ -97,15 +97,15 @@ def _free_port() -> int:
 
 @pytest.mark.anyio
 async def test_failures_are_offline_or_refused(asset_server: AssetServer, tmp_path: Path) -> None:
-    async with CloudClient(f"http://127.0.0.1:{_free_port()}", "t", timeout_s=3) as client:
+    async with CloudClient(f"http://127.0.0.1:{_free_port()}", "t", insecure_http=True, timeout_s=3) as client:
         with pytest.raises(Offline, match="cannot reach"):
             await client.sync({})
     asset_server.status = 403
-    async with CloudClient(asset_server.url, "t") as client:
+    async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
         with pytest.raises(Refused, match="go away"):
             await client.download("k/x.bin", tmp_path / "x.bin", sha256="0" * 64)
     asset_server.status = 503
-    async with CloudClient(asset_server.url, "t") as client:
+    async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
         with pytest.raises(Offline):
             await client.download("k/x.bin", tmp_path / "x.bin", sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
@@ -116,7 +116,7 @@ async def test_failures_are_offline_or_refused(asset_server: AssetServer, tmp_pa
 async def test_assembly_downloads_verifies_and_reuses(asset_server: AssetServer, tmp_path: Path) -> None:
     archives = tmp_path / "archives"
     desired = _desired([_asset(asset_server, b"code asset bytes")])
-    async with CloudClient(asset_server.url, "t") as client:
+    async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
         first = await assemble(client, archives, desired)
         folder = archives / first.archive
         assert first.graph == "graphs/people/graph.json" and (folder / first.graph).read_text() == GRAPH
@@ -138,7 +138,7 @@ async def test_assembly_downloads_verifies_and_reuses(asset_server: AssetServer,
 async def test_assembly_refuses_a_sha_mismatch(asset_server: AssetServer, tmp_path: Path) -> None:
     archives = tmp_path / "archives"
     desired = _desired([_asset(asset_server, b"tampered bytes", claimed=b"the real bytes")])
-    async with CloudClient(asset_server.url, "t") as client:
+    async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
         with pytest.raises(AssemblyError, match="does not match its SHA-256"):
             await assemble(client, archives, desired)
     assert list(archives.iterdir()) == []  # nothing half-built stays
@@ -148,7 +148,7 @@ async def test_assembly_refuses_a_sha_mismatch(asset_server: AssetServer, tmp_pa
 async def test_assembly_refuses_a_null_manifest_and_bad_names(asset_server: AssetServer, tmp_path: Path) -> None:
     desired = _desired([])
     desired["Packages"][1]["Manifest"] = None
-    async with CloudClient(asset_server.url, "t") as client:
+    async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
         with pytest.raises(AssemblyError, match="has no registered manifest"):
             await assemble(client, tmp_path, desired)
         bad = _desired([{"Key": "k", "FileName": "../../etc/passwd", "Sha256": "0" * 64}])

@@ -7,6 +7,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import ssl
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,11 +82,13 @@ def endpoint(plane: ControlPlane) -> Iterator[str]:
         yield url
 
 
-def make_client(endpoint: str, key_id: str, secret: str) -> Any:
+def make_client(endpoint: str, key_id: str, secret: str, verify: str | None = None) -> Any:
+    """A boto3 panorama client for ``endpoint``; ``verify``: the CA file of an https:// endpoint."""
     from botocore.config import Config
 
     return panorama_client(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
-                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}))
+                           aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}),
+                           **({"verify": verify} if verify else {}))
 
 
 @pytest.fixture
@@ -131,10 +134,14 @@ def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: 
 
 
 def raw_request(endpoint: str, method: str, path: str, headers: dict[str, str] | None = None,
-                body: bytes = b"") -> tuple[int, dict[str, str], dict[str, Any]]:
-    """One plain HTTP request: (status, headers, JSON body)."""
+                body: bytes = b"", context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One HTTP request (HTTPS with ``context`` for an https:// endpoint): (status, headers, JSON body)."""
     u = urlsplit(endpoint)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+    conn: http.client.HTTPConnection
+    if u.scheme == "https":
+        conn = http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=10, context=context)
+    else:
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()

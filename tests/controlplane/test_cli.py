@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
+
+import botocore.exceptions
+import pytest
 
 from panoflow.controlplane import create_access_key, open_store
 from tests.controlplane.conftest import make_client
@@ -42,9 +47,21 @@ def test_serve_subprocess(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
-        pano = make_client(f"http://127.0.0.1:{port}", key.access_key_id, key.secret_access_key)
-        arn = pano.provision_device(Name="edge-1")["Arn"]
-        assert arn.startswith("arn:aws:panorama:us-east-1:111122223333:device/")
+        # HTTPS by default, with the CA `control-plane ca` prints (kept in the database: the same on every call)
+        ca = subprocess.run([sys.executable, "-c", _MAIN, "control-plane", "ca", "--db", db], capture_output=True,
+                            text=True, timeout=60, check=True).stdout
+        assert ca.startswith("-----BEGIN CERTIFICATE-----")
+        (tmp_path / "ca.pem").write_text(ca)
+        pano = make_client(f"https://127.0.0.1:{port}", key.access_key_id, key.secret_access_key,
+                           str(tmp_path / "ca.pem"))
+        answer = pano.provision_device(Name="edge-1")
+        assert answer["Arn"].startswith("arn:aws:panorama:us-east-1:111122223333:device/")
+        with zipfile.ZipFile(io.BytesIO(answer["Certificates"])) as bundle:  # the device gets the CA to pin
+            assert bundle.read("ca.pem").decode() == ca
+            assert json.loads(bundle.read("panoflow-device.json"))["CaCertificate"] == ca
+        # a client that trusts only the system's CAs refuses the server's certificate
+        with pytest.raises(botocore.exceptions.SSLError):
+            make_client(f"https://127.0.0.1:{port}", key.access_key_id, key.secret_access_key).list_devices()
     finally:
         proc.terminate()
         _out, err = proc.communicate(timeout=20)

@@ -200,15 +200,22 @@ def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, grap
     assert nodes["model_node"] == "NOT_AVAILABLE"
 
 
-def test_desired_state_carries_registered_manifests_and_assets(endpoint: str, pano: Any, plane: ControlPlane,
-                                                               graph_text: str) -> None:
-    device_id, token = claimed(endpoint, pano)
+def register_debug_server(pano: Any, plane: ControlPlane) -> tuple[str, bytes, str]:
+    """CreatePackage + RegisterPackageVersion of the debug-server app's code package (its package.json uploaded
+    first): (package id, package.json bytes, patch version)."""
     created = pano.create_package(PackageName="DEBUG_SERVER")
     manifest = (APP.parents[1] / "packages" / "123456789012-DEBUG_SERVER-1.0" / "package.json").read_bytes()
     patch = hashlib.sha256(manifest).hexdigest()
     plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(manifest))
     pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
                                   MarkLatest=True)
+    return str(created["PackageId"]), manifest, patch
+
+
+def test_desired_state_carries_registered_manifests_and_assets(endpoint: str, pano: Any, plane: ControlPlane,
+                                                               graph_text: str) -> None:
+    device_id, token = claimed(endpoint, pano)
+    _package_id, manifest, patch = register_debug_server(pano, plane)
     deploy(pano, device_id, graph_text)
     [inst] = sync(endpoint, token)["Instances"]
     packages = {p["Name"]: p for p in inst["Packages"]}

@@ -1,9 +1,12 @@
-"""``panoflow control-plane``: serve the Panorama-compatible API, and manage its access keys."""
+"""``panoflow control-plane``: serve the Panorama-compatible API (HTTPS by default), print its CA, and manage its
+access keys."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = ["register"]
 
@@ -39,14 +42,43 @@ def _account(text: str) -> str:
     return text
 
 
+_DB_HELP = ("database URL, e.g. sqlite:///panoflow-cp.db or postgresql://USER@HOST/DB (never put a password here: "
+            "it would be on the command line; use PGPASSWORD or --db-password-file)")
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", required=True, metavar="URL", help=_DB_HELP)
+    parser.add_argument("--db-password-file", type=Path, metavar="FILE",
+                        help="read the PostgreSQL password from FILE (first line); PGPASSWORD works too")
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    """``--db`` with the password of ``--db-password-file`` put in (in memory only, never on argv)."""
+    url: str = args.db
+    if getattr(args, "db_password_file", None) is None:
+        return url
+    from panoflow.exceptions import PanoflowError
+
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise PanoflowError("--db-password-file is for a postgresql:// --db")
+    try:
+        password = args.db_password_file.read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError, UnicodeDecodeError) as exc:
+        raise PanoflowError(f"--db-password-file {args.db_password_file}: cannot read a password ({exc})") from None
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("control-plane", help="run the self-hosted Panorama-compatible control plane",
                        description="The Panorama API (boto3's `panorama` client) backed by SQLite.")
     cmds = p.add_subparsers(dest="control_plane_command", metavar="ACTION")
     cmds.required = True
 
-    serve = cmds.add_parser("serve", help="serve the API over HTTP")
-    serve.add_argument("--db", required=True, metavar="URL", help="database URL, e.g. sqlite:///panoflow-cp.db")
+    serve = cmds.add_parser("serve", help="serve the API over HTTPS (docs/security.md)")
+    _add_db(serve)
     serve.add_argument("--listen", type=_listen, default=("127.0.0.1", 8443), metavar="HOST:PORT",
                        help="address to listen on (default 127.0.0.1:8443)")
     serve.add_argument("--assets", required=True, metavar="DIR_OR_S3_URL",
@@ -59,13 +91,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--region", default="us-east-1", help="the region in ARNs (default us-east-1)")
     serve.add_argument("--heartbeat", type=_seconds, default=5.0, metavar="SECONDS",
                        help="how often devices sync; 3 missed heartbeats show a device OFFLINE (default 5)")
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="serve this certificate (chain) instead of one signed by the control plane's own CA")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
+    serve.add_argument("--tls-ca", type=Path, metavar="PEM",
+                       help="with --tls-cert: the CA devices pin (put in provisioning bundles; default: --tls-cert)")
+    serve.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                       help="a DNS name or IP address devices and clients reach this server by (repeatable); "
+                            "localhost and 127.0.0.1 are always included")
+    serve.add_argument("--insecure-http", action="store_true",
+                       help="serve plain HTTP (development only: tokens, camera passwords and assets cross the "
+                            "network in clear, and devices must be started with --insecure-http too)")
     serve.set_defaults(handler=serve_command)
+
+    ca = cmds.add_parser("ca", help="print the CA certificate (PEM) that clients verify the server with",
+                         description="Print the control plane's CA certificate, created on first use, e.g. "
+                                     "`panoflow control-plane ca --db URL > ca.pem`, then "
+                                     "`aws --ca-bundle ca.pem` or AWS_CA_BUNDLE=ca.pem for boto3.")
+    _add_db(ca)
+    ca.set_defaults(handler=ca_command)
 
     keys = cmds.add_parser("keys", help="manage the access keys clients sign requests with")
     key_cmds = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     key_cmds.required = True
     create = key_cmds.add_parser("create", help="create an access key and print it as JSON (shown once)")
-    create.add_argument("--db", required=True, metavar="URL", help="database URL, e.g. sqlite:///panoflow-cp.db")
+    _add_db(create)
     create.set_defaults(handler=keys_create_command)
 
 
@@ -78,17 +128,41 @@ def serve_command(args: argparse.Namespace) -> int:
     from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, open_assets
     from panoflow.core.redact import redact_url
 
+    from panoflow.exceptions import PanoflowError
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise PanoflowError("--tls-cert and --tls-key go together")
+    if args.insecure_http and args.tls_cert is not None:
+        raise PanoflowError("--insecure-http serves plain HTTP: leave out --tls-cert/--tls-key")
     assets = open_assets(args.assets)
-    store = open_store(args.db)
-    plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
-                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat)
+    store = open_store(_db_url(args))
     host, port = args.listen
-    structlog.get_logger("panoflow.controlplane").info(
-        "control_plane_listening", host=host, port=port, db=redact_url(args.db), assets=repr(assets),
-        account_id=args.account_id,
-        schema_version=store.schema_version())
+    ssl_context = None
+    ca_pem: str | None = None
     try:
-        web.run_app(make_app(plane), host=host, port=port, print=None, access_log=None)
+        if args.tls_cert is not None:
+            from panoflow.controlplane.tls import server_context_from_files
+
+            ssl_context, ca_pem = server_context_from_files(args.tls_cert, args.tls_key, args.tls_ca)
+        elif not args.insecure_http:
+            from panoflow.controlplane.tls import server_context
+
+            ssl_context, ca_pem = server_context(store, [*args.tls_san, host])
+    except BaseException:
+        store.close()
+        raise
+    plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
+                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat,
+                         ca_pem=ca_pem)
+    log = structlog.get_logger("panoflow.controlplane")
+    log.info("control_plane_listening", host=host, port=port, scheme="http" if ssl_context is None else "https",
+             db=redact_url(args.db), assets=repr(assets), account_id=args.account_id,
+             schema_version=store.schema_version())
+    if ssl_context is None:
+        log.warning("control_plane_insecure_http", what="plain HTTP: device tokens, camera passwords and assets "
+                    "cross the network in clear; for development only")
+    try:
+        web.run_app(make_app(plane), host=host, port=port, print=None, access_log=None, ssl_context=ssl_context)
     finally:
         store.close()
     return 0
@@ -97,10 +171,23 @@ def serve_command(args: argparse.Namespace) -> int:
 def keys_create_command(args: argparse.Namespace) -> int:
     from panoflow.controlplane import create_access_key, open_store
 
-    store = open_store(args.db)
+    store = open_store(_db_url(args))
     try:
         key = create_access_key(store)
     finally:
         store.close()
     print(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}))
+    return 0
+
+
+def ca_command(args: argparse.Namespace) -> int:
+    from panoflow.controlplane import open_store
+    from panoflow.controlplane.tls import ensure_ca
+
+    store = open_store(_db_url(args))
+    try:
+        ca = ensure_ca(store)
+    finally:
+        store.close()
+    print(ca.cert_pem, end="")
     return 0

@@ -8,6 +8,11 @@ Every failure is one of two kinds, because the device reacts differently:
   device deleted). Retrying cannot help: say so once, stop syncing, keep running what the device has.
 
 Anything else (a 4xx the device did not expect, a malformed answer) is a :class:`ProtocolError`.
+
+Transport (docs/security.md): an ``https://`` control plane is verified against the CA of the provisioning bundle
+only (the system's trust store is not used), so a server with any other certificate is an
+:class:`UntrustedServer` that says why; ``http://`` is refused (:class:`InsecureTransport`) unless the device was
+started with ``--insecure-http``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 import json
 import os
 import random
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,8 @@ import anyio.to_thread
 
 from panoflow.exceptions import CloudError
 
-__all__ = ["Backoff", "CloudClient", "Offline", "ProtocolError", "Refused", "VerificationError"]
+__all__ = ["Backoff", "CloudClient", "InsecureTransport", "Offline", "ProtocolError", "Refused", "UntrustedServer",
+           "VerificationError", "client_ssl_context"]
 
 PREFIX = "/_panoflow"
 CHUNK = 1 << 20
@@ -35,6 +42,47 @@ CHUNK = 1 << 20
 
 class Offline(CloudError):
     """The control plane cannot be reached right now (retry later)."""
+
+
+class UntrustedServer(Offline):
+    """The server presented a certificate the pinned CA did not sign (or for another name): nothing is sent to it.
+    An :class:`Offline` (the real control plane may be back later), whose message says what is wrong."""
+
+
+class InsecureTransport(CloudError):
+    """The control plane URL is plain ``http://`` (or ``https://`` with no CA to pin) and ``--insecure-http`` was
+    not given."""
+
+
+def client_ssl_context(ca_pem: str) -> ssl.SSLContext:
+    """A client context that trusts ``ca_pem`` and nothing else (hostname checked, TLS 1.2 or newer)."""
+    try:
+        ctx = ssl.create_default_context(cadata=ca_pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InsecureTransport(f"the CA certificate in the provisioning bundle cannot be used ({exc}); provision "
+                                "the device again") from None
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def check_transport(base_url: str, ca_pem: str | None, insecure_http: bool) -> ssl.SSLContext | bool:
+    """What :class:`CloudClient` connects with: a pinned SSL context, or ``False`` (plain HTTP, only with
+    ``insecure_http``). Raises :class:`InsecureTransport` saying what to do otherwise."""
+    scheme = base_url.split("://", 1)[0].lower()
+    if scheme == "https":
+        if not ca_pem:
+            raise InsecureTransport(f"no CA to verify {base_url} with: the device pins the CA certificate of its "
+                                    "provisioning bundle; provision it again (ProvisionDevice on a control plane "
+                                    "that serves HTTPS) and start it with --provision BUNDLE.zip")
+        return client_ssl_context(ca_pem)
+    if scheme == "http":
+        if not insecure_http:
+            raise InsecureTransport(f"refusing plain HTTP to {base_url}: device tokens, camera passwords and code "
+                                    "would cross the network in clear and anyone on the path could run code on "
+                                    "this device; use the control plane's https:// URL, or --insecure-http for "
+                                    "development only")
+        return False
+    raise InsecureTransport(f"the control plane URL {base_url!r} must start with https://")
 
 
 class Refused(CloudError):
@@ -92,10 +140,13 @@ class CloudClient:
     """One aiohttp session to the control plane at ``base_url`` (use as ``async with``).
 
     ``token`` is the device's bearer token (set after the claim). ``timeout_s`` bounds each JSON call; asset
-    downloads get ``download_timeout_s`` between two chunks."""
+    downloads get ``download_timeout_s`` between two chunks. ``ca_pem`` is the pinned CA (see the module
+    docstring); ``insecure_http`` allows a plain ``http://`` URL."""
 
-    def __init__(self, base_url: str, token: str | None = None, *, timeout_s: float = 20.0,
+    def __init__(self, base_url: str, token: str | None = None, *, ca_pem: str | None = None,
+                 insecure_http: bool = False, timeout_s: float = 20.0,
                  connect_timeout_s: float = 5.0, download_timeout_s: float = 60.0):
+        self.ssl = check_transport(base_url, ca_pem, insecure_http)
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
@@ -104,7 +155,8 @@ class CloudClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> CloudClient:
-        self._session = aiohttp.ClientSession(headers={"User-Agent": "panoflow-device"})
+        self._session = aiohttp.ClientSession(headers={"User-Agent": "panoflow-device"},
+                                              connector=aiohttp.TCPConnector(ssl=self.ssl))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -123,6 +175,8 @@ class CloudClient:
                                           timeout=self.timeout) as resp:
                 data = await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise self._untrusted(exc) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Offline(f"cannot reach the control plane at {self.base_url}: {type(exc).__name__}: {exc}"
                           ) from None
@@ -138,6 +192,12 @@ class CloudClient:
             return json.loads(data)
         except ValueError:
             raise ProtocolError(f"the control plane answered {path} with something that is not JSON") from None
+
+    def _untrusted(self, exc: aiohttp.ClientConnectorCertificateError) -> UntrustedServer:
+        return UntrustedServer(f"refusing to talk to {self.base_url}: its TLS certificate is not one the CA of this "
+                               f"device's provisioning bundle signed for that name ({exc.certificate_error}); "
+                               "someone may be impersonating the control plane, or it was given another "
+                               "certificate: if that was intended, provision the device again")
 
     # ------------------------------------------------------------------ the protocol's calls
     async def claim(self, *, device_id: str, claim_token: str, version: str, hostname: str) -> dict[str, Any]:
@@ -193,6 +253,8 @@ class CloudClient:
                             await anyio.to_thread.run_sync(out.write, chunk)
                 except CloudError:  # ours (a ConnectionError, hence an OSError): as raised
                     raise
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    raise self._untrusted(exc) from None
                 except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                     raise Offline(f"downloading asset {key} failed: {type(exc).__name__}: {exc}") from None
                 out.flush()

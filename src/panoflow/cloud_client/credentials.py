@@ -3,7 +3,8 @@
 ``ProvisionDevice`` hands the operator a zip (``panoflow-device.json``: DeviceId, name, account, region and a
 one-time ``ClaimToken``). The device exchanges the token for its own secret once
 (``POST /_panoflow/device/v1/claim``) and keeps that in ``cloud.json``; a restarted device uses ``cloud.json`` and
-never needs the bundle again.
+never needs the bundle again. The bundle's ``CaCertificate`` is kept in ``cloud.json`` too: the device pins it for
+every connection to the control plane (docs/security.md).
 """
 
 from __future__ import annotations
@@ -37,16 +38,21 @@ class Credentials:
     account_id: str
     region: str
     token: str
+    ca_pem: str = ""  # the CA the device pins (from the provisioning bundle); "" only for a plain-HTTP plane
 
     def to_json(self) -> dict[str, str]:
-        return {"ControlPlane": self.control_plane, "DeviceId": self.device_id, "DeviceName": self.device_name,
-                "AccountId": self.account_id, "Region": self.region, "Token": self.token}
+        doc = {"ControlPlane": self.control_plane, "DeviceId": self.device_id, "DeviceName": self.device_name,
+               "AccountId": self.account_id, "Region": self.region, "Token": self.token}
+        if self.ca_pem:
+            doc["CaCertificate"] = self.ca_pem
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Credentials:
         return cls(control_plane=str(doc["ControlPlane"]), device_id=str(doc["DeviceId"]),
                    device_name=str(doc.get("DeviceName", "")), account_id=str(doc.get("AccountId", "")),
-                   region=str(doc.get("Region", "")), token=str(doc["Token"]))
+                   region=str(doc.get("Region", "")), token=str(doc["Token"]),
+                   ca_pem=str(doc.get("CaCertificate") or ""))
 
     def __repr__(self) -> str:
         return f"Credentials(device_id={self.device_id!r}, control_plane={self.control_plane!r})"

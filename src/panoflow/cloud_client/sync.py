@@ -36,7 +36,7 @@ import structlog
 from panoflow import __version__
 from panoflow.cloud_client import DeviceContext
 from panoflow.cloud_client.assemble import AssemblyError, assemble, parse_overrides
-from panoflow.cloud_client.client import Backoff, CloudClient, Offline, ProtocolError, Refused
+from panoflow.cloud_client.client import Backoff, CloudClient, Offline, ProtocolError, Refused, UntrustedServer
 from panoflow.cloud_client.credentials import Credentials, load_credentials, read_bundle_file, save_credentials
 from panoflow.cloud_client.jobs import Jobs
 from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source, dropped_metric
@@ -106,6 +106,11 @@ def network_interfaces() -> list[dict[str, str]]:
     return out
 
 
+def _insecure(ctx: DeviceContext) -> bool:
+    """Whether the daemon was started with ``--insecure-http`` (a context without the field: no)."""
+    return bool(getattr(ctx, "insecure_http", False))
+
+
 async def ensure_credentials(ctx: DeviceContext) -> Credentials:
     """``cloud.json``, or the claim of ``--provision BUNDLE`` (retried while the control plane is out of reach).
 
@@ -121,7 +126,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
         raise CloudError("this device has not joined a control plane yet: start it once with --provision "
                          "BUNDLE.zip (the Certificates zip that ProvisionDevice returned)")
     backoff = Backoff()
-    async with CloudClient(ctx.control_plane) as client:
+    ca_pem = str(bundle.get("CaCertificate") or "")
+    async with CloudClient(ctx.control_plane, ca_pem=ca_pem, insecure_http=_insecure(ctx)) as client:
         while True:
             try:
                 answer = await client.claim(device_id=bundle["DeviceId"], claim_token=bundle["ClaimToken"],
@@ -130,6 +136,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
             except Refused as exc:
                 raise CloudError(f"the control plane refused the provisioning bundle of {bundle['DeviceId']}: "
                                  f"{exc}") from None
+            except UntrustedServer as exc:  # the claim token is never sent to a server the bundle's CA did not sign
+                raise CloudError(str(exc)) from None
             except (Offline, ProtocolError) as exc:
                 delay = backoff.next()
                 log.warning("cloud_claim_retry", error=str(exc), retry_in_s=round(delay, 1))
@@ -137,7 +145,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
     creds = Credentials(control_plane=ctx.control_plane, device_id=str(answer.get("DeviceId") or bundle["DeviceId"]),
                         device_name=str(answer.get("DeviceName") or bundle.get("DeviceName") or ""),
                         account_id=str(answer.get("AccountId") or bundle.get("AccountId") or ""),
-                        region=str(answer.get("Region") or bundle.get("Region") or ""), token=answer["Token"])
+                        region=str(answer.get("Region") or bundle.get("Region") or ""), token=answer["Token"],
+                        ca_pem=ca_pem)
     save_credentials(ctx.paths.root, creds)
     log.info("cloud_claimed", device_id=creds.device_id, control_plane=ctx.control_plane)
     return creds
@@ -146,7 +155,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
 async def run_device(ctx: DeviceContext) -> None:
     """Join the control plane and run the loops until cancelled (or refused: then return, the device runs on)."""
     creds = await ensure_credentials(ctx)
-    async with CloudClient(creds.control_plane, creds.token) as client:
+    async with CloudClient(creds.control_plane, creds.token, ca_pem=creds.ca_pem,
+                           insecure_http=_insecure(ctx)) as client:
         await CloudDevice(ctx, creds, client).run()
 
 
@@ -167,6 +177,8 @@ class CloudDevice:
         self.heartbeat = 5.0
         self.offline = False
         self.refused: str | None = None
+        self.untrusted: str | None = None  # why the server's certificate was refused (None: it was not)
+        self.transport = "https" if creds.control_plane.lower().startswith("https://") else "insecure-http"
         self.buffer = LogBuffer()
         self.tailer = LogTailer(ctx.paths.root / OFFSETS_FILE)
         self._sync_lock = anyio.Lock()
@@ -194,7 +206,12 @@ class CloudDevice:
 
     # ------------------------------------------------------------------ the loops
     async def run(self) -> None:
-        log.info("cloud_connecting", device_id=self.creds.device_id, control_plane=self.creds.control_plane)
+        log.info("cloud_connecting", device_id=self.creds.device_id, control_plane=self.creds.control_plane,
+                 transport=self.transport)
+        if _insecure(self.ctx) and self.transport == "insecure-http":
+            log.warning("cloud_insecure_http", control_plane=self.creds.control_plane,
+                        what="--insecure-http: the device token, camera passwords and code cross the network in "
+                             "clear and are not authenticated; for development only")
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sync_loop, tg.cancel_scope)
@@ -231,6 +248,12 @@ class CloudDevice:
             state = self.state()
             try:
                 answer = await self.client.sync(state)
+            except UntrustedServer as exc:
+                if self.untrusted != str(exc):
+                    log.error("cloud_untrusted_server", error=str(exc))
+                self.untrusted = str(exc)
+                self.offline = True
+                return False
             except Offline as exc:
                 if not self.offline:
                     log.warning("cloud_offline", error=str(exc))
@@ -240,8 +263,9 @@ class CloudDevice:
                 log.error("cloud_sync_rejected", error=str(exc))
                 return False
             if self.offline:
-                log.info("cloud_online", control_plane=self.creds.control_plane)
+                log.info("cloud_online", control_plane=self.creds.control_plane, transport=self.transport)
             self.offline = False
+            self.untrusted = None
             self.jobs.reported(state["Jobs"])
             sent = set(state["AckedSignals"])
             self.acked = [s for s in self.acked if s not in sent]
@@ -359,7 +383,8 @@ class CloudDevice:
             report = self._report(entry)
             instances.append({"ApplicationInstanceId": entry.cloud_id, **report})
         return {"Software": {"Version": __version__}, "NetworkInterfaces": network_interfaces(),
-                "Instances": instances, "Jobs": self.jobs.statuses(), "AckedSignals": list(self.acked)}
+                "Instances": instances, "Jobs": self.jobs.statuses(), "AckedSignals": list(self.acked),
+                "Transport": self.transport}
 
     def _report(self, entry: Entry) -> dict[str, Any]:
         if entry.removed:

@@ -30,7 +30,7 @@ from panoflow.controlplane.assets import (
     AssetTooLarge,
     check_key,
 )
-from panoflow.controlplane.auth import SignedRequest, verify_request
+from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.protocol import MAX_BODY
 
@@ -66,36 +66,35 @@ def _store(plane: ControlPlane) -> AssetStore:
     return plane.assets
 
 
-async def _operator(plane: ControlPlane, request: web.Request, body: bytes = b"") -> str:
-    signed = SignedRequest(request.method, request.raw_path, request.headers, body)
-    return await asyncio.to_thread(verify_request, plane.store, signed)
+async def _operator(plane: ControlPlane, request: web.Request, body: bytes = b"", *,
+                    streamed: bool = False) -> str:
+    """The access key that signed the request (``streamed``: the body's digest is checked as it is stored)."""
+    signed = SignedRequest(request.method, request.raw_path, request.headers, body, connection_id(request))
+    return await asyncio.to_thread(verify_plane_request, plane, signed, body_checked_later=streamed)
 
 
-async def _device_or_operator(plane: ControlPlane, request: web.Request) -> str:
+async def _device_or_operator(plane: ControlPlane, request: web.Request, key: str) -> str:
+    """``device:<id>`` or the access key id; a device may read only the assets of its own desired state (403)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return await _operator(plane, request)
-    authenticate = getattr(plane, "authenticate_device", None)
     device: Any = None
-    if authenticate is not None:
-        try:
-            device = await asyncio.to_thread(authenticate, header[7:].strip())
-        except ApiError as exc:
-            if exc.code == "AccessDeniedException":  # a deleted device (device-protocol section 1)
-                raise
-            device = None
-        except Exception:
-            log.exception("asset_device_auth_failed")
-            device = None
+    try:
+        device = await asyncio.to_thread(plane.authenticate_device, header[7:].strip())
+    except ApiError as exc:
+        if exc.code == "AccessDeniedException":  # a deleted device (device-protocol section 1)
+            raise
     if not device:
         raise ApiError("UnauthorizedException", "unknown or missing device token: claim the device again with "
                                                 "its provisioning bundle")
-    return "device"
+    if not await asyncio.to_thread(plane.device_may_read, str(device), key):
+        raise ApiError("AccessDeniedException", f"asset {key!r} belongs to no application deployed to this device")
+    return f"device:{device}"
 
 
 async def _get(plane: ControlPlane, request: web.Request, fields: dict[str, Any]) -> web.StreamResponse:
     key = _key(request)
-    fields["principal"] = await _device_or_operator(plane, request)
+    fields["principal"] = await _device_or_operator(plane, request, key)
     store = _store(plane)
     try:
         stream = await asyncio.to_thread(store.open, key)
@@ -167,7 +166,7 @@ async def _put(plane: ControlPlane, request: web.Request, fields: dict[str, Any]
     store = _store(plane)
     if claimed is not None and "x-amz-content-sha256" in _signed_names(request):
         # the signature covers the claimed digest: authenticate first, then stream and compare
-        fields["principal"] = await _operator(plane, request)
+        fields["principal"] = await _operator(plane, request, streamed=True)
         if not _HEX64.match(claimed):
             raise ApiError("ValidationException", "x-amz-content-sha256 must be the hex SHA-256 of the body "
                                                   "(UNSIGNED-PAYLOAD and streaming signatures are not accepted)")

@@ -4,15 +4,27 @@ The signature is not re-implemented here: the server rebuilds the request as the
 and query, the headers named in ``SignedHeaders``, the body) and lets botocore's own :class:`SigV4Auth` compute the
 signature with the stored secret, then compares in constant time. SigV4 is an HMAC keyed by the secret, so the
 server must hold the secret itself (not a hash): the database file is created mode 0600 for that reason.
+
+Beyond the signature (docs/security.md): when ``x-amz-content-sha256`` is signed it must be the SHA-256 of the body
+received (botocore trusts the header, so without this check a signed request's body could be swapped);
+``UNSIGNED-PAYLOAD`` and streaming payloads are refused; the credential scope must name this control plane's region
+and the ``panorama`` service; and a non-idempotent request (POST, PUT, DELETE, PATCH) is not accepted again from
+another connection: its signature is remembered until it would be too old anyway (:class:`ReplayCache`). The same
+client repeating the very same call on its own connection within a second (a loop creating identical instances)
+is not a replay: a captured request is replayed over the attacker's own connection. (A scalar query parameter sent
+twice is refused by the protocol layer: SigV4 sorts values, so their order is not signed.)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
 import re
 import secrets
 import string
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -23,7 +35,8 @@ from botocore.credentials import Credentials
 from panoflow.controlplane.errors import access_denied
 from panoflow.controlplane.store import Store
 
-__all__ = ["MAX_SKEW", "AccessKey", "SignedRequest", "create_access_key", "verify_request"]
+__all__ = ["MAX_SKEW", "NON_IDEMPOTENT", "AccessKey", "ReplayCache", "SignedRequest", "connection_id",
+           "create_access_key", "verify_plane_request", "verify_request"]
 
 #: how far a request's X-Amz-Date may be from the server's clock
 MAX_SKEW = dt.timedelta(minutes=5)
@@ -32,6 +45,34 @@ _AUTH = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)"
     r"/aws4_request,\s*SignedHeaders=(?P<headers>[a-z0-9;\-]+),\s*Signature=(?P<signature>[0-9a-f]{64})\s*$")
 _ALPHABET = string.ascii_uppercase + string.digits
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: methods whose requests are accepted once (a replay within the skew window is refused)
+NON_IDEMPOTENT = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+
+class ReplayCache:
+    """Signatures of non-idempotent requests seen within the skew window, with the connection each came on (in
+    memory, per server process; bounded: the oldest are forgotten first)."""
+
+    def __init__(self, capacity: int = 200_000):
+        self.capacity = capacity
+        self._seen: OrderedDict[str, tuple[dt.datetime, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_use(self, signature: str, connection: str, expires: dt.datetime, now: dt.datetime) -> bool:
+        """Record ``signature`` (valid until ``expires``) as sent on ``connection``; False when it was already
+        used on another connection (a replay)."""
+        with self._lock:
+            while self._seen:
+                oldest, (until, _conn) = next(iter(self._seen.items()))
+                if until >= now and len(self._seen) < self.capacity:
+                    break
+                del self._seen[oldest]
+            seen = self._seen.get(signature)
+            if seen is not None and (not connection or seen[1] != connection):
+                return False
+            self._seen[signature] = (expires, connection)
+            return True
 
 
 @dataclass(frozen=True)
@@ -44,12 +85,14 @@ class AccessKey:
 
 @dataclass(frozen=True)
 class SignedRequest:
-    """What verification needs from an HTTP request: the raw path with query, headers and body as received."""
+    """What verification needs from an HTTP request: the raw path with query, headers and body as received, and
+    which connection it came on (the peer's address and port; "" when unknown)."""
 
     method: str
     raw_path_qs: str
     headers: Mapping[str, str]
     body: bytes
+    connection: str = ""
 
 
 def create_access_key(store: Store) -> AccessKey:
@@ -58,6 +101,31 @@ def create_access_key(store: Store) -> AccessKey:
     with store.transaction() as tx:
         tx.insert("access_keys", key.access_key_id, {}, secret=key.secret_access_key, status="Active")
     return key
+
+
+def connection_id(request: object) -> str:
+    """The connection an aiohttp request came on (peer address and port), for :class:`ReplayCache`."""
+    transport = getattr(request, "transport", None)
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    return f"{id(transport)}:{peer}" if peer else ""
+
+
+def verify_plane_request(plane: object, req: SignedRequest, *, body_checked_later: bool = False) -> str:
+    """:func:`verify_request` for a control plane: its store, its region, its replay cache."""
+    return verify_request(plane.store, req, region=getattr(plane, "region", None),  # type: ignore[attr-defined]
+                          replay=getattr(plane, "replay", None), body_checked_later=body_checked_later)
+
+
+def _check_payload(req: SignedRequest, signed: list[str], body_checked_later: bool) -> None:
+    claimed = req.headers.get("x-amz-content-sha256")
+    if claimed is None or "x-amz-content-sha256" not in signed:
+        return  # the signature covers the body itself (botocore hashes it)
+    if not _HEX64.fullmatch(claimed):
+        raise access_denied(f"x-amz-content-sha256 {claimed[:40]!r} is not accepted: sign the payload (the hex "
+                            "SHA-256 of the body); UNSIGNED-PAYLOAD and streaming payloads are refused")
+    if not body_checked_later and not hmac.compare_digest(hashlib.sha256(req.body).hexdigest(), claimed):
+        raise access_denied("The provided 'x-amz-content-sha256' header does not match what was computed: the "
+                            "body is not the one that was signed")
 
 
 def _secret_for(store: Store, akid: str) -> str | None:
@@ -69,8 +137,14 @@ def _secret_for(store: Store, akid: str) -> str | None:
 
 
 def verify_request(store: Store, req: SignedRequest, service: str = "panorama",
-                   now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> str:
-    """The access key id that signed ``req``; ``AccessDeniedException`` when it is unsigned or badly signed."""
+                   now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc), *,
+                   region: str | None = None, replay: ReplayCache | None = None,
+                   body_checked_later: bool = False) -> str:
+    """The access key id that signed ``req``; ``AccessDeniedException`` when it is unsigned or badly signed.
+
+    ``region``: the region the credential scope must name (None: any). ``replay``: where non-idempotent requests
+    are remembered (None: no replay check). ``body_checked_later``: the body is streamed and its SHA-256 compared
+    with the signed ``x-amz-content-sha256`` while it is stored (the asset PUT route), so it is not hashed here."""
     header = req.headers.get("Authorization")
     if not header:
         raise access_denied("Missing Authentication Token: sign requests with AWS Signature Version 4 using an "
@@ -80,6 +154,8 @@ def verify_request(store: Store, req: SignedRequest, service: str = "panorama",
         raise access_denied("Authorization header is not a valid AWS4-HMAC-SHA256 signature")
     if m["service"] != service:
         raise access_denied(f"Credential should be scoped to correct service: '{service}'")
+    if region is not None and m["region"] != region:
+        raise access_denied(f"Credential should be scoped to a valid region: '{region}' (got '{m['region'][:40]}')")
     amz_date = req.headers.get("X-Amz-Date", "")
     try:
         when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
@@ -94,10 +170,15 @@ def verify_request(store: Store, req: SignedRequest, service: str = "panorama",
     secret = _secret_for(store, m["akid"])
     if secret is None:
         raise access_denied("The security token included in the request is invalid")
-    expected = _signature(req, m["headers"].split(";"), m["akid"], secret, m["region"], service, amz_date)
+    signed = m["headers"].split(";")
+    _check_payload(req, signed, body_checked_later)
+    expected = _signature(req, signed, m["akid"], secret, m["region"], service, amz_date)
     if not hmac.compare_digest(expected, m["signature"]):
         raise access_denied("The request signature we calculated does not match the signature you provided. "
                             "Check your AWS Secret Access Key and signing method.")
+    if replay is not None and req.method.upper() in NON_IDEMPOTENT and \
+            not replay.first_use(m["signature"], req.connection, when + MAX_SKEW, current):
+        raise access_denied("This request was already received (a replay): sign every request anew")
     return m["akid"]
 
 

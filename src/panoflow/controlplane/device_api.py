@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
-from panoflow.controlplane.auth import SignedRequest, verify_request
+from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError, validation
 from panoflow.controlplane.service.fleet import LOG_CAP, MAX_LOG_BYTES
 
@@ -91,14 +91,17 @@ async def _device(plane: ControlPlane, request: web.Request, fields: dict[str, A
 
 async def _operator(plane: ControlPlane, request: web.Request, fields: dict[str, Any]) -> None:
     body = await _read_body(request, MAX_JSON_BODY)
-    signed = SignedRequest(request.method, request.raw_path, request.headers, body)
-    fields["access_key_id"] = await asyncio.to_thread(verify_request, plane.store, signed)
+    signed = SignedRequest(request.method, request.raw_path, request.headers, body, connection_id(request))
+    fields["access_key_id"] = await asyncio.to_thread(verify_plane_request, plane, signed)
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit")
-    if text is None:
+    values = request.query.getall("limit", [])
+    if not values:
         return _DEFAULT_LIMIT
+    if len(values) > 1:
+        raise validation("limit appears more than once: send it once", "limit")
+    text = values[0]
     if not text.isdigit() or not 1 <= int(text) <= LOG_CAP:
         raise validation(f"limit must be an integer from 1 to {LOG_CAP}; got {text[:32]!r}", "limit")
     return int(text)

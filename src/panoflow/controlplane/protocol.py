@@ -67,8 +67,10 @@ def parse_input(
             values = query[wire]
             if model.shapes[member["shape"]]["type"] == "list":
                 params[name] = list(values)
+            elif len(values) > 1:  # which one counts? SigV4 sorts values, so their order is not signed
+                raise validation(f"The query parameter {wire} appears {len(values)} times: send it once", name)
             else:
-                params[name] = _scalar(model, member["shape"], values[-1], name)
+                params[name] = _scalar(model, member["shape"], values[0], name)
         elif location == "header" and wire in headers:
             params[name] = _scalar(model, member["shape"], headers[wire], name)
     return params

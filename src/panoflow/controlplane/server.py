@@ -8,6 +8,7 @@ the input shape (400 ValidationException), run the handler in a worker thread, r
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 import uuid
@@ -19,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from panoflow.controlplane import asset_api, device_api
-from panoflow.controlplane.auth import SignedRequest, verify_request
+from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.model import ServiceModel, load_model
 from panoflow.controlplane.protocol import MAX_BODY, encode_error, encode_output, parse_input
@@ -40,8 +41,8 @@ def _error_response(model: ServiceModel, error: ApiError, request_id: str) -> we
 async def _dispatch(plane: ControlPlane, model: ServiceModel, request: web.Request, request_id: str,
                     fields: dict[str, Any]) -> web.Response:
     body = await request.read()
-    signed = SignedRequest(request.method, request.raw_path, request.headers, body)
-    fields["access_key_id"] = await asyncio.to_thread(verify_request, plane.store, signed)
+    signed = SignedRequest(request.method, request.raw_path, request.headers, body, connection_id(request))
+    fields["access_key_id"] = await asyncio.to_thread(verify_plane_request, plane, signed)
     raw_path = request.raw_path.split("?", 1)[0]
     op, labels, _known = model.route(request.method, raw_path)
     if op is None:
@@ -90,8 +91,10 @@ def make_app(plane: ControlPlane) -> web.Application:
 
 
 @contextmanager
-def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``plane`` from a background thread (tests, embedding); yields the endpoint URL."""
+def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
+                    ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``plane`` from a background thread (tests, embedding); yields the endpoint URL (``https://`` with an
+    ``ssl_context``, see :func:`panoflow.controlplane.tls.server_context`)."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app(plane), access_log=None)
     ready = threading.Event()
@@ -100,10 +103,10 @@ def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0)
     def run() -> None:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         loop.run_until_complete(site.start())
         sock = site._server.sockets[0]  # type: ignore[union-attr]
-        url.append(f"http://{host}:{sock.getsockname()[1]}")
+        url.append(f"{'https' if ssl_context else 'http'}://{host}:{sock.getsockname()[1]}")
         ready.set()
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())

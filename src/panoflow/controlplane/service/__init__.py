@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, AssetStore, LocalAssetStore
+from panoflow.controlplane.auth import ReplayCache
 from panoflow.controlplane.errors import ApiError, validation
 from panoflow.controlplane.store import Row, Store, Transaction
 
@@ -49,6 +50,7 @@ class Context:
     account_id: str
     region: str
     assets: AssetStore
+    ca_pem: str | None = None  # the TLS CA provisioning bundles carry (None: plain HTTP, development only)
 
     def arn(self, kind: str, id: str) -> str:
         """``arn:aws:panorama:<region>:<account>:<kind>/<id>``."""
@@ -105,9 +107,11 @@ class ControlPlane:
 
     def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
                  heartbeat_s: float = 5.0,
-                 assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE):
+                 assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE,
+                 ca_pem: str | None = None):
         """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
-        ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default)."""
+        ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default). ``ca_pem``: the TLS CA that
+        provisioning bundles carry for the device to pin (``controlplane.tls``); None only over plain HTTP."""
         _load_handlers()
 
         self.store = store
@@ -119,6 +123,8 @@ class ControlPlane:
         else:
             self.assets = LocalAssetStore(Path(assets) if assets is not None else Path("assets"))
         self.max_asset_size = max_asset_size
+        self.ca_pem = ca_pem
+        self.replay = ReplayCache()  # non-idempotent signed requests seen lately (controlplane.auth)
 
     @staticmethod
     def implemented() -> frozenset[str]:
@@ -133,7 +139,7 @@ class ControlPlane:
             raise ApiError("ValidationException", f"{name} is not supported by the panoflow control plane",
                            Reason="OTHER")
         with self.store.transaction() as tx:
-            return handler(Context(tx, self.account_id, self.region, self.assets), params)
+            return handler(self._context(tx), params)
 
     def report_application_status(self, instance_id: str, status: str, *, health: str | None = None,
                                   description: str | None = None,
@@ -161,7 +167,7 @@ class ControlPlane:
     # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) ---------------------------
 
     def _context(self, tx: Transaction) -> Context:
-        return Context(tx, self.account_id, self.region, self.assets)
+        return Context(tx, self.account_id, self.region, self.assets, self.ca_pem)
 
     def claim_device(self, body: Any) -> dict[str, Any]:
         """Exchange a provisioning bundle's claim token for device credentials (403 when it cannot be used)."""
@@ -177,6 +183,18 @@ class ControlPlane:
 
         with self.store.transaction() as tx:
             return fleet.authenticate_device(self._context(tx), token)
+
+    def device_may_read(self, device_id: str, key: str) -> bool:
+        """Whether ``key`` is an asset of a package in the desired state of ``device_id`` (the only assets a
+        device may download: docs/security.md)."""
+        from panoflow.controlplane.service.applications import desired_state
+
+        with self.store.transaction() as tx:
+            for instance in desired_state(self._context(tx), device_id):
+                for package in instance.get("Packages") or ():
+                    if any(asset.get("Key") == key for asset in package.get("Assets") or ()):
+                        return True
+        return False
 
     def device_sync(self, device_id: str, body: Any) -> dict[str, Any]:
         """Apply a device's sync report (checked first: 400 naming the field) and answer its desired state."""

@@ -109,7 +109,7 @@ def provision_device(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     arn = ctx.arn("device", device_id)
     t = now()
     bundle = make_bundle(device_id=device_id, device_name=p["Name"], account_id=ctx.account_id,
-                         region=ctx.region, now=t)
+                         region=ctx.region, now=t, ca_pem=ctx.ca_pem)
     doc = {"Arn": arn, "Brand": "AWS_PANORAMA", "Type": "PANORAMA_APPLIANCE", "Description": p.get("Description"),
            "CreatedTime": t.isoformat(), "LastUpdatedTime": t.isoformat(),
            "ProvisioningStatus": "AWAITING_PROVISIONING", "ConnectionStatus": "AWAITING_CREDENTIALS",
