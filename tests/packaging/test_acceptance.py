@@ -138,7 +138,7 @@ def test_build_from_nothing_validate_and_run(cli: Callable[..., Result], tmp_pat
     _check_result(json.loads((state / "storage" / "result.json").read_text()), state / "envs")
     assert not list(Path(sysconfig.get_paths()["purelib"]).glob("pf_test_*"))  # panoflow's own env untouched
     again = run_panoflow("run", str(app), "--camera", f"front_door={clip}", "--state-dir", str(state))
-    assert again.returncode == 0 and "package_env_created" not in again.stderr  # the environment is cached
+    assert again.returncode == 0 and "app_env_created" not in again.stderr  # the environment is cached
 
 
 @NEEDS_RUN

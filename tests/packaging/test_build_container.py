@@ -13,6 +13,7 @@ import pytest
 
 from panoflow.core.manifest import validate_application
 from panoflow.packaging.codeasset import prepare_code_asset
+from panoflow.packaging.pyenv import app_environment
 from panoflow.packaging.wheels import pip_requests
 from tests.packaging.conftest import FakeDocker, Result
 from tests.packaging.projects import STYLES, build, code_package, new_project, package_json
@@ -207,10 +208,11 @@ def test_docker_when_needed_and_an_engine_answers(cli: Callable[..., Result], tm
     assert "wheels/pf_test_greeting-1.0-py3-none-any.whl" in names and "requirements.txt" in names
     assert json.loads(_read(archive, "panoflow-asset.json"))["builder"] == "docker"
     # panoflow runs it: only panorama/ and the wheels are taken, the image's absolute links stay behind
-    asset = prepare_code_asset(archive, tmp_path / "cache" / "code", envs_dir=tmp_path / "cache" / "envs")
+    asset = prepare_code_asset(archive, tmp_path / "cache" / "code")
     assert asset.host_path("/panorama/app.py").read_text() == (pkg / "src" / "app.py").read_text()
     assert not (asset.root / "bin").exists()
-    assert asset.python_env is not None and "pf-test-greeting==1.0" in asset.python_env.installed
+    env = app_environment(asset, envs_dir=tmp_path / "cache" / "envs", requested=None, node_id="code_node")
+    assert "pf-test-greeting==1.0" in env.installed
 
 
 def test_pip_requests(tmp_path: Path) -> None:

@@ -1,13 +1,11 @@
-"""Running a built code asset: verified extraction and the per-package Python environment, isolated from
-panoflow's own."""
+"""Running a built code asset: verified extraction, and its own Python environment, apart from panoflow's."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import os
-import sys
+import subprocess
 import sysconfig
 import tarfile
 from pathlib import Path
@@ -17,11 +15,13 @@ import pytest
 from panoflow.exceptions import NodeError
 from panoflow.packaging.archive import TreeArchive
 from panoflow.packaging.codeasset import prepare_code_asset, stale_sources
-from panoflow.packaging.pyenv import ensure_env
+from panoflow.packaging.pyenv import AppEnvironment, app_environment
 from tests.packaging.wheelfactory import make_wheel
 
 
-def _asset(folder: Path, files: dict[str, bytes], wheels: list[Path] = ()) -> Path:  # type: ignore[assignment]
+def code_asset_file(folder: Path, files: dict[str, bytes],
+                    wheels: list[Path] = ()) -> Path:  # type: ignore[assignment]
+    """A code asset holding ``files`` and ``wheels``, named by its SHA-256 as build-container names them."""
     archive = TreeArchive()
     for name, data in files.items():
         archive.add_bytes(name, data)
@@ -35,38 +35,37 @@ def _asset(folder: Path, files: dict[str, bytes], wheels: list[Path] = ()) -> Pa
     return path
 
 
-def _in(path: str | None, folder: Path) -> bool:
-    return path is not None and Path(path).resolve().is_relative_to(folder.resolve())
+def run_python(env: AppEnvironment, code: str) -> str:
+    """Run ``code`` with the environment's interpreter and only its environment variables, as a sandbox would."""
+    proc = subprocess.run([str(env.python), "-c", code], env={"PATH": os.defpath, **env.env}, capture_output=True,
+                          text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
 
 
-def test_requirements_install_beside_panoflow_never_into_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_requirements_install_beside_panoflow_never_into_it(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     own = [make_wheel(wheels, "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"}),
-           make_wheel(wheels, "pluggy", "0.0.1", {"pluggy/__init__.py": "BROKEN = True\n"}),  # panoflow has pluggy
-           make_wheel(wheels, "enum-backport", "1.0", {"enum.py": "BROKEN = True\n"})]  # the standard library has it
-    archive = _asset(tmp_path / "assets", {"panorama/app.py": b"print('hi')\n"}, own)
+           make_wheel(wheels, "pluggy", "0.0.1", {"pluggy/__init__.py": "PINNED = True\n"})]  # panoflow has pluggy
+    archive = code_asset_file(tmp_path / "assets", {"panorama/app.py": b"print('hi')\n"}, own)
     cache = tmp_path / "state"
-    asset = prepare_code_asset(archive, cache / "code-assets", envs_dir=cache / "envs", node_id="code_node")
-    env = asset.python_env
-    assert env is not None
-    assert env.installed == ("pf-test-dep==0.2",)
-    served = {s.name: s.provided_by for s in env.served}
-    assert served["pluggy"].startswith("pluggy ") and served["enum-backport"] == "the standard library"
+    asset = prepare_code_asset(archive, cache / "code-assets", node_id="code_node")
+    assert [w.name for w in asset.wheels] == sorted(w.name for w in own)
+    assert not (cache / "envs").exists()  # preparing extracts; the environment is made for the chosen Python
+    env = app_environment(asset, envs_dir=cache / "envs", requested=None, node_id="code_node")
+    assert env.installed == ("pf-test-dep==0.2", "pluggy==0.0.1")  # every requirement, with its own pin
     panoflow_site = Path(sysconfig.get_paths()["purelib"])
     assert not list(panoflow_site.glob("pf_test_dep*"))  # panoflow's environment is untouched
-    assert (env.path / "pyvenv.cfg").is_file()  # a real virtual environment
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    asset.activate()
-    assert sys.path[0] == str(env.site_packages)
-    assert _in(importlib.util.find_spec("pf_test_dep").origin, env.path)  # type: ignore[union-attr]
-    assert not _in(importlib.util.find_spec("pluggy").origin, env.path)  # type: ignore[union-attr]
-    asset.activate()
-    assert sys.path.count(str(env.site_packages)) == 1
+    root = env.python.parent.parent
+    assert (root / "pyvenv.cfg").is_file()  # a real virtual environment
+    assert run_python(env, "import pf_test_dep, pluggy; print(pf_test_dep.__file__, pluggy.PINNED)").split() == [
+        str(env.site_packages / "pf_test_dep.py"), "True"]  # type: ignore[operator]
+    assert run_python(env, "import importlib.util; print(importlib.util.find_spec('panoflow'))") == "None"
     # cached: a second run reuses the extraction and the environment
-    marker = env.path / ".complete"
+    marker = root / ".complete"
     stamp = marker.stat().st_mtime_ns
-    again = prepare_code_asset(archive, cache / "code-assets", envs_dir=cache / "envs")
-    assert again.python_env is not None and again.python_env.path == env.path
+    again = prepare_code_asset(archive, cache / "code-assets")
+    assert app_environment(again, envs_dir=cache / "envs", requested=None, node_id="code_node") == env
     assert marker.stat().st_mtime_ns == stamp
 
 
@@ -88,17 +87,17 @@ def test_only_what_a_run_needs_is_extracted(tmp_path: Path) -> None:
     asset = prepare_code_asset(archive, tmp_path / "cache")
     assert sorted(p.relative_to(asset.root).as_posix() for p in asset.root.rglob("*")) == [
         "panorama", "panorama/app.py", "panorama/sub", "panorama/sub/m.py"]
-    assert asset.workdir == "/panorama" and asset.python_env is None
+    assert asset.workdir == "/panorama" and asset.wheels == []
 
 
 def test_unsafe_or_altered_assets_are_refused(tmp_path: Path) -> None:
-    good = _asset(tmp_path / "a", {"panorama/app.py": b"x"})
+    good = code_asset_file(tmp_path / "a", {"panorama/app.py": b"x"})
     altered = tmp_path / "b" / good.name
     altered.parent.mkdir()
     altered.write_bytes(good.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(NodeError, match="does not match the SHA-256 in its name"):
         prepare_code_asset(altered, tmp_path / "cache")
-    empty = _asset(tmp_path / "c", {"other/file": b"x"})
+    empty = code_asset_file(tmp_path / "c", {"other/file": b"x"})
     with pytest.raises(NodeError, match="has no panorama/ folder"):
         prepare_code_asset(empty, tmp_path / "cache")
     buf = io.BytesIO()
@@ -116,8 +115,11 @@ def test_wheels_for_another_machine_say_how_to_rebuild(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "w", "pf-test-arm", "1.0", {"pf_test_arm.py": ""})
     foreign = wheel.with_name("pf_test_arm-1.0-cp27-cp27mu-linux_armv7l.whl")
     wheel.rename(foreign)
-    with pytest.raises(NodeError, match="rebuild the code asset for this one"):
-        ensure_env([foreign], tmp_path / "envs", "ab" * 32)
+    asset = prepare_code_asset(code_asset_file(tmp_path / "a", {"panorama/app.py": b""}, [foreign]), tmp_path / "cache")
+    with pytest.raises(NodeError, match=r"pf_test_arm-1\.0-cp27-cp27mu-linux_armv7l\.whl does not fit Python 3\.\d+"
+                                        r"\.\d+ .* rebuild the code asset for it \(panoflow build-container "
+                                        r"--python-version"):
+        app_environment(asset, envs_dir=tmp_path / "envs", requested=None, node_id="code_node")
     assert [p.name for p in (tmp_path / "envs").iterdir()] == []  # nothing half-made is left
 
 

@@ -13,10 +13,10 @@ Format (``panoflow-code-asset/1``; see docs/packaging.md):
 An asset that ``docker export`` made (panorama-cli, or ``build-container --docker always``) is a whole image; panoflow
 takes its ``panorama/`` (plus the files above when present) and ignores the rest.
 
-:func:`prepare_code_asset` verifies an asset against the SHA-256 in its name, extracts what a run needs once per
+:func:`prepare_code_asset` verifies an asset against the SHA-256 in its name and extracts what a run needs once per
 digest (cut down with :func:`~panoflow.packaging.archive.filter_archive`, extracted by
-:func:`panoflow.modelstore.safe_extract`), and creates the per-package Python environment
-(:mod:`panoflow.packaging.pyenv`).
+:func:`panoflow.modelstore.safe_extract`); :func:`panoflow.packaging.pyenv.app_environment` then makes the code
+node's own Python environment from its ``wheels``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping
@@ -39,7 +38,6 @@ from panoflow.core.manifest.models import LoadedPackage
 from panoflow.exceptions import NodeError
 from panoflow.modelstore import file_sha256, safe_extract
 from panoflow.packaging.archive import filter_archive
-from panoflow.packaging.pyenv import PackageEnv, ensure_env
 from panoflow.packaging.project import DONE_MARKER, publish_folder
 
 __all__ = [
@@ -74,7 +72,6 @@ class CodeAsset:
     digest: str
     root: Path
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    python_env: PackageEnv | None = None
 
     @property
     def workdir(self) -> str:
@@ -86,13 +83,18 @@ class CodeAsset:
         """The Dockerfile's ENV values."""
         return {str(k): str(v) for k, v in dict(self.metadata.get("env") or {}).items()}
 
+    @property
+    def wheels(self) -> list[Path]:
+        """The wheels the Dockerfile's ``RUN pip install`` needs, dependencies included."""
+        return sorted((self.root / WHEELS).glob("*.whl"))
+
+    @property
+    def python_version(self) -> str:
+        """The Python its wheels were fetched for (``"3.8"``), or ``""`` when the asset does not say."""
+        return str((self.metadata.get("python") or {}).get("version", ""))
+
     def host_path(self, container_path: str) -> Path:
         return self.root / container_path.lstrip("/")
-
-    def activate(self) -> None:
-        """Make the asset's requirements importable in this process (see :mod:`panoflow.packaging.pyenv`)."""
-        if self.python_env is not None:
-            self.python_env.activate()
 
 
 def find_code_asset(package: LoadedPackage, asset_name: str) -> Path | None:
@@ -164,12 +166,12 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
     return digest, final / "root"
 
 
-def prepare_code_asset(archive: Path, cache_dir: Path, *, envs_dir: Path | None = None, node_id: str = "",
+def prepare_code_asset(archive: Path, cache_dir: Path, *, node_id: str = "",
                        package_dir: Path | None = None) -> CodeAsset:
-    """Verify and extract ``archive`` under ``cache_dir/<digest>/`` (once), and when it ships wheels, create its
-    Python environment under ``envs_dir`` (default ``cache_dir/../envs``). Both folders belong to one application:
-    what earlier assets left there is removed. ``package_dir``: the package's source folder, to warn when it
-    changed after the asset was built. Raises :class:`NodeError`."""
+    """Verify and extract ``archive`` under ``cache_dir/<digest>/`` (once). The folder belongs to one
+    application: what earlier assets left there is removed. ``package_dir``: the package's source folder, to warn
+    when it changed after the asset was built. Its Python environment comes from
+    :func:`panoflow.packaging.pyenv.app_environment`. Raises :class:`NodeError`."""
     digest, root = _extract(archive, cache_dir, node_id)
     metadata: dict[str, Any] = {}
     meta_file = root / METADATA
@@ -185,25 +187,10 @@ def prepare_code_asset(archive: Path, cache_dir: Path, *, envs_dir: Path | None 
     if stale:
         log.warning("code_asset_older_than_source", node_id=node_id, asset=archive.name, changed=stale[:10],
                     hint="run panoflow build-container again to ship these changes")
-    wheels = sorted((root / WHEELS).glob("*.whl"))
-    built_for = str((metadata.get("python") or {}).get("version", ""))
-    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    if wheels and built_for and built_for != running:
-        log.warning("code_asset_built_for_another_python", node_id=node_id, built_for=built_for, running=running,
-                    hint=f"rebuild with panoflow build-container --python-version {running} if its wheels fail")
-    python_env = None
-    if wheels:
-        python_env = ensure_env(wheels, envs_dir or cache_dir.parent / "envs", digest, node_id=node_id)
-        for served in python_env.served:
-            if served.differs:
-                log.warning("requirement_served_by_panoflow", node_id=node_id, requirement=served.name,
-                            asset_version=served.version, provided_by=served.provided_by,
-                            hint="panoflow runs the app in its own process: one copy of each module")
     _prune(cache_dir, digest)
-    if python_env is not None:
-        _prune(python_env.path.parent, python_env.path.name)
-    log.info("code_asset_ready", node_id=node_id, asset=archive.name, wheels=len(wheels))
-    return CodeAsset(archive, digest, root, metadata, python_env)
+    asset = CodeAsset(archive, digest, root, metadata)
+    log.info("code_asset_ready", node_id=node_id, asset=archive.name, wheels=len(asset.wheels))
+    return asset
 
 
 def _prune(folder: Path, keep: str) -> None:

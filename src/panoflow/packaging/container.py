@@ -20,7 +20,7 @@ import sysconfig
 import tarfile
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +33,7 @@ from panoflow.modelstore import safe_extract
 from panoflow.packaging.archive import TreeArchive, member_name
 from panoflow.packaging.codeasset import FORMAT, METADATA, REQUIREMENTS, WHEELS
 from panoflow.packaging.docker import docker_engine, docker_export, steps_needing_docker
+from panoflow.packaging.interpreters import requested_version
 from panoflow.packaging.manifests import checked_package, set_asset
 from panoflow.packaging.project import PackageFolder, PackagingError, Project, check_name, write_bytes_atomic
 from panoflow.packaging.wheels import PipOptions, PipRequest, Wheel, collect_wheels, pip_requests
@@ -228,6 +229,11 @@ def build_container(project: Project, folder: PackageFolder, asset_name: str, op
     before = project.read_json(folder.package_json)
     desc_bytes, desc = _descriptor(project, folder, options.descriptor)
     desc_file = project.display(options.descriptor or folder.path / "descriptor.json")
+    wanted = requested_version(desc.entry_path)
+    if options.pip.python_version is None and wanted and wanted != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        progress(f"fetching wheels for Python {wanted}, which {desc_file} runs (entry.path {desc.entry_path}); "
+                 "--python-version chooses another")
+        options = replace(options, pip=replace(options.pip, python_version=wanted))
     text, plan = _dockerfile(folder, progress)
     steps = steps_needing_docker(text, plan)
     docker = _use_docker(options.docker, steps, progress)

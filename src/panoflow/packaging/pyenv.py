@@ -1,22 +1,28 @@
-"""Per-package Python environments: a code asset's wheels, installed offline, never into panoflow's own environment.
+"""Each application's own Python environment: the interpreter a code node's process runs, and what a sandbox must
+mount for it.
 
-panoflow runs Panorama code in its own process (in a thread), so "the container's Python packages" become a
-virtual environment per code asset (cached under the given folder, keyed by the asset's digest, this interpreter
-and a fingerprint of panoflow's installed distributions) whose ``site-packages`` goes in front of ``sys.path``.
+A code node runs as its own process, with its own interpreter, in a sandbox that mounts read-only exactly the
+folders listed in :attr:`AppEnvironment.mounts`, at the same absolute paths. :func:`app_environment` gives:
 
-One process has one copy of each module, so a requirement that panoflow's environment already provides (a
-distribution of the same name, e.g. ``numpy``, or any top-level module it can already import, including the
-standard library) is **not installed**: panoflow's copy serves the app, and a warning names both versions when
-they differ. Everything else is installed with ``pip install --no-index --no-deps --target`` from the asset's
-``wheels/`` (pip's configuration files are ignored), so nothing is downloaded and panoflow's environment is never
-written to.
+* for a built code asset (``wheels/*.whl``, see :mod:`.codeasset`): a real virtual environment (``python -m venv
+  --without-pip``) made from the interpreter the descriptor's ``entry.path`` names (:mod:`.interpreters`; the
+  device default when absent), with **all** of the asset's wheels installed offline and with their own pins
+  (``pip install --no-index --no-deps --target``, pip's configuration files and ``PIP_*`` variables ignored,
+  compatibility checked for that interpreter), byte-compiled by that interpreter. Nothing is shared with
+  panoflow's environment: opencv 4.6 with numpy 1.x works while panoflow runs numpy 2. It is cached under
+  ``envs_dir``, keyed by the asset's digest and the interpreter's path and version; it is built in a temporary
+  folder and published with one rename, so a second start creates nothing and a crash leaves nothing half-made.
+* without one (a package run from its source tree): the device default, panoflow's base interpreter with
+  panoflow's environment's ``site-packages`` on ``PYTHONPATH`` (so numpy and friends are there, as before), and
+  neither panoflow's source tree nor its editable-install ``.pth`` paths.
+
+The ``panoramasdk`` client the app imports is not part of either: the runner mounts it and puts it on
+``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import importlib.machinery
 import importlib.metadata
 import json
 import os
@@ -25,197 +31,250 @@ import shutil
 import site
 import subprocess
 import sys
-import sysconfig
 import tempfile
-import venv
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
 from panoflow.exceptions import NodeError
-from panoflow.packaging.wheels import parse_wheel_name
+from panoflow.packaging.interpreters import Interpreter, choose_interpreter, default_interpreter, is_default_request
 from panoflow.packaging.project import DONE_MARKER, publish_folder
+from panoflow.packaging.wheels import parse_wheel_name
 
-__all__ = ["PackageEnv", "Served", "ensure_env", "environment_fingerprint"]
+__all__ = ["AppEnvironment", "CodeAssetLike", "app_environment", "device_default_environment",
+           "prune_environments"]
 
 log = structlog.get_logger(__name__)
 
 _RECORD = "panoflow-env.json"
+#: what every application interpreter gets: no user site-packages, no bytecode writes into read-only mounts
+BASE_ENV: Mapping[str, str] = {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True)
-class Served:
-    """A requirement that panoflow's environment provides instead of the package environment."""
+class AppEnvironment:
+    """How to start a code node's interpreter, inside a sandbox or not."""
 
-    name: str
-    version: str  # the version the asset's wheel has
-    provided_by: str  # "numpy 2.1.0", or "the standard library"
+    python: Path  # the interpreter to exec (same path inside the sandbox and outside)
+    mounts: tuple[Path, ...]  # host folders to mount read-only at the same path: the environment needs no more
+    env: Mapping[str, str] = field(default_factory=dict)  # environment variables the interpreter needs
+    installed: tuple[str, ...] = ()  # name==version of what the environment has
+    python_version: str = ""  # "3.11.7"
+    site_packages: Path | None = None  # where the asset's wheels are installed (None: the device default)
+
+
+class CodeAssetLike(Protocol):
+    """What :func:`app_environment` needs of a prepared code asset (:class:`~.codeasset.CodeAsset`)."""
 
     @property
-    def differs(self) -> bool:
-        return self.provided_by != f"{self.name} {self.version}"
+    def digest(self) -> str: ...
+
+    @property
+    def wheels(self) -> list[Path]: ...
 
 
-@dataclass(frozen=True)
-class PackageEnv:
-    path: Path
-    site_packages: Path
-    installed: tuple[str, ...]  # name==version
-    served: tuple[Served, ...]
-
-    def activate(self) -> None:
-        """Put the environment's ``site-packages`` (and what its ``.pth`` files add) in front of ``sys.path``."""
-        entry = str(self.site_packages)
-        if entry in sys.path:
-            return
-        before = list(sys.path)
-        site.addsitedir(entry)
-        added = [p for p in sys.path if p not in before]
-        sys.path[:] = added + [p for p in sys.path if p not in added]
-        importlib.invalidate_caches()
+def _minimal_mounts(paths: Iterable[Path]) -> tuple[Path, ...]:
+    """``paths`` without duplicates and without folders inside another one of them."""
+    unique = sorted({Path(os.path.abspath(p)) for p in paths}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in unique:
+        if not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return tuple(sorted(kept))
 
 
-def _own_paths(exclude: Path | None = None) -> list[str]:
-    """panoflow's import path: ``sys.path`` without the working directory and package environments."""
-    skip = str(exclude.resolve()) + os.sep if exclude is not None else None
-    cwd = os.getcwd()
-    return [p for p in sys.path if p and p != cwd and not (skip and (os.path.abspath(p) + os.sep).startswith(skip))]
+def device_default_environment() -> AppEnvironment:
+    """panoflow's base interpreter with panoflow's environment's ``site-packages`` visible (on ``PYTHONPATH``)."""
+    interp = default_interpreter()
+    prefix = Path(sys.prefix)
+    in_venv = prefix != Path(sys.base_prefix)
+    sites = [Path(p) for p in site.getsitepackages() if in_venv and Path(p).is_relative_to(prefix)]
+    sites = [p for p in sites if p.is_dir()]
+    env = dict(BASE_ENV)
+    if sites:
+        env["PYTHONPATH"] = os.pathsep.join(map(str, sites))
+    search = [str(p) for p in sites] + [p for p in sys.path if Path(p or ".").is_relative_to(interp.prefix)]
+    installed = sorted({f"{d.metadata['Name']}=={d.version}"
+                        for d in importlib.metadata.distributions(path=search) if d.metadata["Name"]})
+    return AppEnvironment(interp.executable, _minimal_mounts([interp.prefix, *sites]), env, tuple(installed),
+                          interp.version_text)
 
 
-def environment_fingerprint(exclude: Path | None = None) -> str:
-    """Changes when panoflow's interpreter or installed distributions change (``exclude``: the folder of package
-    environments, which do not count)."""
-    dists = sorted({f"{d.metadata['Name']}=={d.version}".lower()
-                    for d in importlib.metadata.distributions(path=_own_paths(exclude)) if d.metadata["Name"]})
-    text = "\n".join([sys.version, sysconfig.get_platform(), *dists])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def app_environment(asset_or_none: CodeAssetLike | None, *, envs_dir: Path, requested: str | None,
+                    node_id: str) -> AppEnvironment:
+    """The Python environment of a code node: ``asset_or_none`` is its prepared code asset (None: run from the
+    source tree), ``requested`` the descriptor's ``entry.path``. Raises :class:`NodeError` with the fix."""
+    if asset_or_none is None:
+        if not is_default_request(requested):
+            log.info("source_tree_uses_default_python", node_id=node_id, requested=requested,
+                     hint="a package run from its source tree uses panoflow's interpreter and libraries; build its "
+                          "code asset (panoflow build-container) to run it on its own Python")
+        return device_default_environment()
+    interp = choose_interpreter(requested, node_id=node_id)
+    return _asset_environment(asset_or_none.wheels, envs_dir, asset_or_none.digest, interp, node_id)
 
 
-def _top_level(wheel: Path) -> set[str]:
-    """The top-level import names a wheel installs."""
-    names: set[str] = set()
-    with zipfile.ZipFile(wheel) as zf:
-        for member in zf.namelist():
-            parts = member.split("/")
-            if parts[0].endswith(".dist-info"):
-                continue
-            if parts[0].endswith(".data"):
-                if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
-                    continue
-                parts = parts[2:]
-            top = parts[0]
-            if len(parts) == 1:  # a module file: name.py, name.cpython-311-x86_64-linux-gnu.so, name.pth
-                if top.endswith(".pth") or "." not in top:
-                    continue
-                top = top.split(".", 1)[0]
-            if top.isidentifier():
-                names.add(top)
-    return names
+def _env_name(digest: str, interp: Interpreter) -> str:
+    key = hashlib.sha256(f"{interp.executable}\n{interp.version_text}\n{interp.abiflags}".encode()).hexdigest()
+    return f"{digest[:16]}-{interp.abi}-{key[:8]}"
 
 
-def _owner(module: str, paths: list[str]) -> str:
-    for dist in importlib.metadata.distributions(path=paths):
-        top = (dist.read_text("top_level.txt") or "").split()
-        files = dist.files or []
-        if module in top or any(f.parts and f.parts[0] in (module, f"{module}.py") for f in files):
-            return f"{dist.metadata['Name']} {dist.version}"
-    return ""
-
-
-def _provider(name: str, modules: set[str], paths: list[str]) -> str:
-    """What in panoflow's environment (``paths``) already provides distribution ``name`` or one of ``modules``."""
-    dist = next(iter(importlib.metadata.distributions(name=name, path=paths)), None)
-    if dist is not None:
-        return f"{name} {dist.version}"
-    for module in sorted(modules):
-        if module in sys.builtin_module_names or module in sys.stdlib_module_names:
-            return "the standard library"
-        if importlib.machinery.PathFinder.find_spec(module, paths) is not None:
-            owner = _owner(module, paths)
-            return f"{owner} (module {module})" if owner else f"module {module} on panoflow's path"
-    return ""
-
-
-def _site_packages(env: Path) -> Path:
-    paths = {"base": str(env), "platbase": str(env), "installed_base": str(env), "installed_platbase": str(env)}
-    scheme = "venv" if "venv" in sysconfig.get_scheme_names() else sysconfig.get_default_scheme()
-    return Path(sysconfig.get_path("purelib", scheme, paths))
-
-
-def _load(final: Path) -> PackageEnv | None:
+def _load(final: Path) -> AppEnvironment | None:
     try:
         record = json.loads((final / _RECORD).read_text())
-        return PackageEnv(final, final / record["site_packages"], tuple(record["installed"]),
-                          tuple(Served(**s) for s in record["served"]))
+        python = final / record["python"]
+        base = Path(record["base_prefix"])
+        if not (python.exists() and base.is_dir()):  # the base interpreter was removed or moved
+            return None
+        return AppEnvironment(python, _minimal_mounts([final, base]), dict(BASE_ENV), tuple(record["installed"]),
+                              str(record["python_version"]), final / record["site_packages"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def ensure_env(wheels: Sequence[Path], envs_dir: Path, digest: str, *, node_id: str = "") -> PackageEnv:
-    """The environment of the code asset ``digest`` with ``wheels`` installed, created once and cached."""
-    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{sys.implementation.cache_tag}-{sysconfig.get_platform()}")
-    final = envs_dir / f"{digest[:16]}-{tag}-{environment_fingerprint(envs_dir)}"
+def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, interp: Interpreter,
+                       node_id: str) -> AppEnvironment:
+    final = envs_dir / _env_name(digest, interp)
     if (final / DONE_MARKER).is_file():
         cached = _load(final)
         if cached is not None:
-            log.debug("package_env_cached", node_id=node_id, env=str(final))
+            log.debug("app_env_cached", node_id=node_id, env=str(final))
             return cached
-    install, served = [], []
-    paths = _own_paths(envs_dir)
+    parsed = []
     for wheel in sorted(wheels):
-        parsed = parse_wheel_name(wheel.name)
-        if parsed is None:
+        name = parse_wheel_name(wheel.name)
+        if name is None:
             raise NodeError(f"code asset: {wheel.name} is not a wheel file name", node_id=node_id)
-        provider = _provider(parsed[0], _top_level(wheel), paths)
-        if provider:
-            served.append(Served(parsed[0], parsed[1], provider))
-        else:
-            install.append((wheel, parsed))
+        _check_wheel(wheel, node_id)
+        parsed.append(name)
     envs_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=envs_dir))
     try:
-        venv.EnvBuilder(with_pip=False, symlinks=os.name != "nt", clear=True).create(tmp)
-        site_dir = _site_packages(tmp)
+        _run([str(interp.executable), "-I", "-m", "venv", "--without-pip", str(tmp)], node_id,
+             f"cannot create a virtual environment with {interp.describe()}")
+        python = tmp / "bin" / "python"
+        site_dir = Path(_run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             node_id, f"the new environment's python ({interp.describe()}) does not start").strip())
         site_dir.mkdir(parents=True, exist_ok=True)
-        if install:
-            _pip_install([w for w, _ in install], site_dir, node_id)
-        record = {"site_packages": site_dir.relative_to(tmp).as_posix(),
-                  "installed": [f"{n}=={v}" for _, (n, v) in install],
-                  "served": [s.__dict__ for s in served]}
-        (tmp / _RECORD).write_text(json.dumps(record, indent=2))
+        if wheels:
+            _pip_install(sorted(wheels), site_dir, interp, node_id)
+            relative = site_dir.relative_to(tmp)
+            _run([str(python), "-I", "-m", "compileall", "-q", "-j", "0", "-d", str(final / relative),
+                  str(site_dir)], node_id, "", check=False)
+        record = {"python": "bin/python", "base_prefix": str(interp.prefix), "python_version": interp.version_text,
+                  "interpreter": str(interp.executable), "site_packages": site_dir.relative_to(tmp).as_posix(),
+                  "installed": [f"{n}=={v}" for n, v in parsed], "asset": digest}
+        (tmp / _RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        _readable(tmp)
         publish_folder(tmp, final, digest)
+        _readable(final / DONE_MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     env = _load(final)
     if env is None:
-        raise NodeError(f"package environment {final} is unreadable", node_id=node_id)
-    log.info("package_env_created", node_id=node_id, env=str(final), installed=list(env.installed))
+        raise NodeError(f"the application environment {final} is unreadable", node_id=node_id)
+    log.info("app_env_created", node_id=node_id, env=str(final), python=interp.describe(),
+             installed=list(env.installed))
     return env
 
 
-def _pip_install(wheels: Sequence[Path], target: Path, node_id: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(target),
-           "--disable-pip-version-check", "--no-input", "--no-warn-script-location", "--progress-bar", "off",
-           *map(str, wheels)]
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
-    for key in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV"):
-        env.pop(key, None)
+def prune_environments(envs_dir: Path, keep: Iterable[AppEnvironment]) -> list[Path]:
+    """Remove the environments under ``envs_dir`` that none of ``keep`` uses (what earlier code assets left);
+    unfinished work (``.*``) stays. Returns what was removed."""
+    kept = {Path(os.path.abspath(m)) for env in keep for m in env.mounts}
+    removed = []
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=600)
+        entries = list(envs_dir.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if entry.is_dir() and not entry.name.startswith(".") and Path(os.path.abspath(entry)) not in kept:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _check_wheel(wheel: Path, node_id: str) -> None:
+    """A damaged wheel gets a clear error before pip says something obscure."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            bad = zf.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        bad = f"({exc})"
+    if bad is not None:
+        raise NodeError(f"code asset wheel {wheel.name} is damaged (not a readable zip file: {bad}); rebuild the "
+                        "code asset with panoflow build-container", node_id=node_id)
+
+
+def _readable(folder: Path) -> None:
+    """The sandboxed app runs as another uid: everything in the environment is readable (and folders and
+    executables searchable) by all, whatever the umask was."""
+    for path in [folder, *(folder.rglob("*") if folder.is_dir() else ())]:
+        try:
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode
+            extra = 0o055 if path.is_dir() or mode & 0o100 else 0o044
+            if mode & extra != extra:
+                path.chmod((mode | extra) & 0o7755)
+        except OSError:
+            continue
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without pip's and Python's settings (pip's configuration files are ignored)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
+def _run(cmd: list[str], node_id: str, failure: str, *, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), check=False, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        if not check:
+            return ""
+        raise NodeError(f"{failure}: {exc}", node_id=node_id) from None
+    if proc.returncode != 0:
+        if not check:
+            log.warning("app_env_step_failed", node_id=node_id, command=cmd[:4], output=proc.stderr[-2000:])
+            return ""
+        text = "\n".join(f"    {line}" for line in (proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise NodeError(f"{failure}:\n{text}", node_id=node_id)
+    return proc.stdout
+
+
+def _pip_install(wheels: Sequence[Path], target: Path, interp: Interpreter, node_id: str) -> None:
+    """Install ``wheels`` into ``target`` for ``interp`` with panoflow's pip: offline, no dependencies resolved
+    (the asset ships them all, pinned), wheel tags and Requires-Python checked against ``interp``."""
+    cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile",
+           "--target", str(target), "--python-version", interp.version_text, "--implementation", "cp",
+           "--abi", interp.abi, "--disable-pip-version-check", "--no-input", "--no-warn-script-location",
+           "--progress-bar", "off", *map(str, wheels)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_clean_env(), check=False, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NodeError(f"cannot install the code asset's wheels: {exc}", node_id=node_id) from None
-    if proc.returncode != 0:
-        text = (proc.stderr or proc.stdout).strip()
-        if "No module named pip" in text:
-            raise NodeError("installing a code asset's requirements needs pip in panoflow's environment "
-                            f"({sys.executable} -m pip)", node_id=node_id)
-        lines = "\n".join(f"    {line}" for line in text.splitlines()[-15:])
-        hint = ""
-        if "is not a supported wheel" in text or "not a supported wheel" in text:
-            hint = (f"\n  the wheels were built for another interpreter or machine; rebuild the code asset for this "
-                    f"one (panoflow build-container --python-version {sys.version_info[0]}.{sys.version_info[1]} "
-                    "--platform ...)")
-        raise NodeError(f"installing the code asset's wheels failed:\n{lines}{hint}", node_id=node_id)
+    if proc.returncode == 0:
+        return
+    text = (proc.stderr or proc.stdout).strip()
+    if "No module named pip" in text:
+        raise NodeError(f"installing a code asset's requirements needs pip in panoflow's environment "
+                        f"({sys.executable} -m pip)", node_id=node_id)
+    rebuild = f"panoflow build-container --python-version {interp.short_version}"
+    unsupported = re.search(r"(\S+\.whl) is not a supported wheel", text)
+    if unsupported:
+        raise NodeError(f"code asset wheel {Path(unsupported.group(1)).name} does not fit {interp.describe()} on "
+                        f"this machine: rebuild the code asset for it ({rebuild}, plus --platform for another "
+                        "machine), or install the Python it was built for", node_id=node_id)
+    other_python = re.search(r"Package '([^']+)' requires a different Python: (.*)", text)
+    if other_python:
+        raise NodeError(f"code asset requirement {other_python.group(1)} does not support {interp.describe()} "
+                        f"({other_python.group(2).strip()}): rebuild the code asset for it ({rebuild}), which "
+                        "picks a version that does", node_id=node_id)
+    lines = "\n".join(f"    {line}" for line in text.splitlines()[-15:])
+    raise NodeError(f"installing the code asset's wheels for {interp.describe()} failed:\n{lines}", node_id=node_id)
