@@ -93,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="fetch binary wheels for this platform (e.g. manylinux2014_aarch64) instead of this "
                         "machine's; repeatable")
     p.add_argument("--python-version", metavar="X.Y",
-                   help="fetch wheels for this Python (the device's panoflow interpreter; default: this one)")
+                   help="fetch wheels for this Python (default: the one the descriptor's entry.path names, e.g. "
+                        "python3.8, else this one)")
     p.add_argument("--docker", choices=("auto", "never", "always"), default="auto",
                    help="auto (default): Docker only when the Dockerfile needs more than panoflow builds and an "
                         "engine answers; never; always (an appliance image, as panorama-cli builds)")
