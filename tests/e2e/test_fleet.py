@@ -1,4 +1,5 @@
-"""Issue #8's acceptance, end to end: boto3 against a real `panoflow control-plane serve` process, two real
+"""Issue #8's acceptance, end to end: boto3 and the AWS CLI against a real `panoflow control-plane serve` process
+over HTTPS (verified with the CA that `panoflow control-plane ca` prints, as issue #16 asks), two real
 `panoflow serve` devices joined with ProvisionDevice bundles, a real RTSP camera (GStreamer) registered with
 CreateNodeFromTemplateJob, and the application published with `panoflow package-application`.
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 
 from panoflow.controlplane.boto import client as panorama_client
@@ -38,13 +41,18 @@ class ControlPlaneProcess:
         self.root = root
         self.db = f"sqlite:///{root / 'cp.db'}"
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         r = subprocess.run(panoflow_argv("control-plane", "keys", "create", "--db", self.db), capture_output=True,
                            text=True, timeout=60, check=True)
         self.key = json.loads(r.stdout)
         SECRETS.append(self.key["SecretAccessKey"])
+        # the CA clients verify the server with (created once, kept in the database)
+        r = subprocess.run(panoflow_argv("control-plane", "ca", "--db", self.db), capture_output=True, text=True,
+                           timeout=60, check=True)
+        self.ca_file = root / "ca.pem"
+        self.ca_file.write_text(r.stdout)
         self.proc: subprocess.Popen[bytes] | None = None
-        self.pano = panorama_client(endpoint_url=self.url, region_name="us-east-1",
+        self.pano = panorama_client(endpoint_url=self.url, region_name="us-east-1", verify=str(self.ca_file),
                                     aws_access_key_id=self.key["AccessKeyId"],
                                     aws_secret_access_key=self.key["SecretAccessKey"])
 
@@ -53,7 +61,24 @@ class ControlPlaneProcess:
         """The AWS environment a user of `package-application` has."""
         return {"AWS_ACCESS_KEY_ID": self.key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": self.key["SecretAccessKey"],
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(self.root / "none"),
-                "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "none")}
+                "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "none"), "AWS_CA_BUNDLE": str(self.ca_file)}
+
+    def aws(self, *args: str) -> Any:
+        """The AWS CLI against this control plane (``--ca-bundle`` the printed CA), its JSON answer."""
+        from panoflow.controlplane.model import MODEL_ROOT
+
+        exe = shutil.which("aws")
+        if exe is None:
+            why = "the AWS CLI (awscli <= 1.45.x) is not installed"
+            if os.environ.get("CI"):
+                pytest.fail(why)
+            pytest.skip(why)
+        env = {**os.environ, **self.env, "AWS_DATA_PATH": str(MODEL_ROOT)}
+        env.pop("AWS_CA_BUNDLE")  # the flag, as the docs show it
+        r = subprocess.run([exe, "panorama", *args, "--endpoint-url", self.url, "--ca-bundle", str(self.ca_file),
+                            "--output", "json"], capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
 
     def start(self) -> None:
         with open(self.root / "control-plane.log", "ab") as log:  # the process keeps its own copy of the fd
@@ -148,6 +173,13 @@ def test_fleet_end_to_end(make_daemon: Callable[..., Daemon], control_plane: Con
         assert described["ProvisioningStatus"] == "SUCCEEDED" and described["CurrentSoftware"]
     listed = {d["DeviceId"]: d for d in pano.list_devices()["Devices"]}
     assert {listed[i]["DeviceAggregatedStatus"] for i in (id_a, id_b)} == {"ONLINE"}
+    # the AWS CLI sees the same fleet over HTTPS; a client that does not trust the CA gets nothing
+    assert {d["DeviceId"] for d in cp.aws("list-devices")["Devices"]} == {id_a, id_b}
+    with pytest.raises(botocore.exceptions.SSLError):
+        panorama_client(endpoint_url=cp.url, region_name="us-east-1", aws_access_key_id=cp.key["AccessKeyId"],
+                        aws_secret_access_key=cp.key["SecretAccessKey"]).list_devices()
+    # the devices pinned that CA (from their bundles)
+    assert json.loads((dev_a.state_dir / "cloud.json").read_text())["CaCertificate"] == cp.ca_file.read_text()
 
     # a real RTSP camera with a password, registered the Panorama way
     rtsp = servers({"/front": h264_launch(clips["a"])}, auth=("digest", CAMERA_USER, CAMERA_PASSWORD))

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -210,8 +211,13 @@ class ControlPlaneUploader:
             sent["Content-Length"] = str(size)
             sent["Content-Type"] = "application/octet-stream"
         parts = urlsplit(self.url)
-        conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = conn_cls(parts.hostname or "", parts.port, timeout=self.timeout)
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":  # verified like boto3 does: AWS_CA_BUNDLE (`panoflow control-plane ca`)
+            context = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+            conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=self.timeout,
+                                               context=context)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=self.timeout)
         try:
             conn.request(method, urlsplit(url).path, body=body, headers=sent)
             resp = conn.getresponse()
