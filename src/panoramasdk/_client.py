@@ -62,6 +62,7 @@ _ERRORS = {
     "TypeError": TypeError,
     "TimeoutException": TimeoutException,
     "StreamsExhausted": StreamsExhausted,
+    "TimeoutError": TimeoutError,  # call(..., time_out=) got no result in time
 }
 
 

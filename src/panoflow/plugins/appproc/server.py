@@ -27,6 +27,7 @@ import structlog
 
 from panoflow.core.frame import Frame, Label, Overlay, Rect
 from panoflow.core.ports import CodeNodeIO, InputTimeout, MediaInput, ParameterInput, StreamsExhausted
+from panoflow.exceptions import ModelError
 from panoflow.plugins.appproc.memory import FramePool, PoolExhausted, Segment
 from panoramasdk._wire import Channel, WireError, optional_float
 
@@ -148,6 +149,8 @@ class AppServer:
             return _refusal(type(exc).__name__, str(exc)), []
         except PoolExhausted as exc:
             return _refusal("RuntimeError", str(exc)), []
+        except ModelError as exc:  # a model call failed (server down, no result in time): the app can catch it
+            return _refusal("TimeoutError" if isinstance(exc, TimeoutError) else "RuntimeError", str(exc)), []
         raise WireError(f"unknown request {str(op)[:40]!r}")
 
     # ------------------------------------------------------------------ requests
