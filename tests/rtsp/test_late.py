@@ -242,7 +242,7 @@ async def test_slow_decoder_drops_to_keyframes_and_stays_current(servers: Server
     assert 1 <= len(lines) <= stats["late_episodes"] and len(lines) >= len(starts) - 1
     assert sum(int(e["dropped"]) for e in lines) <= stats["dropped_late"]  # one line per episode, not per frame
     assert all(e["stream_id"] == "cam" and e["log_level"] == "warning" and e["max_delay_ms"] == 300 for e in lines)
-    assert all(int(e["behind_ms"]) > 300 for e in lines)
+    assert all(int(e["behind_ms"]) >= 300 for e in lines)  # more than 300 ms behind, logged rounded to the ms
     assert source.state.sessions == 1  # dropping is not a stall: no reconnect
 
 
