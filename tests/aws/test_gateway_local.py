@@ -5,6 +5,8 @@ AWS hostnames resolved in a bubblewrap sandbox's /etc/hosts and the device CA (A
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -50,14 +52,20 @@ def test_boto3_1_24_offline_in_a_sandbox(tmp_path: Path, old_boto3: Path) -> Non
     _check_unserved(unserved)
 
 
-def test_s3_and_unserved_services_with_current_boto3(tmp_path: Path) -> None:
+def test_s3_and_unserved_services_with_current_boto3(tmp_path: Path, logs: io.StringIO) -> None:
     gw = AwsGateway(AwsSettings(s3_cap_bytes=2000), instance_id="app-1", state_dir=tmp_path / "state")
     with running(gw):
         env = {**base_env(tmp_path / "home"), **gw.environment(ca_bundle=None, config_file=None)}
         s3 = run_app("s3_calls.py", env, "snaps")
         unserved = run_app("unserved.py", env)
+        again = run_app("unserved.py", env)
     _check_s3(s3, tmp_path)
     _check_unserved(unserved)
+    _check_unserved(again)
+    events = [json.loads(line) for line in logs.getvalue().splitlines()]
+    not_served = sorted(e["service"] for e in events if e["event"] == "aws_service_not_served")
+    assert not_served == ["firehose", "secretsmanager", "sqs"]  # once per service, however often it is called
+    assert [e["operation"] for e in events if e["event"] == "aws_operation_not_served"] == ["GetMetricData"]
 
 
 def _check_s3(out: dict, tmp_path: Path) -> None:
