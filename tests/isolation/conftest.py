@@ -3,6 +3,7 @@ directories, an interpreter the sandbox can run, and a probe runner that collect
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -85,6 +86,8 @@ class HostServer:
                 conn.sendall(self.answer)
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() in the thread
         self.sock.close()
         self._thread.join(5)
 

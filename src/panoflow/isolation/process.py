@@ -62,6 +62,7 @@ class SandboxedProcess:
         self._cgroups = cgroups
         self._levels = levels
         self.unsafe = levels == 0
+        self._oom_killed = False
         self.stdin = popen.stdin
         self.stdout = popen.stdout
         self.stderr = popen.stderr
@@ -114,8 +115,11 @@ class SandboxedProcess:
                 self._popen.kill()
 
     def oom_killed(self) -> bool:
-        """Whether the memory limit killed a process of this sandbox (always False without a memory limit)."""
-        return self._cgroups is not None and self._cgroups.oom_killed()
+        """Whether the memory limit killed a process of this sandbox (always False without a memory limit); still
+        answers after :meth:`close`."""
+        if self._cgroups is not None:
+            self._oom_killed = self._oom_killed or self._cgroups.oom_killed()
+        return self._oom_killed
 
     def close(self) -> None:
         """Kill what is still running, reap it, and remove the sandbox's cgroups. Safe to call twice."""
@@ -124,6 +128,7 @@ class SandboxedProcess:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._popen.wait(10)
         if self._cgroups is not None:
+            self.oom_killed()
             self._cgroups.remove()
             self._cgroups = None
 
