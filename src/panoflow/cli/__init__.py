@@ -22,7 +22,7 @@ __all__ = ["EXTRAS", "build_parser", "main", "missing_extra"]
 #: subcommand modules, in the order ``panoflow --help`` lists them (``device``: the daemon's client commands
 #: deploy, ps, logs, signal, remove)
 COMMANDS: tuple[str, ...] = (
-    "validate", "run", "cameras", "serve", "device", "plugins", "project", "compile", "controlplane",
+    "validate", "run", "cameras", "serve", "device", "plugins", "project", "compile", "controlplane", "triton",
 )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from panoflow.plugins.kserve.health import RemoteHealth
 from panoflow.plugins.kserve.transport import (EventLoopThread, RemoteCallError, RemoteTensor, Transport,
                                                open_transport)
 
-__all__ = ["KServeBackend"]
+__all__ = ["KServeBackend", "onnx_signature"]
 
 log = structlog.get_logger("panoflow.plugins.kserve")
 
@@ -55,20 +56,25 @@ def _fits(a: TensorInfo, b: TensorInfo) -> bool:
         x is None or y is None or x == y for x, y in zip(a.shape, b.shape))
 
 
+def onnx_signature(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """An ONNX file's inputs and outputs (ONNX Runtime reads them, optimisations off)."""
+    import onnxruntime as ort
+
+    from panoflow.plugins.onnxruntime_backend import _dims, ort_dtype
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return (tuple(TensorInfo(i.name, _dims(i.shape), ort_dtype(i.type)) for i in session.get_inputs()),
+            tuple(TensorInfo(o.name, _dims(o.shape or ()), ort_dtype(o.type)) for o in session.get_outputs()))
+
+
 def _local_signature(files: ModelFiles) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]] | None:
-    """The model package's ONNX inputs and outputs (ONNX Runtime reads them, optimisations off), or None."""
+    """The model package's own ONNX signature, or None when it cannot be read (the descriptor check applies)."""
     try:
-        import onnxruntime as ort
-
-        from panoflow.plugins.onnxruntime_backend import _dims, ort_dtype
-
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 3
-        session = ort.InferenceSession(str(files.path), so, providers=["CPUExecutionProvider"])
-        return (tuple(TensorInfo(i.name, _dims(i.shape), ort_dtype(i.type)) for i in session.get_inputs()),
-                tuple(TensorInfo(o.name, _dims(o.shape or ()), ort_dtype(o.type)) for o in session.get_outputs()))
-    except Exception as exc:  # not ONNX, or unreadable: the descriptor check still applies
+        return onnx_signature(files.path)
+    except Exception as exc:  # not ONNX, or unreadable
         log.warning("kserve_local_model_unreadable", node_id=files.node_id, model=files.path.name,
                     error=f"{type(exc).__name__}: {exc}")
         return None
