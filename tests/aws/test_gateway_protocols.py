@@ -84,3 +84,26 @@ def test_unreachable_endpoint_is_an_sdk_error(tmp_path: Path) -> None:
         answer = _call(gw.http_port, "query", "PutMetricData", {"Namespace": "N", "MetricData": [
             {"MetricName": "M", "Value": 1.0}]})
     assert answer["status"] == 502 and answer["Error"]["Code"] == "EndpointUnreachable"
+
+
+def test_s3_virtual_hosted_and_path_style_reach_the_same_object(tmp_path: Path) -> None:
+    """A virtual-hosted address (the bucket in the Host name, as old SDKs send to BUCKET.s3.amazonaws.com) and a
+    path-style one name the same object; a path escaping the bucket in the raw request target is refused."""
+    with running(AwsGateway(AwsSettings(), instance_id="v", state_dir=tmp_path, tls=False)) as gw:
+        def send(method: str, target: str, host: str, body: bytes | None = None) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", gw.http_port, timeout=30)
+            try:
+                conn.request(method, target, body=body, headers={"Host": host})
+                answer = conn.getresponse()
+                return answer.status, answer.read()
+            finally:
+                conn.close()
+
+        assert send("PUT", "/shots/a.jpg", "snaps.s3.us-east-1.amazonaws.com", b"jpeg")[0] == 200
+        assert send("GET", "/snaps/shots/a.jpg", "s3.amazonaws.com") == (200, b"jpeg")
+        status, body = send("PUT", "/snaps/shots/%2E%2E/%2E%2E/x", "s3.amazonaws.com", b"x")
+        assert status == 400 and b"<Code>InvalidArgument</Code>" in body
+        status, body = send("GET", "/", "s3.amazonaws.com")
+        assert status == 501 and b"<Code>NotImplemented</Code>" in body
+    assert (tmp_path / "aws" / "s3" / "snaps" / "shots" / "a.jpg").read_bytes() == b"jpeg"
+    assert not (tmp_path / "aws" / "s3" / "x").exists()

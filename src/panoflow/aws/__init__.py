@@ -17,8 +17,9 @@ from panoflow.aws.gateway import (
     app_environment,
     sandbox_hostnames,
 )
+from panoflow.aws.s3 import LocalS3
 from panoflow.aws.settings import AwsError, AwsSettings
 
 __all__ = ["CREDENTIALS_PATH", "AwsCredentials", "AwsError", "AwsGateway", "AwsSettings", "CredentialCache",
-           "MetricStore", "SandboxAws", "app_config_text", "app_environment", "credential_source",
+           "LocalS3", "MetricStore", "SandboxAws", "app_config_text", "app_environment", "credential_source",
            "sandbox_hostnames"]

@@ -136,21 +136,23 @@ class AwsGateway:
     ``state_dir`` is the device's state folder: local S3 objects go to ``STATE/aws/s3`` (shared by the device's
     instances, one cap), the CA to ``STATE/aws/ca`` (keys, never mounted into a sandbox), the per-instance files an
     app may read (CA bundle, config) to ``STATE/aws/apps/INSTANCE``. ``metrics`` may be shared by the instances of a
-    device; ``source`` overrides the credential source the settings imply (tests); ``refresh_margin`` and
+    device, and so should ``s3`` (one :class:`LocalS3` keeps one cap for the device's folder); ``source`` overrides
+    the credential source the settings imply (tests); ``refresh_margin`` and
     ``max_lifetime`` are passed to the :class:`CredentialCache`.
     """
 
     def __init__(self, settings: AwsSettings, *, instance_id: str, state_dir: Path,
                  metrics: MetricStore | None = None, source: CredentialSource | None = None,
                  refresh_margin: float | None = None, max_lifetime: float | None = None,
-                 tls: bool = True, buckets: Iterable[str] = (), host: str = "127.0.0.1"):
+                 tls: bool = True, buckets: Iterable[str] = (), host: str = "127.0.0.1",
+                 s3: LocalS3 | None = None):
         self.settings = settings.validate()
         self.instance_id, self.host = instance_id, host
         self.state_dir = Path(state_dir)
         self.metrics = metrics if metrics is not None else MetricStore()
         self.cache = CredentialCache(source or credential_source(settings), refresh_margin=refresh_margin,
                                      max_lifetime=max_lifetime)
-        self.s3 = LocalS3(self.state_dir / "aws" / "s3", settings.s3_cap_bytes)
+        self.s3 = s3 if s3 is not None else LocalS3(self.state_dir / "aws" / "s3", settings.s3_cap_bytes)
         self.token = secrets.token_urlsafe(32)
         self.tls, self.buckets = tls, tuple(buckets)
         self.http_port = 0
