@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from panoflow.packaging.interpreters import (
     find_interpreter,
     requested_version,
 )
-from panoflow.packaging.pyenv import app_environment, device_default_environment, prune_environments
+from panoflow.packaging.pyenv import (
+    AppEnvironment,
+    app_environment,
+    device_default_environment,
+    prune_environments,
+)
 from tests.packaging.conftest import Result
 from tests.packaging.projects import build, code_package, new_project, package_json
 from tests.packaging.test_codeasset import code_asset_file, run_python
@@ -104,7 +110,7 @@ def test_pinned_opencv_and_numpy1_beside_panoflows_numpy2(cli: Callable[..., Res
         again = app_environment(asset, envs_dir=envs, requested=None, node_id="code_node")
     assert again == env and marker.stat().st_mtime_ns == stamp
     assert "app_env_created" not in [e["event"] for e in logs]
-    assert sorted(p.name for p in envs.iterdir()) == [Path(prefix).name]
+    assert sorted(p.name for p in envs.iterdir() if p.suffix != ".lock") == [Path(prefix).name]
 
 
 def _asset(tmp_path: Path, wheels: Path) -> Path:
@@ -156,7 +162,7 @@ def test_wheels_for_another_python_name_wheel_interpreter_and_fix(tmp_path: Path
     message = str(info.value)
     assert "pf_test_ext-1.0-cp311-cp311-manylinux_2_17_x86_64.whl does not fit Python 3.8." in message
     assert "panoflow build-container --python-version 3.8" in message and "Traceback" not in message
-    assert list((tmp_path / "envs").iterdir()) == []
+    assert [p.name for p in (tmp_path / "envs").iterdir() if p.suffix != ".lock"] == []  # nothing half-made
 
 
 @pytest.mark.parametrize("requested", ["python3.99", "python3.6", "/nonexistent/bin/python3.8"])
@@ -250,3 +256,23 @@ def test_build_container_fetches_wheels_for_the_descriptors_python(cli: Callable
     env = app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")
     assert run_python(env, "import sys, pf_greeting; print(sys.version_info[:2], pf_greeting.GREETING)") == \
         "(3, 8) hello from a wheel"
+
+
+def test_concurrent_starts_build_once(tmp_path: Path) -> None:
+    make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"})
+    asset = prepare_code_asset(_asset(tmp_path, tmp_path / "wheels"), tmp_path / "state" / "code-assets")
+    results: list[AppEnvironment] = []
+
+    def start() -> None:
+        results.append(app_environment(asset, envs_dir=tmp_path / "envs", requested=None, node_id="code_node"))
+
+    with structlog.testing.capture_logs() as logs:
+        threads = [threading.Thread(target=start) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=100)
+    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert [e["event"] for e in logs].count("app_env_created") == 1
+    assert [p.name for p in (tmp_path / "envs").iterdir() if not p.name.startswith(".")] == [
+        results[0].python.parent.parent.name]

@@ -22,6 +22,8 @@ The ``panoramasdk`` client the app imports is not part of either: the runner mou
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -136,14 +138,32 @@ def _load(final: Path) -> AppEnvironment | None:
         return None
 
 
-def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, interp: Interpreter,
-                       node_id: str) -> AppEnvironment:
-    final = envs_dir / _env_name(digest, interp)
+def _cached(final: Path, node_id: str) -> AppEnvironment | None:
     if (final / DONE_MARKER).is_file():
         cached = _load(final)
         if cached is not None:
             log.debug("app_env_cached", node_id=node_id, env=str(final))
             return cached
+    return None
+
+
+@contextlib.contextmanager
+def _locked(lock_file: Path) -> Iterator[None]:
+    """One builder per environment across processes (two instances of one app starting together)."""
+    with open(lock_file, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, interp: Interpreter,
+                       node_id: str) -> AppEnvironment:
+    final = envs_dir / _env_name(digest, interp)
+    cached = _cached(final, node_id)
+    if cached is not None:
+        return cached
     parsed = []
     for wheel in sorted(wheels):
         name = parse_wheel_name(wheel.name)
@@ -152,7 +172,23 @@ def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, inte
         _check_wheel(wheel, node_id)
         parsed.append(name)
     envs_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=envs_dir))
+    with _locked(envs_dir / f".{final.name}.lock"):
+        cached = _cached(final, node_id)  # built by another process while this one waited
+        if cached is not None:
+            return cached
+        _build(wheels, parsed, final, digest, interp, node_id)
+    env = _load(final)
+    if env is None:
+        raise NodeError(f"the application environment {final} is unreadable", node_id=node_id)
+    log.info("app_env_created", node_id=node_id, env=str(final), python=interp.describe(),
+             installed=list(env.installed))
+    return env
+
+
+def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], final: Path, digest: str, interp: Interpreter,
+           node_id: str) -> None:
+    """Make the environment in a temporary folder beside ``final`` and publish it with one rename."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
     try:
         _run([str(interp.executable), "-I", "-m", "venv", "--without-pip", str(tmp)], node_id,
              f"cannot create a virtual environment with {interp.describe()}")
@@ -170,16 +206,10 @@ def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, inte
                   "installed": [f"{n}=={v}" for n, v in parsed], "asset": digest}
         (tmp / _RECORD).write_text(json.dumps(record, indent=2) + "\n")
         _readable(tmp)
-        publish_folder(tmp, final, digest)
+        publish_folder(tmp, final, digest)  # replaces only an unusable leftover: the lock is held
         _readable(final / DONE_MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    env = _load(final)
-    if env is None:
-        raise NodeError(f"the application environment {final} is unreadable", node_id=node_id)
-    log.info("app_env_created", node_id=node_id, env=str(final), python=interp.describe(),
-             installed=list(env.installed))
-    return env
 
 
 def prune_environments(envs_dir: Path, keep: Iterable[AppEnvironment]) -> list[Path]:
