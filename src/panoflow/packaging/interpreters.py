@@ -89,10 +89,19 @@ def _base_executable(prefix: Path, version: Sequence[int], fallback: Path) -> Pa
     return fallback.resolve()
 
 
-@functools.lru_cache(maxsize=64)
 def probe(executable: Path) -> Interpreter | None:
     """What ``executable`` is, asked by running it (isolated mode, 20 s at most); None when it does not run, is
-    not CPython or is older than :data:`MIN_VERSION`. A virtual environment's python gives its base interpreter."""
+    not CPython or is older than :data:`MIN_VERSION`. A virtual environment's python gives its base interpreter.
+    Answers are remembered until the file changes."""
+    try:
+        stat = os.stat(executable)
+    except OSError:
+        return None
+    return _probe(executable, (stat.st_ino, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(executable: Path, _stamp: tuple[int, int, int]) -> Interpreter | None:
     try:
         proc = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=20,
                               check=False, env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"})

@@ -95,6 +95,9 @@ def device_default_environment() -> AppEnvironment:
     prefix = Path(sys.prefix)
     in_venv = prefix != Path(sys.base_prefix)
     sites = [Path(p) for p in site.getsitepackages() if in_venv and Path(p).is_relative_to(prefix)]
+    user_site = Path(site.getusersitepackages())
+    if site.ENABLE_USER_SITE and any(Path(p).is_relative_to(user_site) for p in sys.path if p):
+        sites.append(user_site)  # panoflow installed with pip --user: the app's interpreter ignores user sites
     sites = [p for p in sites if p.is_dir()]
     env = dict(BASE_ENV)
     if sites:
