@@ -34,7 +34,9 @@ def require(spec: SandboxSpec) -> None:
 
 def require_root() -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root (the launcher drops to the sandbox uid; network namespaces for the test peer)")
+        pytest.skip(
+            "needs root (the launcher drops to the sandbox uid; network namespaces for the test peer)"
+        )
 
 
 @pytest.fixture

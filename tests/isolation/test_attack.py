@@ -94,7 +94,9 @@ def attack() -> Iterator[dict[str, Any]]:
     base = Path(tempfile.mkdtemp(prefix="pf-attack-", dir="/tmp"))
     try:
         base.chmod(0o755)
-        state = base / "state"  # the daemon's state dir: world-readable on purpose, so only the mounts protect it
+        state = (
+            base / "state"
+        )  # the daemon's state dir: world-readable on purpose, so only the mounts protect it
         state.mkdir()
         token = state / "daemon-token"
         token.write_text("daemon-bearer-" + secrets.token_hex(8))
@@ -160,7 +162,9 @@ def test_probe_ran_as_unprivileged_uid(attack: dict[str, Any]) -> None:
     assert status["Uid"].split() == [str(DEFAULT_SANDBOX_UID)] * 4  # real, effective, saved, fs: on the host
     assert status["Gid"].split() == [str(DEFAULT_SANDBOX_UID)] * 4
     assert status["Groups"].split() == []
-    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    assert (
+        int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapBnd"], 16) == 0
+    )
     assert status["NoNewPrivs"].strip() == "1"
     assert attack["host_cgroup_ns"]
 
@@ -187,7 +191,9 @@ def test_tmp_is_private(attack: dict[str, Any]) -> None:
 
 
 def test_sees_only_its_own_processes(attack: dict[str, Any]) -> None:
-    assert len(attack["pids"]) <= 3, attack["pids"]  # bubblewrap's reaper, the probe (and a short-lived child)
+    assert len(attack["pids"]) <= 3, attack[
+        "pids"
+    ]  # bubblewrap's reaper, the probe (and a short-lived child)
     assert all("pytest" not in c.get("value", "") for c in attack["cmdlines"])
 
 
@@ -249,7 +255,9 @@ def test_the_launch_is_not_the_attack_surface() -> None:
                 owners.append(Path(f"/proc/{pid}").stat().st_uid)
                 pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
-        rc, _, _ = run_probe("import sys; print('{}', flush=True); sys.stdin.read()\n", base, stdin_hold=owners_of_tree)
+        rc, _, _ = run_probe(
+            "import sys; print('{}', flush=True); sys.stdin.read()\n", base, stdin_hold=owners_of_tree
+        )
         assert rc == 0
         assert len(owners) == 4  # pasta, bwrap, bwrap's pid 1, the app
         assert set(owners) == {DEFAULT_SANDBOX_UID}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from panoflow.isolation import Limits, SandboxedProcess, SandboxSpec, host_problems, start
+from panoflow.isolation import Limits, SandboxedProcess, SandboxSpec, start
 
 from .conftest import interpreter, require, run_probe
 

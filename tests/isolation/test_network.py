@@ -109,14 +109,16 @@ def test_outbound_nat_reaches_a_peer_host(peer: Peer, scratch: Path) -> None:
 
 
 def test_host_names_from_the_spec(peer: Peer, scratch: Path) -> None:
-    rc, result, _ = run_probe(
+    _rc, result, _ = run_probe(
         CONNECT, scratch, env={"TARGET": f"peer.example:{peer.port}"}, hosts={"peer.example": peer.address}
     )
     assert result["ok"], result
 
 
 def test_network_none_reaches_nothing(peer: Peer, scratch: Path) -> None:
-    rc, result, _ = run_probe(CONNECT, scratch, env={"TARGET": f"{peer.address}:{peer.port}"}, network="none")
+    _rc, result, _ = run_probe(
+        CONNECT, scratch, env={"TARGET": f"{peer.address}:{peer.port}"}, network="none"
+    )
     assert not result["ok"]
     assert "unreachable" in result["error"]
 
@@ -136,13 +138,13 @@ def test_network_none_keeps_loopback(scratch: Path) -> None:
 
 
 def test_chosen_loopback_port_reaches_the_host_others_do_not(host_server: HostServer, scratch: Path) -> None:
-    rc, result, _ = run_probe(
+    _rc, result, _ = run_probe(
         CONNECT, scratch, env={"TARGET": f"127.0.0.1:{host_server.port}"}, loopback_ports=[host_server.port]
     )
     assert result == {"ok": True, "answer": "host secret service"}
     other = HostServer()
     try:
-        rc, result, _ = run_probe(
+        _rc, result, _ = run_probe(
             CONNECT, scratch, env={"TARGET": f"127.0.0.1:{other.port}"}, loopback_ports=[host_server.port]
         )
         assert not result["ok"]
@@ -192,7 +194,7 @@ def test_inbound_on_the_confirmed_host_port(scratch: Path, same_port: bool) -> N
                     raise
                 time.sleep(0.05)
 
-    rc, result, _ = run_probe(
+    _rc, result, _ = run_probe(
         INBOUND,
         scratch,
         stdin_hold=from_host,

@@ -46,7 +46,9 @@ def drop_privileges(uid: int, gid: int) -> None:
 @functools.lru_cache(maxsize=1)
 def _bwrap_disables_userns(bwrap: str) -> bool:
     try:
-        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False).stdout
+        out = subprocess.run(
+            [bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--disable-userns" in out
@@ -72,7 +74,9 @@ def _read_int(path: str) -> int | None:
 def _userns_sysctl_problems() -> list[str]:
     problems = []
     if _read_int("/proc/sys/user/max_user_namespaces") == 0:
-        problems.append("user namespaces are disabled (user.max_user_namespaces = 0): sysctl -w user.max_user_namespaces=15000")
+        problems.append(
+            "user namespaces are disabled (user.max_user_namespaces = 0): sysctl -w user.max_user_namespaces=15000"
+        )
     if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
         problems.append(
             "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): "
@@ -103,7 +107,7 @@ def _probe(what: str, argv: list[str], uid: int, gid: int) -> str | None:
             text=True,
             timeout=15,
             env={},
-            preexec_fn=lambda: drop_privileges(uid, gid),  # noqa: PLW1509 - setuid must happen in the child
+            preexec_fn=lambda: drop_privileges(uid, gid),
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -120,10 +124,8 @@ def _tun_problems(uid: int, gid: int) -> list[str]:
     if not tun.exists():
         return ["/dev/net/tun is missing (pasta needs it for the sandbox's network): modprobe tun"]
     if not can_access(tun, uid, gid, os.R_OK | os.W_OK):
-        return [
-            f"/dev/net/tun is not usable by uid {uid} (pasta runs as the sandbox's uid): chmod 0666 /dev/net/tun "
-            "(Debian's udev default; add a udev rule KERNEL==\"tun\", MODE=\"0666\" to keep it)"
-        ]
+        fix = 'chmod 0666 /dev/net/tun (Debian\'s udev default; a udev rule KERNEL=="tun", MODE="0666" keeps it)'
+        return [f"/dev/net/tun is not usable by uid {uid} (pasta runs as the sandbox's uid): {fix}"]
     return []
 
 
@@ -160,16 +162,21 @@ def _mount_problems(spec: SandboxSpec, uid: int | None, gid: int | None) -> list
         blocker = blocking_ancestor(mount.source, uid, gid, write=mount.writable)
         if blocker is None:
             continue
-        need = "write" if blocker == Path(os.path.realpath(mount.source)) and mount.writable else "read"
-        if blocker != Path(os.path.realpath(mount.source)):
+        source = Path(os.path.realpath(mount.source))
+        if blocker != source:
             problems.append(
                 f"mount source {mount.source} (for {mount.target}) cannot be reached by the sandbox's {who}: "
                 f"{blocker} does not let it through (chmod o+x {blocker}, or move the files)"
             )
-        else:
-            fix = f"chown {uid}:{gid} {blocker}" if need == "write" and uid is not None else f"chmod o+r {blocker}"
+        elif mount.writable and can_access(source, uid, gid, os.R_OK | (os.X_OK if source.is_dir() else 0)):
+            fix = f"chown {uid}:{gid} {source}" if uid is not None else f"chmod u+w {source}"
             problems.append(
-                f"mount source {mount.source} (for {mount.target}) is not {need}able by the sandbox's {who}: {fix}"
+                f"mount source {mount.source} (for {mount.target}) is not writable by the sandbox's {who}: {fix}"
+            )
+        else:
+            problems.append(
+                f"mount source {mount.source} (for {mount.target}) is not readable by the sandbox's {who}: "
+                f"chmod o+r{'x' if source.is_dir() else ''} {source}"
             )
     return problems
 

@@ -48,9 +48,7 @@ def hidden_etc_entries(etc: Path, uid: int | None, gid: int | None) -> list[str]
     hidden = []
     for name in sorted(os.listdir(etc)):
         path = etc / name
-        if _HIDDEN_ETC.search(name):
-            hidden.append(name)
-        elif not path.is_symlink() and not can_access(path, uid, gid, os.R_OK):
+        if _HIDDEN_ETC.search(name) or not path.is_symlink() and not can_access(path, uid, gid, os.R_OK):
             hidden.append(name)
     return hidden
 

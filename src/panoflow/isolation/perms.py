@@ -8,7 +8,6 @@ The launcher runs as root and the sandbox as an unprivileged uid with no supplem
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 __all__ = ["blocking_ancestor", "can_access"]

@@ -40,10 +40,9 @@ def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
+            with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
     return found
 
 
@@ -56,7 +55,9 @@ class SandboxedProcess:
     and removes the cgroups: call it (or use ``with``) once the process is done.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], spec: SandboxSpec, cgroups: CgroupSet | None, levels: int):
+    def __init__(
+        self, popen: subprocess.Popen[bytes], spec: SandboxSpec, cgroups: CgroupSet | None, levels: int
+    ):
         self._popen = popen
         self.spec = spec
         self._cgroups = cgroups
@@ -132,7 +133,7 @@ class SandboxedProcess:
             self._cgroups.remove()
             self._cgroups = None
 
-    def __enter__(self) -> SandboxedProcess:
+    def __enter__(self) -> SandboxedProcess:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -145,18 +146,15 @@ class SandboxedProcess:
 
 @contextlib.contextmanager
 def _data_files(files: dict[str, bytes]) -> Iterator[dict[str, int]]:
-    handles = []
-    try:
-        for content in files.values():
-            handle = tempfile.TemporaryFile()
+    with contextlib.ExitStack() as stack:
+        fds = {}
+        for name, content in files.items():
+            handle = stack.enter_context(tempfile.TemporaryFile())
             handle.write(content)
             handle.flush()
             handle.seek(0)
-            handles.append(handle)
-        yield {name: handle.fileno() for name, handle in zip(files, handles, strict=True)}
-    finally:
-        for handle in handles:
-            handle.close()
+            fds[name] = handle.fileno()
+        yield fds
 
 
 def _spawn(
@@ -295,5 +293,7 @@ def unsafe_start(
         stdout=stdout,
         stderr=stderr,
     )
-    log.warning("sandbox_disabled", sandbox=spec.name, pid=popen.pid, reason="--unsafe-no-sandbox (development only)")
+    log.warning(
+        "sandbox_disabled", sandbox=spec.name, pid=popen.pid, reason="--unsafe-no-sandbox (development only)"
+    )
     return SandboxedProcess(popen, spec, cgroups, 0)

@@ -21,7 +21,19 @@ DEFAULT_SANDBOX_UID = 64000
 NETWORKS = ("nat", "none")
 
 # Targets the sandbox builds itself; a mount there would hide or break them.
-_RESERVED_TARGETS = ("/proc", "/dev", "/sys", "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_RESERVED_TARGETS = (
+    "/proc",
+    "/dev",
+    "/sys",
+    "/usr",
+    "/etc",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
@@ -57,7 +69,9 @@ class Mount:
             raise ValueError(f"mount source {str(self.source)!r} must be an absolute host path")
         target = _absolute_inside(self.target, "mount target")
         if target == "/":
-            raise ValueError("mount target '/' is not allowed: the sandbox builds its own root; mount a directory")
+            raise ValueError(
+                "mount target '/' is not allowed: the sandbox builds its own root; mount a directory"
+            )
         for reserved in _RESERVED_TARGETS:
             if target == reserved or target.startswith(reserved + "/"):
                 raise ValueError(
@@ -76,11 +90,17 @@ class Limits:
 
     def __post_init__(self) -> None:
         if self.memory_bytes is not None and (
-            isinstance(self.memory_bytes, bool) or not isinstance(self.memory_bytes, int) or self.memory_bytes < 1 << 20
+            isinstance(self.memory_bytes, bool)
+            or not isinstance(self.memory_bytes, int)
+            or self.memory_bytes < 1 << 20
         ):
-            raise ValueError(f"memory limit {self.memory_bytes!r} must be a whole number of bytes, at least 1 MiB")
+            raise ValueError(
+                f"memory limit {self.memory_bytes!r} must be a whole number of bytes, at least 1 MiB"
+            )
         if self.cpus is not None and (
-            isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)) or not 0.01 <= self.cpus <= 4096
+            isinstance(self.cpus, bool)
+            or not isinstance(self.cpus, (int, float))
+            or not 0.01 <= self.cpus <= 4096
         ):
             raise ValueError(f"CPU limit {self.cpus!r} must be a number of cores between 0.01 and 4096")
 
@@ -130,7 +150,9 @@ class SandboxSpec:
         env = dict(self.env)
         for key, value in env.items():
             if not isinstance(key, str) or not key or "=" in key or "\0" in key or not isinstance(value, str):
-                raise ValueError(f"environment variable {key!r} must be a non-empty name without '=' and a str value")
+                raise ValueError(
+                    f"environment variable {key!r} must be a non-empty name without '=' and a str value"
+                )
             if "\0" in value:
                 raise ValueError(f"environment variable {key!r} contains a NUL byte")
         object.__setattr__(self, "env", env)
@@ -139,13 +161,19 @@ class SandboxSpec:
         inbound = tuple((_port(c, "containerPort"), _port(h, "hostPort")) for c, h in self.inbound)
         host_ports = [h for _, h in inbound]
         if len(set(host_ports)) != len(host_ports):
-            raise ValueError("two inbound rules use the same hostPort: each hostPort may forward to one containerPort")
+            raise ValueError(
+                "two inbound rules use the same hostPort: each hostPort may forward to one containerPort"
+            )
         if inbound and self.network != "nat":
-            raise ValueError("inbound ports need network 'nat'; with network 'none' the sandbox has no network")
+            raise ValueError(
+                "inbound ports need network 'nat'; with network 'none' the sandbox has no network"
+            )
         object.__setattr__(self, "inbound", inbound)
         loopback = tuple(sorted({_port(p, "loopback port") for p in self.loopback_ports}))
         if loopback and self.network != "nat":
-            raise ValueError("loopback_ports need network 'nat'; with network 'none' the sandbox has no network")
+            raise ValueError(
+                "loopback_ports need network 'nat'; with network 'none' the sandbox has no network"
+            )
         object.__setattr__(self, "loopback_ports", loopback)
         hosts = dict(self.hosts)
         for host, address in hosts.items():
@@ -156,18 +184,26 @@ class SandboxSpec:
         object.__setattr__(self, "hosts", hosts)
         for what in ("uid", "gid"):
             value = getattr(self, what)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32 - 1):
-                raise ValueError(f"{what} {value!r} must be a positive host id (the sandbox never runs as root)")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32 - 1
+            ):
+                raise ValueError(
+                    f"{what} {value!r} must be a positive host id (the sandbox never runs as root)"
+                )
         fds = tuple(self.pass_fds)
         if not all(isinstance(fd, int) and not isinstance(fd, bool) and fd > 2 for fd in fds):
-            raise ValueError("pass_fds must be file descriptor numbers above 2 (0-2 are stdin, stdout, stderr)")
+            raise ValueError(
+                "pass_fds must be file descriptor numbers above 2 (0-2 are stdin, stdout, stderr)"
+            )
         object.__setattr__(self, "pass_fds", fds)
         if not _HOSTNAME.fullmatch(self.hostname):
-            raise ValueError(f"hostname {self.hostname!r} must be letters, digits and '-', at most 63 characters")
+            raise ValueError(
+                f"hostname {self.hostname!r} must be letters, digits and '-', at most 63 characters"
+            )
         if not _NAME.fullmatch(self.name):
             raise ValueError(
                 f"sandbox name {self.name!r} must start with a letter or digit and use only letters, digits, "
                 "'_', '.', '-' (at most 63 characters)"
             )
         if not isinstance(self.limits, Limits):
-            raise ValueError("limits must be a panoflow.isolation.Limits")
+            raise TypeError("limits must be a panoflow.isolation.Limits")
