@@ -50,6 +50,9 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], str, str]] = {
              "(no numeric target: no exits, bounded RSS and descriptors, every restart reconnected)"),
     "gpu": ([], ["--seconds", "0.5"], "GPU backends and CuPy preprocessing (benchmarks/gpu/compare.py)",
             "(no acceptance target; runs only where nvidia-smi finds a GPU)"),
+    "kserve": ([], ["--rounds", "2", "--seconds", "0.5"],
+               "8 streams batched through the kserve backend (KServe V2 server on loopback) against local ORT",
+               "(no acceptance target; report the ratio to local ORT and the added latency per call)"),
 }
 JSON_OUTPUT = {"streams", "slow_consumer", "soak"}
 
@@ -126,6 +129,9 @@ def verdict(name: str, rec: dict) -> tuple[str, str]:
         rss = ", ".join(f"{r['start'].get('rss', 0):.0f}->{r['end'].get('rss', 0):.0f}" for r in res)
         return (f"{fig['restarts']} restarts, apps exited {'0' if fig.get('ok') else 'NON-ZERO'}; fds {fds}; "
                 f"RSS MiB {rss}", "- (see analysis)" if fig.get("ok") else "MISSED")
+    if name == "kserve":
+        m = re.search(r"^kserve gRPC\s+\S+\s+([\d.]+)x\s+\S+\s+\S+\s+([+-][\d.]+)", out, re.M)
+        return (f"gRPC {m.group(1)}x local ORT, {m.group(2)} ms per call (8 streams)" if m else "see table"), "-"
     if name == "source_path":
         m = re.search(r"^\| now: .*\| ([\d.]+)x \|$", out, re.M)
         return (f"{m.group(1)}x the CPU per frame of before" if m else "see table"), "-"

@@ -90,8 +90,9 @@ class KServeServer:
     """One KServe ModelServer child process serving ``models`` (name -> ONNX file) on REST and gRPC."""
 
     def __init__(self, models: dict[str, Path], workdir: Path, *, tls: TlsFiles | None = None,
-                 token_file: Path | None = None):
+                 token_file: Path | None = None, threads: int = 1):
         self.models, self.workdir, self.tls, self.token_file = models, workdir, tls, token_file
+        self.threads = threads
         self.http_port, self.grpc_port = _free_port(), _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "kserve-server.log"
@@ -106,7 +107,7 @@ class KServeServer:
         """Start the server (on the same ports as before, after a kill) and, with ``wait``, wait until ready."""
         assert self.proc is None or self.proc.poll() is not None, "the server is already running"
         cmd = [sys.executable, "-m", "tests.inference.kserve_server", "--http-port", str(self.http_port),
-               "--grpc-port", str(self.grpc_port)]
+               "--grpc-port", str(self.grpc_port), "--threads", str(self.threads)]
         for name, path in self.models.items():
             cmd += ["--model", f"{name}={path}"]
         if self.tls:

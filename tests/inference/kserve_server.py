@@ -4,10 +4,11 @@ serving ONNX models through ONNX Runtime, over REST (binary tensor extension) an
 Run as a script (the tests start it in a child process, see :mod:`tests.inference.kserve_fixtures`)::
 
     python -m tests.inference.kserve_server --model NAME=PATH.onnx [--model ...] --http-port P --grpc-port Q
-        [--ssl-certfile CERT --ssl-keyfile KEY] [--token-file FILE]
+        [--ssl-certfile CERT --ssl-keyfile KEY] [--token-file FILE] [--threads N]
 
 ``--token-file``: every inference must carry ``Authorization: Bearer <the file's content>``, as a gateway in front
-of a shared server would demand. The model's metadata comes from the ONNX file (dynamic axes as ``-1``).
+of a shared server would demand. ``--threads``: ONNX Runtime's intra-op threads (default 1, the tests share two
+cores; 0: ONNX Runtime's own choice, as the local backend makes it). The model's metadata comes from the ONNX file (dynamic axes as ``-1``).
 """
 
 from __future__ import annotations
@@ -37,18 +38,18 @@ def _tensor(arg: Any) -> dict[str, Any]:
 
 
 class OnnxModel(Model):  # type: ignore[misc]
-    """One ONNX file behind ONNX Runtime (CPU, one thread: the tests share two cores)."""
+    """One ONNX file behind ONNX Runtime on the CPU."""
 
-    def __init__(self, name: str, path: Path, token: str | None):
+    def __init__(self, name: str, path: Path, token: str | None, threads: int = 1):
         super().__init__(name)
         self.path = path
         self.token = token
+        self.threads = threads
         self.session: ort.InferenceSession | None = None
 
     def load(self) -> bool:
         so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
+        so.intra_op_num_threads = self.threads
         self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         self.ready = True
         return True
@@ -88,12 +89,13 @@ def main() -> None:
     parser.add_argument("--ssl-certfile")
     parser.add_argument("--ssl-keyfile")
     parser.add_argument("--token-file", type=Path)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     token = args.token_file.read_text().strip() if args.token_file else None
     models = []
     for spec in args.model:
         name, _, path = spec.partition("=")
-        model = OnnxModel(name, Path(path), token)
+        model = OnnxModel(name, Path(path), token, args.threads)
         model.load()
         models.append(model)
     ModelServer(http_port=args.http_port, grpc_port=args.grpc_port, enable_grpc=True, workers=1,
