@@ -104,6 +104,15 @@ def bwrap_works() -> str:
     return "" if probe.returncode == 0 else f"bwrap cannot unshare the network here: {probe.stderr.strip()}"
 
 
+def need_bwrap() -> None:
+    """Skip the test where bubblewrap cannot make a network namespace; under CI (``CI`` set) fail it instead."""
+    why = bwrap_works()
+    if why and os.environ.get("CI"):
+        pytest.fail(why)
+    if why:
+        pytest.skip(why)
+
+
 def _userns() -> list[str]:
     return [] if os.geteuid() == 0 else ["--unshare-user", "--uid", "0", "--cap-add", "CAP_NET_BIND_SERVICE"]
 

@@ -9,11 +9,9 @@ import io
 import json
 from pathlib import Path
 
-import pytest
-
 from panoflow.aws import AwsGateway, AwsSettings
 from panoflow.core.metrics import render
-from tests.aws.conftest import base_env, bwrap_works, run_app, running
+from tests.aws.conftest import base_env, need_bwrap, run_app, running
 
 LABELS = 'namespace="PanoflowTestApp",metric="AverageInferenceTime",unit="Milliseconds",' \
          'application_name="aws-panorama-sample",device_id="dev-1"'
@@ -34,10 +32,10 @@ def test_metrics_from_current_boto3_show_on_metrics(tmp_path: Path) -> None:
     assert 'metric="FramesProcessed",unit="Count"' in text  # the resource API's put_data
 
 
-@pytest.mark.skipif(bool(bwrap_works()), reason=bwrap_works() or "bwrap works")
 def test_boto3_1_24_offline_in_a_sandbox(tmp_path: Path, old_boto3: Path) -> None:
     """aws-panorama-sample's pinned SDK: CloudWatch over the query protocol via the TLS listener, S3 path-style
     through the config file, unserved services fail fast; nothing but the gateway is reachable."""
+    need_bwrap()
     gw = AwsGateway(AwsSettings(s3_cap_bytes=2000), instance_id="app-1", state_dir=tmp_path / "state")
     with running(gw):
         box = gw.sandbox()

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from panoflow.aws import AwsGateway, AwsSettings
-from tests.aws.conftest import base_env, bwrap_works, run_app, running
+from tests.aws.conftest import base_env, need_bwrap, run_app, running
 from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
 
 ROLE = "arn:aws:iam::123456789012:role/{}"
@@ -68,12 +68,12 @@ def test_role_credentials_and_metrics_land_in_moto(tmp_path: Path, moto_url: str
         assert all(secret not in value for value in box.env.values() if value != gw.token)
 
 
-@pytest.mark.skipif(bool(bwrap_works()), reason=bwrap_works() or "bwrap works")
 def test_boto3_1_24_role_metrics_land_in_moto_through_the_sandbox(tmp_path: Path, moto_url: str,
                                                                   device_file: tuple[Path, str],
                                                                   old_boto3: Path) -> None:
     """boto3 1.24 cannot be pointed elsewhere: monitoring.us-east-1.amazonaws.com resolves to the gateway's TLS
     listener (device CA via AWS_CA_BUNDLE), which forwards to moto with Host and signature untouched."""
+    need_bwrap()
     with running(_gateway(tmp_path, moto_url, device_file[0], "app-a")) as gw:
         box = gw.sandbox()
         out = run_app("put_metrics.py", {**base_env(tmp_path / "home"), **box.env}, "2", "0", "OldSdkApp",
@@ -89,8 +89,8 @@ def test_credentials_expire_and_refresh_mid_run(tmp_path: Path, moto_url: str, d
     """The gateway serves an expiry just past the SDK's 15-minute refresh window and renews from STS after half a
     second: over a 6-second run the SDK fetches new role credentials several times and every call succeeds
     (boto3 1.24 inside the sandbox, through the TLS listener)."""
-    if sdk == "1.24" and bwrap_works():
-        pytest.skip(bwrap_works())
+    if sdk == "1.24":
+        need_bwrap()
     gw = _gateway(tmp_path, moto_url, device_file[0], "app-a", max_lifetime=902, refresh_margin=901.5)
     args = ("6", "1", f"Refresh{sdk.replace('.', '')}")
     with running(gw):
