@@ -5,8 +5,8 @@ and HTTP) against the same through the local ``onnxruntime`` backend, in one run
 
 Each path: ``--streams`` threads each call ``ModelSet.call`` once per frame (what ``node.call`` runs), the batcher
 combines them. Reported: frames/s and the ratio to local ORT (median of per-round ratios, paths measured back to
-back in alternating rounds), and the latency of one call; "added latency per call" is the remote call's median
-minus the local one's, with 8 streams and with 1. The server (KServe's Python ModelServer, from the tests) runs
+back in alternating rounds), and the mean time one call takes; "added latency per call" is the remote call's
+minus the local one's, with 8 streams and with 1 (medians over rounds). The server (KServe's Python ModelServer, from the tests) runs
 ONNX Runtime with its default threads, as the local backend does, on the same cores: the ratio prices the
 protocol, the copies and the server's Python, not a faster machine.
 """
@@ -21,7 +21,6 @@ import logging
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import structlog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.inference import streams_rate  # noqa: E402
 from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
 from panoflow.plugins.kserve import KServeBackend  # noqa: E402
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
@@ -41,31 +41,11 @@ from tests.inference.modelpkg import conv_model  # noqa: E402
 __all__ = ["measure"]
 
 
-def measure(ms: ModelSet, x: np.ndarray, streams: int, seconds: float) -> tuple[float, list[float]]:
-    """Frames per second of ``streams`` threads calling in a loop, and every call's latency (seconds)."""
-    latencies: list[list[float]] = [[] for _ in range(streams)]
-    start = threading.Barrier(streams + 1)
-    stop = threading.Event()
-
-    def stream(i: int) -> None:
-        frame = x.copy()
-        start.wait()
-        while not stop.is_set():
-            t = time.perf_counter()
-            ms.call("model_node", {"data": frame})
-            latencies[i].append(time.perf_counter() - t)
-
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    every = [v for lat in latencies for v in lat]
-    return len(every) / (time.perf_counter() - t0), every
+def measure(ms: ModelSet, x: np.ndarray, streams: int, seconds: float) -> tuple[float, float]:
+    """Frames per second of ``streams`` threads each calling in a loop, and the mean seconds one call takes
+    (Little's law on that closed loop: streams / rate)."""
+    rate = streams_rate(ms, x, streams, seconds)
+    return rate, streams / rate
 
 
 def raw_rest_ms(port: int, model: str, x: np.ndarray, calls: int = 5) -> float:
@@ -117,21 +97,21 @@ def main(argv: list[str] | None = None) -> int:
                                         InferenceSettings(max_batch=n, node_backends={"model_node": b}))
                     for name, b in paths.items()}
             rates: dict[str, list[float]] = {k: [] for k in paths}
-            lat: dict[str, list[float]] = {k: [] for k in paths}
-            lat1: dict[str, list[float]] = {k: [] for k in paths}
+            lat: dict[str, list[float]] = {k: [] for k in paths}  # mean call seconds per round, 8 streams
+            lat1: dict[str, list[float]] = {k: [] for k in paths}  # and 1 stream
             formed = {k: [0, 0] for k in paths}
             for ms in sets.values():
                 measure(ms, x, n, 0.3)  # warm up
             for _ in range(args.rounds):
                 for name, ms in sets.items():
                     before = ms.stats()["model_node"]
-                    rate, calls = measure(ms, x, n, args.seconds)
+                    rate, call = measure(ms, x, n, args.seconds)
                     after = ms.stats()["model_node"]
                     formed[name][0] += after["items"] - before["items"]
                     formed[name][1] += after["batches"] - before["batches"]
                     rates[name].append(rate)
-                    lat[name] += calls
-                    lat1[name] += measure(ms, x, 1, args.seconds / 2)[1]
+                    lat[name].append(call)
+                    lat1[name].append(measure(ms, x, 1, args.seconds / 2)[1])
             for ms in sets.values():
                 ms.close()
             raw = raw_rest_ms(server.http_port, "bench", x)
