@@ -1,18 +1,23 @@
 """Credential sources and the cache: a profile in a credentials file, a role assumed on a real moto STS, clear
 errors (no profile, unreachable STS, botocore missing: names the extra), refresh before expiry and a failed
-refresh that keeps serving still-valid credentials. ``repr`` never shows a secret."""
+refresh that keeps serving still-valid credentials, a gateway that cannot get credentials at start (fails with
+the reason, or serves an error until it can). ``repr`` never shows a secret."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from panoflow.aws import AwsError, AwsSettings, CredentialCache, credential_source
+from panoflow.aws import AwsError, AwsGateway, AwsSettings, CredentialCache, credential_source
 from panoflow.aws.credentials import AssumeRoleSource, AwsCredentials, BotocoreSource, LocalSource
+from tests.aws.conftest import running
 from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
 
 ROLE = "arn:aws:iam::123456789012:role/app"
@@ -106,3 +111,16 @@ def test_max_lifetime_caps_the_served_expiry() -> None:
 def test_local_credentials_are_random_per_instance() -> None:
     a, b = LocalSource().fetch(), LocalSource().fetch()
     assert a.access_key_id != b.access_key_id and a.secret_access_key != b.secret_access_key
+
+
+def test_gateway_start_fails_with_the_reason_or_waits_for_credentials(tmp_path: Path, creds_file: Path) -> None:
+    settings = AwsSettings(credentials_file=creds_file, role_arn=ROLE, endpoints={"sts": "http://127.0.0.1:9"})
+    with pytest.raises(AwsError, match=f"cannot assume {ROLE}"):
+        asyncio.run(AwsGateway(settings, instance_id="x", state_dir=tmp_path, tls=False).start())
+    with running(AwsGateway(settings, instance_id="x", state_dir=tmp_path, tls=False,
+                            require_credentials=False)) as gw:
+        request = urllib.request.Request(gw.credentials_url, headers={"Authorization": gw.token})
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(request, timeout=30)
+        assert answer.value.code == 500 and b"CredentialsUnavailable" in answer.value.read()
+        answer.value.close()

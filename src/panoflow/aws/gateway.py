@@ -138,14 +138,16 @@ class AwsGateway:
     app may read (CA bundle, config) to ``STATE/aws/apps/INSTANCE``. ``metrics`` may be shared by the instances of a
     device, and so should ``s3`` (one :class:`LocalS3` keeps one cap for the device's folder); ``source`` overrides
     the credential source the settings imply (tests); ``refresh_margin`` and
-    ``max_lifetime`` are passed to the :class:`CredentialCache`.
+    ``max_lifetime`` are passed to the :class:`CredentialCache`. ``require_credentials=False`` lets the gateway
+    start while the credentials cannot be had yet (a device booting without network): it logs why, and the app's
+    SDK gets an error from the credentials endpoint until they can.
     """
 
     def __init__(self, settings: AwsSettings, *, instance_id: str, state_dir: Path,
                  metrics: MetricStore | None = None, source: CredentialSource | None = None,
                  refresh_margin: float | None = None, max_lifetime: float | None = None,
                  tls: bool = True, buckets: Iterable[str] = (), host: str = "127.0.0.1",
-                 s3: LocalS3 | None = None):
+                 s3: LocalS3 | None = None, require_credentials: bool = True):
         self.settings = settings.validate()
         self.instance_id, self.host = instance_id, host
         self.state_dir = Path(state_dir)
@@ -154,7 +156,7 @@ class AwsGateway:
                                      max_lifetime=max_lifetime)
         self.s3 = s3 if s3 is not None else LocalS3(self.state_dir / "aws" / "s3", settings.s3_cap_bytes)
         self.token = secrets.token_urlsafe(32)
-        self.tls, self.buckets = tls, tuple(buckets)
+        self.tls, self.buckets, self.require_credentials = tls, tuple(buckets), require_credentials
         self.http_port = 0
         self.https_port = 0
         self._runner: web.AppRunner | None = None
@@ -227,7 +229,12 @@ class AwsGateway:
     async def start(self) -> AwsGateway:
         """Fetch the credentials once (so a bad role fails now, with its reason), bind the listeners, write the
         app's files. Raises :class:`AwsError`."""
-        await anyio.to_thread.run_sync(self.cache.get)
+        try:
+            await anyio.to_thread.run_sync(self.cache.get)
+        except AwsError as exc:
+            if self.require_credentials:
+                raise
+            self.log.warning("aws_credentials_unavailable", error=str(exc))
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
