@@ -184,8 +184,10 @@ class ModelCompiler:
         notes: list[str] = []
         result = self._run_worker(request, spec, env, source, tmp, dynamic=True)
         onnx_path, sample = tmp / "model.onnx", tmp / "sample.npz"
-        problem = batch_problem(onnx_path, sample)
+        dynamic = result.get("dynamic_batch", True) is not False  # the worker knows when the graph fixes it
+        problem = batch_problem(onnx_path, sample) if dynamic else ""
         if problem:
+            dynamic = False
             notes.append(f"batch axis kept at the descriptor's size: {problem}")
             self.progress(f"the batch axis cannot be dynamic ({problem}); converting again with the descriptor's "
                           "batch size")
@@ -200,7 +202,7 @@ class ModelCompiler:
             "converter": spec.name, "requirements": list(spec.requirements),
             "converter_version": _converter_version(spec), "framework_version": result.get("framework_version"),
             "opset": OPSETS[fw], "inputs": [{"name": i.name, "shape": list(i.shape)} for i in request.inputs],
-            "dynamic_batch": not problem, "sample_seed": self.options.seed, "tolerance": self.options.tolerance,
+            "dynamic_batch": dynamic, "sample_seed": self.options.seed, "tolerance": self.options.tolerance,
             **measured.as_dict(), "notes": notes + list(result.get("notes") or []),
             "seconds": round(time.monotonic() - started, 2),
         }

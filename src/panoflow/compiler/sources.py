@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def _pytorch(folder: Path, label: str) -> SourceModel:
     if len(found) > 1:
         names = ", ".join(str(p.relative_to(folder)) for p in found)
         raise ModelError(f"{label}: the archive holds several PyTorch files ({names}); keep the one to run")
+    if not zipfile.is_zipfile(found[0]):
+        raise ModelError(f"{label}: {found[0].relative_to(folder)} is not a TorchScript file (torch.jit.trace or "
+                         "torch.jit.script, then .save(), writes a zip archive; SageMaker Neo took the same)")
     return SourceModel("PYTORCH", {"model": found[0]})
 
 

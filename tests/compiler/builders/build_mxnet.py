@@ -1,7 +1,10 @@
-"""Run in the MXNet converter environment. ``build gluon OUT``: a Gluon network exported with ``export`` (epoch 3)
-as OUT/net-symbol.json + OUT/net-0003.params. ``build ssd OUT``: an SSD-shaped symbol with GluonCV's three outputs
-(class ids [N,K,1], scores [N,K,1], boxes [N,K,4]) as OUT/ssd-symbol.json + OUT/ssd-0000.params.
-``reference KIND MODEL_DIR IN.npz OUT.npz`` runs the model on every ``in:<key>`` array (outputs ``<key>/<k>``)."""
+"""Run in the MXNet converter environment; ``build ROOT`` writes both models.
+
+- ROOT/gluon: a Gluon network exported with ``export`` (epoch 3): net-symbol.json + net-0003.params.
+- ROOT/ssd: an SSD-shaped symbol with GluonCV's three outputs (class ids [N,K,1], scores [N,K,1], boxes [N,K,4]):
+  ssd-symbol.json + ssd-0000.params.
+
+``reference JOBS.json`` runs each job's model on every array of its inputs (outputs ``<key>/<k>``)."""
 
 from __future__ import annotations
 
@@ -71,7 +74,11 @@ def reference(kind: str, model_dir: Path, inputs: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "build":
-        (build_gluon if sys.argv[2] == "gluon" else build_ssd)(Path(sys.argv[3]))
-    else:
-        reference(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+    if sys.argv[1] == "build":  # build ROOT: ROOT/gluon and ROOT/ssd
+        build_gluon(Path(sys.argv[2]) / "gluon")
+        build_ssd(Path(sys.argv[2]) / "ssd")
+    else:  # reference JOBS.json: [{"kind", "model_dir", "inputs", "out"}], one process for all of them
+        import json
+
+        for job in json.loads(Path(sys.argv[2]).read_text()):
+            reference(job["kind"], Path(job["model_dir"]), Path(job["inputs"]), Path(job["out"]))

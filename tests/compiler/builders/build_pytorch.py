@@ -1,5 +1,5 @@
 """Run in the PyTorch converter environment: ``build OUT`` writes a traced SqueezeNet 1.0 (random weights, seed 0)
-as OUT/model.pth; ``reference MODEL_DIR IN.npz OUT.npz`` runs it on every ``in:<key>`` array of IN.npz."""
+as OUT/model.pth; ``reference JOBS.json`` runs it on every array of each job's inputs (outputs ``<key>/0``)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def build(out: Path) -> None:
     traced.save(str(out / "model.pth"))
 
 
-def reference(model_dir: Path, inputs: Path, out: Path) -> None:
+def reference(kind: str, model_dir: Path, inputs: Path, out: Path) -> None:
+    del kind  # one kind
     model = torch.jit.load(str(model_dir / "model.pth")).eval()
     with np.load(inputs) as data, torch.no_grad():
         results = {f"{k}/0": model(torch.from_numpy(data[k])).numpy() for k in data.files}
@@ -63,5 +64,8 @@ def reference(model_dir: Path, inputs: Path, out: Path) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "build":
         build(Path(sys.argv[2]))
-    else:
-        reference(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+    else:  # reference JOBS.json: [{"kind", "model_dir", "inputs", "out"}], one process for all of them
+        import json
+
+        for job in json.loads(Path(sys.argv[2]).read_text()):
+            reference(job["kind"], Path(job["model_dir"]), Path(job["inputs"]), Path(job["out"]))

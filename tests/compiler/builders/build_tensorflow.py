@@ -1,8 +1,11 @@
-"""Run in the TensorFlow converter environment. ``build saved OUT``: an SSD-shaped SavedModel (uint8
-``image_tensor`` [N,96,96,3] -> detection_boxes [N,K,4], detection_classes [N,K], detection_scores [N,K],
-num_detections [N]) as OUT/saved_model/. ``build frozen OUT``: a frozen GraphDef OUT/model.pb (float ``input``
-[1,32,32,3] -> ``logits``). ``build keras OUT``: a Keras OUT/model.h5 (input ``pixels`` [N,32,32,3] -> 5 scores).
-``reference KIND MODEL_DIR IN.npz OUT.npz`` runs the model on every ``in:<key>`` array (outputs ``<key>/<k>``, in the
+"""Run in the TensorFlow converter environment; ``build ROOT`` writes the three models.
+
+- ROOT/saved: an SSD-shaped SavedModel, uint8 ``image_tensor`` [N,96,96,3] -> detection_boxes [N,K,4],
+  detection_classes [N,K], detection_scores [N,K], num_detections [N].
+- ROOT/frozen: a frozen GraphDef model.pb, float ``input`` [1,32,32,3] -> ``logits``.
+- ROOT/keras: a Keras model.h5, input ``pixels`` [N,32,32,3] -> 5 scores.
+
+``reference JOBS.json`` runs each job's model on every array of its inputs (outputs ``<key>/<k>``, in the
 order the model's signature gives them)."""
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ class Detector(tf.Module):
     def __call__(self, image_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
         x = tf.cast(image_tensor, tf.float32) / 255.0
         x = tf.nn.relu(tf.nn.conv2d(x, self.w1, 2, "SAME"))
-        x = tf.nn.max_pool2d(x, 2, 2, "SAME")
-        x = tf.nn.relu(tf.nn.conv2d(x, self.w2, 2, "SAME"))  # 96 -> 6x6
+        x = tf.nn.max_pool2d(x, 4, 4, "SAME")
+        x = tf.nn.relu(tf.nn.conv2d(x, self.w2, 2, "SAME"))  # 96 -> 48 -> 12 -> 6x6
         y = tf.reshape(tf.nn.conv2d(x, self.head, 1, "SAME"), [-1, K, 4 + CLASSES])
         boxes = tf.sigmoid(y[..., :4])
         probs = tf.nn.softmax(y[..., 4:], axis=-1)
@@ -100,7 +103,11 @@ def reference(kind: str, model_dir: Path, inputs: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "build":
-        {"saved": build_saved, "frozen": build_frozen, "keras": build_keras}[sys.argv[2]](Path(sys.argv[3]))
-    else:
-        reference(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+    if sys.argv[1] == "build":  # build ROOT: ROOT/saved, ROOT/frozen, ROOT/keras
+        for kind, build in (("saved", build_saved), ("frozen", build_frozen), ("keras", build_keras)):
+            build(Path(sys.argv[2]) / kind)
+    else:  # reference JOBS.json: [{"kind", "model_dir", "inputs", "out"}], one process for all of them
+        import json
+
+        for job in json.loads(Path(sys.argv[2]).read_text()):
+            reference(job["kind"], Path(job["model_dir"]), Path(job["inputs"]), Path(job["out"]))

@@ -73,7 +73,7 @@ def _keras(tf: Any, req: dict[str, Any], names: list[str]) -> tuple[Any, list[An
     return tf.function(run, input_signature=specs), specs, outs
 
 
-def _frozen(tf: Any, tf2onnx: Any, req: dict[str, Any], names: list[str]) -> tuple[Any, list[str]]:
+def _frozen(tf: Any, tf2onnx: Any, req: dict[str, Any], names: list[str]) -> tuple[Any, list[str], list[str]]:
     graph_def = tf.compat.v1.GraphDef()
     with open(req["files"]["frozen"], "rb") as fh:
         try:
@@ -96,7 +96,19 @@ def _frozen(tf: Any, tf2onnx: Any, req: dict[str, Any], names: list[str]) -> tup
     tf2onnx.convert.from_graph_def(graph_def, input_names=[f"{n}:0" for n in wanted],
                                    output_names=[f"{o}:0" for o in outputs], opset=req["opset"],
                                    output_path=req["output"])
-    return fn, outputs
+    fixed = _fixed_batch(graph_def, wanted)
+    return fn, outputs, fixed
+
+
+def _fixed_batch(graph_def: Any, names: list[str]) -> list[str]:
+    """Placeholders among ``names`` whose first dimension the frozen graph fixes (their batch cannot vary)."""
+    fixed = []
+    for node in graph_def.node:
+        if node.op == "Placeholder" and node.name in names and "shape" in node.attr:
+            dims = [d.size for d in node.attr["shape"].shape.dim]
+            if dims and dims[0] != -1:
+                fixed.append(f"{node.name} {dims}")
+    return fixed
 
 
 def convert(req: dict[str, Any]) -> dict[str, Any]:
@@ -105,8 +117,9 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
 
     names = [i["name"] for i in req["inputs"]]
     files = req["files"]
+    fixed: list[str] = []
     if "frozen" in files:
-        fn, out_names = _frozen(tf, tf2onnx, req, names)
+        fn, out_names, fixed = _frozen(tf, tf2onnx, req, names)
         dtypes = [i.get("type") or "float32" for i in req["inputs"]]
         arrays = [sample_input(i["shape"], dt, req["seed"], k) for k, (i, dt) in enumerate(zip(req["inputs"],
                                                                                                dtypes))]
@@ -124,8 +137,13 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
     rename_io(req["output"], {old: new for old, new in zip(graph_inputs, names) if old != new}, out_names)
     np.savez(req["sample"], **{f"in:{n}": a for n, a in zip(names, arrays)},
              **{f"out:{k}": np.asarray(o) for k, o in enumerate(outs)})
-    return {"outputs": out_names, "framework_version": f"tensorflow {tf.__version__}, tf2onnx "
-                                                       f"{tf2onnx.__version__}", "notes": []}
+    result: dict[str, Any] = {"outputs": out_names, "notes": [],
+                              "framework_version": f"tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}"}
+    if fixed:
+        result["dynamic_batch"] = False
+        result["notes"].append(f"batch axis kept at the descriptor's size: the frozen graph fixes it "
+                               f"({', '.join(fixed)})")
+    return result
 
 
 if __name__ == "__main__":

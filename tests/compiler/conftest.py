@@ -1,0 +1,257 @@
+"""Fixtures for the model compiler tests: the three converter environments (created once per machine under the
+default cache folder, as ``scripts/test`` does before pytest), the real models built in them at test time, and
+each model packaged by panoflow's own ``add-raw-model`` into a Panorama project with an app that calls it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panoflow.compiler import ENVIRONMENTS, CompileOptions
+from panoflow.compiler.environments import ensure_environment, python_of
+
+BUILDERS = Path(__file__).resolve().parent / "builders"
+
+
+@dataclass(frozen=True)
+class Model:
+    """A built model: its folder, the framework and builder that made it, the descriptor's inputs, and the app
+    preprocessing (``layout`` NCHW float in [0, 1], or NHWC uint8 pixels)."""
+
+    key: str
+    framework: str
+    folder: Path
+    builder: str
+    kind: str
+    input_name: str
+    shape: tuple[int, ...]
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    fixed_output: tuple[np.ndarray, ...] = ()  # the framework's outputs on fixed_input(model)
+
+    def descriptor(self, **changes: object) -> dict[str, object]:
+        desc: dict[str, object] = {"envelopeVersion": "2021-01-01", "framework": self.framework,
+                                   "inputs": [{"name": self.input_name, "shape": list(self.shape)}]}
+        desc.update(changes)
+        return {"mlModelDescriptor": desc}
+
+
+def panoflow(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``panoflow ARGS`` in a child process (JSON logs on stderr)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "panoflow", "--log-format", "json", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def in_env(framework: str, *args: str | Path) -> None:
+    """Run a builder script in ``framework``'s converter environment; fail the test with its stderr."""
+    env = CompileOptions().converters_dir / ENVIRONMENTS[framework].name
+    done = subprocess.run([str(python_of(env)), *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/"),
+                               "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def references(jobs: list[tuple[Model, dict[str, np.ndarray]]], work: Path) -> list[dict[str, list[np.ndarray]]]:
+    """The source framework's outputs on each job's inputs (key -> outputs in order), one process per builder."""
+    work.mkdir(parents=True, exist_ok=True)
+    by_builder: dict[str, list[dict[str, str]]] = {}
+    for n, (model, inputs) in enumerate(jobs):
+        np.savez(work / f"in{n}.npz", **inputs)
+        by_builder.setdefault(model.builder, []).append(
+            {"kind": model.kind, "model_dir": str(model.folder), "inputs": str(work / f"in{n}.npz"),
+             "out": str(work / f"out{n}.npz")})
+    frameworks = {m.builder: m.framework for m, _ in jobs}
+    for builder, entries in by_builder.items():
+        (work / f"{builder}.json").write_text(json.dumps(entries))
+        in_env(frameworks[builder], BUILDERS / builder, "reference", work / f"{builder}.json")
+    results = []
+    for n, (_, inputs) in enumerate(jobs):
+        with np.load(work / f"out{n}.npz") as data:
+            results.append({key: [data[f"{key}/{k}"] for k in range(sum(1 for f in data.files
+                                                                        if f.startswith(f"{key}/")))]
+                            for key in inputs})
+    return results
+
+
+def fixed_input(model: Model, seed: int = 123) -> np.ndarray:
+    """A fixed input of the model's descriptor shape: uniform [0, 1) floats, or 0..255 pixels."""
+    rng = np.random.default_rng(seed)
+    if model.dtype == "uint8":
+        return rng.integers(0, 256, size=model.shape).astype(np.uint8)
+    return rng.random(model.shape).astype(np.float32)
+
+
+def tar_folder(folder: Path, dest: Path) -> Path:
+    """A .tar.gz of the folder's contents, as a user packs a model for add-raw-model."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def converter_envs() -> dict[str, Path]:
+    """The three converter environments (created here only when ``scripts/test`` did not create them first)."""
+    options = CompileOptions()
+    return {fw: ensure_environment(spec, options.converters_dir, options.pip, print)
+            for fw, spec in ENVIRONMENTS.items()}
+
+
+@pytest.fixture(scope="session")
+def models(converter_envs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Model]:
+    """The real models, built at test time in their converter environments with random weights."""
+    root = tmp_path_factory.mktemp("models")
+    in_env("PYTORCH", BUILDERS / "build_pytorch.py", "build", root / "squeezenet")
+    in_env("MXNET", BUILDERS / "build_mxnet.py", "build", root / "mxnet")
+    in_env("TENSORFLOW", BUILDERS / "build_tensorflow.py", "build", root / "tf")
+    built = [
+        Model("squeezenet", "PYTORCH", root / "squeezenet", "build_pytorch.py", "", "data", (1, 3, 224, 224)),
+        Model("gluon", "MXNET", root / "mxnet" / "gluon", "build_mxnet.py", "gluon", "data", (1, 3, 64, 64)),
+        Model("ssd_mxnet", "MXNET", root / "mxnet" / "ssd", "build_mxnet.py", "ssd", "data", (1, 3, 128, 128)),
+        Model("ssd_tf", "TENSORFLOW", root / "tf" / "saved", "build_tensorflow.py", "saved", "image_tensor",
+              (1, 96, 96, 3), "NHWC", "uint8"),
+        Model("frozen_tf", "TENSORFLOW", root / "tf" / "frozen", "build_tensorflow.py", "frozen", "input",
+              (1, 32, 32, 3), "NHWC"),
+        Model("keras_tf", "TENSORFLOW", root / "tf" / "keras", "build_tensorflow.py", "keras", "pixels",
+              (1, 32, 32, 3), "NHWC"),
+    ]
+    fixed = references([(m, {"x": fixed_input(m)}) for m in built], root / "fixed")
+    return {m.key: Model(**{**m.__dict__, "fixed_output": tuple(f["x"])}) for m, f in zip(built, fixed)}
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A project whose model package add-raw-model made: the archive and descriptor in assets/."""
+
+    project: Path
+    package: Path
+    archive: Path
+    descriptor: Path
+
+
+def package_model(model: Model, project: Path, *, descriptor: dict[str, object] | None = None,
+                  archive: Path | None = None) -> Packaged:
+    """``panoflow init-project`` + ``create-package --type Model`` + ``add-raw-model`` of ``model`` (or of the
+    given archive file) with its descriptor (or the given one)."""
+    work = project.parent / f"{project.name}-src"
+    work.mkdir(parents=True)
+    archive = archive or tar_folder(model.folder, work / "model.tar.gz")
+    desc_path = work / "descriptor.json"
+    desc_path.write_text(json.dumps(descriptor or model.descriptor(), indent=2))
+    for args in (("init-project", "--name", "compiled_app", "--project-dir", str(project)),
+                 ("create-package", "--type", "Model", "--name", "MODEL", "--account", "123456789012",
+                  "--project-dir", str(project)),
+                 ("add-raw-model", "--model-asset-name", "model_asset", "--model-local-path", str(archive),
+                  "--descriptor-path", str(desc_path), "--packages-path", "packages/123456789012-MODEL-1.0",
+                  "--project-dir", str(project))):
+        done = panoflow(*args, cwd=project if args[0] != "init-project" else None)
+        assert done.returncode == 0, done.stderr
+    pkg = project / "packages" / "123456789012-MODEL-1.0"
+    impl = json.loads((pkg / "package.json").read_text())["nodePackage"]["assets"][0]["implementations"][0]
+    return Packaged(project, pkg, project / "assets" / impl["assetUri"], project / "assets" / impl["descriptorUri"])
+
+
+APP = """
+import json
+
+import numpy as np
+import panoramasdk
+
+SPEC = json.load(open("/panorama/model_input.json"))
+
+
+class Application(panoramasdk.node):
+    def __init__(self):
+        self.saved = {}
+        self.count = 0
+
+    def preprocess(self, image):
+        shape = SPEC["shape"]
+        h, w = (shape[2], shape[3]) if SPEC["layout"] == "NCHW" else (shape[1], shape[2])
+        rows = np.linspace(0, image.shape[0] - 1, h).astype(int)
+        cols = np.linspace(0, image.shape[1] - 1, w).astype(int)
+        small = image[rows][:, cols, ::-1]
+        if SPEC["layout"] == "NCHW":
+            return (small.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
+        if SPEC["dtype"] == "uint8":
+            return small[None].copy()
+        return (small.astype(np.float32) / 255.0)[None].copy()
+
+    def process(self):
+        streams = self.inputs.video_in.get()
+        for stream in streams:
+            if stream.is_cached:
+                continue
+            x = self.preprocess(stream.image)
+            results = self.call({SPEC["name"]: x}, "model_node")
+            self.saved[f"{self.count}/in"] = x
+            for k, r in enumerate(results):
+                self.saved[f"{self.count}/out{k}"] = r
+            self.count += 1
+        self.outputs.video_out.put(streams)
+
+
+app = Application()
+try:
+    while True:
+        app.process()
+finally:
+    np.savez("/opt/aws/panorama/storage/io.npz", **app.saved)
+    json.dump({"frames": app.count}, open("/opt/aws/panorama/storage/result.json", "w"))
+"""
+
+
+def add_app(packaged: Packaged, model: Model) -> Path:
+    """A code package calling ``model_node`` on every frame (saving inputs and results to its storage) and the
+    graph camera -> code -> HDMI with the model node; returns the project (application) folder."""
+    root = packaged.project
+    pkg = root / "packages" / "123456789012-CALLER-1.0"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
+        "envelopeVersion": "2021-01-01", "name": "CALLER", "version": "1.0", "assets": [],
+        "interfaces": [{"name": "interface", "category": "business_logic", "asset": "code_asset",
+                        "inputs": [{"name": "video_in", "type": "media"}],
+                        "outputs": [{"name": "video_out", "type": "media"}]}]}}, indent=2))
+    (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
+        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/app.py"}}}))
+    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
+    (pkg / "src" / "app.py").write_text(APP)
+    (pkg / "src" / "model_input.json").write_text(json.dumps(
+        {"name": model.input_name, "shape": list(model.shape), "layout": model.layout, "dtype": model.dtype}))
+    graph = {"nodeGraph": {
+        "envelopeVersion": "2021-01-01",
+        "packages": [{"name": "123456789012::CALLER", "version": "1.0"},
+                     {"name": "123456789012::MODEL", "version": "1.0"},
+                     {"name": "panorama::abstract_rtsp_media_source", "version": "1.0"},
+                     {"name": "panorama::hdmi_data_sink", "version": "1.0"}],
+        "nodes": [
+            {"name": "code_node", "interface": "123456789012::CALLER.interface"},
+            {"name": "model_node", "interface": "123456789012::MODEL.interface"},
+            {"name": "camera_node", "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
+             "overridable": True, "overrideMandatory": True},
+            {"name": "output_node", "interface": "panorama::hdmi_data_sink.hdmi0"},
+        ],
+        "edges": [
+            {"producer": "camera_node.video_out", "consumer": "code_node.video_in"},
+            {"producer": "code_node.video_out", "consumer": "output_node.video_in"},
+        ]}}
+    (root / "graphs" / "compiled_app" / "graph.json").write_text(json.dumps(graph, indent=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real 320x240 H.264 clip of 8 frames."""
+    from tests.media import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=8, size=(320, 240), seed=3)
+
