@@ -12,7 +12,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-from panoflow.core.redact import redact_text
+from panoflow.core.redact import MASK, is_secret_key, redact_value
 
 LogFormat = Literal["auto", "console", "json"]
 
@@ -20,10 +20,18 @@ __all__ = ["LogFormat", "configure_logging"]
 
 
 def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Last line of defence: strip credentials from every string field before it is rendered."""
+    """Last line of defence: strip credentials from every field before it is rendered (``core.redact``): strings,
+    nested dicts and lists to any depth, and the whole value of a field named like a secret (``password=``,
+    ``token=``). Objects of other types are rendered through ``str()`` first when that text holds a URL."""
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact_text(value)
+        if is_secret_key(key) and value not in (None, ""):
+            event[key] = MASK
+        elif isinstance(value, (str, dict, list, tuple, set, frozenset)):
+            event[key] = redact_value(value)
+        elif value is not None and not isinstance(value, (int, float, bool)):
+            text = str(value)
+            if "://" in text or "=" in text:
+                event[key] = redact_value(text)
     return event
 
 

@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 
 from panoflow.controlplane.errors import not_found, validation
+from panoflow.core.redact import redact_url
 from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.packages import ensure_package, register_version
 
@@ -41,7 +42,9 @@ def camera_manifest(package: str, version: str, node_name: str, description: str
 
 
 def _masked(params: dict[str, str]) -> dict[str, str]:
-    return {k: (_MASK if k in SECRET_PARAMETERS else v) for k, v in params.items()}
+    """What the API shows of template parameters: no credentials, not even inside the StreamUrl."""
+    return {k: (_MASK if k in SECRET_PARAMETERS else redact_url(v) if k == "StreamUrl" else v)
+            for k, v in params.items()}
 
 
 @operation("CreateNodeFromTemplateJob")
