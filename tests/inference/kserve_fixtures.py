@@ -7,6 +7,7 @@ Import the fixtures into a test module (``from tests.inference.kserve_fixtures i
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import os
@@ -15,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +29,8 @@ import pytest
 
 from tests.inference.modelpkg import conv_model
 
-__all__ = ["SHAPE", "KServeServer", "TlsFiles", "kserve_server", "make_tls", "own_server", "served_models"]
+__all__ = ["SHAPE", "KServeServer", "TlsFiles", "TlsTerminator", "kserve_server", "make_tls", "own_server",
+           "served_models"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (1, 3, 24, 32)  # what tests/inference/test_app_e2e.py's Panorama app feeds its model
@@ -42,13 +45,18 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class TlsFiles:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (for mutual TLS), all signed by it."""
+
     ca: Path
     cert: Path
     key: Path
+    client_cert: Path
+    client_key: Path
 
 
 def make_tls(folder: Path) -> TlsFiles:
-    """A CA and a server certificate it signed for 127.0.0.1 and localhost (the ``cryptography`` package)."""
+    """A CA, a server certificate it signed for 127.0.0.1 and localhost, and a client certificate (the
+    ``cryptography`` package)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,23 +75,98 @@ def make_tls(folder: Path) -> TlsFiles:
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+
+    def issue(name: str, usage: x509.ObjectIdentifier, san: list[x509.GeneralName]) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName(san), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        return (cert.public_bytes(serialization.Encoding.PEM),
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+    usages = x509.oid.ExtendedKeyUsageOID
+    files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key", folder / "client.pem",
+                     folder / "client.key")
     files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
-    files.key.chmod(0o600)
+    for (cert_path, key_path), (name, usage, san) in zip(
+            ((files.cert, files.key), (files.client_cert, files.client_key)),
+            (("127.0.0.1", usages.SERVER_AUTH, [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                x509.DNSName("localhost")]),
+             ("panoflow device", usages.CLIENT_AUTH, [x509.DNSName("device.panoflow.test")]))):
+        cert_pem, key_pem = issue(name, usage, san)
+        cert_path.write_bytes(cert_pem)
+        key_path.write_bytes(key_pem)
+        key_path.chmod(0o600)
     return files
+
+
+class TlsTerminator:
+    """TLS in front of a plain loopback port, as an ingress or a sidecar puts it before a server: it completes the
+    handshake (ALPN ``h2`` for gRPC, ``http/1.1``; with ``client_ca``, a client certificate signed by it is
+    required) and copies bytes both ways. KServe's gRPC server has no TLS of its own."""
+
+    def __init__(self, target_port: int, tls: TlsFiles, *, client_ca: Path | None = None):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls.cert), str(tls.key))
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        if client_ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(str(client_ca))
+        self.target_port = target_port
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tls-terminator", daemon=True)
+        self._thread.start()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context), self.loop).result(10)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            self._tasks.discard(task)
+            return
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        async def shutdown() -> None:
+            self.server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
 
 
 class KServeServer:

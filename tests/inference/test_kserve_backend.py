@@ -20,7 +20,7 @@ from panoflow.core.metrics import render
 from panoflow.exceptions import ModelError
 from panoflow.plugins.kserve import KServeBackend
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
-from tests.inference.kserve_fixtures import (SHAPE, KServeServer, kserve_server,  # noqa: F401
+from tests.inference.kserve_fixtures import (SHAPE, KServeServer, TlsTerminator, kserve_server,  # noqa: F401
                                              make_tls, own_server)
 
 BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "kserve": KServeBackend}
@@ -229,3 +229,27 @@ def test_tls_with_a_ca_file_and_a_bearer_token(tmp_path: Path) -> None:
         other = make_tls(tmp_path / "other")
         with pytest.raises(ModelError, match=r"cannot read the model's metadata .*CERTIFICATE_VERIFY_FAILED"):
             _open(server, server.uri("https", ca=other.ca, connect_timeout=2))
+
+
+def test_grpcs_and_https_with_mutual_tls(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path / "tls")
+    x = _inputs(2)
+    with own_server(tmp_path) as server:
+        fronts = {"grpcs": TlsTerminator(server.grpc_port, tls, client_ca=tls.ca),
+                  "https": TlsTerminator(server.http_port, tls, client_ca=tls.ca)}
+        try:
+            want = ort.InferenceSession(str(server.models["conv"]),
+                                        providers=["CPUExecutionProvider"]).run(None, {"data": x})
+            for transport, front in fronts.items():
+                base = f"kserve+{transport}://127.0.0.1:{front.port}/conv?ca={tls.ca}"
+                with _opened(server, f"{base}&cert={tls.client_cert}&key={tls.client_key}") as models:
+                    got = models.call("model_node", {"data": x})
+                for g, w in zip(got, want):
+                    np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
+                # the front refuses a device without a client certificate: the node fails at load, saying why
+                with pytest.raises(ModelError, match=r"cannot read the model's metadata from "
+                                                     rf"{transport}://127.0.0.1:{front.port}/conv within 2 s"):
+                    _open(server, f"{base}&connect_timeout=2")
+        finally:
+            for front in fronts.values():
+                front.close()
