@@ -8,6 +8,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -66,8 +67,20 @@ def _fetch(dest: Path, python: str, requirements: list[str]) -> None:
 
 @pytest.fixture(scope="session")
 def pinned_wheels() -> Path:
-    _fetch(WHEEL_CACHE, "3.11", PINNED)
+    _fetch(WHEEL_CACHE, default_interpreter().short_version, PINNED)
     return WHEEL_CACHE
+
+
+@pytest.fixture(scope="session")
+def numpy38() -> Path:
+    """numpy 1.24's wheel for CPython 3.8 (compiled, from PyPI)."""
+    _fetch(WHEEL_CACHE, "3.8", ["numpy==1.24.4"])
+    return next(WHEEL_CACHE.glob("numpy-1.24.4-cp38-cp38-*.whl"))
+
+
+def _fake_numpy(folder: Path) -> Path:
+    """A tiny pure-Python stand-in named numpy, where only the fact that the asset ships one matters."""
+    return make_wheel(folder, "numpy", "1.0", {"numpy/__init__.py": "__version__ = '1.0'\n"})
 
 
 def _pinned_app(cli: Callable[..., Result], root: Path, wheels: Path, entry_path: str = "python3") -> Path:
@@ -135,27 +148,32 @@ def test_damaged_wheel_gives_a_clear_error(tmp_path: Path) -> None:
 
 
 @needs_py38
-def test_requested_python38_runs_on_python38(tmp_path: Path) -> None:
+def test_requested_python38_runs_on_python38(tmp_path: Path, numpy38: Path) -> None:
     assert PY38 is not None
     make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"})
+    (tmp_path / "wheels" / numpy38.name).symlink_to(numpy38)
     asset = prepare_code_asset(_asset(tmp_path, tmp_path / "wheels"), tmp_path / "state" / "code-assets")
     with structlog.testing.capture_logs() as logs:
         env = app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")
     assert not [e for e in logs if e["log_level"] == "warning"]
     assert env.python_version.startswith("3.8.") and PY38.prefix in env.mounts
-    out = run_python(env, "import sys, pf_test_dep; print(sys.version_info[:2], pf_test_dep.__file__)")
-    assert out.startswith("(3, 8) ") and "/lib/python3.8/site-packages/pf_test_dep.py" in out
+    out = run_python(env, "import sys, numpy, pf_test_dep; print(sys.version_info[:2], numpy.__version__, "
+                          "numpy.zeros(3).sum(), pf_test_dep.__file__)")
+    assert out.startswith("(3, 8) 1.24.4 0.0 ") and "/lib/python3.8/site-packages/pf_test_dep.py" in out
     # bytecode made by 3.8 at creation (the sandbox mounts the environment read-only)
     assert list(env.site_packages.glob("__pycache__/pf_test_dep.cpython-38.pyc"))  # type: ignore[union-attr]
-    other = app_environment(asset, envs_dir=tmp_path / "envs", requested="python3", node_id="code_node")
-    assert other.python != env.python  # keyed by the interpreter too
-    assert prune_environments(tmp_path / "envs", [other]) == [env.python.parent.parent]
+    with pytest.raises(NodeError, match=rf"numpy-1\.24\.4-cp38-cp38-.*\.whl does not fit Python "
+                                        rf"{re.escape(default_interpreter().version_text)} "):
+        app_environment(asset, envs_dir=tmp_path / "envs", requested="python3", node_id="code_node")
+    assert prune_environments(tmp_path / "envs", [env]) == []
+    assert prune_environments(tmp_path / "envs", []) == [env.python.parent.parent]
 
 
 @needs_py38
 def test_wheels_for_another_python_name_wheel_interpreter_and_fix(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "w", "pf-test-ext", "1.0", {"pf_test_ext.py": ""})
     wheel.rename(wheel.with_name("pf_test_ext-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"))
+    _fake_numpy(tmp_path / "w")
     asset = prepare_code_asset(_asset(tmp_path, tmp_path / "w"), tmp_path / "state" / "code-assets")
     with pytest.raises(NodeError) as info:
         app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")
@@ -247,7 +265,8 @@ def test_build_container_fetches_wheels_for_the_descriptors_python(cli: Callable
     desc = json.loads((pkg / "descriptor.json").read_text())
     desc["runtimeDescriptor"]["entry"]["path"] = "python3.8"
     (pkg / "descriptor.json").write_text(json.dumps(desc))
-    r = build(cli, app, wheelhouse)
+    (pkg / "src" / "requirements.txt").write_text("pf-test-greeting==1.0\nnumpy\n")
+    r = build(cli, app, wheelhouse, "--find-links", _fake_numpy(tmp_path / "more").parent)
     assert r.code == 0, r.err
     assert "fetching wheels for Python 3.8" in r.err
     archive = app / "assets" / package_json(pkg)["assets"][0]["implementations"][0]["assetUri"]
@@ -276,3 +295,25 @@ def test_concurrent_starts_build_once(tmp_path: Path) -> None:
     assert [e["event"] for e in logs].count("app_env_created") == 1
     assert [p.name for p in (tmp_path / "envs").iterdir() if not p.name.startswith(".")] == [
         results[0].python.parent.parent.name]
+
+
+@needs_py38
+def test_the_sdk_gets_numpy_as_from_the_base_image(tmp_path: Path) -> None:
+    """An asset that ships no numpy gets panoflow's (behind its own packages) where its interpreter can load it;
+    elsewhere a clear error says to add numpy to its requirements."""
+    make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"})
+    asset = prepare_code_asset(_asset(tmp_path, tmp_path / "wheels"), tmp_path / "state" / "code-assets")
+    env = app_environment(asset, envs_dir=tmp_path / "envs", requested="python3", node_id="code_node")
+    ours = importlib.metadata.version("numpy")
+    assert f"numpy=={ours}" in env.installed
+    numpy_dir = Path(__import__("numpy").__file__).parent.resolve()
+    assert numpy_dir in env.mounts  # numpy's own folders, not panoflow's whole environment
+    out = run_python(env, "import importlib.util, numpy, sys; print(numpy.__version__, "
+                          "importlib.util.find_spec('pluggy') is None, sys.path.index(numpy.__path__[0].rsplit('/', "
+                          "1)[0]) > sys.path.index([p for p in sys.path if p.endswith('site-packages')][0]))")
+    assert out == f"{ours} True True"
+    with pytest.raises(NodeError, match=r"the panoramasdk client needs numpy, which the code asset does not ship, "
+                                        r"and panoflow's .* does not fit Python 3\.8\.\d+ .*: add numpy to the "
+                                        r"application's requirements\.txt and rebuild the code asset \(panoflow "
+                                        r"build-container --python-version 3\.8\)"):
+        app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")

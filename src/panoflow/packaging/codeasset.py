@@ -47,6 +47,7 @@ __all__ = [
     "CodeAsset",
     "find_code_asset",
     "prepare_code_asset",
+    "readable_by_all",
     "stale_sources",
 ]
 
@@ -97,6 +98,21 @@ class CodeAsset:
         return self.root / container_path.lstrip("/")
 
 
+def readable_by_all(folder: Path) -> None:
+    """The sandboxed app runs as another uid: what it mounts must be readable (folders and executables also
+    searchable) by all, whatever the umask or the archive said; nothing becomes writable."""
+    for path in [folder, *(folder.rglob("*") if folder.is_dir() else ())]:
+        try:
+            if path.is_symlink():
+                continue
+            mode = path.stat().st_mode & 0o7777
+            extra = 0o055 if path.is_dir() or mode & 0o100 else 0o044
+            if mode & extra != extra:
+                path.chmod(mode | extra)
+        except OSError:
+            continue
+
+
 def find_code_asset(package: LoadedPackage, asset_name: str) -> Path | None:
     """The built code asset (a container asset's archive in ``assets/``, verified by the manifest loader) of
     ``package``'s asset ``asset_name``, or None when there is none locally (then the source tree is used)."""
@@ -133,7 +149,10 @@ def stale_sources(package_dir: Path | None, archive: Path) -> list[str]:
 def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
     named = _SHA_NAME.match(archive.name)
     if named and (cache_dir / named.group(1) / DONE_MARKER).is_file():
-        return named.group(1), cache_dir / named.group(1) / "root"
+        done = cache_dir / named.group(1)
+        if not done.stat().st_mode & 0o001:  # extracted by an earlier panoflow, for its own uid only
+            readable_by_all(done)
+        return named.group(1), done / "root"
     try:
         digest = file_sha256(archive)
     except OSError as exc:
@@ -159,7 +178,9 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
         if not kept or not (tmp / "root" / "panorama").is_dir():
             raise NodeError(f"code asset {archive.name} has no panorama/ folder: it is not a Panorama code asset "
                             "(build it with panoflow build-container)", node_id=node_id)
+        readable_by_all(tmp)
         publish_folder(tmp, final, archive.name)
+        readable_by_all(final / DONE_MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("code_asset_extracted", node_id=node_id, digest=digest[:12], folder=str(final))

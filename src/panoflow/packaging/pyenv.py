@@ -9,7 +9,9 @@ folders listed in :attr:`AppEnvironment.mounts`, at the same absolute paths. :fu
   device default when absent), with **all** of the asset's wheels installed offline and with their own pins
   (``pip install --no-index --no-deps --target``, pip's configuration files and ``PIP_*`` variables ignored,
   compatibility checked for that interpreter), byte-compiled by that interpreter. Nothing is shared with
-  panoflow's environment: opencv 4.6 with numpy 1.x works while panoflow runs numpy 2. It is cached under
+  panoflow's environment: opencv 4.6 with numpy 1.x works while panoflow runs numpy 2. (One exception, as the
+  Panorama base image had it: an asset that ships no numpy gets panoflow's numpy folders, linked behind its own
+  packages, when its interpreter can load them; see :data:`PLATFORM_PACKAGES`.) It is cached under
   ``envs_dir``, keyed by the asset's digest and the interpreter's path and version; it is built in a temporary
   folder and published with one rename, so a second start creates nothing and a crash leaves nothing half-made.
 * without one (a package run from its source tree): the device default, panoflow's base interpreter with
@@ -43,6 +45,7 @@ from typing import Protocol
 import structlog
 
 from panoflow.exceptions import NodeError
+from panoflow.packaging.codeasset import readable_by_all
 from panoflow.packaging.interpreters import Interpreter, choose_interpreter, default_interpreter, is_default_request
 from panoflow.packaging.project import DONE_MARKER, publish_folder
 from panoflow.packaging.wheels import parse_wheel_name
@@ -55,6 +58,9 @@ log = structlog.get_logger(__name__)
 _RECORD = "panoflow-env.json"
 #: what every application interpreter gets: no user site-packages, no bytecode writes into read-only mounts
 BASE_ENV: Mapping[str, str] = {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+#: what the Panorama base image had for every application (the SDK hands frames over as numpy arrays): an asset
+#: that ships none gets panoflow's, behind its own packages, when its interpreter can load it
+PLATFORM_PACKAGES = ("numpy",)
 
 
 @dataclass(frozen=True)
@@ -123,8 +129,43 @@ def app_environment(asset_or_none: CodeAssetLike | None, *, envs_dir: Path, requ
     return _asset_environment(asset_or_none.wheels, envs_dir, asset_or_none.digest, interp, node_id)
 
 
-def _env_name(digest: str, interp: Interpreter) -> str:
-    key = hashlib.sha256(f"{interp.executable}\n{interp.version_text}\n{interp.abiflags}".encode()).hexdigest()
+@dataclass(frozen=True)
+class _Platform:
+    """What the Panorama base image gave every application besides its own requirements, taken from panoflow's
+    environment only where the code asset ships none: the folders to link (and mount) and their name==version."""
+
+    paths: tuple[Path, ...] = ()
+    installed: tuple[str, ...] = ()
+
+
+def _platform(shipped: set[str], interp: Interpreter, node_id: str) -> _Platform:
+    paths: list[Path] = []
+    installed: list[str] = []
+    default = default_interpreter()
+    for name in PLATFORM_PACKAGES:
+        if name in shipped:
+            continue
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise NodeError(f"the panoramasdk client needs {name}: add it to the application's requirements.txt "
+                            "and rebuild the code asset (panoflow build-container)", node_id=node_id) from None
+        if (interp.short_version, interp.abiflags) != (default.short_version, default.abiflags):
+            raise NodeError(
+                f"the panoramasdk client needs {name}, which the code asset does not ship, and panoflow's ({name} "
+                f"{dist.version}, for Python {default.short_version}) does not fit {interp.describe()}: add {name} "
+                "to the application's requirements.txt and rebuild the code asset (panoflow build-container "
+                f"--python-version {interp.short_version})", node_id=node_id)
+        site_dir = Path(str(dist.locate_file("")))
+        tops = sorted({f.parts[0] for f in dist.files or () if f.parts and f.parts[0] != ".."})
+        paths += [(site_dir / top).resolve() for top in tops if (site_dir / top).exists()]
+        installed.append(f"{name}=={dist.version}")
+    return _Platform(tuple(paths), tuple(installed))
+
+
+def _env_name(digest: str, interp: Interpreter, platform: _Platform) -> str:
+    text = "\n".join([str(interp.executable), interp.version_text, interp.abiflags, *platform.installed])
+    key = hashlib.sha256(text.encode()).hexdigest()
     return f"{digest[:16]}-{interp.abi}-{key[:8]}"
 
 
@@ -133,10 +174,12 @@ def _load(final: Path) -> AppEnvironment | None:
         record = json.loads((final / _RECORD).read_text())
         python = final / record["python"]
         base = Path(record["base_prefix"])
-        if not (python.exists() and base.is_dir()):  # the base interpreter was removed or moved
-            return None
-        return AppEnvironment(python, _minimal_mounts([final, base]), dict(BASE_ENV), tuple(record["installed"]),
-                              str(record["python_version"]), final / record["site_packages"])
+        platform = [Path(p) for p in record["platform"]]
+        if not (python.exists() and base.is_dir() and all(p.exists() for p in platform)):
+            return None  # the base interpreter (or panoflow's numpy) was removed or moved
+        return AppEnvironment(python, _minimal_mounts([final, base, *platform]), dict(BASE_ENV),
+                              tuple(record["installed"]), str(record["python_version"]),
+                              final / record["site_packages"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -163,23 +206,25 @@ def _locked(lock_file: Path) -> Iterator[None]:
 
 def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, interp: Interpreter,
                        node_id: str) -> AppEnvironment:
-    final = envs_dir / _env_name(digest, interp)
-    cached = _cached(final, node_id)
-    if cached is not None:
-        return cached
     parsed = []
     for wheel in sorted(wheels):
         name = parse_wheel_name(wheel.name)
         if name is None:
             raise NodeError(f"code asset: {wheel.name} is not a wheel file name", node_id=node_id)
-        _check_wheel(wheel, node_id)
         parsed.append(name)
+    platform = _platform({n for n, _ in parsed}, interp, node_id)
+    final = envs_dir / _env_name(digest, interp, platform)
+    cached = _cached(final, node_id)
+    if cached is not None:
+        return cached
+    for wheel in wheels:
+        _check_wheel(wheel, node_id)
     envs_dir.mkdir(parents=True, exist_ok=True)
     with _locked(envs_dir / f".{final.name}.lock"):
         cached = _cached(final, node_id)  # built by another process while this one waited
         if cached is not None:
             return cached
-        _build(wheels, parsed, final, digest, interp, node_id)
+        _build(wheels, parsed, platform, final, digest, interp, node_id)
     env = _load(final)
     if env is None:
         raise NodeError(f"the application environment {final} is unreadable", node_id=node_id)
@@ -188,8 +233,8 @@ def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, inte
     return env
 
 
-def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], final: Path, digest: str, interp: Interpreter,
-           node_id: str) -> None:
+def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], platform: _Platform, final: Path, digest: str,
+           interp: Interpreter, node_id: str) -> None:
     """Make the environment in a temporary folder beside ``final`` and publish it with one rename."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
     try:
@@ -204,13 +249,19 @@ def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], final: Path, d
             relative = site_dir.relative_to(tmp)
             _run([str(python), "-I", "-m", "compileall", "-q", "-j", "0", "-d", str(final / relative),
                   str(site_dir)], node_id, "", check=False)
+        if platform.paths:  # after the asset's own packages on sys.path: links, mounted at the same paths
+            (tmp / "platform").mkdir()
+            for path in platform.paths:
+                (tmp / "platform" / path.name).symlink_to(path)
+            (site_dir / "_panoflow_platform.pth").write_text(f"{final / 'platform'}\n")
         record = {"python": "bin/python", "base_prefix": str(interp.prefix), "python_version": interp.version_text,
                   "interpreter": str(interp.executable), "site_packages": site_dir.relative_to(tmp).as_posix(),
-                  "installed": [f"{n}=={v}" for n, v in parsed], "asset": digest}
+                  "installed": sorted([f"{n}=={v}" for n, v in parsed] + list(platform.installed)),
+                  "platform": [str(p) for p in platform.paths], "asset": digest}
         (tmp / _RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        _readable(tmp)
+        readable_by_all(tmp)
         publish_folder(tmp, final, digest)  # replaces only an unusable leftover: the lock is held
-        _readable(final / DONE_MARKER)
+        readable_by_all(final / DONE_MARKER)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -241,21 +292,6 @@ def _check_wheel(wheel: Path, node_id: str) -> None:
     if bad is not None:
         raise NodeError(f"code asset wheel {wheel.name} is damaged (not a readable zip file: {bad}); rebuild the "
                         "code asset with panoflow build-container", node_id=node_id)
-
-
-def _readable(folder: Path) -> None:
-    """The sandboxed app runs as another uid: everything in the environment is readable (and folders and
-    executables searchable) by all, whatever the umask was."""
-    for path in [folder, *(folder.rglob("*") if folder.is_dir() else ())]:
-        try:
-            if path.is_symlink():
-                continue
-            mode = path.stat().st_mode
-            extra = 0o055 if path.is_dir() or mode & 0o100 else 0o044
-            if mode & extra != extra:
-                path.chmod((mode | extra) & 0o7755)
-        except OSError:
-            continue
 
 
 def _clean_env() -> dict[str, str]:
