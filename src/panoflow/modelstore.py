@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import posixpath
 import re
 import shutil
 import tarfile
@@ -56,44 +55,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _member_problem(member: tarfile.TarInfo) -> str:
-    """Why ``member`` may not be extracted ("" when it may): it must stay inside the target folder."""
-    name = member.name
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        return "absolute path"
-    parts = name.replace("\\", "/").split("/")
-    if ".." in parts:
-        return "'..' in its path"
-    if member.isdev() or member.isfifo():
-        return "device or FIFO"
-    if member.issym() or member.islnk():
-        target = member.linkname.replace("\\", "/")
-        if target.startswith("/"):
-            return f"link to an absolute path ({target})"
-        base = posixpath.dirname(posixpath.normpath(name)) if member.issym() else ""
-        resolved = posixpath.normpath(posixpath.join(base, target))
-        if resolved == ".." or resolved.startswith("../"):
-            return f"link leaving the archive ({target})"
-    return ""
-
-
 def safe_extract(archive: Path, target: Path) -> None:
-    """Extract the tar archive ``archive`` (gzip or not) into the existing folder ``target``. Raises ValueError
-    naming the first member that would land outside it, and tarfile.TarError for a damaged archive."""
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        for member in members:
-            problem = _member_problem(member)
-            if problem:
-                raise ValueError(f"refusing archive member {member.name!r}: {problem}")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(target, members=members, filter="data")
-        else:  # Python < 3.10.12 / 3.11.4: the checks above are all there is
-            tar.extractall(target, members=members)  # noqa: S202
-    root = target.resolve()
-    for path in target.rglob("*"):
-        if not path.resolve().is_relative_to(root):
-            raise ValueError(f"refusing archive: {path.relative_to(target)} leads outside the model folder")
+    """Extract the tar archive ``archive`` (gzip or not) into the folder ``target`` with panoflow's one safe
+    extractor (:func:`panoflow.archives.safe_extract`: nothing outside ``target``, member-count and size caps).
+    Raises ValueError naming the first member refused, and tarfile.TarError for a damaged archive."""
+    from panoflow.archives import safe_extract as extract
+
+    extract(archive, target)
 
 
 class ModelStore:

@@ -3,7 +3,8 @@
 The client packs ``graphs/``, ``packages/`` and ``assets/`` into a deterministic ``tar.gz`` (sorted names, zero
 times and owners), so the same folder always gives the same bytes and the daemon's content-addressed store (keyed
 by the archive's sha256) keeps one copy. The daemon extracts only what is safe: regular files, directories and
-links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded sizes.
+links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded sizes
+(:mod:`panoflow.archives`, the extractor every archive goes through).
 """
 
 from __future__ import annotations
@@ -93,54 +94,36 @@ def _safe_name(name: str) -> str:
     return norm
 
 
-def _check_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
-    members: list[tarfile.TarInfo] = []
-    total = 0
-    for info in tar:
-        if len(members) >= MAX_MEMBERS:
-            raise ArchiveError(f"archive has more than {MAX_MEMBERS} entries")
-        name = _safe_name(info.name)
-        if info.issym():
-            target = info.linkname
-            if target.startswith("/") or not target:
-                raise ArchiveError(f"link {name!r} points outside the application folder")
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
-            if resolved == ".." or resolved.startswith("../") or resolved.split("/", 1)[0] not in APP_FOLDERS:
-                raise ArchiveError(f"link {name!r} points outside the application folder")
-        elif info.islnk():
-            _safe_name(info.linkname)
-        elif not (info.isfile() or info.isdir()):
-            raise ArchiveError(f"{name!r}: only files, folders and links may be deployed")
-        total += max(info.size, 0)
-        if total > MAX_UNPACKED_BYTES:
-            raise ArchiveError("archive unpacks to more than 16 GiB")
-        info.name = name
-        members.append(info)
-    return members
+def _check_member(info: tarfile.TarInfo) -> None:
+    """What an application archive may hold besides what any archive may (``panoflow.archives``): names under
+    graphs/, packages/ and assets/ only."""
+    _safe_name(info.name)
+    if info.islnk():
+        _safe_name(info.linkname)
 
 
 def extract_archive(archive: Path, dest: Path) -> int:
     """Check ``archive`` (tar.gz) and extract it into the new folder ``dest`` (created atomically: a temporary
-    sibling renamed into place). Returns the number of entries. Raises :class:`ArchiveError` when unsafe or
-    unreadable; ``dest`` is then not created."""
+    sibling renamed into place) with panoflow's one safe extractor (:func:`panoflow.archives.safe_extract`).
+    Returns the number of entries. Raises :class:`ArchiveError` when unsafe or unreadable; ``dest`` is then not
+    created."""
+    from panoflow import archives
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest.parent))
-    filter_error: tuple[type[BaseException], ...] = tuple(
-        e for e in (getattr(tarfile, "FilterError", None),) if e is not None)
     try:
         try:
-            with tarfile.open(archive, mode="r:gz") as tar:
-                members = _check_members(tar)
-                if not any(m.name.split("/", 1)[0] == "graphs" for m in members):
-                    raise ArchiveError("archive has no graphs/ folder")
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(tmp, members=members, **extra)  # type: ignore[arg-type]
-        except filter_error as exc:
+            names = archives.safe_extract(archive, tmp, max_members=MAX_MEMBERS, max_bytes=MAX_UNPACKED_BYTES,
+                                          check=_check_member)
+        except ArchiveError:
+            raise
+        except archives.ArchiveError as exc:
             raise ArchiveError(f"unsafe archive: {exc}") from None
         except (tarfile.TarError, EOFError, OSError, gzip.BadGzipFile, UnicodeError, ValueError) as exc:
-            if isinstance(exc, ArchiveError):
-                raise
             raise ArchiveError(f"not a readable tar.gz archive: {exc}") from None
+        if not any(name.split("/", 1)[0] == "graphs" for name in names):
+            raise ArchiveError("archive has no graphs/ folder")
+        os.chmod(tmp, 0o755)  # readable by the unprivileged uid the instances run as (mkdtemp made it 0700)
         try:
             os.replace(tmp, dest)
         except OSError:
@@ -150,4 +133,4 @@ def extract_archive(archive: Path, dest: Path) -> int:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return len(members)
+    return len(names)
