@@ -54,11 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stop-grace", type=_positive, default=10.0, metavar="S",
                    help="how long a stopping instance gets after SIGTERM before SIGKILL (default: 10 s)")
     p.add_argument("--control-plane", metavar="URL",
-                   help="join the panoflow control plane at URL (http://HOST:PORT): report state, deploy what it "
+                   help="join the panoflow control plane at URL (https://HOST:PORT): report state, deploy what it "
                         "asks for, upload logs and metrics, run jobs (docs/device-protocol.md)")
     p.add_argument("--provision", type=Path, metavar="BUNDLE.zip",
                    help="the Certificates zip that ProvisionDevice returned: claimed once, then the device's "
                         "credentials live in STATE_DIR/cloud.json (needed only the first time)")
+    p.add_argument("--insecure-http", action="store_true",
+                   help="accept a plain http:// --control-plane (development only: the device token, camera "
+                        "passwords and code would cross the network in clear; docs/security.md)")
     p.add_argument("--cloud-connector", default="http", metavar="NAME",
                    help="the cloud connector plugin that talks to the control plane (default: http)")
     p.set_defaults(handler=serve_command)
@@ -111,7 +114,7 @@ def serve_command(args: argparse.Namespace) -> int:
         cameras_file=args.cameras or _default_registry(),
         supervisor=SupervisorConfig(start_timeout_s=args.start_timeout, stop_grace_s=args.stop_grace),
         control_plane=args.control_plane, provision=args.provision.resolve() if args.provision else None,
-        cloud_connector=args.cloud_connector,
+        cloud_connector=args.cloud_connector, insecure_http=args.insecure_http,
     )
     try:
         restart = anyio.run(serve, config)

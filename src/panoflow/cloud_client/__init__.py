@@ -31,7 +31,8 @@ class DeviceContext:
     """What the daemon gives its cloud connector.
 
     ``restart(env)`` stops every instance (their desired state stays RUNNING) and re-executes the daemon with the
-    same argv and ``env`` (``None``: the current environment); ``metrics_text()`` is the daemon's ``/metrics``."""
+    same argv and ``env`` (``None``: the current environment); ``metrics_text()`` is the daemon's ``/metrics``.
+    ``insecure_http``: ``--insecure-http`` was given (a plain-HTTP control plane is accepted; development only)."""
 
     manager: Manager
     paths: StatePaths
@@ -40,3 +41,4 @@ class DeviceContext:
     restart: Callable[[Mapping[str, str] | None], None]
     metrics_text: Callable[[], Awaitable[str]]
     cameras_file: Path
+    insecure_http: bool = False

@@ -43,6 +43,7 @@ class DaemonConfig:
     control_plane: str | None = None  # join this control plane (docs/device-protocol.md)
     provision: Path | None = None  # the provisioning bundle, needed until the device has claimed itself
     cloud_connector: str = "http"  # the cloud connector plugin that talks to it
+    insecure_http: bool = False  # accept a plain-HTTP control plane (development only; docs/security.md)
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _device_context(config: DaemonConfig, manager: Manager, paths: StatePaths, a
     assert config.control_plane is not None
     return DeviceContext(manager=manager, paths=paths, control_plane=config.control_plane,
                          provision=config.provision, restart=life.request_restart, metrics_text=api.metrics_text,
-                         cameras_file=config.cameras_file or paths.cameras)
+                         cameras_file=config.cameras_file or paths.cameras, insecure_http=config.insecure_http)
 
 
 async def _run_connector(connector: object, scope: anyio.CancelScope, life: _Life, device: object) -> None:
