@@ -89,7 +89,11 @@ class ModelStore:
                 "the application's assets/ folder; add it (panorama-cli add-raw-model does) to run the model",
                 node_id=node)
         digest = self._verify(node, archive)
-        folder = archive if archive.suffix == ".onnx" else self._extracted(node, archive, digest)
+        try:
+            folder = archive if archive.suffix == ".onnx" else self._extracted(node, archive, digest)
+        except ModelError as exc:  # name the descriptor too: the two files a model package is
+            text = " ".join(str(exc).removeprefix(f"node {node}: ").split())  # one line (tarfile's has several)
+            raise ModelError(f"{text} (descriptor {self._descriptor_name(spec)})", node_id=node) from None
         onnx = self._find_onnx(node, folder, desc.framework)
         cache = self.cache_dir / digest
         if onnx is None:
@@ -107,8 +111,7 @@ class ModelStore:
 
         node, desc = spec.node_id, spec.descriptor
         assert desc is not None
-        asset = spec.package.config.asset(spec.asset)
-        desc_uri = next((i.descriptor_uri for i in asset.implementations if i.descriptor_uri), "") if asset else ""
+        desc_uri = self._descriptor_uri(spec)
         desc_sha = descriptor_digest(desc_uri)
         if desc_sha:
             generated = archive.parent / generated_asset_name(digest, desc_sha)
@@ -118,8 +121,7 @@ class ModelStore:
         if self._compiler is None:
             self._compiler = ModelCompiler(CompileOptions(), progress=lambda line: log.info(
                 "model_compiler_progress", message=line))
-        desc_name = desc_uri or f"descriptor of asset {spec.asset!r} in package {spec.package.ref.qualified}"
-        request = request_for(folder, digest, desc, archive.name, desc_name)
+        request = request_for(folder, digest, desc, archive.name, self._descriptor_name(spec))
         try:
             compiled = self._compiler.compile(request, self.cache_dir / digest / "compiled")
         except ModelError as exc:
@@ -128,6 +130,14 @@ class ModelStore:
             log.info("model_compiled", node_id=node, framework=desc.framework.upper(),
                      max_abs_diff=compiled.report["max_abs_diff"], max_rel_diff=compiled.report["max_rel_diff"])
         return compiled.path
+
+    @staticmethod
+    def _descriptor_uri(spec: ModelSpec) -> str:
+        asset = spec.package.config.asset(spec.asset)
+        return next((i.descriptor_uri for i in asset.implementations if i.descriptor_uri), "") if asset else ""
+
+    def _descriptor_name(self, spec: ModelSpec) -> str:
+        return self._descriptor_uri(spec) or f"of asset {spec.asset!r} in package {spec.package.ref.qualified}"
 
     @staticmethod
     def _asset_uri(spec: ModelSpec) -> str:

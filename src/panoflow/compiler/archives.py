@@ -71,7 +71,8 @@ def _extract(archive: Path, digest: str, cache_dir: Path, label: str) -> Path:
         try:
             safe_extract(archive, tmp / "model")
         except (ValueError, tarfile.TarError, OSError, EOFError) as exc:
-            raise ModelError(f"{label}: not a readable model archive (.tar.gz): {exc}") from None
+            why = " ".join(str(exc).split())  # one line: tarfile's messages have several
+            raise ModelError(f"{label}: not a readable model archive (.tar.gz): {why}") from None
         publish(tmp, final, archive.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
