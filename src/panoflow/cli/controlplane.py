@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 __all__ = ["register"]
@@ -71,6 +74,18 @@ def _db_url(args: argparse.Namespace) -> str:
     return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
 
 
+@contextmanager
+def _opened(args: argparse.Namespace) -> Iterator[Any]:
+    """The store of ``--db`` (closed afterwards)."""
+    from panoflow.controlplane import open_store
+
+    store = open_store(_db_url(args))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("control-plane", help="run the self-hosted Panorama-compatible control plane",
                        description="The Panorama API (boto3's `panorama` client) backed by SQLite.")
@@ -116,7 +131,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     key_cmds.required = True
     create = key_cmds.add_parser("create", help="create an access key and print it as JSON (shown once)")
     _add_db(create)
+    create.add_argument("--read-only", action="store_true",
+                        help="the key may only read (List*, Describe*, Get*, asset downloads): for dashboards")
     create.set_defaults(handler=keys_create_command)
+    listing = key_cmds.add_parser("list", help="list the access keys as JSON lines (never their secrets)")
+    _add_db(listing)
+    listing.set_defaults(handler=keys_list_command)
+    for name, text in (("deactivate", "refuse a key from now on (it is kept; `activate` undoes it)"),
+                       ("activate", "accept a deactivated key again"), ("delete", "delete a key for good")):
+        action = key_cmds.add_parser(name, help=text)
+        _add_db(action)
+        action.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+        action.set_defaults(handler=keys_change_command, keys_action=name)
+    rotate = key_cmds.add_parser("rotate", help="create a new key with the same policy, print it as JSON, and "
+                                                "deactivate the old one")
+    _add_db(rotate)
+    rotate.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
+    rotate.add_argument("--keep-old", action="store_true",
+                        help="leave the old key active (a grace period: deactivate it once clients switched)")
+    rotate.set_defaults(handler=keys_rotate_command)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -169,25 +202,48 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def keys_create_command(args: argparse.Namespace) -> int:
-    from panoflow.controlplane import create_access_key, open_store
+    from panoflow.controlplane import create_access_key
 
-    store = open_store(_db_url(args))
-    try:
-        key = create_access_key(store)
-    finally:
-        store.close()
+    with _opened(args) as store:
+        key = create_access_key(store, read_only=args.read_only)
     print(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}))
     return 0
 
 
+def keys_list_command(args: argparse.Namespace) -> int:
+    from panoflow.controlplane.keys import list_keys
+
+    with _opened(args) as store:
+        for key in list_keys(store):
+            print(json.dumps(key.to_json()))
+    return 0
+
+
+def keys_change_command(args: argparse.Namespace) -> int:
+    from panoflow.controlplane.keys import delete_key, set_status
+
+    with _opened(args) as store:
+        if args.keys_action == "delete":
+            delete_key(store, args.access_key_id)
+        else:
+            set_status(store, args.access_key_id, active=args.keys_action == "activate")
+    return 0
+
+
+def keys_rotate_command(args: argparse.Namespace) -> int:
+    from panoflow.controlplane.keys import rotate_key
+
+    with _opened(args) as store:
+        key = rotate_key(store, args.access_key_id, keep_old=args.keep_old)
+    print(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key,
+                      "Replaces": args.access_key_id}))
+    return 0
+
+
 def ca_command(args: argparse.Namespace) -> int:
-    from panoflow.controlplane import open_store
     from panoflow.controlplane.tls import ensure_ca
 
-    store = open_store(_db_url(args))
-    try:
+    with _opened(args) as store:
         ca = ensure_ca(store)
-    finally:
-        store.close()
     print(ca.cert_pem, end="")
     return 0

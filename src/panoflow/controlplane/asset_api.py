@@ -32,6 +32,7 @@ from panoflow.controlplane.assets import (
 )
 from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError
+from panoflow.controlplane.keys import check_operation
 from panoflow.controlplane.protocol import MAX_BODY
 
 if TYPE_CHECKING:
@@ -70,7 +71,9 @@ async def _operator(plane: ControlPlane, request: web.Request, body: bytes = b""
                     streamed: bool = False) -> str:
     """The access key that signed the request (``streamed``: the body's digest is checked as it is stored)."""
     signed = SignedRequest(request.method, request.raw_path, request.headers, body, connection_id(request))
-    return await asyncio.to_thread(verify_plane_request, plane, signed, body_checked_later=streamed)
+    akid = await asyncio.to_thread(verify_plane_request, plane, signed, body_checked_later=streamed)
+    await asyncio.to_thread(check_operation, plane.store, akid, request.method)
+    return akid
 
 
 async def _device_or_operator(plane: ControlPlane, request: web.Request, key: str) -> str:

@@ -95,11 +95,14 @@ class SignedRequest:
     connection: str = ""
 
 
-def create_access_key(store: Store) -> AccessKey:
-    """Create and store a new access key (``PFAK`` + 16 characters, 40-character secret)."""
+def create_access_key(store: Store, *, read_only: bool = False) -> AccessKey:
+    """Create and store a new access key (``PFAK`` + 16 characters, 40-character secret). A ``read_only`` key may
+    call only reading operations (``controlplane.keys``)."""
     key = AccessKey("PFAK" + "".join(secrets.choice(_ALPHABET) for _ in range(16)), secrets.token_urlsafe(30)[:40])
+    doc = {"Policy": "ReadOnly" if read_only else "Admin",
+           "CreatedTime": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     with store.transaction() as tx:
-        tx.insert("access_keys", key.access_key_id, {}, secret=key.secret_access_key, status="Active")
+        tx.insert("access_keys", key.access_key_id, doc, secret=key.secret_access_key, status="Active")
     return key
 
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from panoflow.controlplane import asset_api, device_api
 from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError
+from panoflow.controlplane.keys import check_operation
 from panoflow.controlplane.model import ServiceModel, load_model
 from panoflow.controlplane.protocol import MAX_BODY, encode_error, encode_output, parse_input
 from panoflow.controlplane.service import ControlPlane
@@ -48,6 +49,7 @@ async def _dispatch(plane: ControlPlane, model: ServiceModel, request: web.Reque
     if op is None:
         raise ApiError("UnknownOperationException", f"No operation matches {request.method} {raw_path[:200]}")
     fields["operation"] = op.name
+    await asyncio.to_thread(check_operation, plane.store, fields["access_key_id"], op.name)
     query = {k: request.rel_url.query.getall(k) for k in request.rel_url.query}
     params = parse_input(model, op, labels, query, request.headers, body)
     if op.input_shape is not None:
