@@ -63,7 +63,7 @@ def test_remote_results_equal_local_onnxruntime(kserve_server: KServeServer, tra
             assert [g.shape for g in got] == [w.shape for w in want]
             for g, w in zip(got, want):
                 np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
-        status = models["model_node"].model.status()  # type: ignore[attr-defined]
+        status = models.health()["model_node"]
     assert status["up"] and status["requests"] == 2 and status["errors"] == {}
 
 
@@ -120,7 +120,7 @@ def test_calls_from_many_streams_are_batched_into_one_request(kserve_server: KSe
         for t in threads:
             t.join(60)
         stats = models.stats()["model_node"]
-        remote = models["model_node"].model.status()  # type: ignore[attr-defined]
+        remote = models.health()["model_node"]
     assert len(results) == streams * rounds
     for (i, r), got in results.items():
         want = session.run(None, {"data": _inputs(1, seed=100 * i + r)})
@@ -199,7 +199,7 @@ def test_unavailable_is_retried_with_backoff_until_the_server_is_back(tmp_path: 
         with structlog.testing.capture_logs() as logs:
             got = models.call("model_node", {"data": x})  # retried until the server answers
         assert server.ready()
-        status = models["model_node"].model.status()  # type: ignore[attr-defined]
+        status = models.health()["model_node"]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=0, atol=0)
     assert not [e for e in logs if e["event"].startswith("kserve_server")]

@@ -239,6 +239,12 @@ class ModelSet:
     def stats(self) -> dict[str, dict[str, Any]]:
         return {name: b.stats() for name, b in self._batchers.items()}
 
+    def health(self) -> dict[str, dict[str, Any]]:
+        """What the backends that watch a server say about it (a remote backend's ``status()``: ``up``, ``endpoint``,
+        ``requests``, ``errors`` by code, ``last_error``), by model node; nodes whose backend has none are left out."""
+        return {name: dict(b.model.status()) for name, b in self._batchers.items()
+                if callable(getattr(b.model, "status", None))}
+
     def metric_families(self) -> list[Any]:
         """Metric families the backends keep themselves (a remote backend's latency histogram and errors), from
         each backend that has a ``metric_families(node_id)`` method."""
