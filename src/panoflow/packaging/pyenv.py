@@ -40,17 +40,16 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
 from panoflow.exceptions import NodeError
-from panoflow.packaging.codeasset import readable_by_all
+from panoflow.packaging.codeasset import CodeAsset, readable_by_all
 from panoflow.packaging.interpreters import Interpreter, choose_interpreter, default_interpreter, is_default_request
 from panoflow.packaging.project import DONE_MARKER, publish_folder
 from panoflow.packaging.wheels import parse_wheel_name
 
-__all__ = ["AppEnvironment", "CodeAssetLike", "app_environment", "device_default_environment",
+__all__ = ["PLATFORM_PACKAGES", "AppEnvironment", "app_environment", "device_default_environment",
            "prune_environments"]
 
 log = structlog.get_logger(__name__)
@@ -73,16 +72,6 @@ class AppEnvironment:
     installed: tuple[str, ...] = ()  # name==version of what the environment has
     python_version: str = ""  # "3.11.7"
     site_packages: Path | None = None  # where the asset's wheels are installed (None: the device default)
-
-
-class CodeAssetLike(Protocol):
-    """What :func:`app_environment` needs of a prepared code asset (:class:`~.codeasset.CodeAsset`)."""
-
-    @property
-    def digest(self) -> str: ...
-
-    @property
-    def wheels(self) -> list[Path]: ...
 
 
 def _minimal_mounts(paths: Iterable[Path]) -> tuple[Path, ...]:
@@ -115,7 +104,7 @@ def device_default_environment() -> AppEnvironment:
                           interp.version_text)
 
 
-def app_environment(asset_or_none: CodeAssetLike | None, *, envs_dir: Path, requested: str | None,
+def app_environment(asset_or_none: CodeAsset | None, *, envs_dir: Path, requested: str | None,
                     node_id: str) -> AppEnvironment:
     """The Python environment of a code node: ``asset_or_none`` is its prepared code asset (None: run from the
     source tree), ``requested`` the descriptor's ``entry.path``. Raises :class:`NodeError` with the fix."""
