@@ -79,12 +79,14 @@ def _extract(archive: Path, digest: str, cache_dir: Path, label: str) -> Path:
     return final / "model"
 
 
-def compile_archive(archive: Path, descriptor_path: Path, compiler: ModelCompiler, cache_dir: Path,
-                    descriptor_name: str | None = None) -> CompiledModel:
+def compile_archive(archive: Path, descriptor_path: Path, compiler: ModelCompiler, cache_dir: Path, *,
+                    archive_name: str | None = None, descriptor_name: str | None = None) -> CompiledModel:
     """Compile the model archive ``archive`` as ``descriptor_path`` describes it, extracting and compiling under
-    ``cache_dir`` (``<sha256>/model/`` and ``<sha256>/compiled/<key>/``). Errors name both files."""
+    ``cache_dir`` (``<sha256>/model/`` and ``<sha256>/compiled/<key>/``). Errors name both files (as
+    ``archive_name`` and ``descriptor_name`` when given)."""
     desc_label = descriptor_name or str(descriptor_path)
-    label = f"model archive {archive} (descriptor {desc_label})"
+    arc_label = archive_name or str(archive)
+    label = f"model archive {arc_label} (descriptor {desc_label})"
     descriptor = read_descriptor(descriptor_path)
     if descriptor.framework.upper() == "ONNX":
         raise ModelError(f"{label}: the descriptor's framework is ONNX already; there is nothing to compile (set "
@@ -97,5 +99,5 @@ def compile_archive(archive: Path, descriptor_path: Path, compiler: ModelCompile
         raise ModelError(f"{label}: the file does not match the SHA-256 in its name (it hashes to {digest}); "
                          "re-add the model or restore the file")
     model_dir = _extract(archive, digest, cache_dir, label)
-    request = request_for(model_dir, digest, descriptor, str(archive), desc_label)
+    request = request_for(model_dir, digest, descriptor, arc_label, desc_label)
     return compiler.compile(request, cache_dir / digest / "compiled")

@@ -232,10 +232,30 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise _manifest_problem(key, problems)
     assets = _check_assets(ctx, storage["BinaryPrefixLocation"], key, config)
+    generated, compiled = _compile_models(ctx, storage, config, assets)
     _create_nodes(ctx, package, version, patch, config)
-    register_version(ctx, package, version, patch, bool(p.get("MarkLatest")),
-                     {"Manifest": json.loads(data), "Assets": assets})
+    extra: dict[str, Any] = {"Manifest": json.loads(data), "Assets": assets + generated}
+    if compiled:
+        extra["CompiledModels"] = compiled
+        failed = [c for c in compiled if c["Status"] == "FAILED"]
+        if failed:
+            extra["StatusDescription"] = "; ".join(f"model asset {c['AssetName']} was not compiled: {c['Reason']}"
+                                                   for c in failed)[:255]
+    register_version(ctx, package, version, patch, bool(p.get("MarkLatest")), extra)
     return {}
+
+
+def _compile_models(ctx: Context, storage: dict[str, str], config: PackageConfig,
+                    assets: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Compile each PYTORCH, MXNET or TENSORFLOW model asset without an .onnx (what SageMaker Neo did at
+    registration) and store it under ``GeneratedPrefixLocation`` as ``compiled-<archive>-<descriptor>.onnx``, a
+    generated asset that devices download with the package's files (and then run instead of compiling). A model
+    that cannot be compiled here (a broken archive, no converter environment) is recorded and left to the device,
+    which reports the same problem: registration itself does not fail."""
+    from panoflow.compiler.registration import compile_package_models
+
+    by_name = {a["FileName"]: a for a in assets}
+    return compile_package_models(ctx.assets, storage["GeneratedPrefixLocation"], config, by_name)
 
 
 def _version(ctx: Context, p: dict[str, Any]) -> tuple[Row, Row]:
@@ -255,7 +275,8 @@ def describe_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     return {"IsLatestPatch": bool(row.columns["is_latest"]), "OwnerAccount": package.columns["owner"],
             "PackageArn": package.doc["Arn"], "PackageId": package.id, "PackageName": package.columns["name"],
             "PackageVersion": row.columns["version"], "PatchVersion": row.columns["patch"],
-            "RegisteredTime": ts(row.doc["RegisteredTime"]), "Status": row.doc["Status"]}
+            "RegisteredTime": ts(row.doc["RegisteredTime"]), "Status": row.doc["Status"],
+            **({"StatusDescription": row.doc["StatusDescription"]} if row.doc.get("StatusDescription") else {})}
 
 
 @operation("DeregisterPackageVersion")
