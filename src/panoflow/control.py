@@ -47,7 +47,7 @@ class ControlServer:
         status = rt.status()
         return {
             "instance_id": rt.options.instance_id,
-            "state": rt.state,
+            "state": rt.public_state,
             "nodes": rt.nodes(),
             "streams": status["streams"],
             "latency_ms_p50": status["latency_ms_p50"],

@@ -54,7 +54,7 @@ def main() -> int:
         return code
     except BaseException as exc:  # the app failed: report it, in its own words
         sys.stderr.flush()
-        sys.stderr.write(_app_traceback(exc))
+        sys.stderr.write("application failed:\n" + _app_traceback(exc))
         sys.stderr.flush()
         client.send_exit("raised", type=type(exc).__name__, message=str(exc)[:2000])
         return 1

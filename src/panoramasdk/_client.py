@@ -136,9 +136,8 @@ class Client:
         if len(segments) != len(fds):
             raise RemoteError(f"the runtime announced {len(segments)} segments with {len(fds)} descriptors")
         for info, fd in zip(segments, fds):
-            old = self._segments.pop(int(info["id"]), None)
-            if old is not None:
-                old.close()
+            # a mapping is never closed explicitly: arrays on it keep the mmap object alive, and closing it under
+            # them would leave them pointing at unmapped memory
             self._segments[int(info["id"])] = mmap.mmap(fd, int(info["size"]))
 
     def _take_released(self) -> List[int]:

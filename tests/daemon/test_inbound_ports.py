@@ -34,16 +34,32 @@ def _get(port: int) -> str:
         return resp.read().decode()
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the instance's sandbox: pasta, bubblewrap, the app)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").iterdir():
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def _listening_ports(pid: int) -> set[int]:
-    """TCP ports process ``pid`` listens on (its sockets matched against the host's socket table)."""
+    """TCP ports the instance process ``pid`` or any process it started listens on in the host's network (their
+    sockets matched against the host's socket table, as seen by ``pid``)."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = fd.readlink().as_posix()
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
+    for member in _tree(pid):
+        for fd in Path(f"/proc/{member}/fd").iterdir():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
     ports = set()
     for table in ("tcp", "tcp6"):
         for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:

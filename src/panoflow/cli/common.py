@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_app_arguments", "default_state_dir", "load_app_or_report", "node_value"]
+__all__ = [
+    "add_app_arguments",
+    "add_isolation_arguments",
+    "default_state_dir",
+    "isolation_from_args",
+    "load_app_or_report",
+    "node_value",
+]
 
 
 def node_value(text: str) -> tuple[str, str]:
@@ -45,3 +52,37 @@ def load_app_or_report(args: argparse.Namespace) -> Any:
     for warning in app.warnings:
         print(warning, file=sys.stderr)
     return app
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB (e.g. 2048)") from None
+    if value < 16:
+        raise argparse.ArgumentTypeError(f"{value} MiB is too little for a Python application (at least 16)")
+    return value
+
+
+def add_isolation_arguments(p: argparse.ArgumentParser) -> None:
+    """How the application's code nodes are isolated (docs/isolation.md), shared by ``run`` and ``deploy``."""
+    p.add_argument("--network", choices=("nat", "none"), default="nat",
+                   help="the app's network: nat (outbound allowed, inbound only on confirmed hostPorts; the "
+                        "default) or none")
+    p.add_argument("--memory", type=_megabytes, metavar="MIB", default=None,
+                   help="memory limit of each code node's processes in MiB; over it the app is killed (default: "
+                        "no limit)")
+    p.add_argument("--cpus", type=float, metavar="N", default=None,
+                   help="CPU limit of each code node's processes, in cores (default: no limit)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run the app's code without a sandbox, with panoflow's own privileges: development only, "
+                        "for hosts without bubblewrap or user namespaces")
+
+
+def isolation_from_args(args: argparse.Namespace) -> Any:
+    from panoflow.core.runtime import AppIsolation
+
+    return AppIsolation(
+        sandbox=not args.unsafe_no_sandbox, network=args.network,
+        memory_bytes=args.memory * (1 << 20) if args.memory else None, cpus=args.cpus,
+    )

@@ -40,6 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--param", action="append", type=node_value, default=[], metavar="NODE=VALUE",
                    help="override a parameter node's value")
     p.add_argument("--description", default="", help="a note kept with the deployment")
+    p.add_argument("--network", choices=("nat", "none"), default=None,
+                   help="the app's network: nat (outbound allowed; the default) or none")
+    p.add_argument("--memory", type=int, metavar="MIB", default=None,
+                   help="memory limit of each code node's processes in MiB (over it the app is restarted)")
+    p.add_argument("--cpus", type=float, metavar="N", default=None, help="CPU limit of each code node, in cores")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is accepted")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="how long to wait for the deployment (default: 300 s)")
@@ -133,6 +138,10 @@ def deploy_command(args: argparse.Namespace) -> int:
         request["cameras"] = cameras
     if args.param:
         request["params"] = dict(args.param)
+    isolation = {k: v for k, v in (("network", args.network), ("memory_mib", args.memory), ("cpus", args.cpus))
+                 if v is not None}
+    if isolation:
+        request["isolation"] = isolation
     client = _client(args)
     with tempfile.TemporaryFile() as archive:
         sha = pack_app(app_dir, archive)

@@ -8,14 +8,19 @@ import json
 import os
 import signal
 import sys
-import threading
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from panoflow.cli.common import add_app_arguments, default_state_dir, load_app_or_report, node_value
+from panoflow.cli.common import (
+    add_app_arguments,
+    add_isolation_arguments,
+    default_state_dir,
+    isolation_from_args,
+    load_app_or_report,
+    node_value,
+)
 
 __all__ = ["register"]
 
@@ -60,7 +65,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the app's /opt/aws/panorama/storage (default: <state-dir>/storage)")
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
                    help="AWS_REGION the application sees (default: $AWS_REGION or us-east-1)")
+    add_isolation_arguments(p)
+    p.add_argument("--secrets-fd", type=int, metavar="FD", help=argparse.SUPPRESS)  # set by panoflow serve
     p.set_defaults(handler=run_command)
+
+
+def _read_secrets(fd: int) -> dict[str, Any]:
+    """What the daemon hands an instance through a pipe (never argv or env): {"cameras": {node: [uri]},
+    "params": {node: value}, "registry": {name: uri}}."""
+    with os.fdopen(fd, "rb") as pipe:
+        data = json.loads(pipe.read(16 << 20) or b"{}")
+    if not isinstance(data, dict):
+        raise SystemExit("panoflow run: error: --secrets-fd did not carry a JSON object")
+    return {
+        "cameras": {str(k): [str(u) for u in v] for k, v in dict(data.get("cameras") or {}).items()},
+        "params": {str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
+        "registry": {str(k): str(v) for k, v in dict(data.get("registry") or {}).items()},
+    }
 
 
 def _absolute_uri(uri: str) -> str:
@@ -73,66 +94,41 @@ def run_command(args: argparse.Namespace) -> int:
     from panoflow.cameras import CameraRegistry, camera_uri_for, default_registry_path, registry_lookup
     from panoflow.control import parse_control_address
     from panoflow.core.graph import resolve
-    from panoflow.netns import AppNetwork, open_host_listeners
-    from panoflow.sandbox import enter_sandbox
 
     log = structlog.get_logger("panoflow.run")
-    args.app_dir = args.app_dir.resolve()  # model archives are read after the sandbox changes the cwd
+    secrets = _read_secrets(args.secrets_fd) if args.secrets_fd is not None else None
+    args.app_dir = args.app_dir.resolve()
     app = load_app_or_report(args)
     if app is None:
         return 1
-    registry = CameraRegistry(args.registry or default_registry_path(os.environ))
     cameras: dict[str, list[str]] = defaultdict(list)
-    for node, value in args.camera:
-        cameras[node].append(_absolute_uri(camera_uri_for(value, registry)))
-    graph = resolve(app, cameras=cameras, params=dict(args.param), camera_lookup=registry_lookup(registry))
+    params = dict(args.param)
+    if secrets is not None:  # a daemon's instance: it resolved the cameras; the registry is not ours to read
+        for node, uris in secrets["cameras"].items():
+            cameras[node].extend(uris)
+        params.update(secrets["params"])
+        lookup = secrets["registry"].get
+    else:
+        registry = CameraRegistry(args.registry or default_registry_path(os.environ))
+        for node, value in args.camera:
+            cameras[node].append(_absolute_uri(camera_uri_for(value, registry)))
+        lookup = registry_lookup(registry)
+    graph = resolve(app, cameras=cameras, params=params, camera_lookup=lookup)
     if len(graph.code_nodes) != 1:
         print(f"panoflow: error: the application has {len(graph.code_nodes)} code nodes; panoflow runs "
               "exactly one business-logic node per application, as the Panorama appliance does", file=sys.stderr)
         return 1
-    (spec,) = graph.code_nodes.values()
     state = (args.state_dir or default_state_dir(app.graph_file.parent.name)).resolve()
-    staged = _stage_code(spec, state)
     instance_id = args.instance_id or f"local-{uuid.uuid4().hex[:8]}"
     control = parse_control_address(args.control).resolve() if args.control else None
     storage = (args.storage_dir or state / "storage").resolve()
-    network = None
-    if spec.interface.inbound_ports:  # the app gets a network of its own; confirmed rules are forwarded
-        network = AppNetwork(spec.inbound_ports, open_host_listeners(spec.inbound_ports))
-    options = _run_options(args, state, instance_id, storage, network)
-    enter_sandbox(
-        state / "root",
-        {
-            "/panorama": (staged.host_path("/panorama"), True),
-            "/opt/aws/panorama/logs": (state / "logs" / spec.node_id, False),
-            "/opt/aws/panorama/storage": (storage, False),
-        },
-        cwd=staged.workdir,
-    )
+    options = _run_options(args, state, instance_id, storage)
     log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
     summary_file = args.summary_json.resolve() if args.summary_json else None
-    code = _run(graph, options, summary_file, control, network)
-    _reap_threads()
-    return code
+    return _run(graph, options, summary_file, control)
 
 
-def _stage_code(spec: Any, state: Path) -> Any:
-    """The code node's files: its built code asset (assets/<sha256>.tar.gz, from build-container or panorama-cli)
-    when the package has one, with the asset's requirements importable from a per-package environment; else the
-    package's source tree, laid out as its Dockerfile says."""
-    from panoflow.codefs import stage_code
-    from panoflow.packaging.codeasset import find_code_asset, prepare_code_asset
-
-    archive = find_code_asset(spec.package, spec.interface.asset)
-    if archive is None:
-        return stage_code(spec.package.directory, state / "code", node_id=spec.node_id)
-    asset = prepare_code_asset(archive, state / "code-assets", envs_dir=state / "envs", node_id=spec.node_id,
-                               package_dir=spec.package.directory)
-    asset.activate()  # the asset's requirements go in front of sys.path; panoflow's environment is not touched
-    return asset
-
-
-def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path, network: Any) -> Any:
+def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path) -> Any:
     from panoflow.core.inference import InferenceSettings
     from panoflow.core.runtime import RunOptions
 
@@ -161,11 +157,11 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storag
         environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region, "AppGraph_Uid": instance_id},
         inference=inference,
         storage_dir=storage,
-        before_code=network.isolate_current_thread if network is not None else None,
+        isolation=isolation_from_args(args),
     )
 
 
-def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | None, network: Any) -> int:
+def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | None) -> int:
     import anyio
 
     from panoflow.control import ControlServer
@@ -184,8 +180,6 @@ def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | No
             tg.start_soon(_signals, runtime)
             if tty:
                 tg.start_soon(_status_line, runtime)
-            if network is not None:
-                tg.start_soon(network.serve)
             if server is not None:
                 await server.start()
             try:
@@ -238,15 +232,3 @@ def _print_summary(summary: Any, tty: bool) -> None:
     for err in summary.errors:
         out.write(f"  error: {err}\n")
     out.flush()
-
-
-def _reap_threads() -> None:
-    """Threads an app left running must not keep the process alive once the run is over."""
-    deadline = time.monotonic() + 0.5
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)

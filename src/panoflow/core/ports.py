@@ -196,7 +196,8 @@ class CodeNodeIO:
     ``call(model_node_name, inputs, timeout)`` runs a model node and returns a tuple of arrays; ``inputs`` is a
     mapping of input name to array, or a bare array. It raises KeyError for a name that is not a model node.
     ``acall`` is the same for native async nodes (None when the application has no model nodes).
-    ``stop_event`` is set when the runtime wants the node to stop.
+    ``stop_event`` is set when the runtime wants the node to stop; ``ready`` once its code is running and
+    connected (an application process said hello), which is when ``--duration`` starts counting.
     """
 
     node_id: str
@@ -205,6 +206,7 @@ class CodeNodeIO:
     call: Callable[..., tuple[Any, ...]] = no_model_call
     acall: Callable[..., Awaitable[tuple[Any, ...]]] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    ready: threading.Event = field(default_factory=threading.Event)
 
     def close_outputs(self) -> None:
         """End the streams of every output port (the runtime calls it once the node's code has returned)."""

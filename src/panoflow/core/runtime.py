@@ -21,7 +21,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow.core.bases import MediaSink, MediaSource
-from panoflow.core.bus import BusClosed, Fanout, Inbox, Policy
+from panoflow.core.bus import BusClosed, Inbox, Policy
 from panoflow.core.frame import Frame
 from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
 from panoflow.core.metrics import MetricFamily
@@ -32,12 +32,32 @@ from panoflow.core.redact import redact_url, uri_scheme
 from panoflow.core.stats import LatencyWindow, StreamCounter
 from panoflow.exceptions import PanoflowError, PluginError, SourceError
 
-__all__ = ["CodeNodeContext", "RunOptions", "RunSummary", "Runtime"]
+__all__ = ["AppIsolation", "CodeNodeContext", "RunOptions", "RunSummary", "Runtime"]
 
 log = structlog.get_logger(__name__)
 
 #: how long stopping waits for sinks to flush and for code to notice, before it gives up on them
 STOP_GRACE_S = 1.5
+#: ``--duration`` counts from when every code node is running, or from this long after the start at the latest
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class AppIsolation:
+    """How application code nodes are isolated (docs/isolation.md). ``sandbox`` False is
+    ``--unsafe-no-sandbox`` (development only); ``network`` is ``nat`` (outbound allowed, inbound only on confirmed
+    hostPorts) or ``none``; limits apply to each code node's process tree; ``uid``/``gid`` are the host ids its
+    process runs as when panoflow runs as root (default: panoflow.isolation.DEFAULT_SANDBOX_UID);
+    ``loopback_ports`` and ``hosts`` reach per-instance services (the AWS gateway) from inside."""
+
+    sandbox: bool = True
+    network: str = "nat"
+    memory_bytes: int | None = None
+    cpus: float | None = None
+    uid: int | None = None
+    gid: int | None = None
+    loopback_ports: tuple[int, ...] = ()
+    hosts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,11 +74,12 @@ class RunOptions:
     duration: float | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     model_call: Callable[..., tuple[Any, ...]] | None = None
-    before_code: Callable[[], None] | None = None
     storage_dir: Path | None = None  # default <state_dir>/storage
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     model_cache_dir: Path | None = None  # extracted model archives and engines; default <state_dir>/models
     model_pool: ModelPool | None = None  # shares batchers with other runtimes of this process that run the same model
+    isolation: AppIsolation = field(default_factory=AppIsolation)
+    envs_dir: Path | None = None  # code nodes' Python environments; default <state_dir>/envs
 
 
 @dataclass
@@ -71,8 +92,6 @@ class CodeNodeContext:
     logs_dir: Path
     storage_dir: Path
     console: Callable[[str, str], None] | None = None  # (stream "stdout"|"stderr", text) for captured output
-    #: called in the code's thread just before the code runs (e.g. to give it a network namespace of its own)
-    before_code: Callable[[], None] | None = None
 
 
 @dataclass
@@ -133,6 +152,7 @@ class Runtime:
         self._paused: set[str] = {c.node_id for c in graph.cameras.values() if c.launch == "onSignal"}
         self._node_errors: dict[str, str] = {}
         self.app_errors = 0
+        self._code_done: set[str] = set()
         self._build()
         if graph.models and self.options.model_call is None:
             self._open_models(graph.models)
@@ -219,7 +239,7 @@ class Runtime:
             state = self.options.state_dir
             self._contexts.append(
                 CodeNodeContext(spec, io, self.options, state / "logs" / spec.node_id,
-                                self.options.storage_dir or state / "storage", before_code=self.options.before_code)
+                                self.options.storage_dir or state / "storage")
             )
 
     def _emitter(self, inbox: Inbox[Frame], stream_id: str, camera: str) -> Callable[[Frame], bool]:
@@ -266,6 +286,15 @@ class Runtime:
             if all(self.counters[s.stream_id].error for s in camera.streams if s.stream_id in self.counters):
                 return "ERROR"
         return "RUNNING"
+
+    @property
+    def public_state(self) -> str:
+        """The state to report: ``running`` once every code node's code is running (an application process takes
+        a moment to start, and one that fails on the way is a failed start, not a running instance)."""
+        if self.state == "running" and not all(c.io.ready.is_set() or c.spec.node_id in self._code_done
+                                               for c in self._contexts):
+            return "starting"
+        return self.state
 
     def nodes(self) -> dict[str, dict[str, str]]:
         g = self.graph
@@ -324,6 +353,7 @@ class Runtime:
             self._node_errors[ctx.spec.node_id] = str(exc)
             self.app_errors += 1
         finally:
+            self._code_done.add(ctx.spec.node_id)
             for out in ctx.io.outputs.values():
                 out.close()
 
@@ -376,6 +406,13 @@ class Runtime:
         scope.cancel()
 
     async def _stop_after(self, seconds: float) -> None:
+        """Stop ``seconds`` after every code node is running (an application process takes a moment to start)."""
+        def all_ready() -> None:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            for ctx in self._contexts:
+                ctx.io.ready.wait(max(0.0, deadline - time.monotonic()))
+
+        await anyio.to_thread.run_sync(all_ready, abandon_on_cancel=True)
         await anyio.sleep(seconds)
         self.log.info("duration_reached", seconds=seconds)
         self.stop("duration reached")

@@ -306,7 +306,7 @@ class Api:
         rec = self.manager.create(
             name=body["name"], archive=body["archive"], graph=body.get("graph"), overrides=body.get("overrides"),
             cameras={k: list(v) for k, v in body.get("cameras", {}).items()}, params=dict(body.get("params", {})),
-            description=body.get("description", ""),
+            description=body.get("description", ""), isolation=body.get("isolation"),
         )
         return web.json_response(self.manager.view(rec), status=202)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 import tempfile
 import time
@@ -31,7 +32,7 @@ from panoflow.daemon.cameras import resolve_camera
 from panoflow.daemon.logfiles import OutputRouter, RotatingWriter
 from panoflow.daemon.model import InstanceRecord
 from panoflow.daemon.store import StatePaths, atomic_write_json, read_json
-from panoflow.daemon.supervisor import LaunchSpec, Supervisor, SupervisorConfig, kill_leftover
+from panoflow.daemon.supervisor import LaunchSpec, Supervisor, SupervisorConfig, isolation_flags, kill_leftover
 from panoflow.exceptions import ManifestError, PanoflowError
 
 __all__ = ["Conflict", "DeployError", "Manager", "ManagerConfig", "NotFound", "QuotaExceeded"]
@@ -55,11 +56,20 @@ class Conflict(PanoflowError):
     pass
 
 
+def _default_run_as() -> tuple[int, int] | None:
+    """A root daemon runs instances as the unprivileged sandbox uid; any other daemon as itself."""
+    from panoflow.isolation.spec import DEFAULT_SANDBOX_UID
+
+    return (DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID) if os.geteuid() == 0 else None
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     max_instances: int = 10
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     cameras_file: Path | None = None  # the camera registry; default STATE_DIR/cameras.json
+    #: (uid, gid) instance processes run as; default: the sandbox uid when the daemon is root
+    run_as: tuple[int, int] | None = field(default_factory=_default_run_as)
 
 
 @dataclass(frozen=True)
@@ -77,7 +87,7 @@ def _socket_dir(state_root: Path) -> Path:
         path.mkdir(mode=0o700)
     except FileExistsError:
         st = path.lstat()
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o066:
             return Path(tempfile.mkdtemp(prefix="panoflow-sockets-"))
         for stale in path.glob("*.sock"):
             stale.unlink(missing_ok=True)
@@ -150,6 +160,12 @@ class Manager:
         """Load every instance from disk and bring back those that were running."""
         self._tg = tg
         self._sockets = _socket_dir(self.paths.root)
+        if self.config.run_as is not None:
+            # Instances run unprivileged: they may pass through the state folder and the socket folder to their
+            # own subfolders (archives are world-readable), but never list them; token, registry and cloud
+            # credentials stay 0600.
+            os.chmod(self.paths.root, 0o711)
+            os.chmod(self._sockets, 0o711)
         records = []
         for path in sorted(self.paths.instances.glob("*/instance.json")):
             try:
@@ -187,13 +203,12 @@ class Manager:
         for w in self.writers.values():
             w.close()
         if self._tg is not None:
-            for sock in self._sockets.glob("*"):
-                sock.unlink(missing_ok=True)
-            self._sockets.rmdir()
+            shutil.rmtree(self._sockets, ignore_errors=True)
 
     # ------------------------------------------------------------------ deploy
     def create(self, *, name: str, archive: str, graph: str | None, overrides: dict[str, Any] | None,
-               cameras: dict[str, list[str]], params: dict[str, str], description: str = "") -> InstanceRecord:
+               cameras: dict[str, list[str]], params: dict[str, str], description: str = "",
+               isolation: dict[str, Any] | None = None) -> InstanceRecord:
         """Record a new deployment (DEPLOYMENT_PENDING) and start deploying it in the background."""
         if self._tg is None or self._closing:
             raise Conflict("the daemon is starting or stopping; try again in a moment")
@@ -205,7 +220,7 @@ class Manager:
                                 "its maximum; remove one first")
         rec = InstanceRecord(instance_id=m.new_instance_id(), name=name, archive=archive, graph=graph,
                              cameras=cameras, params=params, has_overrides=overrides is not None,
-                             description=description)
+                             description=description, isolation=dict(isolation or {}))
         self._dir(rec).mkdir(parents=True)
         if overrides is not None:
             atomic_write_json(self._dir(rec) / "overrides.json", overrides)
@@ -383,15 +398,32 @@ class Manager:
         return self.config.cameras_file or self.paths.cameras
 
     def _cameras(self, rec: InstanceRecord) -> dict[str, list[str]]:
-        """Each value checked now (an unknown name fails the deployment); a registered camera is passed on as
-        ``camera:NAME`` so its password never appears on the instance's command line (readable in /proc)."""
-        out: dict[str, list[str]] = {}
-        for node, values in rec.cameras.items():
-            for value in values:
-                uri = resolve_camera(value, self._registry())
-                registered = uri != value or value.startswith("camera:")
-                out.setdefault(node, []).append(f"camera:{value.removeprefix('camera:')}" if registered else uri)
-        return out
+        """Each value resolved now (an unknown name fails the deployment). The URIs, passwords included, reach the
+        instance through its secrets pipe, never its command line or environment."""
+        return {node: [resolve_camera(v, self._registry()) for v in values] for node, values in rec.cameras.items()}
+
+    def _registry_snapshot(self, rec: InstanceRecord) -> dict[str, str]:
+        """The registered cameras the instance's graph may name (camera nodes named like a registered camera, or
+        whose package is): the instance cannot read the registry itself."""
+        from panoflow.cameras import CameraRegistry
+
+        names: set[str] = set()
+        app_dir = self.paths.archive(rec.archive)
+        graphs = [self._graph_path(rec)] if rec.graph else sorted(app_dir.glob("graphs/*/graph.json"))
+        for graph in graphs:
+            try:
+                nodes = read_json(graph).get("nodeGraph", {}).get("nodes", []) if graph else []
+            except (OSError, ValueError, AttributeError):
+                continue
+            for node in nodes if isinstance(nodes, list) else []:
+                if isinstance(node, dict):
+                    names.add(str(node.get("name", "")))
+                    names.add(str(node.get("interface", "")).partition("::")[2].partition(".")[0])
+        try:
+            cameras = CameraRegistry(self._registry()).list()
+        except PanoflowError:
+            return {}
+        return {c.name: c.uri() for c in cameras if c.name in names}
 
     def _launch_spec(self, rec: InstanceRecord) -> Callable[[], LaunchSpec]:
         def build() -> LaunchSpec:
@@ -399,9 +431,10 @@ class Manager:
             return LaunchSpec(
                 instance_id=rec.instance_id, app_dir=self.paths.archive(rec.archive), state_dir=d / "state",
                 storage_dir=self.paths.storage(rec.name), tmp_dir=d / "tmp",
-                control=self._sockets / f"{rec.instance_id.rsplit('-', 1)[-1]}.sock",
+                control=self._sockets / rec.instance_id.rsplit("-", 1)[-1] / "control.sock",
                 graph=self._graph_path(rec), overrides=d / "overrides.json" if rec.has_overrides else None,
-                cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry(),
+                cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry_snapshot(rec),
+                run_as=self.config.run_as, isolation_args=isolation_flags(rec.isolation),
             )
         return build
 

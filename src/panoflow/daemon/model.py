@@ -74,6 +74,8 @@ class InstanceRecord:
     deployed_at: float | None = None
     signals: dict[str, str] = field(default_factory=dict)
     host_ports: list[int] = field(default_factory=list)
+    #: the deployment's isolation flags: network ("nat"/"none"), memory_mib, cpus
+    isolation: dict[str, Any] = field(default_factory=dict)
     updated: str = field(default_factory=now_iso)
 
     def to_json(self) -> dict[str, Any]:

@@ -44,6 +44,16 @@ DEPLOY_REQUEST: dict[str, Any] = {
             "additionalProperties": {"type": "string", "maxLength": 65536},
             "description": "Parameter node -> value (converted with the node's type).",
         },
+        "isolation": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "network": {"type": "string", "enum": ["nat", "none"]},
+                "memory_mib": {"type": "integer", "minimum": 16, "maximum": 1048576},
+                "cpus": {"type": "number", "minimum": 0.01, "maximum": 4096},
+            },
+            "description": "The code nodes' sandbox: network (nat: outbound allowed; none), memory limit in MiB, "
+                           "CPU limit in cores (docs/isolation.md).",
+        },
     },
 }
 

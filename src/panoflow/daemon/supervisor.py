@@ -1,7 +1,10 @@
 """One application instance's OS process: start it, watch it, restart it with back-off, stop it.
 
 The process is ``panoflow run`` (see :func:`instance_command`, the one place its command line is built), in a
-session of its own so that only the daemon signals it. Its stdout and stderr are captured into the instance's
+session of its own so that only the daemon signals it. When the daemon is root, the process runs as the
+unprivileged sandbox uid (it cannot read the daemon's token, the camera registry or the device's cloud
+credentials); it inherits none of the daemon's environment, and its secrets (camera URIs with passwords, parameter
+values) reach it through a pipe (``--secrets-fd``), never its command line. Its stdout and stderr are captured into the instance's
 log files (:class:`~panoflow.daemon.logfiles.OutputRouter`). It is *ready* once its control API says
 ``"state": "running"``; a process that exits is restarted after 1 s, doubling to 30 s, reset once a run stayed
 healthy for 60 s. The first start of a deployment is not retried: its failure (with the process's last words) is
@@ -10,6 +13,7 @@ the deployment's failure.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -23,6 +27,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 import structlog
 
 from panoflow.core.redact import redact_text
@@ -30,7 +35,17 @@ from panoflow.daemon.control import ControlClient, ControlError
 from panoflow.daemon.logfiles import LineSplitter, OutputRouter
 from panoflow.exceptions import PanoflowError
 
-__all__ = ["LaunchSpec", "Supervisor", "SupervisorConfig", "instance_command", "kill_leftover", "process_alive"]
+__all__ = [
+    "LaunchSpec",
+    "Supervisor",
+    "SupervisorConfig",
+    "hand_over",
+    "instance_command",
+    "instance_secrets",
+    "isolation_flags",
+    "kill_leftover",
+    "process_alive",
+]
 
 log = structlog.get_logger("panoflow.daemon")
 
@@ -61,28 +76,73 @@ class LaunchSpec:
     cameras: Mapping[str, Sequence[str]] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)
     preview: str | None = "127.0.0.1:0"
-    #: camera registry the instance resolves ``camera:NAME`` values from (keeps passwords off command lines)
-    registry: Path | None = None
+    #: registered cameras the graph's camera nodes may be named after (name -> URI with credentials)
+    registry: Mapping[str, str] = field(default_factory=dict)
+    #: (uid, gid) the process runs as (the daemon is root), or None to keep the daemon's
+    run_as: tuple[int, int] | None = None
+    #: the instance's isolation flags for ``panoflow run`` (``--network none``, ``--memory 512`` ...)
+    isolation_args: Sequence[str] = ()
 
 
-def instance_command(spec: LaunchSpec, python: str = sys.executable) -> list[str]:
-    """The command line of an instance process (``panoflow run``, JSON logs on stderr)."""
+#: variables an instance process keeps from the daemon's environment: locale and numeric-library settings, never
+#: credentials (AWS_*, PIP_*, tokens)
+PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+
+
+def instance_secrets(spec: LaunchSpec) -> bytes:
+    """What the instance reads from its ``--secrets-fd``: cameras, parameter values, the registry snapshot."""
+    return json.dumps({"cameras": {k: list(v) for k, v in spec.cameras.items()}, "params": dict(spec.params),
+                       "registry": dict(spec.registry)}).encode()
+
+
+def instance_command(spec: LaunchSpec, python: str = sys.executable, secrets_fd: int | None = None) -> list[str]:
+    """The command line of an instance process (``panoflow run``, JSON logs on stderr): no secret on it."""
     cmd = [python, "-m", "panoflow", "--log-format", "json", "run", str(spec.app_dir)]
     if spec.graph is not None:
         cmd += ["--graph", str(spec.graph)]
     if spec.overrides is not None:
         cmd += ["--overrides", str(spec.overrides)]
-    for node, uris in sorted(spec.cameras.items()):  # --flag=value: a value starting with "-" stays a value
-        cmd += [f"--camera={node}={uri}" for uri in uris]
-    for node, value in sorted(spec.params.items()):
-        cmd += [f"--param={node}={value}"]
-    if spec.registry is not None:
-        cmd += ["--registry", str(spec.registry)]
+    if secrets_fd is not None:
+        cmd += ["--secrets-fd", str(secrets_fd)]
     cmd += ["--state-dir", str(spec.state_dir), "--storage-dir", str(spec.storage_dir),
-            "--instance-id", spec.instance_id, "--control", f"unix:{spec.control}"]
+            "--instance-id", spec.instance_id, "--control", f"unix:{spec.control}", *spec.isolation_args]
     if spec.preview:
         cmd += ["--preview", spec.preview]
     return cmd
+
+
+def isolation_flags(isolation: Mapping[str, Any]) -> list[str]:
+    """``panoflow run`` flags for a deployment's isolation settings (checked when the deployment was made)."""
+    flags = []
+    if isolation.get("network") in ("nat", "none"):
+        flags += ["--network", str(isolation["network"])]
+    if isinstance(isolation.get("memory_mib"), int):
+        flags += ["--memory", str(isolation["memory_mib"])]
+    if isinstance(isolation.get("cpus"), (int, float)):
+        flags += ["--cpus", str(isolation["cpus"])]
+    return flags
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Hand the secrets over and close the pipe (a process that died early just does not read them)."""
+    try:
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(data)
+    except BrokenPipeError:
+        pass
+
+
+def hand_over(spec: LaunchSpec, uid: int, gid: int) -> None:
+    """Give the instance's own folders (state, temporary files, storage, its control socket's folder) to the
+    unprivileged uid it runs as; everything else of the daemon's stays out of its reach."""
+    for folder in (spec.state_dir, spec.tmp_dir, spec.storage_dir, spec.control.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        for path, dirs, files in os.walk(folder):
+            os.chown(path, uid, gid)
+            for name in dirs + files:
+                os.chown(os.path.join(path, name), uid, gid, follow_symlinks=False)
+    if spec.overrides is not None and spec.overrides.exists():  # 0600, and now the instance's alone to read
+        os.chown(spec.overrides, uid, gid)
 
 
 def _redacted(cmd: Sequence[str]) -> str:
@@ -285,17 +345,27 @@ class Supervisor:
         shutil.rmtree(spec.tmp_dir, ignore_errors=True)  # temporary files do not outlive a run
         spec.tmp_dir.mkdir(parents=True)
         spec.control.unlink(missing_ok=True)
-        cmd = instance_command(spec, self.config.python)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(spec.tmp_dir)}
+        if spec.run_as is not None:
+            hand_over(spec, *spec.run_as)
+        read_end, write_end = os.pipe()
+        cmd = instance_command(spec, self.config.python, secrets_fd=read_end)
+        env = {k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ}
+        env.update(PYTHONUNBUFFERED="1", TMPDIR=str(spec.tmp_dir), HOME=str(spec.tmp_dir))
         self.state, self.status, self.status_ok, self.ready_at = "starting", None, False, None
         self._exited = anyio.Event()
         self._start_timed_out = False
         self.router.recent.clear()  # a failure's reason is this run's last words
+        owner = {"user": spec.run_as[0], "group": spec.run_as[1], "extra_groups": []} if spec.run_as else {}
         try:
             proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+                                            stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                            pass_fds=(read_end,), **owner)
         except OSError as exc:
+            os.close(write_end)
             return False, None, f"cannot start the instance process: {exc}"
+        finally:
+            os.close(read_end)
+        await anyio.to_thread.run_sync(_write_all, write_end, instance_secrets(spec))
         self._proc, self.pid = proc, proc.pid
         if self._pid_file is not None:
             self._pid_file.write_text(f"{proc.pid}\n")

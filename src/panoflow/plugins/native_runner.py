@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import structlog
 
 from panoflow.core.bases import CodeRunner
@@ -135,7 +136,19 @@ class NativeRunner(CodeRunner):
             raise NodeError("code package has no runtimeDescriptor (descriptor.json)", node_id=spec.node_id)
         for key, value in {**dict(spec.runtime.environment), **context.options.environment}.items():
             os.environ[key] = value
-        main = _load_main(spec.runtime.entry_name, spec.node_id)
+        # A native node is trusted code in panoflow's own process: its files are staged like an app's, and its
+        # entry (a container path such as /panorama/node.py) is read from the staged folder.
+        from panoflow.codefs import stage_code
+
+        staged = await anyio.to_thread.run_sync(
+            lambda: stage_code(spec.package.directory, context.options.state_dir / "code" / spec.node_id,
+                               node_id=spec.node_id))
+        path, sep, func = spec.runtime.entry_name.partition(":")
+        in_package = staged.host_path(path)
+        main = _load_main((str(in_package) if in_package.is_file() else path) + sep + func, spec.node_id)
+        for folder in (context.storage_dir, context.logs_dir):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        context.io.ready.set()
         node = NativeNode(context)
         log.info("native_node_started", node_id=spec.node_id, entry=spec.runtime.entry_name)
         try:

@@ -141,8 +141,7 @@ class FramePool:
         self._segments.pop(seg.id, None)
         if seg in self._free:
             self._free.remove(seg)
-        try:
-            seg.mm.close()
-        except BufferError:  # an array still points into it: let the mapping go with that array
-            pass
+        # Never mm.close(): numpy arrays on the mapping hold the mmap object, not a buffer export, so closing it
+        # under a frame still in a sink would leave that frame pointing at unmapped memory. The mapping goes when
+        # its last array does; the descriptor can go now.
         os.close(seg.fd)

@@ -155,6 +155,7 @@ class AppServer:
 
     # ------------------------------------------------------------------ requests
     def _hello(self) -> dict[str, Any]:
+        self.io.ready.set()
         inputs: dict[str, Any] = {}
         for name, port in self.io.inputs.items():
             if isinstance(port, ParameterInput):
