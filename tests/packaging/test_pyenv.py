@@ -317,3 +317,17 @@ def test_the_sdk_gets_numpy_as_from_the_base_image(tmp_path: Path) -> None:
                                         r"application's requirements\.txt and rebuild the code asset \(panoflow "
                                         r"build-container --python-version 3\.8\)"):
         app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")
+
+
+def test_the_warning_says_why_a_python_is_not_used(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "python3.7").write_text("#!/bin/sh\necho 'Python 3.7.0'\nexit 1\n")  # runs, but is no 3.8+
+    (tmp_path / "bin" / "python3.7").chmod(0o755)
+    with structlog.testing.capture_logs() as logs:
+        choose_interpreter("python3.7 -u", search_path=str(tmp_path / "bin"), pyenv_roots=())
+        choose_interpreter("python3.98", search_path=str(tmp_path / "bin"), pyenv_roots=())
+    assert [e["reason"] for e in logs] == ["python3.7 is older than CPython 3.8 or not CPython",
+                                           "no python3.98 on this device"]
+    assert [e["hint"] for e in logs] == [
+        "the panoramasdk client needs CPython 3.8 or newer: set entry.path to one (e.g. python3.8)",
+        "install python3.98 (e.g. with pyenv) to run the application on it"]

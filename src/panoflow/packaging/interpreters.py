@@ -164,7 +164,7 @@ def find_interpreter(requested: str, *, search_path: str | None = None,
                      pyenv_roots: Iterable[Path] = PYENV_ROOTS) -> Interpreter | None:
     """The interpreter ``requested`` names (``python3.8``, ``/usr/bin/python3.7``), or None when this device has
     none that qualifies. ``search_path``: the ``PATH`` to search (default: this process's)."""
-    word = requested.strip().split()[0] if requested.strip() else ""
+    word = _first_word(requested)
     if not word:
         return None
     if "/" in word:
@@ -179,16 +179,22 @@ def find_interpreter(requested: str, *, search_path: str | None = None,
     return None
 
 
+def _first_word(requested: str | None) -> str:
+    """The interpreter of an ``entry.path`` such as ``"python3.8 -u"``."""
+    words = (requested or "").split()
+    return words[0] if words else ""
+
+
 def requested_version(requested: str | None) -> str | None:
     """``"3.8"`` for ``python3.8`` or ``/usr/bin/python3.8``; None when the request names no minor version."""
-    word = (requested or "").strip().split()[0] if (requested or "").strip() else ""
+    word = _first_word(requested)
     match = _NAME.match(Path(word).name)
     return f"{match['major']}.{match['minor']}" if match and match["major"] and match["minor"] else None
 
 
 def is_default_request(requested: str | None) -> bool:
     """None, ``""``, ``python`` and ``python3``: whatever Python 3 the device runs by default."""
-    word = (requested or "").strip().split()[0] if (requested or "").strip() else ""
+    word = _first_word(requested)
     return word in ("", "python", "python3")
 
 
@@ -203,7 +209,14 @@ def choose_interpreter(requested: str | None, *, node_id: str = "", search_path:
     found = find_interpreter(requested, search_path=search_path, pyenv_roots=pyenv_roots)
     if found is not None:
         return found
+    word = _first_word(requested)
+    present = Path(word).exists() if "/" in word else bool(_candidates(word, search_path, tuple(pyenv_roots)))
+    oldest = f"CPython {MIN_VERSION[0]}.{MIN_VERSION[1]}"
+    if present:
+        reason = f"{word} is older than {oldest} or not CPython"
+        hint = f"the panoramasdk client needs {oldest} or newer: set entry.path to one (e.g. python3.8)"
+    else:
+        reason, hint = f"no {word} on this device", f"install {word} (e.g. with pyenv) to run the application on it"
     log.warning("requested_python_not_found", node_id=node_id, requested=requested, using=default.describe(),
-                hint=f"install {requested.strip().split()[0]} on this device (CPython "
-                     f"{MIN_VERSION[0]}.{MIN_VERSION[1]} or newer; e.g. with pyenv) to run the application on it")
+                reason=reason, hint=hint)
     return default
