@@ -159,7 +159,7 @@ def test_outage_fails_calls_logs_once_and_recovers_within_two_seconds(tmp_path: 
             t0 = time.monotonic()
             with pytest.raises(ModelError, match=r"remote inference at .* failed: UNAVAILABLE"):
                 models.call("model_node", {"data": x})
-            assert time.monotonic() - t0 < 1.0
+            assert time.monotonic() - t0 < 1.5  # refused at once, not after the 2 s request timeout
             failures += 1
         server.start(wait=False)
         back = server.wait_ready()
