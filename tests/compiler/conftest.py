@@ -47,15 +47,15 @@ class Model:
 def panoflow(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``panoflow ARGS`` in a child process (JSON logs on stderr)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "panoflow", "--log-format", "json", *args], capture_output=True,
-                          text=True, timeout=timeout, env=env, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "panoflow", "--log-format", "json", *args], check=False,
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 
 def in_env(framework: str, *args: str | Path) -> None:
     """Run a builder script in ``framework``'s converter environment; fail the test with its stderr."""
     env = CompileOptions().converters_dir / ENVIRONMENTS[framework].name
-    done = subprocess.run([str(python_of(env)), *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/"),
+    done = subprocess.run([str(python_of(env)), *map(str, args)], check=False, capture_output=True, text=True,
+                          timeout=600, env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/"),
                                "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
 

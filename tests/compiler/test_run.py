@@ -26,7 +26,7 @@ def run_app(app: Path, clip: Path, state: Path, **env: str) -> subprocess.Comple
     return subprocess.run(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
          f"camera_node={clip}", "--state-dir", str(state)],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
 def _events(stderr: str) -> list[dict[str, object]]:
@@ -59,8 +59,8 @@ def test_run_compiles_the_package_and_every_frame_matches_the_framework(key: str
         got = {str(n): [saved[f"{n}/out{k}"] for k in range(len(model.fixed_output))] for n in range(8)}
         assert not any(f"{n}/out{len(model.fixed_output)}" in saved.files for n in range(8))
     want = references([(model, inputs)], tmp_path / "ref")[0]
-    for n in inputs:
-        assert inputs[n].shape == model.shape and inputs[n].dtype == np.dtype(model.dtype)
+    for n, x in inputs.items():
+        assert x.shape == model.shape and x.dtype == np.dtype(model.dtype)
         for g, w in zip(got[n], want[n], strict=True):
             assert g.shape == w.shape
             np.testing.assert_allclose(g, w, rtol=0, atol=1e-4)

@@ -12,8 +12,14 @@ Panorama.
 
 from __future__ import annotations
 
-from panoflow.compiler.convert import (CompiledModel, CompileOptions, CompileRequest, InputSpec, ModelCompiler,
-                                       cache_key)
+from panoflow.compiler.convert import (
+                                       CompiledModel,
+                                       CompileOptions,
+                                       CompileRequest,
+                                       InputSpec,
+                                       ModelCompiler,
+                                       cache_key,
+)
 from panoflow.compiler.environments import ENVIRONMENTS, ConverterEnvError, PipSource, default_cache_dir
 from panoflow.compiler.sources import FRAMEWORKS
 

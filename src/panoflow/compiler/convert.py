@@ -29,8 +29,14 @@ from typing import Any
 
 import structlog
 
-from panoflow.compiler.environments import (ENVIRONMENTS, EnvSpec, PipSource, default_cache_dir, ensure_environment,
-                                            python_of)
+from panoflow.compiler.environments import (
+    ENVIRONMENTS,
+    EnvSpec,
+    PipSource,
+    default_cache_dir,
+    ensure_environment,
+    python_of,
+)
 from panoflow.compiler.sources import SourceModel, locate
 from panoflow.compiler.verify import Verification, batch_problem, compare
 from panoflow.exceptions import ModelError
@@ -235,7 +241,7 @@ class ModelCompiler:
         child_env.update({"PYTHONNOUSERSITE": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
         cmd = [str(python_of(env)), str(_WORKERS / spec.worker), str(tmp / "request.json"), str(result_path)]
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env=child_env,
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp, env=child_env,
                                   timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             raise ModelError(f"{request.label}: the {spec.framework} converter ran longer than "

@@ -135,14 +135,14 @@ def ensure_environment(spec: EnvSpec, converters_dir: Path, pip: PipSource,
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=converters_dir))
         try:
-            made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(tmp)], capture_output=True,
+            made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(tmp)], check=False, capture_output=True,
                                   text=True)
             if made.returncode != 0:
                 raise ConverterEnvError(f"cannot create the {spec.framework} converter environment in {tmp}: "
                                         f"{_tail(made.stderr)}")
             cmd = [str(python_of(tmp)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                    *pip.arguments(), *spec.requirements]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if done.returncode != 0:
                 where = (f"the wheelhouse {', '.join(pip.find_links)}" if pip.no_index else
                          "the package index" + (f" and {', '.join(pip.find_links)}" if pip.find_links else ""))

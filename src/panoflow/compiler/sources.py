@@ -94,10 +94,10 @@ def _mxnet(folder: Path, label: str) -> SourceModel:
                          f"{prefix}-0000.params) beside it; the archive holds {_listing(folder)}")
     try:
         doc = json.loads(symbol.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
-            raise ValueError("no 'nodes' list")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{label}: {rel} is not an MXNet symbol file ({exc})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("nodes"), list):
+        raise ModelError(f"{label}: {rel} is not an MXNet symbol file (it has no 'nodes' list)")
     return SourceModel("MXNET", {"symbol": symbol, "params": max(params)[1]})
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -73,14 +74,15 @@ def drop_initializer_inputs(path: str) -> None:
 
 def main(convert: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     """Run ``convert(request)`` and write its result JSON; a ModelProblem exits 3 with {"error": ...}."""
-    request = json.loads(open(sys.argv[1], encoding="utf-8").read())
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        request = json.load(fh)
     result_path = sys.argv[2]
     try:
         result = convert(request)
         code = 0
     except ModelProblem as exc:
         result, code = {"error": str(exc)}, 3
-    except Exception as exc:  # a framework refusing the model: its own words, and the trace for the log
+    except Exception as exc:  # noqa: BLE001 (a framework refusing the model: its own words, and the trace for the log
         result = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()[-4000:]}
         code = 3
     with open(result_path, "w", encoding="utf-8") as fh:

@@ -1,6 +1,7 @@
 """MXNET converter worker (runs in the MXNet converter environment): a symbol JSON + params checkpoint to ONNX with
 ``mx.onnx.export_model``, and MXNet's own outputs on the sample input. See ``_common`` for the protocol."""
 
+# mypy: disable-error-code="import-not-found,import-untyped,arg-type"
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import ModelProblem, drop_initializer_inputs, main, rename_io, sample_input  # noqa: E402
+import numpy as np
+from _common import ModelProblem, drop_initializer_inputs, main, rename_io, sample_input
 
 
 def _unsupported(symbol_file: str) -> list[str]:
@@ -62,14 +63,13 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
                            f"{str(exc).strip().splitlines()[0]}") from None
     outs = block(*[mx.nd.array(arrays[n], dtype=arrays[n].dtype) for n in wanted])
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    out_names = [n[:-len("_output")] if n.endswith("_output") else n for n in sym.list_outputs()]
+    out_names = [n.removesuffix("_output") for n in sym.list_outputs()]
     dynamic = bool(req["dynamic_batch"])
-    import onnx.defs
-
     # The exporter writes the newest opset its onnx package knows, but its converters stop at opset 13 (ReduceMax
     # with an ``axes`` attribute is invalid from opset 18): pin the opset it writes.
     # Its graph check also runs against the newest opset: the model is checked with its own opset below instead.
     import onnx.checker
+    import onnx.defs
 
     onnx.defs.onnx_opset_version = lambda: int(req["opset"])
     onnx.checker.check_graph = lambda graph, *args, **kwargs: None

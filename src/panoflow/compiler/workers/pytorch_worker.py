@@ -2,6 +2,7 @@
 to ONNX with ``torch.onnx.export(..., dynamo=False)``, and TorchScript's own outputs on the sample input. See
 ``_common`` for the protocol."""
 
+# mypy: disable-error-code="import-not-found,import-untyped,arg-type"
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import ModelProblem, main, sample_input  # noqa: E402
+import numpy as np
+from _common import ModelProblem, main, sample_input
 
 
 def _flatten(value: Any) -> list[Any]:

@@ -4,6 +4,7 @@ input. A SavedModel's outputs come in its signature's order (TensorFlow flattens
 object-detection export gives ``detection_boxes, detection_classes, detection_scores, num_detections``. See
 ``_common`` for the protocol."""
 
+# mypy: disable-error-code="import-not-found,import-untyped,arg-type"
 from __future__ import annotations
 
 import os
@@ -13,14 +14,14 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-from _common import ModelProblem, main, rename_io, sample_input  # noqa: E402
+import numpy as np
+from _common import ModelProblem, main, rename_io, sample_input
 
 _NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "Assert", "VarHandleOp", "VariableV2", "SaveV2", "RestoreV2"}
 
 
 def _plain(name: str) -> str:
-    return name[:-2] if name.endswith(":0") else name
+    return name.removesuffix(":0")
 
 
 def _names_problem(wanted: list[str], have: list[str]) -> ModelProblem:
@@ -40,7 +41,7 @@ def _saved_model(tf: Any, req: dict[str, Any], names: list[str]) -> tuple[Any, l
     signatures = dict(loaded.signatures)
     if not signatures:
         raise ModelProblem("the SavedModel has no signature (save it with signatures=..., as exporters do)")
-    fn = signatures.get("serving_default") or signatures[sorted(signatures)[0]]
+    fn = signatures.get("serving_default") or signatures[min(signatures)]
     _, kwargs = fn.structured_input_signature
     if sorted(names) != sorted(kwargs):
         raise _names_problem(names, sorted(kwargs))
@@ -78,7 +79,7 @@ def _frozen(tf: Any, tf2onnx: Any, req: dict[str, Any], names: list[str]) -> tup
     with open(req["files"]["frozen"], "rb") as fh:
         try:
             graph_def.ParseFromString(fh.read())
-        except Exception as exc:  # protobuf's DecodeError
+        except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError)
             raise ModelProblem(f"{os.path.basename(req['files']['frozen'])} is not a frozen TensorFlow GraphDef: "
                                f"{exc}") from None
     placeholders = [n.name for n in graph_def.node if n.op == "Placeholder"]
