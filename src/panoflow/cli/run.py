@@ -13,6 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from panoflow.cli.aws_args import add_aws_arguments
 from panoflow.cli.common import (
     add_app_arguments,
     add_isolation_arguments,
@@ -66,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"),
                    help="AWS_REGION the application sees (default: $AWS_REGION or us-east-1)")
     add_isolation_arguments(p)
+    add_aws_arguments(p)
     p.add_argument("--secrets-fd", type=int, metavar="FD", help=argparse.SUPPRESS)  # set by panoflow serve
     p.set_defaults(handler=run_command)
 
@@ -123,9 +125,45 @@ def run_command(args: argparse.Namespace) -> int:
     control = parse_control_address(args.control).resolve() if args.control else None
     storage = (args.storage_dir or state / "storage").resolve()
     options = _run_options(args, state, instance_id, storage)
+    aws = _aws_plan(args, instance_id, state, secrets)
     log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
     summary_file = args.summary_json.resolve() if args.summary_json else None
-    return _run(graph, options, summary_file, control)
+    return _run(graph, options, summary_file, control, aws)
+
+
+def _aws_plan(args: argparse.Namespace, instance_id: str, state: Path, secrets: dict[str, Any] | None) -> Any:
+    """How the app reaches AWS (docs/aws.md): a daemon's instance gets what the daemon's gateway for it maps
+    (through the secrets pipe); ``panoflow run`` on its own starts a gateway of its own from the --aws-* flags."""
+    from panoflow.aws.gateway import SandboxAws
+    from panoflow.cli.aws_args import aws_settings_from_args
+
+    if secrets is not None and secrets.get("aws"):
+        box = secrets["aws"]
+        folder = state / "aws-app"
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for i, (inside, text) in enumerate(sorted(box["files"].items())):
+            path = folder / f"{i}-{Path(inside).name}"
+            path.write_text(text)
+            files.append((path, inside))
+        return SandboxAws(tuple((int(a), int(b)) for a, b in box["ports"]), tuple(box["hosts"]), tuple(files),
+                          dict(box["env"]))
+    if secrets is not None:
+        return None  # the daemon gives this instance no AWS access
+    return aws_settings_from_args(args, region=args.region, session_name=instance_id)
+
+
+def with_aws(options: Any, box: Any) -> Any:
+    """``options`` with the sandbox mapping what the app's AWS SDK needs (a :class:`SandboxAws`)."""
+    import structlog
+
+    if options.isolation.network != "nat":
+        structlog.get_logger("panoflow.run").warning(
+            "aws_unreachable", reason="--network none: the app's AWS SDK calls fail (no network)")
+        return options
+    isolation = dataclasses.replace(options.isolation, loopback_forwards=tuple(box.ports),
+                                    hosts={name: "127.0.0.1" for name in box.hosts}, files=tuple(box.files))
+    return dataclasses.replace(options, isolation=isolation, environment={**options.environment, **box.env})
 
 
 def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path) -> Any:
@@ -161,9 +199,12 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storag
     )
 
 
-def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | None) -> int:
+def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | None, aws: Any) -> int:
+    import contextlib
+
     import anyio
 
+    from panoflow.aws.gateway import AwsGateway, SandboxAws
     from panoflow.control import ControlServer
     from panoflow.core.plugins import build_plugins
     from panoflow.core.runtime import Runtime
@@ -171,10 +212,20 @@ def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | No
 
     plugins = build_plugins(BUILTINS)
     plugins.check()
-    runtime = Runtime(graph, plugins, options)
     tty = sys.stderr.isatty()
 
     async def main() -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            opts = options
+            if isinstance(aws, SandboxAws):
+                opts = with_aws(opts, aws)
+            elif aws is not None:  # panoflow run on its own: a gateway of this process's
+                gateway = await stack.enter_async_context(
+                    AwsGateway(aws, instance_id=opts.instance_id, state_dir=opts.state_dir))
+                opts = dataclasses.replace(with_aws(opts, gateway.sandbox()), extra_metrics=gateway.families)
+            return await _serve(Runtime(graph, plugins, opts))
+
+    async def _serve(runtime: Any) -> Any:
         server = ControlServer(runtime, control) if control is not None else None
         async with anyio.create_task_group() as tg:
             tg.start_soon(_signals, runtime)

@@ -48,7 +48,7 @@ class AppIsolation:
     ``--unsafe-no-sandbox`` (development only); ``network`` is ``nat`` (outbound allowed, inbound only on confirmed
     hostPorts) or ``none``; limits apply to each code node's process tree; ``uid``/``gid`` are the host ids its
     process runs as when panoflow runs as root (default: panoflow.isolation.DEFAULT_SANDBOX_UID);
-    ``loopback_ports`` and ``hosts`` reach per-instance services (the AWS gateway) from inside."""
+    ``loopback_forwards``, ``hosts`` and ``files`` reach per-instance services (the AWS gateway) from inside."""
 
     sandbox: bool = True
     network: str = "nat"
@@ -56,8 +56,10 @@ class AppIsolation:
     cpus: float | None = None
     uid: int | None = None
     gid: int | None = None
-    loopback_ports: tuple[int, ...] = ()
-    hosts: Mapping[str, str] = field(default_factory=dict)
+    #: (port inside, host 127.0.0.1 port) pairs the app reaches on its own loopback (the AWS gateway)
+    loopback_forwards: tuple[tuple[int, int], ...] = ()
+    hosts: Mapping[str, str] = field(default_factory=dict)  # extra /etc/hosts entries inside (name -> address)
+    files: tuple[tuple[Path, str], ...] = ()  # (host file, path inside) shown read-only (the AWS CA bundle)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class RunOptions:
     model_pool: ModelPool | None = None  # shares batchers with other runtimes of this process that run the same model
     isolation: AppIsolation = field(default_factory=AppIsolation)
     envs_dir: Path | None = None  # code nodes' Python environments; default <state_dir>/envs
+    #: more metric families for /metrics (the AWS gateway's CloudWatch metrics)
+    extra_metrics: Callable[[], list[MetricFamily]] | None = None
 
 
 @dataclass
@@ -469,6 +473,8 @@ class Runtime:
                 if key.startswith("dropped_") and isinstance(value, (int, float)):
                     source_drops.add(value, node=node, stream=stream.stream_id, reason=key.removeprefix("dropped_"))
         families = [fps, frames, drops, source_drops, latency, errors, status]
+        if self.options.extra_metrics is not None:
+            families += self.options.extra_metrics()
         if self.models is not None:
             seconds = MetricFamily("panoflow_inference_seconds_total", "counter",
                                    "Time model nodes spent running batches")

@@ -164,9 +164,10 @@ def _pasta_args(spec: SandboxSpec, pasta: str, dns_forward: bool) -> list[str]:
     inbound = ",".join(f"{host}:{container}" for container, host in spec.inbound) or "none"
     # Inside, 127.0.0.1:hostPort reaches the host's hostPort (and so, through -t, the app's own containerPort),
     # except where hostPort == containerPort: the app's own listener already answers there.
-    to_host = sorted({*spec.loopback_ports, *(h for c, h in spec.inbound if c != h)})
+    to_host = [str(p) for p in sorted({*spec.loopback_ports, *(h for c, h in spec.inbound if c != h)})]
+    to_host += [f"{inside}:{host}" for inside, host in spec.loopback_forwards]
     args = [pasta, "--config-net", "--quiet", "--foreground", "--no-map-gw"]
-    args += ["-t", inbound, "-u", "none", "-T", ",".join(map(str, to_host)) or "none", "-U", "none"]
+    args += ["-t", inbound, "-u", "none", "-T", ",".join(to_host) or "none", "-U", "none"]
     if dns_forward:
         args += ["--dns-forward", DNS_FORWARD_ADDRESS]
     return [*args, "--"]

@@ -128,6 +128,9 @@ class SandboxSpec:
     network: str = "nat"
     inbound: Sequence[tuple[int, int]] = ()
     loopback_ports: Sequence[int] = ()
+    #: (port inside, host 127.0.0.1 port) pairs: like ``loopback_ports`` with another number inside (the AWS
+    #: gateway's TLS listener answers on 443 inside)
+    loopback_forwards: Sequence[tuple[int, int]] = ()
     hosts: Mapping[str, str] = field(default_factory=dict)
     uid: int | None = None
     gid: int | None = None
@@ -175,6 +178,14 @@ class SandboxSpec:
                 "loopback_ports need network 'nat'; with network 'none' the sandbox has no network"
             )
         object.__setattr__(self, "loopback_ports", loopback)
+        forwards = tuple((_port(i, "loopback inside port"), _port(h, "loopback host port"))
+                         for i, h in self.loopback_forwards)
+        if forwards and self.network != "nat":
+            raise ValueError("loopback_forwards need network 'nat'; with network 'none' the sandbox has no network")
+        inside = [i for i, _ in forwards] + list(loopback)
+        if len(set(inside)) != len(inside):
+            raise ValueError("two loopback forwards use the same port inside the sandbox")
+        object.__setattr__(self, "loopback_forwards", forwards)
         hosts = dict(self.hosts)
         for host, address in hosts.items():
             if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,253}", host):

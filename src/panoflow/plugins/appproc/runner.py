@@ -92,6 +92,7 @@ def _mounts(ctx: CodeNodeContext, launch: AppLaunch) -> list[Any]:
     for path in launch.env.mounts:
         if not str(path).startswith(_SYSTEM):
             mounts.append(Mount(path, str(path)))
+    mounts += [Mount(host, inside) for host, inside in ctx.options.isolation.files]
     return mounts
 
 
@@ -174,7 +175,8 @@ def _start(ctx: CodeNodeContext, launch: AppLaunch, isolation: AppIsolation, chi
         argv=argv, mounts=_mounts(ctx, launch), cwd=launch.workdir,
         env=_environment(ctx, launch, SDK_DIR, fd), network=isolation.network,
         inbound=list(spec.inbound_ports) if isolation.network == "nat" else [],
-        loopback_ports=list(isolation.loopback_ports), hosts=dict(isolation.hosts),
+        loopback_forwards=list(isolation.loopback_forwards) if isolation.network == "nat" else [],
+        hosts=dict(isolation.hosts),
         uid=uid, gid=isolation.gid or uid,
         limits=Limits(memory_bytes=isolation.memory_bytes, cpus=isolation.cpus),
         pass_fds=[fd], name=_cgroup_name(ctx),
