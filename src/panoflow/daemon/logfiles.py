@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,6 +23,8 @@ from panoflow.core.redact import redact_text
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_NODE_LOGS",
+    "MAX_OPEN_FILES",
     "LineSplitter",
     "OutputRouter",
     "RotatingWriter",
@@ -36,6 +38,12 @@ __all__ = [
 MAX_BYTES = 10 * 1024 * 1024
 #: a line longer than this is cut (and its rest written as further lines)
 MAX_LINE = 64 * 1024
+#: at most this many log files are open at once per set of writers (the least recently written are closed; they
+#: reopen on their next line): an app cannot exhaust the daemon's descriptors
+MAX_OPEN_FILES = 64
+#: without the graph's node names, at most this many per-node log files per application (lines for more go to
+#: instance.log)
+MAX_NODE_LOGS = 256
 
 
 def backup_of(path: Path) -> Path:
@@ -70,6 +78,11 @@ class RotatingWriter:
         f.write(data)
         f.flush()
         self._size += len(data)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the file is open now (it opens on the next line otherwise)."""
+        return self._file is not None
 
     def close(self) -> None:
         if self._file is not None:
@@ -127,7 +140,9 @@ class LineSplitter:
         return [rest.decode("utf-8", "replace")] if rest else []
 
 
-_NODE_LINE = re.compile(r"^\[(?P<node>[A-Za-z0-9_.\-]{1,128})\] ?(?P<text>.*)$", re.DOTALL)
+_NODE_LINE = re.compile(r"\[(?P<node>[^\]\s/]{1,128})\] ?(?P<text>.*)", re.DOTALL)
+#: a node name as a file name: Panorama's node-name characters, never "." or ".." (matched whole: no "\n" tail)
+_NODE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}")
 
 
 class OutputRouter:
@@ -136,27 +151,55 @@ class OutputRouter:
     ``[node] text`` lines (the app's stdout/stderr, as ``panoflow run`` prefixes them) go to that node's
     ``console_output``; JSON lines (panoflow's own structlog output) go to ``instance.log`` as they are; anything
     else (start-up errors, the end-of-run summary) goes to ``instance.log`` wrapped in a JSON object. Every line is
-    redacted of URL credentials first. The last lines are kept for the failure reason of a start-up."""
+    redacted of URL credentials first. The last lines are kept for the failure reason of a start-up.
 
-    def __init__(self, logs_dir: Path, writers: dict[Path, RotatingWriter]):
+    Only nodes of the graph get a file (``nodes``; without it, names that are valid node names, at most
+    :data:`MAX_NODE_LOGS` of them): an app printing ``[anything]`` cannot create files at will, and ``[..]`` is not a
+    node. Other ``[x]`` lines go to ``instance.log`` like any other output. At most :data:`MAX_OPEN_FILES` files
+    are open at once (docs/security.md)."""
+
+    def __init__(self, logs_dir: Path, writers: dict[Path, RotatingWriter], nodes: Collection[str] | None = None):
         self.logs_dir = logs_dir
         self._writers = writers  # shared with the other versions of the same application
+        self.nodes = frozenset(nodes) if nodes is not None else None
         self.recent: deque[str] = deque(maxlen=40)
+        # node names that have a file (this version's, earlier versions', or on disk from a previous daemon)
+        self._named = {p.parent.name for p in writers if p.parent.parent == logs_dir}
+        if logs_dir.is_dir():
+            self._named.update(p.name for p in logs_dir.iterdir() if (p / "console_output").exists())
 
     def writer(self, path: Path) -> RotatingWriter:
-        w = self._writers.get(path)
+        w = self._writers.pop(path, None)  # re-inserted last: the dict's order is least recently used first
         if w is None:
-            w = self._writers[path] = RotatingWriter(path)
+            w = RotatingWriter(path)
+        self._writers[path] = w
+        if len(self._writers) > MAX_OPEN_FILES:
+            opened = [x for x in self._writers.values() if x.is_open]
+            for stale in opened[:max(0, len(opened) - MAX_OPEN_FILES + 1)]:
+                if stale is not w:
+                    stale.close()
         return w
+
+    def _node_file(self, node: str) -> Path | None:
+        """The console_output file of ``node``, or None when ``node`` may not have one."""
+        if self.nodes is not None:
+            allowed = node in self.nodes
+        else:
+            allowed = node in self._named or len(self._named) < MAX_NODE_LOGS
+        if not allowed or not _NODE_NAME.fullmatch(node) or node.strip(".") == "":
+            return None
+        self._named.add(node)
+        return self.logs_dir / node / "console_output"
 
     def instance_log(self) -> RotatingWriter:
         return self.writer(self.logs_dir / "instance.log")
 
     def route(self, line: str, stream: str) -> None:
         line = redact_text(line)
-        m = _NODE_LINE.match(line)
-        if m:
-            self.writer(self.logs_dir / m["node"] / "console_output").write_line(m["text"])
+        m = _NODE_LINE.fullmatch(line)
+        target = self._node_file(m["node"]) if m else None
+        if m and target is not None:
+            self.writer(target).write_line(m["text"])
             self.recent.append(line)
             return
         if line.startswith("{"):
