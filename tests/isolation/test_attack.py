@@ -10,16 +10,19 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from panoflow.isolation import DEFAULT_SANDBOX_UID, Mount, SandboxedProcess
+from panoflow.isolation import DEFAULT_SANDBOX_UID, Mount, SandboxedProcess, SandboxSpec
 
-from .conftest import HostServer, require_root, run_probe
+from .conftest import HostServer, require, require_root, run_probe
 
 ATTACK = r"""
 import json, os, socket, sys
@@ -263,3 +266,39 @@ def test_the_launch_is_not_the_attack_surface() -> None:
         assert set(owners) == {DEFAULT_SANDBOX_UID}
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+LAUNCHER = r"""
+import subprocess, sys, time
+from panoflow.isolation import SandboxSpec, start
+proc = start(SandboxSpec(argv=["/usr/bin/sleep", "60"], network=sys.argv[1]), die_with_parent=True)
+while proc.app_pid() is None:
+    time.sleep(0.02)
+print("app", proc.app_pid(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("network", ["nat", "none"])
+def test_die_with_parent_takes_the_sandbox_down(network: str) -> None:
+    require(SandboxSpec(argv=["/usr/bin/sleep", "60"], network=network))
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, network], stdout=subprocess.PIPE)
+    try:
+        assert launcher.stdout is not None
+        line = b""
+        while not line.startswith(b"app "):  # after the launcher's log line
+            line = launcher.stdout.readline()
+            assert line, "the launcher ended before it started the sandbox"
+        app = int(line.split()[1])
+        assert Path(f"/proc/{app}").exists()
+        launcher.kill()  # no close(), no cleanup: the launcher just dies
+        launcher.wait(10)
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{app}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not Path(f"/proc/{app}").exists()
+    finally:
+        launcher.kill()
+        launcher.wait(10)
+        if launcher.stdout is not None:
+            launcher.stdout.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from panoflow.isolation import Limits, SandboxedProcess, SandboxSpec, start
+from panoflow.isolation import Limits, SandboxedProcess, SandboxSpec, host_problems, start, unsafe_start
 
 from .conftest import interpreter, require, run_probe
 
@@ -131,3 +131,17 @@ def test_limits_unavailable_without_root_or_delegation() -> None:
     lines = result.stdout.splitlines()
     assert any(line.startswith("memory limit unavailable") and "delegat" in line for line in lines), lines
     assert any(line.startswith("cpu limit unavailable") for line in lines), lines
+
+
+def test_unsafe_start_keeps_the_memory_limit(tmp_path: Path) -> None:
+    """--unsafe-no-sandbox drops isolation, not the limits (where the host has cgroups)."""
+    spec = SandboxSpec(argv=[sys.executable, "-c", HOG], limits=Limits(memory_bytes=96 << 20), network="none")
+    problems = host_problems(spec)
+    if any("limit unavailable" in p for p in problems):
+        pytest.skip("; ".join(problems))
+    proc = unsafe_start(spec, stdout=subprocess.DEVNULL)
+    try:
+        assert proc.wait(30) != 0
+    finally:
+        proc.close()
+    assert proc.oom_killed()

@@ -9,6 +9,7 @@ supplementary groups, so pasta, bubblewrap and the app never hold root. The envi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ __all__ = ["SandboxedProcess", "start", "unsafe_start"]
 log = structlog.get_logger(__name__)
 
 _File = int | IO[Any] | None
+_PR_SET_PDEATHSIG = 1
 
 
 def _children(pid: int) -> list[int]:
@@ -168,14 +170,21 @@ def _spawn(
     stdin: _File,
     stdout: _File,
     stderr: _File,
+    die_with_parent: bool,
 ) -> subprocess.Popen[bytes]:
     procs = cgroups.open_procs() if cgroups is not None else []
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if die_with_parent else None
+    parent = os.getpid()
 
     def in_child() -> None:
         for fd in procs:
             os.write(fd, b"0")
         if ids is not None:
             drop_privileges(*ids)
+        if prctl is not None:  # after the uid change, which clears it
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(1)
 
     try:
         return subprocess.Popen(
@@ -215,8 +224,14 @@ def start(
     stdout: _File = None,
     stderr: _File = None,
     stdin: _File = subprocess.DEVNULL,
+    die_with_parent: bool = False,
 ) -> SandboxedProcess:
     """Start ``spec.argv`` in a sandbox. ``stdout``/``stderr``/``stdin`` are as for :class:`subprocess.Popen`.
+
+    ``die_with_parent`` kills the sandbox when the *thread* that called :func:`start` ends (Linux's parent-death
+    signal follows the thread): use it only from a thread that lives as long as the sandbox should, such as the
+    event loop's. Without it a sandbox outlives a launcher that dies without :meth:`SandboxedProcess.close`, until
+    its app exits (the app's IPC client exits when its socket closes).
 
     Raises :class:`~panoflow.exceptions.SandboxError` listing every host problem (with its fix) when the host cannot
     run it, or naming what failed while starting.
@@ -228,20 +243,27 @@ def start(
         raise SandboxError(f"cannot start sandbox {spec.name!r} on this host:\n{listed}")
     uid, gid = sandbox_ids(spec)
     dns_forward = needs_dns_forward(spec)
+    files = etc_files(spec, uid, gid, dns_forward=dns_forward)
     cgroups = _cgroups(spec)
-    with _data_files(etc_files(spec, uid, gid, dns_forward=dns_forward)) as data_fds:
-        argv = command(spec, tools, uid=uid, gid=gid, data_fds=data_fds, dns_forward=dns_forward)
-        popen = _spawn(
-            argv,
-            spec,
-            cgroups,
-            (uid, gid) if os.geteuid() == 0 else None,
-            cwd="/",
-            extra_fds=list(data_fds.values()),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-        )
+    try:
+        with _data_files(files) as data_fds:
+            argv = command(spec, tools, uid=uid, gid=gid, data_fds=data_fds, dns_forward=dns_forward)
+            popen = _spawn(
+                argv,
+                spec,
+                cgroups,
+                (uid, gid) if os.geteuid() == 0 else None,
+                cwd="/",
+                extra_fds=list(data_fds.values()),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                die_with_parent=die_with_parent,
+            )
+    except BaseException:
+        if cgroups is not None:
+            cgroups.remove(timeout=0.5)
+        raise
     log.info(
         "sandbox_started",
         sandbox=spec.name,
@@ -268,6 +290,7 @@ def unsafe_start(
     stdout: _File = None,
     stderr: _File = None,
     stdin: _File = subprocess.DEVNULL,
+    die_with_parent: bool = False,
 ) -> SandboxedProcess:
     """Development only (``--unsafe-no-sandbox``): run ``spec.argv`` as a plain process of the caller's uid, with
     ``spec.env``, ``spec.pass_fds`` and the limits where the host allows them, and no isolation at all.
@@ -292,6 +315,7 @@ def unsafe_start(
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
+        die_with_parent=die_with_parent,
     )
     log.warning(
         "sandbox_disabled", sandbox=spec.name, pid=popen.pid, reason="--unsafe-no-sandbox (development only)"
