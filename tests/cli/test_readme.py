@@ -69,7 +69,7 @@ def _variants(command: str) -> list[list[str]]:
         if start is not None and w.endswith("]"):
             groups.append((start, i))
             start = None
-    cases = []
+    cases: list[list[str]] = []
     for keep in itertools.product((True, False), repeat=len(groups)):
         drop = {j for (a, b), k in zip(groups, keep) if not k for j in range(a, b + 1)}
         kept = [w.strip("[]") if any(a <= i <= b for a, b in groups) else w

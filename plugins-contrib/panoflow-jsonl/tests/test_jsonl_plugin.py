@@ -9,9 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from panoflow import Frame, Label, Rect
-from panoflow.core.bus import Inbox, Policy
-from panoflow.core.plugins import build_plugins
+from panoflow import Frame, Inbox, Label, Policy, Rect, build_plugins
 
 
 def test_found_through_entry_point() -> None:

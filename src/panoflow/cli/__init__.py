@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import structlog
 
@@ -43,7 +44,7 @@ def missing_extra(exc: ModuleNotFoundError) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors: one line, exit 2, no traceback
+    def error(self, message: str) -> NoReturn:  # usage errors: one line, exit 2, no traceback
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"panoflow: error: {hint}", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug in panoflow: say so in one block, log the details
+    except Exception as exc:  # noqa: BLE001 - a bug in panoflow: say so in one block, log the details
         _report_internal(exc)
         return 1
 

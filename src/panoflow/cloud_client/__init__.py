@@ -9,36 +9,12 @@ panoflow control plane.
 * :mod:`.sync` - the loop: report the full state, reconcile with the desired state.
 
 The ``http`` cloud connector (:mod:`panoflow.plugins.http_connector`) runs :func:`.sync.run_device` with the
-:class:`DeviceContext` the daemon hands it.
+:class:`DeviceContext` the daemon hands it (defined in :mod:`panoflow.daemon.device`: the cloud client
+depends on the daemon, never the other way round).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from panoflow.daemon.manager import Manager
-    from panoflow.daemon.store import StatePaths
+from panoflow.daemon.device import DeviceContext
 
 __all__ = ["DeviceContext"]
-
-
-@dataclass(frozen=True)
-class DeviceContext:
-    """What the daemon gives its cloud connector.
-
-    ``restart(env)`` stops every instance (their desired state stays RUNNING) and re-executes the daemon with the
-    same argv and ``env`` (``None``: the current environment); ``metrics_text()`` is the daemon's ``/metrics``.
-    ``insecure_http``: ``--insecure-http`` was given (a plain-HTTP control plane is accepted; development only)."""
-
-    manager: Manager
-    paths: StatePaths
-    control_plane: str
-    provision: Path | None
-    restart: Callable[[Mapping[str, str] | None], None]
-    metrics_text: Callable[[], Awaitable[str]]
-    cameras_file: Path
-    insecure_http: bool = False

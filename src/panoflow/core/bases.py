@@ -1,27 +1,39 @@
-"""Base classes that plugins subclass. Hooks return these classes; the runtime instantiates and drives them.
+"""The plugin contract's types: the base classes plugins subclass, and what the host hands them.
 
-Hooks only register (see :mod:`panoflow.core.hookspecs`); nothing here is called per frame through pluggy.
+Hooks return these classes (see :mod:`panoflow.core.hookspecs`); the runtime instantiates and drives them. Nothing
+here is called per frame through pluggy.
+
+- :class:`MediaSource`, :class:`MediaSink`: cameras and files in, displays and recordings out;
+- :class:`ModelBackend` (built from a :class:`ModelFiles`, describing its tensors with :class:`TensorInfo`): the one
+  model contract the batcher drives;
+- :class:`ParameterType`, :class:`CodeRunner` (run with a :class:`panoflow.core.runtime.CodeNodeContext`);
+- :class:`CloudConnector`, run with a :class:`DeviceContext` (the daemon's side of the device).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # these modules import this one: named for type checkers only
     from panoflow.core.bus import Inbox
     from panoflow.core.frame import Frame
+    from panoflow.core.runtime import CodeNodeContext
 
 __all__ = [
     "CloudConnector",
     "CodeRunner",
+    "DeviceContext",
     "Emit",
     "MediaSink",
     "MediaSource",
     "ModelBackend",
+    "ModelFiles",
     "ParameterType",
+    "TensorInfo",
 ]
 
 #: Hands one frame to the bus. Thread-safe; may block (``block`` policy) and returns False once the run is stopping.
@@ -37,6 +49,9 @@ class MediaSource(ABC):
 
     scheme: ClassVar[str]
     default_policy: ClassVar[str] = "latest"
+    #: the policy this stream asks for once its options are known (a file read in real time: ``latest``), or None
+    #: for :attr:`default_policy`; the runtime reads it after construction
+    policy: str | None = None
 
     def __init__(self, uri: str, *, stream_id: str, options: Mapping[str, str]):
         self.uri = uri
@@ -63,6 +78,11 @@ class MediaSource(ABC):
 
         return redact_url(self.uri)
 
+    def stats(self) -> Mapping[str, Any]:
+        """The source's own counters, read any time from any thread. Keys ``dropped_<reason>`` (``dropped_late``,
+        ``dropped_queue_full``...) become ``panoflow_source_dropped_frames_total{reason=...}``. None by default."""
+        return {}
+
 
 class MediaSink(ABC):
     """Where output frames go (the HDMI display, a recording, nothing...). ``name`` selects it."""
@@ -78,25 +98,50 @@ class MediaSink(ABC):
         """Consume frames from ``inbox`` until it is closed and drained, then flush and return."""
 
 
-class ModelBackend(ABC):
-    """Runs one model node's model. ``name`` selects it (``--model-backend``), ``priority`` orders the automatic
-    choice (highest available wins). Built as ``cls(files, options)`` with a
-    :class:`panoflow.core.inference.ModelFiles` (the ``.onnx`` file, archive digest, descriptor framework, precision
-    and inputs, a cache folder) and the backend's options (``max_batch`` and what ``backend_options`` gives it);
-    raise :class:`panoflow.ModelError` when the model cannot load. After construction it must offer:
+@dataclass(frozen=True)
+class TensorInfo:
+    """A model input or output: ``shape`` holds ``None`` for a dynamic axis; ``dtype`` is a numpy dtype name."""
 
-    - ``inputs`` / ``outputs``: ``tuple[TensorInfo, ...]`` in model order; ``shape[0] is None`` marks a dynamic
-      batch axis;
-    - ``batch_limit``: the largest batch a dynamic axis accepts (``None``: no limit of its own).
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model node ready to load: its ``.onnx`` file, the archive's SHA-256 (cache key), what its descriptor says
+    (``framework``, ``precision`` ``FP16``/``FP32``, ``inputs`` with the compiled shapes) and a cache folder where
+    a backend may keep what it builds (TensorRT engines)."""
+
+    node_id: str
+    path: Path
+    digest: str
+    framework: str = "ONNX"
+    precision: str = "FP32"
+    inputs: tuple[TensorInfo, ...] = ()
+    cache_dir: Path | None = None
+
+
+class ModelBackend(ABC):
+    """Runs one model node's model: the one model contract (the batcher drives nothing else). ``name`` selects it
+    (``--model-backend``), ``priority`` orders the automatic choice (highest available wins).
+
+    Built as ``cls(files, options)`` with a :class:`ModelFiles` and the backend's options (``max_batch`` and what
+    ``backend_options`` gives it); raise :class:`panoflow.ModelError` when the model cannot load. After
+    construction it offers ``inputs`` / ``outputs`` in model order (``shape[0] is None`` marks a dynamic batch
+    axis) and ``batch_limit``, the largest batch a dynamic axis accepts (``None``: no limit of its own).
 
     The batcher calls :meth:`run` from one thread at a time; it should release the GIL while the model runs.
     """
 
     name: ClassVar[str]
     priority: ClassVar[int] = 0
-    inputs: tuple[Any, ...] = ()
-    outputs: tuple[Any, ...] = ()
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
     batch_limit: int | None = None
+
+    def __init__(self, files: ModelFiles, options: Mapping[str, Any]) -> None:
+        """Load ``files`` (the signature every backend is built with; this base keeps nothing)."""
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
@@ -130,19 +175,47 @@ class CodeRunner(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    async def run(self, context: Any) -> None:
-        """Run the node's code until it returns, fails, or the task is cancelled."""
+    async def run(self, context: CodeNodeContext) -> None:
+        """Run the node's code until it returns, fails, or the task is cancelled. ``context`` holds the node's
+        spec, its ports (``context.io``), the run's options and where its logs and storage live."""
+
+
+class DeviceContext(Protocol):
+    """What the daemon (``panoflow serve``) hands its cloud connector: the device's side of the control plane.
+
+    ``manager`` deploys, replaces, removes and signals application instances
+    (:class:`panoflow.daemon.manager.Manager`) and ``paths`` is the daemon's state directory
+    (:class:`panoflow.daemon.store.StatePaths`); they are the daemon's own objects, typed ``Any`` here because core
+    does not import the daemon. ``restart(env)`` stops every instance and re-executes the daemon with ``env``
+    (``None``: the current one); ``metrics_text()`` is the daemon's ``/metrics``; ``insecure_http`` says a
+    plain-HTTP control plane was allowed (development only). The daemon's implementation is
+    :class:`panoflow.daemon.device.DeviceContext`."""
+
+    @property
+    def manager(self) -> Any: ...
+    @property
+    def paths(self) -> Any: ...
+    @property
+    def control_plane(self) -> str: ...
+    @property
+    def provision(self) -> Path | None: ...
+    @property
+    def restart(self) -> Callable[[Mapping[str, str] | None], None]: ...
+    @property
+    def metrics_text(self) -> Callable[[], Awaitable[str]]: ...
+    @property
+    def cameras_file(self) -> Path: ...
+    @property
+    def insecure_http(self) -> bool: ...
 
 
 class CloudConnector(ABC):
-    """Connects a device to a control plane (the control-plane issue fills this in)."""
+    """Connects a device to a control plane (``http``: panoflow's device protocol). One runs per daemon."""
 
     name: ClassVar[str]
 
     @abstractmethod
-    async def run(self, device: Any) -> None:
-        """Sync desired state and report status until cancelled."""
-
-
-def names_of(classes: Sequence[Any], attr: str = "name") -> list[str]:
-    return [getattr(c, attr) for c in classes]
+    async def run(self, device: DeviceContext) -> None:
+        """Sync desired state and report status until cancelled; return when the control plane refuses the
+        device for good (the daemon keeps running its instances). Raise :class:`panoflow.CloudError` for a
+        problem the user must fix (no credentials): the daemon stops with that message."""

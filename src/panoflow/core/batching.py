@@ -14,19 +14,17 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import structlog
 
+from panoflow.core.bases import ModelBackend
 from panoflow.exceptions import ModelError
-
-if TYPE_CHECKING:
-    from panoflow.core.inference import LoadedModel
 
 __all__ = ["PEAK_WINDOW_S", "Batcher"]
 
-log = structlog.get_logger("panoflow.core.inference")
+log = structlog.get_logger(__name__)
 
 #: how long the batcher remembers the most requests it saw in flight at once (what it waits to gather)
 PEAK_WINDOW_S = 1.0
@@ -44,7 +42,7 @@ class _Request:
 class Batcher:
     """Dynamic batching for one loaded model: thread-safe :meth:`submit`, one worker thread that runs batches."""
 
-    def __init__(self, node_id: str, model: LoadedModel, *, max_batch: int = 16, max_wait_ms: float = 2.0,
+    def __init__(self, node_id: str, model: ModelBackend, *, max_batch: int = 16, max_wait_ms: float = 2.0,
                  aliases: Mapping[str, str] | None = None, fill: Mapping[str, tuple[int | None, ...]] | None = None):
         self.node_id = node_id
         self.model = model
@@ -285,4 +283,5 @@ def _stack(arrays: list[np.ndarray], pad: int) -> np.ndarray:
     xp = _array_module(arrays[0])
     if pad:
         arrays = [*arrays, xp.zeros((pad, *arrays[0].shape[1:]), arrays[0].dtype)]
-    return xp.concatenate(arrays, axis=0)
+    stacked: np.ndarray = xp.concatenate(arrays, axis=0)  # numpy or CuPy: the module is found at run time
+    return stacked

@@ -184,15 +184,15 @@ def resolve(
         if node.is_parameter:
             values[name] = node.value  # type: ignore[assignment]
     for name, text in params.items():
-        node = nodes.get(name)
-        if node is None or not node.is_parameter:
+        given = nodes.get(name)
+        if given is None or not given.is_parameter:
             known = ", ".join(sorted(values)) or "none"
             raise ResolveError(f"--param {name}=...: no parameter node {name!r} (parameter nodes: {known})")
-        ptype = types[node.interface]
+        ptype = types[given.interface]
         try:
             value = ptype.convert(text)
         except (TypeError, ValueError) as exc:
-            raise ResolveError(f"--param {name}={text!r}: not a valid {node.interface}: {exc}") from None
+            raise ResolveError(f"--param {name}={text!r}: not a valid {given.interface}: {exc}") from None
         problem = ptype.check(value)
         if problem:
             raise ResolveError(f"--param {name}={text!r}: {problem}")
@@ -207,6 +207,7 @@ def resolve(
             continue
         pkg = app.package_for(node)
         iface = app.interface_for(node)
+        category: str
         if iface is not None:
             category = iface.category
         else:  # an override's camera package is not part of the app: known only by --camera or the registry

@@ -1,3 +1,5 @@
+# mypy: disable-error-code="empty-body"
+# (hook specifications are declarations: pluggy calls the plugins' implementations, never these bodies)
 """The plugin contract: every hook panoflow calls.
 
 Hooks register and configure; they never run per frame. Each registration hook returns the classes (or
@@ -8,7 +10,7 @@ hot path. Names must be unique across plugins: duplicates fail at start-up (:mod
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -20,6 +22,9 @@ from panoflow.core.bases import (
     ModelBackend,
     ParameterType,
 )
+
+if TYPE_CHECKING:  # the runtime imports the plugin manager, which imports this module
+    from panoflow.core.runtime import Runtime
 
 PROJECT = "panoflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -66,12 +71,13 @@ def panoflow_cloud_connectors() -> Sequence[type[CloudConnector]]:
 
 
 @hookspec
-def panoflow_startup(runtime: Any) -> None:
+def panoflow_startup(runtime: Runtime) -> None:
     """Called once after a runtime has resolved its graph and before any node starts. ``runtime`` is the
-    :class:`panoflow.core.runtime.Runtime`; plugins may read its application and options."""
+    :class:`panoflow.core.runtime.Runtime`; plugins may read its ``graph`` (the resolved application) and
+    ``options`` (:class:`panoflow.core.runtime.RunOptions`), and acquire what they need for the run."""
 
 
 @hookspec
-def panoflow_shutdown(runtime: Any) -> None:
+def panoflow_shutdown(runtime: Runtime) -> None:
     """Called once after every node of ``runtime`` has stopped (also after a failure). Release what
     :func:`panoflow_startup` acquired."""

@@ -4,9 +4,10 @@
 :class:`~panoflow.core.batching.Batcher` (in :mod:`panoflow.core.batching`): requests from any number of threads
 (streams, code nodes, applications in one process) are batched and run by one worker thread.
 
-Nothing here imports an ML library: backends (``onnxruntime``, ``tensorrt``) are plugins that load a
-:class:`ModelFiles` into a :class:`LoadedModel`; :mod:`panoflow.modelstore` turns a model package into
-:class:`ModelFiles`.
+Nothing here imports an ML library: backends (``onnxruntime``, ``tensorrt``) are plugins, subclasses of
+:class:`~panoflow.core.bases.ModelBackend` built from a :class:`~panoflow.core.bases.ModelFiles` (both defined in
+:mod:`panoflow.core.bases`, the plugin contract, and re-exported here); :mod:`panoflow.modelstore` turns a model
+package into :class:`ModelFiles`.
 """
 
 from __future__ import annotations
@@ -20,19 +21,17 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import anyio
 import numpy as np
 import structlog
 
-from panoflow.core.bases import ModelBackend
+from panoflow.core.bases import ModelBackend, ModelFiles, TensorInfo
 from panoflow.core.batching import Batcher
 from panoflow.exceptions import ModelError
 
 __all__ = [
-    "Batcher",
     "InferenceSettings",
     "InferenceTimeout",
     "LoadedModel",
@@ -47,51 +46,13 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 
-
-
 class InferenceTimeout(ModelError, TimeoutError):
     """``node.call(..., time_out=S)`` got no result within ``S`` seconds."""
 
 
-@dataclass(frozen=True)
-class TensorInfo:
-    """A model input or output: ``shape`` holds ``None`` for a dynamic axis; ``dtype`` is a numpy dtype name."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """A model node ready to load: its ``.onnx`` file, the archive's SHA-256 (cache key), what its descriptor says
-    (``framework``, ``precision`` ``FP16``/``FP32``, ``inputs`` with the compiled shapes) and a cache folder where
-    a backend may keep what it builds (TensorRT engines)."""
-
-    node_id: str
-    path: Path
-    digest: str
-    framework: str = "ONNX"
-    precision: str = "FP32"
-    inputs: tuple[TensorInfo, ...] = ()
-    cache_dir: Path | None = None
-
-
-@runtime_checkable
-class LoadedModel(Protocol):
-    """What a model backend instance offers the batcher (``ModelBackend`` subclasses built as
-    ``cls(files, options)``). ``inputs``/``outputs`` in model order; an input's ``shape[0]`` is ``None`` for a
-    dynamic batch axis. ``batch_limit`` caps a dynamic batch (``None``: no limit of the backend's own)."""
-
-    inputs: tuple[TensorInfo, ...]
-    outputs: tuple[TensorInfo, ...]
-    batch_limit: int | None
-
-    def run(self, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Run once on arrays whose first axis is the batch; return host (numpy) arrays in output order."""
-
-    def close(self) -> None:
-        """Release what the model holds (sessions, engines, device memory)."""
+#: the model contract the batcher drives is :class:`~panoflow.core.bases.ModelBackend` (one contract, not two);
+#: this name stays for code that typed a loaded model with it
+LoadedModel = ModelBackend
 
 
 @dataclass(frozen=True)
@@ -296,8 +257,7 @@ def _load(node_id: str, files: ModelFiles, cls: type[ModelBackend], options: dic
           settings: InferenceSettings, wanted: str | None) -> Batcher:
     t0 = time.perf_counter()
     try:
-        factory: Any = cls  # backends are built as cls(files, options): see LoadedModel
-        model: LoadedModel = factory(files, options)
+        model = cls(files, options)
     except ModelError:
         raise
     except Exception as exc:
@@ -312,7 +272,7 @@ def _load(node_id: str, files: ModelFiles, cls: type[ModelBackend], options: dic
     return batcher
 
 
-def _descriptor_binding(node_id: str, files: ModelFiles, model: LoadedModel
+def _descriptor_binding(node_id: str, files: ModelFiles, model: ModelBackend
                         ) -> tuple[dict[str, str], dict[str, tuple[int | None, ...]]]:
     """Descriptor input names that differ from the model's (matched by position), and the compiled shapes that fill
     the model's dynamic axes. Static axes that disagree with the descriptor fail here, at start-up."""

@@ -15,8 +15,7 @@ from typing import Any
 
 import pluggy
 
-from panoflow.core import hookspecs
-from panoflow.core.bases import CloudConnector, CodeRunner, MediaSink, MediaSource, ModelBackend, ParameterType
+from panoflow.core import bases, hookspecs
 from panoflow.exceptions import PluginError
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "build_plugins"]
@@ -62,27 +61,27 @@ class Plugins:
         return found
 
     @cached_property
-    def sources(self) -> Mapping[str, type[MediaSource]]:
+    def sources(self) -> Mapping[str, type[bases.MediaSource]]:
         return self._collect("panoflow_media_sources", "scheme")
 
     @cached_property
-    def sinks(self) -> Mapping[str, type[MediaSink]]:
+    def sinks(self) -> Mapping[str, type[bases.MediaSink]]:
         return self._collect("panoflow_media_sinks", "name")
 
     @cached_property
-    def model_backends(self) -> Mapping[str, type[ModelBackend]]:
+    def model_backends(self) -> Mapping[str, type[bases.ModelBackend]]:
         return self._collect("panoflow_model_backends", "name")
 
     @cached_property
-    def parameter_types(self) -> Mapping[str, ParameterType]:
+    def parameter_types(self) -> Mapping[str, bases.ParameterType]:
         return self._collect("panoflow_parameter_types", "name")
 
     @cached_property
-    def code_runners(self) -> Mapping[str, type[CodeRunner]]:
+    def code_runners(self) -> Mapping[str, type[bases.CodeRunner]]:
         return self._collect("panoflow_code_runners", "name")
 
     @cached_property
-    def cloud_connectors(self) -> Mapping[str, type[CloudConnector]]:
+    def cloud_connectors(self) -> Mapping[str, type[bases.CloudConnector]]:
         return self._collect("panoflow_cloud_connectors", "name")
 
     def check(self) -> None:
@@ -101,10 +100,7 @@ class Plugins:
 
 
 def _module_version(plugin: object) -> str:
-    if isinstance(plugin, ModuleType) and plugin.__name__.startswith("panoflow."):
-        from panoflow import __version__
-
-        return __version__
+    """The installed version of the distribution that holds ``plugin`` (built-ins: panoflow's own)."""
     top = getattr(plugin, "__name__", type(plugin).__module__).split(".")[0]
     try:
         return md.version(top)

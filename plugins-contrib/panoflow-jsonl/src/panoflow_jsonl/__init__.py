@@ -1,4 +1,7 @@
-"""A panoflow sink that writes one JSON line per frame: ``options["path"]`` names the file."""
+"""A panoflow sink that writes one JSON line per frame: ``options["path"]`` names the file.
+
+It imports nothing of panoflow but the public facade (``import panoflow``), as any third-party plugin should.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 import anyio
 
 import panoflow
-from panoflow.core.bus import BusClosed
 
 __version__ = "0.1.0"
 
@@ -17,13 +19,13 @@ __version__ = "0.1.0"
 class JsonlSink(panoflow.MediaSink):
     name = "jsonl"
 
-    async def run(self, inbox: Any) -> None:
+    async def run(self, inbox: panoflow.Inbox[panoflow.Frame]) -> None:
         path = self.options.get("path", "frames.jsonl")
         with open(path, "a", encoding="utf-8") as out:
             while True:
                 try:
                     batch = await inbox.aget_batch()
-                except BusClosed:
+                except panoflow.BusClosed:
                     return
                 lines = [json.dumps(self.record(frame)) + "\n" for frame in batch.values()]
                 await anyio.to_thread.run_sync(out.writelines, lines)
