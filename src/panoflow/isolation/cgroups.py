@@ -90,6 +90,23 @@ def _v2_base(mount_root: str, mount_point: str, own: str) -> Path | None:
     return best
 
 
+def _v2_internal_processes(base: Path, controller: str) -> str:
+    """Why ``controller`` cannot be enabled below ``base`` (cgroup v2's no-internal-processes rule), or ""."""
+    try:
+        enabled = (base / "cgroup.subtree_control").read_text().split()
+        procs = (base / "cgroup.procs").read_text().split()
+    except OSError:
+        return ""
+    if controller in enabled or not procs or not (base / "cgroup.type").exists():  # the true root is exempt
+        return ""
+    return (
+        f"cgroup v2: {base} holds processes ({len(procs)}), so its children cannot get the {controller} controller: "
+        "start panoflow in a leaf cgroup of its own (systemd: a unit with Delegate=yes; a container: move its "
+        "processes into a child group, e.g. mkdir /sys/fs/cgroup/init && "
+        "for p in $(cat /sys/fs/cgroup/cgroup.procs); do echo $p > /sys/fs/cgroup/init/cgroup.procs; done)"
+    )
+
+
 def _hierarchy(controller: str) -> tuple[_Hierarchy | None, str]:
     """Where ``controller`` lives and can be used by this process, or None and why not."""
     mounts = _mountinfo()
@@ -108,6 +125,9 @@ def _hierarchy(controller: str) -> tuple[_Hierarchy | None, str]:
                     f"cgroup v2 ({point}) is not writable by uid {os.geteuid()}: run panoflow as root, or under a "
                     "delegated cgroup (systemd-run --user --scope -p Delegate=yes panoflow ...)"
                 )
+            busy = _v2_internal_processes(base, controller)
+            if busy:
+                return None, busy
             return _Hierarchy(controller, 2, base), ""
     for root, point, fstype, options in mounts:
         if fstype == "cgroup" and controller in options:

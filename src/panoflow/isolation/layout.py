@@ -27,6 +27,7 @@ DNS_FORWARD_ADDRESS = "169.254.1.53"
 _HIDDEN_ETC = re.compile(r"(shadow|^sudo|^panoflow$|^\.pwd\.lock$|^security$)")
 _GENERATED_ETC = ("hosts", "hostname", "passwd", "group", "resolv.conf")
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_LOW_PORTS = 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start; exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def _pasta_args(spec: SandboxSpec, pasta: str, dns_forward: bool) -> list[str]:
     args += ["-t", inbound, "-u", "none", "-T", ",".join(to_host) or "none", "-U", "none"]
     if dns_forward:
         args += ["--dns-forward", DNS_FORWARD_ADDRESS]
-    return [*args, "--"]
+    # pasta's command holds CAP_NET_ADMIN in the sandbox's own network namespace: let the app bind any port there
+    # (a containerPort of 80, as Panorama's containers ran as root), then become bubblewrap (same pid)
+    return [*args, "--", "/bin/sh", "-c", _LOW_PORTS, "sh"]
 
 
 def command(
@@ -183,7 +186,7 @@ def command(
     dns_forward: bool = False,
     root: Path = Path("/"),
 ) -> list[str]:
-    """The full argv that starts ``spec``: ``[pasta ... --] bwrap ... -- spec.argv``.
+    """The full argv that starts ``spec``: ``[pasta ... -- sh -c LOW_PORTS sh] bwrap ... -- spec.argv``.
 
     ``uid``/``gid`` are the ids the sandbox runs as (its host ids); ``data_fds`` maps generated /etc file names to
     inherited descriptors holding their contents.

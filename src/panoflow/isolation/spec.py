@@ -178,10 +178,14 @@ class SandboxSpec:
                 "loopback_ports need network 'nat'; with network 'none' the sandbox has no network"
             )
         object.__setattr__(self, "loopback_ports", loopback)
-        forwards = tuple((_port(i, "loopback inside port"), _port(h, "loopback host port"))
-                         for i, h in self.loopback_forwards)
+        forwards = tuple(
+            (_port(i, "loopback inside port"), _port(h, "loopback host port"))
+            for i, h in self.loopback_forwards
+        )
         if forwards and self.network != "nat":
-            raise ValueError("loopback_forwards need network 'nat'; with network 'none' the sandbox has no network")
+            raise ValueError(
+                "loopback_forwards need network 'nat'; with network 'none' the sandbox has no network"
+            )
         inside = [i for i, _ in forwards] + list(loopback)
         if len(set(inside)) != len(inside):
             raise ValueError("two loopback forwards use the same port inside the sandbox")
