@@ -108,7 +108,7 @@ def test_reboot_outage_and_failed_ota(make_daemon: Callable[..., Daemon], cp: Co
     # OTA to a version pip cannot find: FAILED with pip's words, the device keeps running as it was
     job = cp.pano.create_job_for_devices(
         DeviceIds=[device_id], JobType="OTA",
-        DeviceJobConfig={"OTAJobConfig": {"ImageVersion": "99.0.0"}})["Jobs"][0]["JobId"]
+        DeviceJobConfig={"OTAJobConfig": {"ImageVersion": "99.0.0@sha256:" + "0" * 64}})["Jobs"][0]["JobId"]
     wait(lambda: cp.job(job)["Status"] == "FAILED", 60, "the OTA job to fail")
     assert _pids(daemon) == running and cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE"
     assert not (daemon.state_dir / "ota" / "panoflow-99.0.0").exists()

@@ -20,7 +20,7 @@ import pytest
 
 from panoflow import __version__
 from panoflow.cloud_client.jobs import OTA_FILE, ota_environment
-from tests.cloud_client.conftest import ControlPlaneServer, join, publish_app, wait
+from tests.cloud_client.conftest import ACCOUNT, ControlPlaneServer, join, publish_app, wait
 from tests.cloud_client.test_device import _create, _pids, _running
 from tests.daemon.conftest import Daemon
 
@@ -80,6 +80,12 @@ def _software(cp: ControlPlaneServer, device_id: str) -> Any:
 
 
 def _ota(cp: ControlPlaneServer, device_id: str, version: str) -> str:
+    """Upload the wheel of ``version`` where OTA jobs find it (its SHA-256 is pinned with the job), create the job."""
+    from panoflow.controlplane.service.jobs import ota_wheel_key
+
+    (wheel,) = Path(os.environ["PIP_FIND_LINKS"]).glob(f"panoflow-{version}-*.whl")
+    with wheel.open("rb") as f:
+        cp.plane.assets.put(ota_wheel_key(ACCOUNT, version), f)
     return str(cp.pano.create_job_for_devices(
         DeviceIds=[device_id], JobType="OTA",
         DeviceJobConfig={"OTAJobConfig": {"ImageVersion": version}})["Jobs"][0]["JobId"])

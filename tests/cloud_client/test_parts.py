@@ -225,8 +225,9 @@ async def test_ota_that_cannot_install_fails_and_keeps_the_running_version(
         reports.append(1)
 
     jobs = Jobs(tmp_path, restarts.append, report_now)
-    assert jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0"})
-    assert not jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0"})  # once only
+    pinned = {"Version": "99.0.0", "Sha256": "0" * 64}
+    assert jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0", "Ota": pinned})
+    assert not jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0", "Ota": pinned})  # once
     await jobs.run("job-1")
     (status,) = jobs.statuses()
     assert status["Status"] == "FAILED" and "pip install failed" in status["Reason"]

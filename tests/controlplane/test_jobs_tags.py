@@ -13,8 +13,8 @@ from tests.controlplane.conftest import error_of
 def test_reboot_and_ota_jobs(pano: Any, device: str) -> None:
     reboot = pano.create_job_for_devices(DeviceIds=[device], JobType="REBOOT")["Jobs"]
     assert [j["DeviceId"] for j in reboot] == [device]
-    ota = pano.create_job_for_devices(DeviceIds=[device], JobType="OTA",
-                                      DeviceJobConfig={"OTAJobConfig": {"ImageVersion": "4.3.93"}})["Jobs"][0]
+    ota = pano.create_job_for_devices(DeviceIds=[device], JobType="OTA", DeviceJobConfig={
+        "OTAJobConfig": {"ImageVersion": "4.3.93@sha256:" + "ab" * 32}})["Jobs"][0]  # pinned (docs/security.md)
     job = pano.describe_device_job(JobId=ota["JobId"])
     assert (job["JobType"], job["Status"], job["ImageVersion"], job["DeviceName"]) == ("OTA", "PENDING", "4.3.93",
                                                                                        "edge-1")

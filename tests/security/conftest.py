@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.controlplane.conftest import (  # noqa: F401 - fixtures
+    device,
     endpoint,
     graph_text,
     key,

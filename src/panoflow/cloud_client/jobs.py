@@ -6,8 +6,12 @@ before the re-exec, and resolved by the next daemon (REBOOT: SUCCEEDED; OTA: SUC
 asked for). Final statuses are reported until a sync carried them, then forgotten; a job id seen once is never run
 twice.
 
-OTA installs ``panoflow==V`` with ``python -m pip install --target STATE_DIR/ota/panoflow-V --no-deps`` (pip reads
-its options from the usual ``PIP_*`` environment: ``PIP_FIND_LINKS``, ``PIP_INDEX_URL``, ``PIP_NO_INDEX``...),
+OTA installs only a pinned wheel (docs/security.md): the job names the wheel's SHA-256 and either its key in the
+control plane's asset store (downloaded and checked against that digest) or panoflow ``V`` on the package index.
+``python -m pip install --target STATE_DIR/ota/panoflow-V --no-deps --only-binary :all: --require-hashes -r REQ``
+(REQ: ``panoflow @ file://WHEEL --hash=sha256:H`` or ``panoflow==V --hash=sha256:H``) refuses any other file and
+any source distribution before running anything; a job without a digest is FAILED. pip reads its other options
+from the usual ``PIP_*`` environment (``PIP_FIND_LINKS``, ``PIP_INDEX_URL``, ``PIP_NO_INDEX``...),
 then self-tests it with that folder first on ``PYTHONPATH`` (:data:`SELF_TEST`): ``python -m panoflow --version``
 must print V, ``python -m panoflow plugins --json`` must load every plugin (the built-in ones at version V), and the
 daemon's own modules must import. On success the folder is recorded as active in ``STATE_DIR/cloud-ota.json``, on
@@ -38,7 +42,7 @@ from panoflow.core.redact import redact_text
 from panoflow.daemon.store import atomic_write_json, read_json
 from panoflow.exceptions import CloudError
 
-__all__ = ["JOBS_FILE", "OTA_FILE", "SELF_TEST", "Jobs", "ota_environment", "self_test"]
+__all__ = ["JOBS_FILE", "OTA_FILE", "SELF_TEST", "Download", "Jobs", "ota_environment", "self_test"]
 
 log = structlog.get_logger("panoflow.cloud")
 
@@ -46,6 +50,10 @@ JOBS_FILE = "cloud-jobs.json"
 OTA_FILE = "cloud-ota.json"
 OTA_ENV = "PANOFLOW_OTA_DIR"  # set in the environment of a daemon started on an OTA folder
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_WHEEL = re.compile(r"panoflow-[0-9A-Za-z.+!_]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}\.whl")
+#: ``download(key, dest, sha256, size)``: an asset of the control plane into ``dest``, verified (the cloud client's)
+Download = Callable[[str, Path, str, "int | None"], Awaitable[Path]]
 PIP_TIMEOUT_S = 900.0
 REASON_CHARS = 1500
 
@@ -107,8 +115,10 @@ class Jobs:
     plane sees IN_PROGRESS before the device goes away."""
 
     def __init__(self, state_dir: Path, restart: Callable[[Mapping[str, str] | None], None],
-                 report_now: Callable[[], Awaitable[None]], *, version: str = __version__):
+                 report_now: Callable[[], Awaitable[None]], *, version: str = __version__,
+                 download: Download | None = None):
         self.state_dir = state_dir
+        self.download = download
         self.path = state_dir / JOBS_FILE
         self.restart = restart
         self.report_now = report_now
@@ -207,7 +217,7 @@ class Jobs:
                       Reason=f"this device does not know job type {job_type!r}")
             return False
         self._set(job_id, JobType=job_type, ImageVersion=job.get("ImageVersion"), Status="IN_PROGRESS",
-                  Stage="starting")
+                  Stage="starting", **({"Ota": job["Ota"]} if isinstance(job.get("Ota"), dict) else {}))
         log.info("cloud_job_started", job_id=job_id, job_type=job_type, image_version=job.get("ImageVersion"))
         return True
 
@@ -226,13 +236,36 @@ class Jobs:
             log.info("cloud_reboot", job_id=job_id)
             self.restart(None)
             return
-        await self._ota(job_id, str(job.get("ImageVersion") or ""))
+        await self._ota(job_id, str(job.get("ImageVersion") or ""), job.get("Ota"))
 
     def _fail(self, job_id: str, reason: str) -> None:
         self._set(job_id, Status="FAILED", Reason=reason, Stage="done")
         log.error("cloud_job_failed", job_id=job_id, reason=reason)
 
-    async def _ota(self, job_id: str, version: str) -> None:
+    async def _requirement(self, job_id: str, version: str, pin: Any, folder: Path) -> str | None:
+        """The pinned pip requirement line of an OTA job (the wheel downloaded first when the control plane holds
+        it), or None after failing the job with the reason."""
+        sha = str((pin or {}).get("Sha256") or "") if isinstance(pin, dict) else ""
+        if not _HEX64.fullmatch(sha):
+            self._fail(job_id, "the OTA job names no SHA-256 of the wheel: this device installs only pinned wheels "
+                               "(create the job on a control plane that records one)")
+            return None
+        key = str(pin.get("Key") or "")
+        if not key:
+            return f"panoflow=={version} --hash=sha256:{sha}"
+        name = str(pin.get("FileName") or "")
+        if not _WHEEL.fullmatch(name) or self.download is None:
+            self._fail(job_id, f"the OTA job's wheel {name[:100]!r} cannot be downloaded by this device")
+            return None
+        try:
+            size = pin.get("Size")
+            wheel = await self.download(key, folder / name, sha, size if isinstance(size, int) else None)
+        except CloudError as exc:  # VerificationError (not the pinned bytes), offline, refused
+            self._fail(job_id, f"downloading the OTA wheel failed; panoflow {self.version} keeps running: {exc}")
+            return None
+        return f"panoflow @ {wheel.resolve().as_uri()} --hash=sha256:{sha}"
+
+    async def _ota(self, job_id: str, version: str, pin: Any = None) -> None:
         if not _VERSION.match(version):
             self._fail(job_id, f"ImageVersion {version!r} is not a panoflow version")
             return
@@ -246,14 +279,24 @@ class Jobs:
         running = os.environ.get(OTA_ENV)
         shutil.rmtree(side, ignore_errors=True)  # never the running version's folder: that one is self.version's
         ota.mkdir(parents=True, exist_ok=True)
+        wheels = ota / "wheels"
+        shutil.rmtree(wheels, ignore_errors=True)
+        wheels.mkdir()
+        requirement = await self._requirement(job_id, version, pin, wheels)
+        if requirement is None:
+            await self._report()
+            return
+        (wheels / "requirements.txt").write_text(requirement + "\n")
         cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps",
-               "--target", str(side), f"panoflow=={version}"]
+               "--only-binary", ":all:", "--require-hashes", "--target", str(side),
+               "-r", str(wheels / "requirements.txt")]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", OTA_ENV)}
         log.info("cloud_ota_installing", job_id=job_id, version=version, folder=str(side))
         ok, output, _ = await _run(cmd, env, PIP_TIMEOUT_S)
         what = "pip install"
         if ok:
             ok, what, output = await self_test(side, version)
+        shutil.rmtree(wheels, ignore_errors=True)
         if not ok:
             shutil.rmtree(side, ignore_errors=True)
             self._fail(job_id, f"{what} failed; panoflow {self.version} keeps running:\n{_last_lines(output)}")

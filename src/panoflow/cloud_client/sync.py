@@ -173,7 +173,7 @@ class CloudDevice:
         self.acked: list[str] = []  # applied signal ids to acknowledge in the next sync
         self.applied: list[str] = []  # signal ids applied (re-deliveries are acknowledged, not re-applied)
         self._load()
-        self.jobs = Jobs(ctx.paths.root, ctx.restart, self.sync_once)
+        self.jobs = Jobs(ctx.paths.root, ctx.restart, self.sync_once, download=self._download)
         self.heartbeat = 5.0
         self.offline = False
         self.refused: str | None = None
@@ -237,6 +237,10 @@ class CloudDevice:
             with anyio.move_on_after(delay):
                 await self._wake.wait()
             self._wake = anyio.Event()
+
+    async def _download(self, key: str, dest: Path, sha256: str, size: int | None) -> Path:
+        """An asset of the control plane (an OTA wheel), verified against ``sha256``."""
+        return await self.client.download(key, dest, sha256=sha256, size=size)
 
     def wake(self) -> None:
         """Sync soon (something changed that the control plane should hear about)."""

@@ -185,12 +185,16 @@ class ControlPlane:
             return fleet.authenticate_device(self._context(tx), token)
 
     def device_may_read(self, device_id: str, key: str) -> bool:
-        """Whether ``key`` is an asset of a package in the desired state of ``device_id`` (the only assets a
-        device may download: docs/security.md)."""
+        """Whether ``key`` is an asset of a package in the desired state of ``device_id``, or the wheel of one of
+        its open OTA jobs (the only assets a device may download: docs/security.md)."""
         from panoflow.controlplane.service.applications import desired_state
+        from panoflow.controlplane.service.jobs import open_jobs
 
         with self.store.transaction() as tx:
-            for instance in desired_state(self._context(tx), device_id):
+            ctx = self._context(tx)
+            if any((job.get("Ota") or {}).get("Key") == key for job in open_jobs(ctx, device_id)):
+                return True  # the wheel of an OTA job of this device
+            for instance in desired_state(ctx, device_id):
                 for package in instance.get("Packages") or ():
                     if any(asset.get("Key") == key for asset in package.get("Assets") or ()):
                         return True
