@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--memory", type=int, metavar="MIB", default=None,
                    help="memory limit of each code node's processes in MiB (over it the app is restarted)")
     p.add_argument("--cpus", type=float, metavar="N", default=None, help="CPU limit of each code node, in cores")
+    p.add_argument("--aws-role-arn", metavar="ARN",
+                   help="the instance's runtime role: its app's AWS SDK gets this role's credentials (docs/aws.md)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is accepted")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="how long to wait for the deployment (default: 300 s)")
@@ -142,6 +144,8 @@ def deploy_command(args: argparse.Namespace) -> int:
                  if v is not None}
     if isolation:
         request["isolation"] = isolation
+    if args.aws_role_arn:
+        request["aws"] = {"role_arn": args.aws_role_arn}
     client = _client(args)
     with tempfile.TemporaryFile() as archive:
         sha = pack_app(app_dir, archive)

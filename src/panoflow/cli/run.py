@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read_secrets(fd: int) -> dict[str, Any]:
     """What the daemon hands an instance through a pipe (never argv or env): {"cameras": {node: [uri]},
-    "params": {node: value}, "registry": {name: uri}}."""
+    "params": {node: value}, "registry": {name: uri}, "aws": what the sandbox maps for the daemon's AWS gateway
+    of this instance, or null}."""
     with os.fdopen(fd, "rb") as pipe:
         data = json.loads(pipe.read(16 << 20) or b"{}")
     if not isinstance(data, dict):
@@ -83,6 +84,7 @@ def _read_secrets(fd: int) -> dict[str, Any]:
         "cameras": {str(k): [str(u) for u in v] for k, v in dict(data.get("cameras") or {}).items()},
         "params": {str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
         "registry": {str(k): str(v) for k, v in dict(data.get("registry") or {}).items()},
+        "aws": dict(data["aws"]) if isinstance(data.get("aws"), dict) else None,
     }
 
 

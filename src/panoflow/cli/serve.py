@@ -7,7 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from panoflow.cli.aws_args import add_aws_arguments
+
 __all__ = ["register"]
+
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -62,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--insecure-http", action="store_true",
                    help="accept a plain http:// --control-plane (development only: the device token, camera "
                         "passwords and code would cross the network in clear; docs/security.md)")
+    add_aws_arguments(p)
     p.add_argument("--cloud-connector", default="http", metavar="NAME",
                    help="the cloud connector plugin that talks to the control plane (default: http)")
     p.set_defaults(handler=serve_command)
@@ -86,6 +90,7 @@ def _reexec(env: dict[str, str] | None) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     import anyio
 
+    from panoflow.cli.aws_args import aws_settings_from_args
     from panoflow.daemon.logfiles import RotatingWriter, TeeStream
     from panoflow.daemon.server import DaemonConfig, serve
     from panoflow.daemon.store import StatePaths
@@ -115,6 +120,7 @@ def serve_command(args: argparse.Namespace) -> int:
         supervisor=SupervisorConfig(start_timeout_s=args.start_timeout, stop_grace_s=args.stop_grace),
         control_plane=args.control_plane, provision=args.provision.resolve() if args.provision else None,
         cloud_connector=args.cloud_connector, insecure_http=args.insecure_http,
+        aws=aws_settings_from_args(args, region=os.environ.get("AWS_REGION", "us-east-1"), session_name="panoflow"),
     )
     try:
         restart = anyio.run(serve, config)

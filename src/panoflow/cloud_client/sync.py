@@ -495,7 +495,9 @@ class CloudDevice:
             cameras, entry.cameras = self._register_cameras(cloud_id, inst.get("Cameras"))
             rec = self.manager.create(name=entry.name, archive=assembled.archive, graph=assembled.graph,
                                       overrides=overrides, cameras=cameras, params={},
-                                      description=f"control plane instance {cloud_id}")
+                                      description=f"control plane instance {cloud_id}",
+                                      # the instance's runtime role, assumed by the daemon's AWS gateway for it
+                                      aws={"role_arn": inst["RuntimeRoleArn"]} if inst.get("RuntimeRoleArn") else None)
         except (AssemblyError, QuotaExceeded) as exc:
             entry.failed = str(exc)
             log.error("cloud_deployment_failed", instance=cloud_id, name=entry.name, reason=entry.failed)

@@ -250,7 +250,15 @@ class Api:
             healthy.add(1 if view["health_status"] == m.RUNNING else 0, **labels)
             restarts.add(view["process"]["restarts"], **labels)
             info.add(1, **labels, status=rec.status, health=view["health_status"])
-        return [up, uptime, by_status, healthy, restarts, info]
+        families = [up, uptime, by_status, healthy, restarts, info]
+        for rec in records:  # the apps' CloudWatch metrics, from their gateways in this daemon (docs/aws.md)
+            gateway = self.manager.gateways.get(rec.instance_id)
+            for family in gateway.families() if gateway is not None else []:
+                labelled = MetricFamily(family.name, family.kind, family.help)
+                for labels, value in family.samples:
+                    labelled.add(value, application=rec.name, instance_id=rec.instance_id, **labels)
+                families.append(labelled)
+        return families
 
     # ------------------------------------------------------------------ archives
     async def upload_archive(self, request: web.Request) -> web.Response:
@@ -306,7 +314,7 @@ class Api:
         rec = self.manager.create(
             name=body["name"], archive=body["archive"], graph=body.get("graph"), overrides=body.get("overrides"),
             cameras={k: list(v) for k, v in body.get("cameras", {}).items()}, params=dict(body.get("params", {})),
-            description=body.get("description", ""), isolation=body.get("isolation"),
+            description=body.get("description", ""), isolation=body.get("isolation"), aws=body.get("aws"),
         )
         return web.json_response(self.manager.view(rec), status=202)
 

@@ -11,6 +11,7 @@ come back after a restart of the daemon is in ``instance.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -70,6 +71,8 @@ class ManagerConfig:
     cameras_file: Path | None = None  # the camera registry; default STATE_DIR/cameras.json
     #: (uid, gid) instance processes run as; default: the sandbox uid when the daemon is root
     run_as: tuple[int, int] | None = field(default_factory=_default_run_as)
+    #: the device's AWS settings for its apps (panoflow.aws.AwsSettings; None: apps get no AWS access)
+    aws: Any = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class Manager:
         self._tg: anyio.abc.TaskGroup | None = None
         self._closing = False
         self._sockets = Path()  # set by start()
+        self.gateways: dict[str, Any] = {}  # instance id -> its running AWS gateway (panoflow.aws.AwsGateway)
 
     # ------------------------------------------------------------------ lookup
     def find(self, ref: str) -> InstanceRecord | None:
@@ -208,7 +212,7 @@ class Manager:
     # ------------------------------------------------------------------ deploy
     def create(self, *, name: str, archive: str, graph: str | None, overrides: dict[str, Any] | None,
                cameras: dict[str, list[str]], params: dict[str, str], description: str = "",
-               isolation: dict[str, Any] | None = None) -> InstanceRecord:
+               isolation: dict[str, Any] | None = None, aws: dict[str, Any] | None = None) -> InstanceRecord:
         """Record a new deployment (DEPLOYMENT_PENDING) and start deploying it in the background."""
         if self._tg is None or self._closing:
             raise Conflict("the daemon is starting or stopping; try again in a moment")
@@ -220,7 +224,7 @@ class Manager:
                                 "its maximum; remove one first")
         rec = InstanceRecord(instance_id=m.new_instance_id(), name=name, archive=archive, graph=graph,
                              cameras=cameras, params=params, has_overrides=overrides is not None,
-                             description=description, isolation=dict(isolation or {}))
+                             description=description, isolation=dict(isolation or {}), aws=dict(aws or {}))
         self._dir(rec).mkdir(parents=True)
         if overrides is not None:
             atomic_write_json(self._dir(rec) / "overrides.json", overrides)
@@ -434,7 +438,7 @@ class Manager:
                 control=self._sockets / rec.instance_id.rsplit("-", 1)[-1] / "control.sock",
                 graph=self._graph_path(rec), overrides=d / "overrides.json" if rec.has_overrides else None,
                 cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry_snapshot(rec),
-                run_as=self.config.run_as, isolation_args=isolation_flags(rec.isolation),
+                run_as=self.config.run_as, isolation_args=isolation_flags(rec.isolation), aws=self._aws_for(rec),
             )
         return build
 
@@ -451,8 +455,40 @@ class Manager:
                          on_restart=on_restart, pid_file=self._dir(rec) / "pid")
         self.supervisors[rec.instance_id] = sup
         assert self._tg is not None
-        self._tg.start_soon(sup.run)
+        self._tg.start_soon(self._run_with_gateway, rec, sup)
         return sup
+
+    async def _run_with_gateway(self, rec: InstanceRecord, sup: Supervisor) -> None:
+        """Run the instance with its AWS gateway beside it, in the daemon (which holds the device's credentials;
+        the instance, unprivileged, gets only what its sandbox maps: docs/aws.md)."""
+        if self.config.aws is None:
+            await sup.run()
+            return
+        from panoflow.aws.gateway import AwsGateway
+
+        settings = self.config.aws
+        if rec.aws.get("role_arn"):
+            settings = dataclasses.replace(settings, role_arn=rec.aws["role_arn"])
+        gateway = AwsGateway(settings, instance_id=rec.instance_id, state_dir=self.paths.root,
+                             require_credentials=False)
+        await gateway.start()
+        self.gateways[rec.instance_id] = gateway
+        try:
+            await sup.run()
+        finally:
+            self.gateways.pop(rec.instance_id, None)
+            with anyio.CancelScope(shield=True):
+                await gateway.stop()
+
+    def _aws_for(self, rec: InstanceRecord) -> dict[str, Any] | None:
+        """What the instance's sandbox maps for its gateway (files as text: the instance cannot read the daemon's
+        state folder)."""
+        gateway = self.gateways.get(rec.instance_id)
+        if gateway is None:
+            return None
+        box = gateway.sandbox()
+        return {"ports": [list(p) for p in box.ports], "hosts": list(box.hosts), "env": dict(box.env),
+                "files": {inside: host.read_text() for host, inside in box.files}}
 
     def _set(self, rec: InstanceRecord, status: str, description: str) -> None:
         rec.status, rec.status_description = status, description

@@ -76,6 +76,8 @@ class InstanceRecord:
     host_ports: list[int] = field(default_factory=list)
     #: the deployment's isolation flags: network ("nat"/"none"), memory_mib, cpus
     isolation: dict[str, Any] = field(default_factory=dict)
+    #: the deployment's own AWS settings over the device's: role_arn (the instance's runtime role)
+    aws: dict[str, Any] = field(default_factory=dict)
     updated: str = field(default_factory=now_iso)
 
     def to_json(self) -> dict[str, Any]:

@@ -54,6 +54,11 @@ DEPLOY_REQUEST: dict[str, Any] = {
             "description": "The code nodes' sandbox: network (nat: outbound allowed; none), memory limit in MiB, "
                            "CPU limit in cores (docs/isolation.md).",
         },
+        "aws": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"role_arn": {"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"}},
+            "description": "The instance's runtime role, assumed with STS from the device's credentials (docs/aws.md).",
+        },
     },
 }
 

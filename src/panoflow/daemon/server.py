@@ -12,6 +12,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
@@ -44,6 +45,7 @@ class DaemonConfig:
     provision: Path | None = None  # the provisioning bundle, needed until the device has claimed itself
     cloud_connector: str = "http"  # the cloud connector plugin that talks to it
     insecure_http: bool = False  # accept a plain-HTTP control plane (development only; docs/security.md)
+    aws: Any = None  # the device's AWS settings for its apps (panoflow.aws.AwsSettings), None: no AWS access
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
     connector = _connector(config)
     token = ensure_token(paths.token)
     manager = Manager(paths, ManagerConfig(max_instances=config.max_instances, supervisor=config.supervisor,
-                                           cameras_file=config.cameras_file))
+                                           cameras_file=config.cameras_file, aws=config.aws))
     api = Api(manager, paths, token, _device_id(paths), max_upload=config.max_upload)
     runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()

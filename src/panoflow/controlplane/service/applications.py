@@ -312,7 +312,8 @@ def _desired(ctx: Context, row: Row, desired: str) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "ApplicationInstanceId": row.id, "Name": d.get("Name") or row.id, "DesiredState": desired,
         "Replaces": d.get("ApplicationInstanceIdToReplace"), "ManifestPayload": graph_text,
-        "ManifestOverridesPayload": overrides_text, "Packages": [], "Cameras": {}}
+        "ManifestOverridesPayload": overrides_text, "Packages": [], "Cameras": {},
+        "RuntimeRoleArn": d.get("RuntimeRoleArn")}
     if desired != "RUNNING":
         return entry
     graph = parse_graph(graph_text.encode("utf-8"), "ManifestPayload.PayloadData").model
