@@ -106,6 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--region", default="us-east-1", help="the region in ARNs (default us-east-1)")
     serve.add_argument("--heartbeat", type=_seconds, default=5.0, metavar="SECONDS",
                        help="how often devices sync; 3 missed heartbeats show a device OFFLINE (default 5)")
+    serve.add_argument("--device-rate", type=float, default=None, metavar="CALLS_PER_S",
+                       help="device API calls one device may make per second on average (default 10; 429 beyond)")
+    serve.add_argument("--device-log-quota", type=_size, default=None, metavar="BYTES",
+                       help="log bytes one device may upload per UTC day (default 256M; 429 beyond)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
                        help="serve this certificate (chain) instead of one signed by the control plane's own CA")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
@@ -184,9 +188,13 @@ def serve_command(args: argparse.Namespace) -> int:
     except BaseException:
         store.close()
         raise
+    from panoflow.controlplane.limits import DEFAULT_DEVICE_LOG_BYTES_PER_DAY, DEFAULT_DEVICE_RATE, DeviceLimits
+
+    limits = DeviceLimits(rate=args.device_rate or DEFAULT_DEVICE_RATE,
+                          log_bytes_per_day=args.device_log_quota or DEFAULT_DEVICE_LOG_BYTES_PER_DAY)
     plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
                          max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat,
-                         ca_pem=ca_pem)
+                         ca_pem=ca_pem, limits=limits)
     log = structlog.get_logger("panoflow.controlplane")
     log.info("control_plane_listening", host=host, port=port, scheme="http" if ssl_context is None else "https",
              db=redact_url(args.db), assets=repr(assets), account_id=args.account_id,

@@ -182,7 +182,7 @@ class CloudClient:
                           ) from None
         if status in (401, 403):
             raise Refused(_message(status, data), status)
-        if status >= 500:
+        if status >= 500 or status == 429:  # 429: this device is over its rate or quota; back off, keep lines
             raise Offline(f"the control plane answered {path} with {_message(status, data)}")
         if status >= 400:
             raise ProtocolError(f"the control plane refused {path}: {_message(status, data)}", status)

@@ -36,7 +36,7 @@ OPERATOR_PREFIX = "/_panoflow/devices"
 MAX_JSON_BODY = 1024 * 1024
 _STATUS = {"ValidationException": 400, "UnauthorizedException": 401, "AccessDeniedException": 403,
            "ResourceNotFoundException": 404, "ConflictException": 409, "PayloadTooLargeException": 413,
-           "InternalServerException": 500}
+           "ThrottlingException": 429, "InternalServerException": 500}
 _DEFAULT_LIMIT = 100
 
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[Any]]
@@ -86,6 +86,9 @@ async def _device(plane: ControlPlane, request: web.Request, fields: dict[str, A
         raise ApiError("UnauthorizedException", "unknown device token: claim the device with its provisioning "
                        "bundle, or check STATE_DIR/cloud.json")
     fields["device_id"] = device_id
+    limits = getattr(plane, "limits", None)
+    if limits is not None:
+        limits.call(device_id)
     return device_id
 
 
@@ -123,6 +126,8 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
                 if "Fields" in exc.fields:
                     doc["Fields"] = exc.fields["Fields"]
                 response = _json_response(_STATUS.get(exc.code, 400), doc, request_id)
+                if "RetryAfter" in exc.fields:
+                    response.headers["Retry-After"] = str(exc.fields["RetryAfter"])
             except Exception:  # a bug: answer 500 without a traceback, log it
                 log.exception("device_api_internal_error", **fields)
                 response = _json_response(500, {"Code": "InternalServerException",
@@ -146,6 +151,10 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
     async def logs(request: web.Request, fields: dict[str, Any]) -> Any:
         device_id = await _device(plane, request, fields)
         body = await _json_body(request, MAX_LOG_BYTES)
+        limits = getattr(plane, "limits", None)
+        if limits is not None and isinstance(body, dict) and isinstance(body.get("Lines"), list):
+            limits.log_bytes(device_id, sum(len(str(line.get("Line") or "")) for line in body["Lines"]
+                                            if isinstance(line, dict)))
         stored = await asyncio.to_thread(plane.append_device_logs, device_id, body)
         fields["lines"] = stored
         return {"Stored": stored}

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, AssetStore, LocalAssetStore
 from panoflow.controlplane.auth import ReplayCache
+from panoflow.controlplane.limits import DeviceLimits
 from panoflow.controlplane.errors import ApiError, validation
 from panoflow.controlplane.store import Row, Store, Transaction
 
@@ -108,10 +109,11 @@ class ControlPlane:
     def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
                  heartbeat_s: float = 5.0,
                  assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE,
-                 ca_pem: str | None = None):
+                 ca_pem: str | None = None, limits: DeviceLimits | None = None):
         """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
         ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default). ``ca_pem``: the TLS CA that
-        provisioning bundles carry for the device to pin (``controlplane.tls``); None only over plain HTTP."""
+        provisioning bundles carry for the device to pin (``controlplane.tls``); None only over plain HTTP.
+        ``limits``: the per-device rate limit and log quota of the device API (``controlplane.limits``)."""
         _load_handlers()
 
         self.store = store
@@ -125,6 +127,7 @@ class ControlPlane:
         self.max_asset_size = max_asset_size
         self.ca_pem = ca_pem
         self.replay = ReplayCache()  # non-idempotent signed requests seen lately (controlplane.auth)
+        self.limits = limits or DeviceLimits()
 
     @staticmethod
     def implemented() -> frozenset[str]:
