@@ -17,26 +17,12 @@ from pathlib import Path
 
 import pytest
 
-import panoflow.cli.run
 from tests.inference.modelpkg import conv_model
 from tests.packaging.conftest import FakeDocker, Result
 from tests.packaging.projects import ACCOUNT, CODE
 from tests.runtime.conftest import run_panoflow
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces")
-
-RUN_USES_CODE_ASSETS = "prepare_code_asset" in Path(panoflow.cli.run.__file__).read_text()
-NEEDS_RUN = pytest.mark.skipif(not RUN_USES_CODE_ASSETS, reason="panoflow run does not use built code assets yet "
-                               "(the cli/run.py change from the packaging work is not applied)")
-
-
-def _deploy_available() -> bool:
-    proc = subprocess.run([sys.executable, "-m", "panoflow", "deploy", "--help"], capture_output=True, timeout=60)
-    return proc.returncode == 0
-
-
-NEEDS_DEPLOY = pytest.mark.skipif(not _deploy_available(), reason="panoflow deploy is not available yet (the "
-                                  "daemon's serve/deploy commands are not registered in panoflow.cli.COMMANDS)")
 
 APP = '''
 import json
@@ -128,9 +114,6 @@ def test_build_from_nothing_validate_and_run(cli: Callable[..., Result], tmp_pat
                                              clip: Path, fake_docker: FakeDocker) -> None:
     app = build_app(cli, tmp_path, wheelhouse)
     assert fake_docker.calls() == []  # no Docker engine here, and none was needed
-    if not RUN_USES_CODE_ASSETS:
-        pytest.skip("built; panoflow run does not use built code assets yet (the cli/run.py change from the "
-                    "packaging work is not applied)")
     state = tmp_path / "state"
     proc = run_panoflow("run", str(app), "--camera", f"front_door={clip}", "--state-dir", str(state))
     assert proc.returncode == 0, proc.stderr
@@ -141,8 +124,6 @@ def test_build_from_nothing_validate_and_run(cli: Callable[..., Result], tmp_pat
     assert again.returncode == 0 and "app_env_created" not in again.stderr  # the environment is cached
 
 
-@NEEDS_RUN
-@NEEDS_DEPLOY
 def test_deploy_to_a_daemon(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path, clip: Path) -> None:
     app = build_app(cli, tmp_path, wheelhouse)
     daemon = tmp_path / "daemon"

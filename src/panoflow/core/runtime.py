@@ -281,6 +281,9 @@ class Runtime:
             return "ERROR"
         if self.state not in ("running", "starting"):
             return "NOT_AVAILABLE"
+        if node_id in self.graph.models and self.models is not None \
+                and not self.models.health().get(node_id, {}).get("up", True):
+            return "ERROR"  # a remote model (KServe) that does not answer
         camera = self.graph.cameras.get(node_id)
         if camera is not None:
             if node_id in self._paused:
@@ -484,7 +487,7 @@ class Runtime:
                 seconds.add(st["run_seconds"], node=node)
                 batches.add(st["batches"], node=node)
                 items.add(st["items"], node=node)
-            families += [seconds, batches, items]
+            families += [seconds, batches, items, *self.models.metric_families()]
         return families
 
     def summary(self) -> RunSummary:
