@@ -4,12 +4,18 @@ Every instance serves its display sink's MJPEG stream on a loopback port of its 
 127.0.0.1:0``). The daemon relays it, part by part, without re-encoding: the JPEGs arrive already encoded. The
 HDMI relay follows ownership: when another instance becomes the most recently started one, the stream switches to
 it without the client reconnecting.
+
+The daemon relays only loopback previews (``http://127.0.0.1:PORT/``, ``[::1]``, ``localhost``: :func:`loopback_url`):
+an app that reports another preview URL cannot make the daemon fetch from the network for it (SSRF;
+docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
@@ -17,10 +23,31 @@ from aiohttp import web
 
 from panoflow.plugins.sinks.mjpeg import BOUNDARY
 
-__all__ = ["mjpeg_parts", "relay_mjpeg", "relay_snapshot"]
+__all__ = ["loopback_url", "mjpeg_parts", "relay_mjpeg", "relay_snapshot"]
 
 MAX_PART = 32 * 1024 * 1024
 _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=None)
+
+
+def loopback_url(url: str | None) -> str | None:
+    """``url`` when it is an ``http://`` preview on a loopback address with a port, else None (never relayed)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme != "http" or port is None or parts.username or parts.password:
+        return None
+    if host != "localhost":
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            return None
+    return url
 
 
 async def mjpeg_parts(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
@@ -62,13 +89,13 @@ async def relay_mjpeg(request: web.Request, session: aiohttp.ClientSession, pick
     await resp.prepare(request)
 
     async def watch(url: str, scope: anyio.CancelScope) -> None:
-        while pick() == url:
+        while loopback_url(pick()) == url:
             await anyio.sleep(0.25)
         scope.cancel()
 
     try:
         while True:
-            url = pick()
+            url = loopback_url(pick())
             if url is None:
                 if not keep_waiting():
                     break
@@ -91,6 +118,7 @@ async def relay_mjpeg(request: web.Request, session: aiohttp.ClientSession, pick
 
 async def relay_snapshot(session: aiohttp.ClientSession, url: str | None) -> web.Response:
     """The latest picture of the preview at ``url``; 404 (with the reason) while there is none to show."""
+    url = loopback_url(url)
     if url is None:
         return _no_picture("no picture: the instance is not running or has no display")
     try:
