@@ -141,7 +141,8 @@ def test_control_api_status_metrics_and_signals(tmp_path: Path) -> None:
             time.sleep(0.1)
         while True:
             status = json.loads(call("GET", "/status")[1])
-            if status["streams"].get("camera_node", {}).get("frames", 0) > 3:
+            # "running" once the app's own process is up (the camera may already deliver while it starts)
+            if status["state"] == "running" and status["streams"].get("camera_node", {}).get("frames", 0) > 3:
                 break
             assert time.monotonic() < deadline
             time.sleep(0.1)
