@@ -187,7 +187,7 @@ def _start(ctx: CodeNodeContext, launch: AppLaunch, isolation: AppIsolation, chi
             f"cannot sandbox code node {spec.node_id!r} on this host:\n  - " + "\n  - ".join(problems)
             + "\n(`--unsafe-no-sandbox` runs it without isolation, for development only)"
         )
-    return start(sandbox, stdout=_PIPE, stderr=_PIPE)
+    return start(sandbox, stdout=_PIPE, stderr=_PIPE, die_with_parent=True)
 
 
 _PIPE = -1  # subprocess.PIPE
@@ -279,8 +279,10 @@ def _outcome(node_id: str, code: int, said: AppExit | None, proc: Any, tail: lis
         raise NodeError(f"application raised {said.type}: {said.message}", node_id=node_id)
     if oom:
         raise NodeError("application was killed: it went over its memory limit (--memory)", node_id=node_id)
-    if code < 0:
-        raise NodeError(f"application process was killed by {signal.Signals(-code).name}", node_id=node_id)
+    if code < 0 or code > 128:  # bubblewrap reports an app ended by signal N as 128 + N, like a shell
+        number = -code if code < 0 else code - 128
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        raise NodeError(f"application process was killed by {name}", node_id=node_id)
     last = "\n".join(tail[-10:])
     raise NodeError(f"application process exited with status {code} before it said why"
                     + (f"; its last output:\n{last}" if last else ""), node_id=node_id)
