@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: what a plugin is handed or raises beyond the base classes: each must come from the facade
 PLUGIN_NEEDS = ("BusClosed", "CodeNodeContext", "DeviceContext", "Frame", "Inbox", "ModelFiles", "Policy",
-                "TensorInfo", "build_plugins", "hookimpl")
+                "RunOptions", "Runtime", "StreamsExhausted", "TensorInfo", "build_plugins", "hookimpl")
 
 
 def test_all_is_sorted_and_importable() -> None:

@@ -25,6 +25,7 @@ from panoflow.core.bases import (
 from panoflow.core.bus import BusClosed, Inbox, Policy
 from panoflow.core.frame import Frame, Label, Overlay, Rect
 from panoflow.core.hookspecs import hookimpl, hookspec
+from panoflow.core.ports import StreamsExhausted
 from panoflow.exceptions import (
     CloudError,
     ManifestError,
@@ -82,6 +83,7 @@ __all__ = [
     "Runtime",
     "SandboxError",
     "SourceError",
+    "StreamsExhausted",
     "TensorInfo",
     "__version__",
     "build_plugins",
