@@ -14,8 +14,12 @@ import pytest
 import structlog
 from aiohttp import web
 
+from panoflow import MediaSource
+from panoflow.core.plugins import build_plugins
+from panoflow.core.redact import uri_scheme
 from panoflow.exceptions import SourceError
-from panoflow.plugins.sources import FileSource, TestSource, read_index, source_class_for
+from panoflow.plugins import BUILTINS
+from panoflow.plugins.sources import FileSource, TestSource, read_index
 from tests.media import decode_bgr, make_clip
 from tests.plugins.conftest import Collector, run_source
 
@@ -71,8 +75,9 @@ async def test_emit_false_stops_the_source(clips: dict[str, Path]) -> None:
 
 async def test_realtime_paces_at_the_stream_rate(clips: dict[str, Path]) -> None:
     source = FileSource(f"{clips['mp4']}?realtime=1&frames=15", stream_id="cam", options={})
-    assert source.policy == "latest" and FileSource.policy_for({"realtime": "1"}) == "latest"
-    assert FileSource.policy_for({}) == "block" == FileSource.default_policy
+    assert source.policy == "latest"
+    assert FileSource(str(clips["mp4"]), stream_id="cam", options={"realtime": "1"}).policy == "latest"
+    assert FileSource(str(clips["mp4"]), stream_id="cam", options={}).policy == "block" == FileSource.default_policy
     started = time.perf_counter()
     got = await run_source(source)
     elapsed = time.perf_counter() - started
@@ -144,7 +149,7 @@ async def test_http_source_and_redacted_stream_uri(clips: dict[str, Path]) -> No
     port = runner.addresses[0][1]
     try:
         uri = f"http://viewer:s3cret@127.0.0.1:{port}/media/{clips['mp4'].name}?frames=12"
-        assert source_class_for(uri) is FileSource
+        assert _builtin_source_for(uri) is FileSource
         source = FileSource(uri, stream_id="web", options={})
         got = await run_source(source)
     finally:
@@ -195,9 +200,14 @@ def test_testsrc_rejects_tiny_sizes_and_unknown_options() -> None:
         TestSource("testsrc://", stream_id="t", options={"loop": "1"})
 
 
-def test_source_class_for() -> None:
-    assert source_class_for("/x/y.mp4") is FileSource
-    assert source_class_for("file:///x/y.mkv") is FileSource
-    assert source_class_for("https://h/y.mp4") is FileSource
-    assert source_class_for("testsrc://") is TestSource
-    assert source_class_for("rtsp://cam/1") is None
+def _builtin_source_for(uri: str) -> type[MediaSource] | None:
+    """The source class the runtime picks for ``uri`` among the built-in plugins (by its scheme)."""
+    return build_plugins(BUILTINS, entry_points=False).sources.get(uri_scheme(uri))
+
+
+def test_the_runtime_picks_the_file_and_test_sources_by_scheme() -> None:
+    assert _builtin_source_for("/x/y.mp4") is FileSource
+    assert _builtin_source_for("file:///x/y.mkv") is FileSource
+    assert _builtin_source_for("https://h/y.mp4") is FileSource
+    assert _builtin_source_for("testsrc://") is TestSource
+    assert _builtin_source_for("rtsp://cam/1") not in (FileSource, TestSource, None)

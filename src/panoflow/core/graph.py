@@ -57,10 +57,10 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class SinkSpec:
-    """A media sink node (``panorama::hdmi_data_sink`` -> the ``display`` sink)."""
+    """A media sink node (``panorama::hdmi_data_sink``): the runtime feeds it to the ``display`` sink and any extra
+    sinks of the run."""
 
     node_id: str
-    kind: str
     input_port: str = "video_in"
 
 
@@ -230,7 +230,7 @@ def resolve(
                 name, tuple(StreamSpec(i, u) for i, u in zip(ids, uris)), node.launch
             )
         elif category == "media_sink":
-            sink_specs[name] = SinkSpec(name, "display")
+            sink_specs[name] = SinkSpec(name)
         elif category == "ml_model" and pkg is not None and iface is not None:
             desc = pkg.descriptors.get(iface.asset)
             model_specs[name] = ModelSpec(

@@ -61,7 +61,3 @@ class StreamCounter:
             elapsed = now - self.started
             return self.produced / elapsed if elapsed > 0 else 0.0
         return (self.produced - n0) / (now - t0)
-
-    def mean_fps(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        return self.produced / elapsed if elapsed > 0 else 0.0

@@ -23,7 +23,7 @@ from panoflow.core.frame import Frame
 from panoflow.core.hookspecs import hookimpl
 from panoflow.core.redact import redact_text
 from panoflow.exceptions import SourceError
-from panoflow.plugins.uri import OPTION_TABLES, SourceURI, parse_source_uri, source_scheme
+from panoflow.plugins.uri import OPTION_TABLES, SourceURI, parse_source_uri
 
 __all__ = [
     "DECODE_THREAD_TYPE",
@@ -33,7 +33,6 @@ __all__ = [
     "TestSource",
     "paint_index",
     "read_index",
-    "source_class_for",
 ]
 
 log = structlog.get_logger(__name__)
@@ -160,12 +159,6 @@ class _ThreadedSource(MediaSource):
     @classmethod
     def accepts_option(cls, name: str) -> bool:
         return name in OPTION_TABLES[cls.option_scheme]
-
-    @classmethod
-    def policy_for(cls, options: Mapping[str, Any], uri: str | None = None) -> str:
-        """Bus policy for these options: ``latest`` when paced in real time (like a camera), else ``block``."""
-        realtime = parse_source_uri(uri or f"{cls.option_scheme}://", options).options["realtime"]
-        return "latest" if realtime else "block"
 
     async def run(self, emit: Emit) -> None:
         self._stop.clear()
@@ -332,12 +325,6 @@ class TestSource(_ThreadedSource):
                 return
             seq += 1
             self.frames_emitted = seq
-
-
-def source_class_for(uri: str) -> type[MediaSource] | None:
-    """The built-in source class serving ``uri`` (plain paths, ``file:``, ``http(s)://`` -> :class:`FileSource`;
-    ``testsrc://`` -> :class:`TestSource`), or None for schemes other plugins serve (``rtsp``...)."""
-    return {"file": FileSource, "testsrc": TestSource}.get(source_scheme(uri))
 
 
 @hookimpl
