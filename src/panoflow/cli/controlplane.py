@@ -123,6 +123,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "network in clear, and devices must be started with --insecure-http too)")
     serve.set_defaults(handler=serve_command)
 
+    devices = cmds.add_parser("devices", help="device credentials")
+    device_cmds = devices.add_subparsers(dest="devices_command", metavar="ACTION")
+    device_cmds.required = True
+    revoke = device_cmds.add_parser("revoke-tokens", help="revoke every token of a device: it gets 403 at its next "
+                                                          "call and stops syncing (provision it again to readmit it)")
+    _add_db(revoke)
+    revoke.add_argument("device_id", metavar="DEVICE_ID")
+    revoke.set_defaults(handler=devices_revoke_command)
+
     ca = cmds.add_parser("ca", help="print the CA certificate (PEM) that clients verify the server with",
                          description="Print the control plane's CA certificate, created on first use, e.g. "
                                      "`panoflow control-plane ca --db URL > ca.pem`, then "
@@ -245,6 +254,18 @@ def keys_rotate_command(args: argparse.Namespace) -> int:
         key = rotate_key(store, args.access_key_id, keep_old=args.keep_old)
     print(json.dumps({"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key,
                       "Replaces": args.access_key_id}))
+    return 0
+
+
+def devices_revoke_command(args: argparse.Namespace) -> int:
+    from panoflow.controlplane.service.tokens import revoke_all
+    from panoflow.exceptions import PanoflowError
+
+    with _opened(args) as store, store.transaction() as tx:
+        if tx.get("devices", args.device_id) is None:
+            raise PanoflowError(f"no device {args.device_id!r}; `aws panorama list-devices` shows them")
+        count = revoke_all(tx, args.device_id)
+    print(json.dumps({"DeviceId": args.device_id, "RevokedTokens": count}))
     return 0
 
 

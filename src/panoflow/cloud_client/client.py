@@ -209,6 +209,13 @@ class CloudClient:
             raise ProtocolError("the control plane's claim answer has no Token")
         return answer
 
+    async def renew_token(self) -> dict[str, Any]:
+        """A new device token replacing this one (section 1): ``{"Token", "ExpiresAt"}``."""
+        answer = await self._call("/device/v1/token", {})
+        if not isinstance(answer, dict) or not isinstance(answer.get("Token"), str):
+            raise ProtocolError("the control plane's token answer has no Token")
+        return answer
+
     async def sync(self, state: dict[str, Any]) -> dict[str, Any]:
         """Report the full state, receive the desired state (section 2)."""
         answer = await self._call("/device/v1/sync", state)

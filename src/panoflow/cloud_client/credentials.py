@@ -39,12 +39,16 @@ class Credentials:
     region: str
     token: str
     ca_pem: str = ""  # the CA the device pins (from the provisioning bundle); "" only for a plain-HTTP plane
+    token_issued: str = ""  # when this device received its token (ISO); "" for tokens that never expire
+    token_expires: str = ""  # when the control plane stops accepting it (renewed once half of it is left)
 
     def to_json(self) -> dict[str, str]:
         doc = {"ControlPlane": self.control_plane, "DeviceId": self.device_id, "DeviceName": self.device_name,
                "AccountId": self.account_id, "Region": self.region, "Token": self.token}
         if self.ca_pem:
             doc["CaCertificate"] = self.ca_pem
+        if self.token_expires:
+            doc["TokenIssuedAt"], doc["TokenExpiresAt"] = self.token_issued, self.token_expires
         return doc
 
     @classmethod
@@ -52,7 +56,8 @@ class Credentials:
         return cls(control_plane=str(doc["ControlPlane"]), device_id=str(doc["DeviceId"]),
                    device_name=str(doc.get("DeviceName", "")), account_id=str(doc.get("AccountId", "")),
                    region=str(doc.get("Region", "")), token=str(doc["Token"]),
-                   ca_pem=str(doc.get("CaCertificate") or ""))
+                   ca_pem=str(doc.get("CaCertificate") or ""), token_issued=str(doc.get("TokenIssuedAt") or ""),
+                   token_expires=str(doc.get("TokenExpiresAt") or ""))
 
     def __repr__(self) -> str:
         return f"Credentials(device_id={self.device_id!r}, control_plane={self.control_plane!r})"

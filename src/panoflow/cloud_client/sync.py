@@ -18,6 +18,7 @@ instance is which daemon instance is kept in ``STATE_DIR/cloud-instances.json``.
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import ipaddress
 import re
@@ -106,6 +107,22 @@ def network_interfaces() -> list[dict[str, str]]:
     return out
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def renewal_due(creds: Credentials, now: dt.datetime | None = None) -> bool:
+    """Whether less than half of the device token's life is left (never for tokens that do not expire)."""
+    if not creds.token_expires or not creds.token_issued:
+        return False
+    try:
+        issued = dt.datetime.fromisoformat(creds.token_issued.replace("Z", "+00:00"))
+        expires = dt.datetime.fromisoformat(creds.token_expires.replace("Z", "+00:00"))
+    except ValueError:
+        return True  # unreadable: renew (a working token gets a new, readable expiry)
+    return (now or _utcnow()) >= issued + (expires - issued) / 2
+
+
 def _insecure(ctx: DeviceContext) -> bool:
     """Whether the daemon was started with ``--insecure-http`` (a context without the field: no)."""
     return bool(getattr(ctx, "insecure_http", False))
@@ -146,7 +163,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
                         device_name=str(answer.get("DeviceName") or bundle.get("DeviceName") or ""),
                         account_id=str(answer.get("AccountId") or bundle.get("AccountId") or ""),
                         region=str(answer.get("Region") or bundle.get("Region") or ""), token=answer["Token"],
-                        ca_pem=ca_pem)
+                        ca_pem=ca_pem, token_issued=_utcnow().isoformat(),
+                        token_expires=str(answer.get("ExpiresAt") or ""))
     save_credentials(ctx.paths.root, creds)
     log.info("cloud_claimed", device_id=creds.device_id, control_plane=ctx.control_plane)
     return creds
@@ -246,8 +264,26 @@ class CloudDevice:
         """Sync soon (something changed that the control plane should hear about)."""
         self._wake.set()
 
+    async def renew_token(self) -> None:
+        """Renew the device token once half of its life is gone: the new one is saved to ``cloud.json`` before it
+        is used (the old one stays valid until then). Offline: tried again at the next sync."""
+        if not renewal_due(self.creds):
+            return
+        try:
+            answer = await self.client.renew_token()
+        except (Offline, ProtocolError) as exc:
+            log.warning("cloud_token_renewal_deferred", error=str(exc))
+            return
+        self.creds = Credentials(**{**asdict(self.creds), "token": answer["Token"],
+                                    "token_issued": _utcnow().isoformat(),
+                                    "token_expires": str(answer.get("ExpiresAt") or "")})
+        save_credentials(self.ctx.paths.root, self.creds)
+        self.client.token = self.creds.token
+        log.info("cloud_token_renewed", expires=self.creds.token_expires)
+
     async def sync_once(self) -> bool:
         """One sync: report, keep the answer. ``False`` when the control plane is out of reach."""
+        await self.renew_token()
         async with self._sync_lock:
             state = self.state()
             try:

@@ -159,6 +159,12 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
         fields["lines"] = stored
         return {"Stored": stored}
 
+    async def token(request: web.Request, fields: dict[str, Any]) -> Any:
+        device_id = await _device(plane, request, fields)
+        await _read_body(request, MAX_JSON_BODY)
+        current = request.headers.get("Authorization", "").partition(" ")[2].strip()
+        return await asyncio.to_thread(plane.renew_device_token, device_id, current)
+
     async def metrics(request: web.Request, fields: dict[str, Any]) -> Any:
         device_id = await _device(plane, request, fields)
         body = await _json_body(request)
@@ -181,7 +187,8 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
         fields["device_id"] = device_id[:64]
         return {"DeviceId": device_id, **await asyncio.to_thread(plane.device_metrics, device_id)}
 
-    for name, handler in (("claim", claim), ("sync", sync), ("logs", logs), ("metrics", metrics)):
+    for name, handler in (("claim", claim), ("sync", sync), ("logs", logs), ("metrics", metrics),
+                          ("token", token)):
         app.router.add_post(f"{DEVICE_PREFIX}/{name}", route(f"device_{name}", handler))
     app.router.add_get(OPERATOR_PREFIX + "/{device_id}/logs", route("read_logs", read_logs))
     app.router.add_get(OPERATOR_PREFIX + "/{device_id}/metrics", route("read_metrics", read_metrics))

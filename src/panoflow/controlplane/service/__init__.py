@@ -109,11 +109,13 @@ class ControlPlane:
     def __init__(self, store: Store, *, account_id: str = "123456789012", region: str = "us-east-1",
                  heartbeat_s: float = 5.0,
                  assets: AssetStore | Path | str | None = None, max_asset_size: int = DEFAULT_MAX_ASSET_SIZE,
-                 ca_pem: str | None = None, limits: DeviceLimits | None = None):
+                 ca_pem: str | None = None, limits: DeviceLimits | None = None,
+                 token_ttl_s: float | None = None):
         """``assets``: an :class:`AssetStore`, or a folder (a :class:`LocalAssetStore`; default ``./assets``).
         ``max_asset_size``: the largest asset a PUT may upload (4 GiB by default). ``ca_pem``: the TLS CA that
         provisioning bundles carry for the device to pin (``controlplane.tls``); None only over plain HTTP.
-        ``limits``: the per-device rate limit and log quota of the device API (``controlplane.limits``)."""
+        ``limits``: the per-device rate limit and log quota of the device API (``controlplane.limits``).
+        ``token_ttl_s``: how long a device token lives unless renewed (``service.tokens``, default 7 days)."""
         _load_handlers()
 
         self.store = store
@@ -128,6 +130,9 @@ class ControlPlane:
         self.ca_pem = ca_pem
         self.replay = ReplayCache()  # non-idempotent signed requests seen lately (controlplane.auth)
         self.limits = limits or DeviceLimits()
+        from panoflow.controlplane.service.tokens import DEFAULT_TOKEN_TTL_S
+
+        self.token_ttl_s = token_ttl_s or DEFAULT_TOKEN_TTL_S
 
     @staticmethod
     def implemented() -> frozenset[str]:
@@ -178,7 +183,7 @@ class ControlPlane:
 
         request = fleet.parse_claim(body)
         with self.store.transaction() as tx:
-            return fleet.claim(self._context(tx), request, self.heartbeat_s)
+            return fleet.claim(self._context(tx), request, self.heartbeat_s, self.token_ttl_s)
 
     def authenticate_device(self, token: str) -> str | None:
         """The device id a bearer token belongs to; None when unknown; 403 ApiError for a deleted device."""
@@ -202,6 +207,22 @@ class ControlPlane:
                     if any(asset.get("Key") == key for asset in package.get("Assets") or ()):
                         return True
         return False
+
+    def renew_device_token(self, device_id: str, token: str) -> dict[str, str]:
+        """A new token for a device, replacing ``token`` once used: ``{"Token", "ExpiresAt"}``."""
+        from panoflow.controlplane.service import tokens
+
+        with self.store.transaction() as tx:
+            return tokens.renew(self._context(tx), device_id, token, self.token_ttl_s)
+
+    def revoke_device_tokens(self, device_id: str) -> int:
+        """Revoke every token of a device (it gets 403 and stops syncing); how many there were."""
+        from panoflow.controlplane.service import tokens
+
+        with self.store.transaction() as tx:
+            if tx.get("devices", device_id) is None:
+                raise ApiError("ResourceNotFoundException", f"device {device_id} not found")
+            return tokens.revoke_all(tx, device_id)
 
     def device_sync(self, device_id: str, body: Any) -> dict[str, Any]:
         """Apply a device's sync report (checked first: 400 naming the field) and answer its desired state."""

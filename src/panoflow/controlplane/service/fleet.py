@@ -15,7 +15,6 @@ AccessDeniedException, UnauthorizedException, PayloadTooLargeException).
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ import structlog
 from panoflow.controlplane.errors import ApiError, access_denied, not_found, validation
 from panoflow.controlplane.provisioning import hash_token
 from panoflow.controlplane.service import Context, now
-from panoflow.controlplane.service import applications, devices, jobs
+from panoflow.controlplane.service import applications, devices, jobs, tokens
 
 __all__ = [
     "LOG_CAP", "MAX_LOG_BYTES", "MAX_LOG_LINES", "ClaimRequest", "InstanceReport", "JobReport", "SyncReport",
@@ -208,7 +207,8 @@ def parse_log_lines(body: Any) -> list[dict[str, str | None]]:
 # --- claim and authentication ----------------------------------------------------------------------------------
 
 
-def claim(ctx: Context, req: ClaimRequest, heartbeat_s: float) -> dict[str, Any]:
+def claim(ctx: Context, req: ClaimRequest, heartbeat_s: float,
+          token_ttl_s: float = tokens.DEFAULT_TOKEN_TTL_S) -> dict[str, Any]:
     """Exchange a bundle's one-time claim token for device credentials (403 when it cannot be used)."""
     row = ctx.tx.get("claim_tokens", hash_token(req.claim_token))
     if row is None or row.columns["device_id"] != req.device_id:
@@ -227,14 +227,12 @@ def claim(ctx: Context, req: ClaimRequest, heartbeat_s: float) -> dict[str, Any]
     if device is None:
         raise access_denied(_DELETED)
     ctx.tx.update("claim_tokens", row.id, used_ns=time.time_ns())
-    token = secrets.token_urlsafe(32)
-    ctx.tx.insert("device_credentials", hash_token(token),
-                  {"ClaimedTime": now().isoformat(), "Hostname": req.hostname}, device_id=device.id, revoked=0)
+    issued = tokens.issue(ctx, device.id, token_ttl_s, ClaimedTime=now().isoformat(), Hostname=req.hostname)
     devices.record_contact(ctx, device.id, software=req.software, interfaces=None, heartbeat_s=heartbeat_s,
                            claimed=True)
     log.info("device_claimed", device_id=device.id, hostname=req.hostname, software=req.software)
     return {"DeviceId": device.id, "DeviceName": device.columns["name"], "AccountId": ctx.account_id,
-            "Region": ctx.region, "Token": token}
+            "Region": ctx.region, **issued}
 
 
 def authenticate_device(ctx: Context, token: str) -> str | None:
@@ -243,8 +241,11 @@ def authenticate_device(ctx: Context, token: str) -> str | None:
     if row is None:
         return None
     device_id = str(row.columns["device_id"])
-    if row.columns["revoked"] or ctx.tx.get("devices", device_id) is None:
+    if ctx.tx.get("devices", device_id) is None:
         raise access_denied(_DELETED)
+    if row.columns["revoked"]:
+        raise access_denied(tokens.REVOKED if row.doc.get("RevokedTime") else _DELETED)
+    tokens.check(ctx, row)
     return device_id
 
 
