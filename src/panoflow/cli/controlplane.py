@@ -110,6 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="device API calls one device may make per second on average (default 10; 429 beyond)")
     serve.add_argument("--device-log-quota", type=_size, default=None, metavar="BYTES",
                        help="log bytes one device may upload per UTC day (default 256M; 429 beyond)")
+    serve.add_argument("--device-token-ttl", type=float, default=None, metavar="SECONDS",
+                       help="how long a device token lives unless the device renews it (default 604800: 7 days)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
                        help="serve this certificate (chain) instead of one signed by the control plane's own CA")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
@@ -203,7 +205,7 @@ def serve_command(args: argparse.Namespace) -> int:
                           log_bytes_per_day=args.device_log_quota or DEFAULT_DEVICE_LOG_BYTES_PER_DAY)
     plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
                          max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat,
-                         ca_pem=ca_pem, limits=limits)
+                         ca_pem=ca_pem, limits=limits, token_ttl_s=args.device_token_ttl)
     log = structlog.get_logger("panoflow.controlplane")
     log.info("control_plane_listening", host=host, port=port, scheme="http" if ssl_context is None else "https",
              db=redact_url(args.db), assets=repr(assets), account_id=args.account_id,
