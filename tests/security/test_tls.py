@@ -99,11 +99,11 @@ async def test_a_control_plane_with_another_certificate_gets_nothing(planes: tup
 async def test_a_certificate_from_the_right_ca_for_another_name_is_refused(tmp_path: Path) -> None:
     """The pinned CA signed a certificate, but for another host: hostname verification refuses it."""
     plane = Plane(tmp_path / "p")
-    from panoflow.controlplane.tls import _context_from_pem, ensure_ca
+    from panoflow.controlplane.tls import context_from_pem, ensure_ca
 
     ca = ensure_ca(plane.store)
     cert, key = issue_server_certificate(ca, ["other.example"])
-    with serve_in_thread(plane.plane, ssl_context=_context_from_pem(cert + ca.cert_pem, key)) as url:
+    with serve_in_thread(plane.plane, ssl_context=context_from_pem(cert + ca.cert_pem, key)) as url:
         async with CloudClient(url, "t", ca_pem=plane.ca_pem) as client:
             with pytest.raises(UntrustedServer, match="127.0.0.1"):
                 await client.sync({})
@@ -140,3 +140,24 @@ def test_the_control_plane_keeps_one_ca(tmp_path: Path) -> None:
     again = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
     assert server_context(again, [])[1] == first
     again.close()
+
+
+def test_operator_certificates_and_bad_files(tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: the bundle pins --tls-ca (or the certificate itself); unusable files are named."""
+    from panoflow.controlplane.tls import TlsError, ensure_ca, server_context_from_files
+
+    store = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
+    ca = ensure_ca(store)
+    store.close()
+    cert, key = issue_server_certificate(ca, ["cp.example"])
+    (tmp_path / "cert.pem").write_text(cert)
+    (tmp_path / "key.pem").write_text(key)
+    (tmp_path / "ca.pem").write_text(ca.cert_pem)
+    _ctx, pinned = server_context_from_files(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    assert pinned == ca.cert_pem
+    assert server_context_from_files(tmp_path / "cert.pem", tmp_path / "key.pem")[1] == cert
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(TlsError, match="junk.pem"):
+        server_context_from_files(tmp_path / "junk.pem", tmp_path / "key.pem")
+    with pytest.raises(TlsError, match="no PEM certificate"):
+        server_context_from_files(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "key.pem")

@@ -25,8 +25,8 @@ from pathlib import Path
 from panoflow.controlplane.store import Store
 from panoflow.exceptions import PanoflowError
 
-__all__ = ["CA_ROW", "DEFAULT_SANS", "CertificateAuthority", "TlsError", "ensure_ca", "load_ca", "server_context",
-           "server_context_from_files"]
+__all__ = ["CA_ROW", "DEFAULT_SANS", "CertificateAuthority", "TlsError", "context_from_pem", "ensure_ca",
+           "issue_server_certificate", "load_ca", "server_context", "server_context_from_files"]
 
 #: the settings row that holds the CA (certificate and key, PEM)
 CA_ROW = "tls_ca"
@@ -144,7 +144,8 @@ def issue_server_certificate(ca: CertificateAuthority, names: Iterable[str]) -> 
                               serialization.NoEncryption()).decode("ascii"))
 
 
-def _context_from_pem(cert_pem: str, key_pem: str) -> ssl.SSLContext:
+def context_from_pem(cert_pem: str, key_pem: str) -> ssl.SSLContext:
+    """A server context for a certificate (chain) and key given as PEM text."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     # ssl loads a chain only from files: a private folder, removed at once
@@ -164,7 +165,7 @@ def server_context(store: Store, names: Iterable[str]) -> tuple[ssl.SSLContext, 
     ``store``, created once) and the CA certificate PEM that bundles carry."""
     ca = ensure_ca(store)
     cert_pem, key_pem = issue_server_certificate(ca, [*names, *DEFAULT_SANS])
-    return _context_from_pem(cert_pem + ca.cert_pem, key_pem), ca.cert_pem
+    return context_from_pem(cert_pem + ca.cert_pem, key_pem), ca.cert_pem
 
 
 def server_context_from_files(cert: Path, key: Path, ca: Path | None = None) -> tuple[ssl.SSLContext, str]:
