@@ -97,15 +97,14 @@ class ModelStore:
         onnx = self._find_onnx(node, folder, desc.framework)
         cache = self.cache_dir / digest
         if onnx is None:
-            onnx = self._compiled(spec, archive, folder, digest)
-            cache = onnx.parent
+            onnx, cache = self._compiled(spec, archive, folder, digest)
         inputs = tuple(TensorInfo(t.name, tuple(t.shape), t.type or "float32") for t in desc.inputs)
         return ModelFiles(node, onnx, digest, desc.framework.upper(), (desc.precision_mode or "FP32").upper(),
                           inputs, cache)
 
-    def _compiled(self, spec: ModelSpec, archive: Path, folder: Path, digest: str) -> Path:
-        """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive: the control plane's generated asset when the
-        application has it, else compiled here (cached)."""
+    def _compiled(self, spec: ModelSpec, archive: Path, folder: Path, digest: str) -> tuple[Path, Path]:
+        """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive, and the cache folder for what backends build from
+        it: the control plane's generated asset when the application has it, else compiled here (cached)."""
         from panoflow.compiler import CompileOptions, ModelCompiler
         from panoflow.compiler.archives import descriptor_digest, generated_asset_name, request_for
 
@@ -117,7 +116,7 @@ class ModelStore:
             generated = archive.parent / generated_asset_name(digest, desc_sha)
             if generated.is_file():
                 log.info("model_compiled_asset_used", node_id=node, file=generated.name)
-                return generated
+                return generated, self.cache_dir / digest / "generated" / generated.stem
         if self._compiler is None:
             self._compiler = ModelCompiler(CompileOptions(), progress=lambda line: log.info(
                 "model_compiler_progress", message=line))
@@ -129,7 +128,7 @@ class ModelStore:
         if not compiled.cached:
             log.info("model_compiled", node_id=node, framework=desc.framework.upper(),
                      max_abs_diff=compiled.report["max_abs_diff"], max_rel_diff=compiled.report["max_rel_diff"])
-        return compiled.path
+        return compiled.path, compiled.path.parent
 
     @staticmethod
     def _descriptor_uri(spec: ModelSpec) -> str:

@@ -1,6 +1,6 @@
 """Fixtures for the model compiler tests: the three converter environments (created once per machine under the
 default cache folder, as ``scripts/test`` does before pytest), the real models built in them at test time, and
-each model packaged by panoflow's own ``add-raw-model`` into a Panorama project with an app that calls it."""
+each model packaged by panoflow's own ``add-raw-model`` into a Panorama application that calls it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 
 from panoflow.compiler import ENVIRONMENTS, CompileOptions
 from panoflow.compiler.environments import ensure_environment, python_of
+from tests.inference.apps import write_model_app
 
 BUILDERS = Path(__file__).resolve().parent / "builders"
 
@@ -140,23 +141,27 @@ class Packaged:
 
 def package_model(model: Model, project: Path, *, descriptor: dict[str, object] | None = None,
                   archive: Path | None = None) -> Packaged:
-    """``panoflow init-project`` + ``create-package --type Model`` + ``add-raw-model`` of ``model`` (or of the
-    given archive file) with its descriptor (or the given one)."""
+    """A Panorama application (camera -> code -> HDMI, and ``model_node``; its code, :data:`APP`, calls the model on
+    every frame and saves inputs and results to its storage) whose model package gets ``model`` (or the given
+    archive file) with its descriptor (or the given one) through panoflow's own ``add-raw-model``."""
     work = project.parent / f"{project.name}-src"
     work.mkdir(parents=True)
     archive = archive or tar_folder(model.folder, work / "model.tar.gz")
     desc_path = work / "descriptor.json"
     desc_path.write_text(json.dumps(descriptor or model.descriptor(), indent=2))
-    for args in (("init-project", "--name", "compiled_app", "--project-dir", str(project)),
-                 ("create-package", "--type", "Model", "--name", "MODEL", "--account", "123456789012",
-                  "--project-dir", str(project)),
-                 ("add-raw-model", "--model-asset-name", "model_asset", "--model-local-path", str(archive),
-                  "--descriptor-path", str(desc_path), "--packages-path", "packages/123456789012-MODEL-1.0",
-                  "--project-dir", str(project))):
-        done = panoflow(*args, cwd=project if args[0] != "init-project" else None)
-        assert done.returncode == 0, done.stderr
-    pkg = project / "packages" / "123456789012-MODEL-1.0"
+    write_model_app(project, APP)  # its placeholder ONNX model package gets the real model below
+    code = project / "packages" / "123456789012-MODEL_CODE-1.0" / "src"
+    (code / "model_input.json").write_text(json.dumps(
+        {"name": model.input_name, "shape": list(model.shape), "layout": model.layout, "dtype": model.dtype}))
+    pkg = project / "packages" / "123456789012-TEST_MODEL-1.0"
+    done = panoflow("add-raw-model", "--model-asset-name", "model_asset", "--model-local-path", str(archive),
+                    "--descriptor-path", str(desc_path), "--packages-path", str(pkg.relative_to(project)),
+                    "--project-dir", str(project))
+    assert done.returncode == 0, done.stderr
     impl = json.loads((pkg / "package.json").read_text())["nodePackage"]["assets"][0]["implementations"][0]
+    # the placeholder's files are gone: the package is what add-raw-model made of this model
+    assert sorted(p.name for p in (project / "assets").iterdir()) == sorted([impl["assetUri"],
+                                                                              impl["descriptorUri"]])
     return Packaged(project, pkg, project / "assets" / impl["assetUri"], project / "assets" / impl["descriptorUri"])
 
 
@@ -208,44 +213,6 @@ finally:
     np.savez("/opt/aws/panorama/storage/io.npz", **app.saved)
     json.dump({"frames": app.count}, open("/opt/aws/panorama/storage/result.json", "w"))
 """
-
-
-def add_app(packaged: Packaged, model: Model) -> Path:
-    """A code package calling ``model_node`` on every frame (saving inputs and results to its storage) and the
-    graph camera -> code -> HDMI with the model node; returns the project (application) folder."""
-    root = packaged.project
-    pkg = root / "packages" / "123456789012-CALLER-1.0"
-    (pkg / "src").mkdir(parents=True)
-    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
-        "envelopeVersion": "2021-01-01", "name": "CALLER", "version": "1.0", "assets": [],
-        "interfaces": [{"name": "interface", "category": "business_logic", "asset": "code_asset",
-                        "inputs": [{"name": "video_in", "type": "media"}],
-                        "outputs": [{"name": "video_out", "type": "media"}]}]}}, indent=2))
-    (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
-        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/app.py"}}}))
-    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
-    (pkg / "src" / "app.py").write_text(APP)
-    (pkg / "src" / "model_input.json").write_text(json.dumps(
-        {"name": model.input_name, "shape": list(model.shape), "layout": model.layout, "dtype": model.dtype}))
-    graph = {"nodeGraph": {
-        "envelopeVersion": "2021-01-01",
-        "packages": [{"name": "123456789012::CALLER", "version": "1.0"},
-                     {"name": "123456789012::MODEL", "version": "1.0"},
-                     {"name": "panorama::abstract_rtsp_media_source", "version": "1.0"},
-                     {"name": "panorama::hdmi_data_sink", "version": "1.0"}],
-        "nodes": [
-            {"name": "code_node", "interface": "123456789012::CALLER.interface"},
-            {"name": "model_node", "interface": "123456789012::MODEL.interface"},
-            {"name": "camera_node", "interface": "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
-             "overridable": True, "overrideMandatory": True},
-            {"name": "output_node", "interface": "panorama::hdmi_data_sink.hdmi0"},
-        ],
-        "edges": [
-            {"producer": "camera_node.video_out", "consumer": "code_node.video_in"},
-            {"producer": "code_node.video_out", "consumer": "output_node.video_in"},
-        ]}}
-    (root / "graphs" / "compiled_app" / "graph.json").write_text(json.dumps(graph, indent=2))
-    return root
 
 
 @pytest.fixture(scope="session")

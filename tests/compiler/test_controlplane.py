@@ -19,14 +19,14 @@ from panoflow.controlplane import ControlPlane, open_store
 from panoflow.core.graph import resolve
 from panoflow.core.manifest import load_application
 from panoflow.modelstore import ModelStore
-from tests.compiler.conftest import Model, Packaged, add_app, fixed_input, package_model, tar_folder
+from tests.compiler.conftest import Model, Packaged, fixed_input, package_model, tar_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the converter environments
 
 
 def _register(plane: ControlPlane, packaged: Packaged) -> tuple[str, str]:
     """Upload the package's files where StorageLocation says and register it (as package-application does)."""
-    created = plane.call("CreatePackage", {"PackageName": "MODEL"})
+    created = plane.call("CreatePackage", {"PackageName": "TEST_MODEL"})
     loc = created["StorageLocation"]
     manifest = (packaged.package / "package.json").read_bytes()
     for path in (packaged.archive, packaged.descriptor):
@@ -67,11 +67,12 @@ def test_register_stores_the_compiled_model_and_devices_run_it(models: dict[str,
     with plane.assets.open(entry["Key"]) as src, open(device_assets / entry["FileName"], "wb") as dst:
         shutil.copyfileobj(src, dst)
     assert hashlib.sha256((device_assets / entry["FileName"]).read_bytes()).hexdigest() == entry["Sha256"]
-    app = add_app(packaged, model)
+    app = packaged.project
     spec = resolve(load_application(app), cameras={"camera_node": ["/clip.mp4"]}).models["model_node"]
     offline = ModelCompiler(CompileOptions(converters_dir=tmp_path / "no-converters", pip=PipSource(no_index=True)))
     files = ModelStore(tmp_path / "device-models", compiler=offline).prepare(spec)
     assert files.path == device_assets / entry["FileName"]  # nothing compiled on the device
+    assert files.cache_dir is not None and tmp_path / "device-models" in files.cache_dir.parents  # engines go there
     assert not (tmp_path / "no-converters").exists()
     session = ort.InferenceSession(str(files.path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"data": fixed_input(model)})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.compiler.conftest import Model, add_app, package_model, references
+from tests.compiler.conftest import Model, package_model, references
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,7 +45,7 @@ def _events(stderr: str) -> list[dict[str, object]]:
 def test_run_compiles_the_package_and_every_frame_matches_the_framework(key: str, models: dict[str, Model],
                                                                         clip: Path, tmp_path: Path) -> None:
     model = models[key]
-    app = add_app(package_model(model, tmp_path / "app"), model)
+    app = package_model(model, tmp_path / "app").project
     state = tmp_path / "state"
     proc = run_app(app, clip, state)
     assert proc.returncode == 0, proc.stderr[-3000:]
