@@ -123,3 +123,20 @@ def test_offline_without_a_wheelhouse_says_what_to_do(models: dict[str, Model], 
     assert "control plane" in line
     assert "creating the MXNET converter environment" in done.stderr.splitlines()[0]  # progress said so first
     assert not [p for p in (tmp_path / "converters").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_operators_the_mxnet_exporter_lacks_are_named(models: dict[str, Model], tmp_path: Path) -> None:
+    model = models["gluon"]
+    folder = tmp_path / "rounded"
+    shutil.copytree(model.folder, folder)
+    symbol = json.loads((folder / "net-symbol.json").read_text())
+    head = symbol["heads"][0][0]
+    symbol["nodes"].append({"op": "round", "name": "rounded", "inputs": [[head, 0, 0]]})
+    symbol["heads"] = [[len(symbol["nodes"]) - 1, 0, 0]]
+    symbol["node_row_ptr"].append(symbol["node_row_ptr"][-1] + 1)
+    (folder / "net-symbol.json").write_text(json.dumps(symbol))
+    packaged = package_model(model, tmp_path / "app", archive=tar_folder(folder, tmp_path / "r.tar.gz"))
+    line = _one_error(_compile(packaged, tmp_path).stderr)
+    assert line.endswith("the MXNET converter refused the model: MXNet's ONNX exporter has no converter for "
+                         "operator(s) round")
+    assert str(packaged.archive) in line and str(packaged.descriptor) in line
