@@ -84,16 +84,21 @@ class Client:
         self.node = self.request({"op": "hello", "pid": os.getpid()})
         return self.node
 
-    def request(self, message: Dict[str, Any]) -> Dict[str, Any]:
-        """Send ``message`` and return the runtime's answer; a refusal is raised as the matching exception."""
+    def request(self, message: Dict[str, Any], answer: bool = True) -> Dict[str, Any]:
+        """Send ``message`` and return the runtime's answer; a refusal is raised as the matching exception.
+        ``answer=False`` (``put``) does not wait: a failure comes back as the answer to the next request."""
         with self._lock:
             if self.closed:
                 raise StreamsExhausted("the runtime has stopped")
             released = self._take_released()
             if released:
                 message["release"] = released
+            if not answer:
+                message["noreply"] = True
             try:
                 self.channel.send(message)
+                if not answer:
+                    return {"ok": True}
                 reply, fds = self.channel.recv()
             except (EOFError, OSError, WireError):
                 self.closed = True

@@ -86,7 +86,9 @@ class MediaOutputPort(port):
             if not isinstance(item, media):
                 raise TypeError(f"port.put needs panoramasdk.media objects, got {type(item).__name__}")
             frames.append(item.to_wire())
-        self._client.request({"op": "put", "port": self.name, "frames": frames})
+        # no round trip: the runtime takes the frames in order before the app's next request, and a failure is
+        # raised by that request
+        self._client.request({"op": "put", "port": self.name, "frames": frames}, answer=False)
 
 
 class Ports:

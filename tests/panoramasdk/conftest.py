@@ -31,6 +31,10 @@ class Harness:
     calls: list[tuple[str, Any, float | None]] = field(default_factory=list)
     server: AppServer | None = None
 
+    def sync(self) -> None:
+        """Wait until the runtime has taken everything the app sent (puts are not answered; any answer is after)."""
+        _client.current().request({"op": "hello"})
+
     def push(self, stream: str = "cam1", seq: int = 0) -> Frame:
         frame = Frame(
             image=np.zeros((8, 10, 3), np.uint8),

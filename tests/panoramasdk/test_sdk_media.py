@@ -33,7 +33,7 @@ def test_image_identity_and_in_place_drawing_reaches_output(harness: Harness) ->
     assert np.array_equal(stream.image, sent.image) and stream.image.flags.writeable
     stream.image[0:2, 0:2] = 255  # as cv2.rectangle(stream.image, ...) does
     node.outputs.video_out.put([stream])
-    out = harness.hdmi.get(timeout=0)[1]
+    out = harness.hdmi.get(timeout=5)[1]
     assert out.image[0, 0, 0] == 255 and out.image.shape == sent.image.shape
     # the pixels crossed once (into shared memory); the put sent none back
     assert harness.server is not None and harness.server.pool.copies == 1
@@ -45,7 +45,7 @@ def test_image_setter(harness: Harness) -> None:
     stream.image = replacement
     assert stream.image is replacement
     node.outputs.video_out.put([stream])
-    out = harness.hdmi.get(timeout=0)[1].image
+    out = harness.hdmi.get(timeout=5)[1].image
     assert np.array_equal(out, replacement) and out.dtype == replacement.dtype
     with pytest.raises(TypeError):
         stream.image = "not an image"
@@ -57,7 +57,7 @@ def test_overlays_reach_output_in_call_order(harness: Harness) -> None:
     stream.add_label("person 0.93", np.float32(0.25), np.float64(0.5))
     stream.add_rect(np.int64(0), 0.1, 0.5, 1.0)
     node.outputs.video_out.put([stream])
-    out = harness.hdmi.get(timeout=0)[1]
+    out = harness.hdmi.get(timeout=5)[1]
     assert out.overlays == (Rect(0, 0, 1, 1), Label("person 0.93", 0.25, 0.5), Rect(0, 0.1, 0.5, 1.0))
     assert np.array_equal(out.image, sent.image) and sent.overlays == ()
 

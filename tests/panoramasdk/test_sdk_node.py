@@ -112,7 +112,7 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
     streams = node.inputs.video_in.get()
     assert len(streams) == 1 and isinstance(streams[0], panoramasdk.media)
     node.outputs.video_out.put(streams)
-    out = harness.hdmi.get(timeout=0)[1]
+    out = harness.hdmi.get(timeout=5)[1]
     # nothing added: the same frame goes on (its pixels, in the shared segment)
     assert (out.stream_id, out.seq, out.capture_time, out.overlays) == (sent.stream_id, 0, sent.capture_time, ())
     assert np.array_equal(out.image, sent.image)
@@ -120,7 +120,21 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
     streams = node.inputs.video_in.get(timeout=1)
     assert [(m.stream_id, m.is_cached) for m in streams] == [("cam1", True), ("cam2", False)]
     node.outputs.video_out.put(tuple(streams))
+    harness.sync()
     assert set(harness.hdmi.get_batch(timeout=0)) == {"cam1", "cam2"}
+
+
+def test_a_failed_put_is_raised_by_the_next_request(harness: Harness) -> None:
+    """put is not answered (one round trip less per frame); when the runtime refuses it, the app learns it from
+    its next request, with what was wrong, and the connection goes on."""
+    node = panoramasdk.node()
+    client = _client.current()
+    client.request({"op": "put", "port": "no_such_port", "frames": [{"image": np.zeros((2, 2, 3), np.uint8)}]},
+                   answer=False)
+    with pytest.raises(ValueError, match="an earlier put failed: 'no_such_port' is not an output"):
+        node.inputs.video_in.get(timeout=0)
+    with pytest.raises(panoramasdk.TimeoutException):  # the connection is fine: the next get is served
+        node.inputs.video_in.get(timeout=0)
 
 
 def test_put_rejects_empty_and_non_media(harness: Harness) -> None:

@@ -7,7 +7,9 @@ that calls :meth:`AppServer.serve`:
 
 ``hello``  -> the node: id, inputs (media, or parameter with its value), outputs
 ``get``    -> frames of a media input (shared-memory segments; descriptors for segments the app has not seen yet)
-``put``    -> frames to a media output (segments the app holds, or pixels sent inline), with overlays
+``put``    -> frames to a media output (segments the app holds, or pixels sent inline), with overlays; with
+             ``noreply`` no answer is sent (the app goes on to its next ``get`` at once, saving a round trip per
+             frame), and a failure is the answer to the app's next request instead
 ``call``   -> a model node's outputs (through the runtime's batcher)
 ``exit``   -> how the application ended (recorded for the runner)
 
@@ -99,6 +101,7 @@ class AppServer:
         self.log = log.bind(node_id=io.node_id)
         self.requests = 0
         self._held: dict[int, Segment] = {}  # id(source image) -> the segment the app holds a copy of it in
+        self._deferred: dict[str, Any] | None = None  # the error of a put sent without waiting for an answer
 
     # ------------------------------------------------------------------ loop
     def serve(self) -> None:
@@ -112,7 +115,17 @@ class AppServer:
                 for fd in fds:  # the app has no business sending descriptors
                     _close(fd)
                 self.requests += 1
+                if self._deferred is not None and message.get("op") != "exit":
+                    # an earlier put that wanted no answer failed: this request gets its error instead
+                    reply, send_fds, self._deferred = self._deferred, [], None
+                    self.channel.send(reply, send_fds)
+                    continue
                 reply, send_fds = self._answer(message)
+                if message.get("op") == "put" and message.get("noreply") is True:
+                    if not reply.get("ok"):
+                        error = reply["error"]
+                        self._deferred = _refusal(error["type"], f"an earlier put failed: {error['message']}")
+                    continue
                 self.channel.send(reply, send_fds)
                 if message.get("op") == "exit":
                     return
