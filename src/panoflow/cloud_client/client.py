@@ -273,6 +273,7 @@ class CloudClient:
                                         "register the package version again")
             if size is not None and written != size:
                 raise VerificationError(f"asset {key} has {written} bytes, the control plane announced {size}")
+            os.chmod(tmp, 0o644)  # an application file (not a secret): readable by the app's own user
             os.replace(tmp, dest)
         except BaseException:
             tmp.unlink(missing_ok=True)
