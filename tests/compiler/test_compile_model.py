@@ -69,3 +69,25 @@ def test_output_names_and_order_follow_the_source_framework(models: dict[str, Mo
     # the TensorFlow Object Detection API's four outputs, in the signature's (sorted) order
     assert [name for name, _ in outputs["ssd_tf"]] == ["detection_boxes", "detection_classes", "detection_scores",
                                                        "num_detections"]
+
+
+def test_two_processes_compile_a_model_once_and_a_second_load_compiles_nothing(models: dict[str, Model],
+                                                                               tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    packaged = package_model(models["gluon"], tmp_path / "project")
+    args = ["--model-local-path", str(packaged.archive), "--descriptor-path", str(packaged.descriptor),
+            "--cache-dir", str(tmp_path / "cache")]
+    procs = [subprocess.Popen([sys.executable, "-m", "panoflow", "compile-model", *args, "--output",
+                               str(tmp_path / f"{n}.onnx")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for n in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    errs = [err for _, err in outs]
+    assert sum("converting " in e for e in errs) == 1 and sum("nothing converted" in e for e in errs) == 1
+    assert (tmp_path / "0.onnx").read_bytes() == (tmp_path / "1.onnx").read_bytes()
+    # again, with no converter environment to be had: the cache answers
+    again = panoflow("compile-model", *args, "--output", str(tmp_path / "2.onnx"), "--converters-dir",
+                     str(tmp_path / "none"), "--no-index")
+    assert again.returncode == 0 and "nothing converted" in again.stderr and not (tmp_path / "none").exists()

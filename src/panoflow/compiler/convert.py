@@ -35,6 +35,7 @@ from panoflow.compiler.environments import (
     PipSource,
     default_cache_dir,
     ensure_environment,
+    locked,
     python_of,
 )
 from panoflow.compiler.sources import SourceModel, locate
@@ -169,13 +170,18 @@ class ModelCompiler:
         source = locate(request.model_dir, fw, request.label)
         env = ensure_environment(spec, self.options.converters_dir, self.options.pip, self.progress)
         folder = cache_dir / cache_key(request)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}-", dir=cache_dir))
-        try:
-            report = self._compile_into(request, spec, env, source, tmp)
-            publish(tmp, folder, request.archive_name)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with locked(cache_dir / f".{folder.name}.lock"):  # two model nodes, one model: compiled once
+            hit = self.cached(request, cache_dir)
+            if hit is not None:
+                return hit
+            for stale in cache_dir.glob(f".{folder.name[:12]}-*"):  # left by a process killed while compiling
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name[:12]}-", dir=cache_dir))
+            try:
+                report = self._compile_into(request, spec, env, source, tmp)
+                publish(tmp, folder, request.archive_name)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         log.info("model_compiled", framework=fw, digest=request.digest[:12], folder=str(folder),
                  max_abs_diff=report["max_abs_diff"], max_rel_diff=report["max_rel_diff"],
                  seconds=report["seconds"])

@@ -103,7 +103,8 @@ def python_of(env: Path) -> Path:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created) for the block: one process at a time."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -126,9 +127,11 @@ def ensure_environment(spec: EnvSpec, converters_dir: Path, pip: PipSource,
     final = converters_dir / spec.name
     if (final / _DONE).is_file():
         return final
-    with _locked(converters_dir / f".{spec.name}.lock"):
+    with locked(converters_dir / f".{spec.name}.lock"):
         if (final / _DONE).is_file():  # built by another process while we waited
             return final
+        for stale in converters_dir.glob(f".{spec.name}-*"):  # left by a process killed while building it
+            shutil.rmtree(stale, ignore_errors=True)
         reqs = " ".join(spec.requirements)
         progress(f"creating the {spec.framework} converter environment {final} (pip install {reqs}); this "
                  "happens once per machine and can take minutes")
