@@ -170,6 +170,9 @@ class Manager:
             # credentials stay 0600.
             os.chmod(self.paths.root, 0o711)
             os.chmod(self._sockets, 0o711)
+            from panoflow.isolation.cgroups import delegate
+
+            delegate(*self.config.run_as)  # so instances can put their apps' memory and CPU limits in place
         records = []
         for path in sorted(self.paths.instances.glob("*/instance.json")):
             try:

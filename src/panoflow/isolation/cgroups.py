@@ -26,9 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from panoflow.isolation.spec import Limits
 
-__all__ = ["CgroupSet", "cgroup_problems", "create_cgroups"]
+__all__ = ["CgroupSet", "cgroup_problems", "create_cgroups", "delegate"]
+
+log = structlog.get_logger(__name__)
 
 _PERIOD_US = 100_000
 
@@ -279,3 +283,32 @@ def _configure(hierarchy: _Hierarchy, group: Path, limits: Limits) -> None:
         else:
             _write(group / "cpu.cfs_period_us", str(_PERIOD_US))
             _write(group / "cpu.cfs_quota_us", str(quota))
+
+
+def delegate(uid: int, gid: int) -> list[Path]:
+    """As root: hand ``uid`` a ``panoflow/`` subtree below this process's own cgroup for the memory and cpu
+    controllers, so the unprivileged processes it starts (a root daemon's instances) can give their sandboxes
+    limits. Returns the folders delegated; a hierarchy where that is not possible is left out (the instance's
+    limits then report why). cgroup v1 hierarchies only: on v2, a root daemon's instances are placed by a
+    delegated systemd unit instead (docs/isolation.md)."""
+    if os.geteuid() != 0:
+        return []
+    own = _own_cgroups()
+    done: list[Path] = []
+    for root, point, fstype, options in _mountinfo():
+        for controller in ("memory", "cpu"):
+            if fstype != "cgroup" or controller not in options:
+                continue
+            subtree = _inside(root, point, own.get(controller, "/")) / "panoflow"
+            try:
+                subtree.mkdir(exist_ok=True)
+                for path, dirs, files in os.walk(subtree):
+                    os.chown(path, uid, gid)
+                    for name in files:  # the group's own control files (cgroup.procs, tasks ...)
+                        os.chown(os.path.join(path, name), uid, gid)
+            except OSError as exc:
+                log.warning("cgroup_not_delegated", controller=controller, path=str(subtree), error=str(exc))
+                continue
+            if subtree not in done:
+                done.append(subtree)
+    return done
