@@ -45,7 +45,7 @@ def test_source_scheme(uri: str, scheme: str) -> None:
 def test_file_uri_with_query() -> None:
     spec = parse_source_uri("file:///path/clip.mp4?realtime=1&loop=yes")
     assert spec.scheme == "file" and spec.location == "/path/clip.mp4"
-    assert spec.options == {"realtime": True, "loop": True, "frames": None}
+    assert spec.options == {"realtime": True, "loop": True, "frames": None, "decoder": "auto", "decode": "all"}
 
 
 def test_plain_relative_path_is_resolved_against_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +102,7 @@ def test_bool_false(text: str) -> None:
     ("uri", "options", "needle"),
     [
         ("file:///c.mp4?speed=2", {}, "unknown option 'speed'"),
-        ("file:///c.mp4", {"colour": "red"}, "valid options: frames, loop, realtime"),
+        ("file:///c.mp4", {"colour": "red"}, "valid options: decode, decoder, frames, loop, realtime"),
         ("file:///c.mp4?loop=maybe", {}, "option 'loop'"),
         ("file:///c.mp4?frames=0", {}, "positive integer"),
         ("file:///c.mp4?loop=1&loop=0", {}, "given twice"),

@@ -425,8 +425,17 @@ class Runtime:
         self.stop("duration reached")
 
     # ---------------------------------------------------------------- reporting
+    def _source_stats(self) -> dict[str, Mapping[str, Any]]:
+        """Each source's own counters (``MediaSource.stats``) by stream id."""
+        out: dict[str, Mapping[str, Any]] = {}
+        for src, stream, _emit in self._sources:
+            stats = getattr(src, "stats", None)
+            out[stream.stream_id] = stats() if callable(stats) else {}
+        return out
+
     def status(self) -> dict[str, Any]:
         streams = {}
+        sources = self._source_stats()
         for inbox in self._code_inboxes:
             st = inbox.stats.snapshot()
             for sid in inbox.streams:
@@ -436,6 +445,10 @@ class Runtime:
                     "frames": c.produced if c else 0,
                     "drops": st["streams"].get(sid, {}).get("dropped", 0),
                 }
+                src = sources.get(sid, {})
+                for key in ("decoder", "decoder_reason", "decode", "effective_fps"):  # video decoder plugins
+                    if src.get(key) is not None:
+                        streams[sid][key] = src[key]
         return {
             "streams": streams,
             "latency_ms_p50": round(self.latency.percentile(50) * 1e3, 2),
@@ -467,15 +480,17 @@ class Runtime:
             status.add(1 if info["status"] == "RUNNING" else 0, node=node, kind=info["kind"])
         source_drops = MetricFamily("panoflow_source_dropped_frames_total", "counter",
                                     "Frames a camera source dropped before the bus (reason: queue_full, late, ...)")
-        for src, stream, _emit in self._sources:
-            stats = getattr(src, "stats", None)
-            counters = stats() if callable(stats) else {}
+        decoders = MetricFamily("panoflow_source_decoder_info", "gauge",
+                                "1 for the video decoder a source uses (software, nvdec, vaapi, v4l2...)")
+        for sid, counters in self._source_stats().items():
             node = next((cam for cam, spec in self.graph.cameras.items()
-                         if any(s.stream_id == stream.stream_id for s in spec.streams)), stream.stream_id)
+                         if any(s.stream_id == sid for s in spec.streams)), sid)
             for key, value in counters.items():
                 if key.startswith("dropped_") and isinstance(value, (int, float)):
-                    source_drops.add(value, node=node, stream=stream.stream_id, reason=key.removeprefix("dropped_"))
-        families = [fps, frames, drops, source_drops, latency, errors, status]
+                    source_drops.add(value, node=node, stream=sid, reason=key.removeprefix("dropped_"))
+            if isinstance(counters.get("decoder"), str):
+                decoders.add(1, node=node, stream=sid, decoder=counters["decoder"])
+        families = [fps, frames, drops, source_drops, decoders, latency, errors, status]
         if self.options.extra_metrics is not None:
             families += self.options.extra_metrics()
         if self.models is not None:

@@ -23,6 +23,7 @@ from panoflow.core.frame import Frame
 from panoflow.core.hookspecs import hookimpl
 from panoflow.core.redact import redact_text
 from panoflow.exceptions import SourceError
+from panoflow.plugins.decoders import DECODERS, DecoderSetup, StreamDecoder
 from panoflow.plugins.uri import OPTION_TABLES, SourceURI, parse_source_uri
 
 __all__ = [
@@ -210,7 +211,8 @@ class FileSource(_ThreadedSource):
     """A video file (or an ``http(s)`` URL) decoded with PyAV. Lossless by default: every frame, in order.
 
     Options: ``realtime`` (pace by pts; bus policy ``latest``), ``loop`` (restart at the end; ``seq`` keeps
-    increasing), ``frames=N`` (stop after N frames). Corrupt packets are skipped and counted.
+    increasing), ``frames=N`` (stop after N frames), ``decoder`` and ``decode=keyframes`` (see
+    :mod:`panoflow.plugins.decoders`). Corrupt packets are skipped and counted.
     """
 
     scheme = "file"
@@ -220,6 +222,14 @@ class FileSource(_ThreadedSource):
     def __init__(self, uri: str, *, stream_id: str, options: Mapping[str, Any]):
         super().__init__(uri, stream_id=stream_id, options=options)
         self.corrupt_packets = 0
+        opts = self.spec.options
+        DECODERS.check(opts["decoder"], what=f"source {self.stream_uri}")
+        self.decoder = StreamDecoder(opts["decoder"], keyframes_only=opts["decode"] == "keyframes",
+                                     logger=self._log)
+
+    def stats(self) -> dict[str, Any]:
+        """The decoder in use (and why not the preferred one), the effective rate; for status and /metrics."""
+        return {"frames": self.frames_emitted, "corrupt_packets": self.corrupt_packets, **self.decoder.stats()}
 
     def _open(self) -> Any:
         where = self.spec.redacted()
@@ -253,13 +263,16 @@ class FileSource(_ThreadedSource):
             live = self.spec.is_network and container.duration is None
             try:
                 stream = container.streams.video[0]
+                ctx = stream.codec_context
+                self.decoder.start(DecoderSetup(ctx.name, ctx.extradata, context=ctx))
                 rate = float(stream.average_rate or stream.guessed_rate or 25)
                 tb = float(stream.time_base) if stream.time_base else 1.0 / rate
                 first_pts: int | None = None
                 media_t, n_this_pass = media_base, 0
                 for packet in container.demux(stream):
                     try:
-                        decoded = packet.decode()
+                        decoded = (self.decoder.decode(packet, packet.is_keyframe) if packet.size
+                                   else self.decoder.drain())
                     except av.FFmpegError as exc:
                         self._corrupt(exc)
                         continue
@@ -287,6 +300,7 @@ class FileSource(_ThreadedSource):
                     f"error reading {self.spec.redacted()}: {redact_text(str(exc))}", node_id=self.stream_id
                 ) from None
             finally:
+                self.decoder.close()
                 container.close()
             if not loop or n_this_pass == 0:
                 return

@@ -27,6 +27,8 @@ __all__ = [
     "SourceURI",
     "format_source_uri",
     "parse_bool",
+    "parse_decode_mode",
+    "parse_decoder_name",
     "parse_host_port",
     "parse_options",
     "parse_size",
@@ -94,6 +96,23 @@ def parse_size(value: Any) -> tuple[int, int]:
     return size
 
 
+def parse_decoder_name(value: Any) -> str:
+    """A video decoder name (``auto``, ``software``, ``nvdec``, ``vaapi``, ``v4l2`` or a plugin's); the source
+    checks it against the registered decoders (:mod:`panoflow.plugins.decoders`)."""
+    text = str(value).strip().lower()
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", text):
+        raise ValueError(f"expected a decoder name such as auto, software, nvdec, vaapi or v4l2, got {value!r}")
+    return text
+
+
+def parse_decode_mode(value: Any) -> str:
+    """``all`` (every picture) or ``keyframes`` (only IDR/IRAP pictures are decoded; the rest are skipped)."""
+    text = str(value).strip().lower()
+    if text not in ("all", "keyframes"):
+        raise ValueError(f"expected all or keyframes, got {value!r}")
+    return text
+
+
 def format_size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
@@ -136,6 +155,9 @@ FILE_OPTIONS: Mapping[str, Option] = {
             "loop", parse_bool, False, "restart at the end of the file (seq keeps increasing)", _format_bool
         ),
         Option("frames", parse_positive_int, None, "stop after this many frames"),
+        Option("decoder", parse_decoder_name, "auto",
+               "video decoder: auto (first that works here), software, nvdec, vaapi, v4l2"),
+        Option("decode", parse_decode_mode, "all", "all pictures, or keyframes only (IDR/IRAP; cheaper)"),
     )
 }
 

@@ -6,8 +6,10 @@ stalls the RTP reader and never grows memory. The queue is bounded by age as wel
 falls so far behind that the oldest queued unit waited longer than that, the queue drops up to the next keyframe
 and hands the decoder a :class:`Skipped` marker instead, so latency stays bounded and the decoder always restarts
 on a clean reference chain. :class:`FrameDecoder` runs in one worker thread per camera for
-the source's whole life (reconnections reuse it): it decodes with PyAV, scales large pictures down like the
-appliance, and hands :class:`~panoflow.core.frame.Frame` objects to ``emit``.
+the source's whole life (reconnections reuse it): it decodes with the camera's video decoder plugin
+(:mod:`panoflow.plugins.decoders`: software, NVDEC, VA-API, V4L2), scales large pictures down like the
+appliance, and hands :class:`~panoflow.core.frame.Frame` objects to ``emit``. With ``decode=keyframes`` the
+intake keeps only keyframes, so the rest are neither queued nor decoded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import structlog
 
 from panoflow.core.bases import Emit
 from panoflow.core.frame import Frame
+from panoflow.plugins.decoders import DecoderSetup, StreamDecoder
 from panoflow.plugins.sources import BgrConverter
 
 __all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "Offer", "Skipped", "UnitQueue", "scaled_size"]
@@ -183,9 +186,11 @@ class Intake:
     decoded.
     """
 
-    def __init__(self, queue: UnitQueue, need_keyframe: threading.Event):
+    def __init__(self, queue: UnitQueue, need_keyframe: threading.Event, *, keyframes_only: bool = False):
         self.queue = queue
         self.need_keyframe = need_keyframe
+        self.keyframes_only = keyframes_only
+        self.skipped_nonkey = 0  # units not queued because only keyframes are decoded
         self.packets = 0  # RTP packets of finished sessions (the session adds them up at its end)
         self.packets_lost = 0
         self.units = 0
@@ -199,6 +204,9 @@ class Intake:
         if not intact:
             self.damaged += 1
             self.need_keyframe.set()
+            return
+        if self.keyframes_only and not keyframe:
+            self.skipped_nonkey += 1
             return
         if self.need_keyframe.is_set():
             if not keyframe:
@@ -242,7 +250,8 @@ class FrameDecoder:
 
     def __init__(
         self, *, stream_id: str, stream_uri: str, emit: Emit, downscale: tuple[int, int] | None,
-        limit: int | None = None, threads: int = 1, logger: Any = None,
+        limit: int | None = None, threads: int = 1, logger: Any = None, decoder: str = "auto",
+        keyframes_only: bool = False,
     ):
         self.stream_id = stream_id
         self.stream_uri = stream_uri
@@ -252,6 +261,8 @@ class FrameDecoder:
         self.threads = threads
         self.log = logger if logger is not None else log.bind(stream_id=stream_id, uri=stream_uri)
         self.to_bgr = BgrConverter()
+        # the source names the decoder (and what it passed over) in its camera_streaming line
+        self.video = StreamDecoder(decoder, keyframes_only=keyframes_only, logger=self.log, announce=False)
         self.queue: UnitQueue | None = None
         self.stop = threading.Event()
         self.need_keyframe = threading.Event()
@@ -265,27 +276,32 @@ class FrameDecoder:
 
     def run(self, queue: UnitQueue) -> None:
         """Decode until :attr:`stop` is set, ``emit`` returns False or ``limit`` frames were emitted."""
-        codec: Any = None
+        started = False
         while not self.stop.is_set():
             item = queue.take(0.1)
             if item is None:
                 continue
             if isinstance(item, NewStream):
-                codec = self._open(item)
+                # slice threads only: frame threading would hold pictures back (latency on a live camera); 1 by
+                # default: cameras already decode in parallel (a thread each), and per-camera slice threads cost
+                # ~12 % more CPU per frame in wake-ups (benchmarks/source_path.py); 0 = FFmpeg's choice
+                self.video.start(DecoderSetup(item.codec, item.extradata, threads=self.threads))
+                started = True
                 continue
             if isinstance(item, Skipped):
-                if codec is not None:
-                    codec.flush_buffers()  # pictures held for reordering are stale; references are gone
+                self.video.flush()  # pictures held for reordering are stale; references are gone
                 self._report(item, queue)
                 continue
-            if codec is None:
+            if not started:
                 continue
             try:
-                pictures = codec.decode(av.Packet(item.data))
+                pictures = self.video.decode(av.Packet(item.data), item.keyframe)
             except av.FFmpegError:
                 self.decode_errors += 1
                 self.need_keyframe.set()
                 continue
+            if self.video.waiting_keyframe:  # it fell back to software: restart at the next keyframe
+                self.need_keyframe.set()
             for picture in pictures:
                 if not self._deliver(picture, item.wall):
                     return
@@ -296,16 +312,6 @@ class FrameDecoder:
             max_delay_ms=round((queue.max_delay or 0.0) * 1e3), waited_for_keyframe=skipped.waited,
             skipped_ms=round(skipped.seconds * 1e3), dropped_late_total=queue.dropped_late, episode=queue.episodes,
         )
-
-    def _open(self, stream: NewStream) -> Any:
-        codec = av.CodecContext.create(stream.codec, "r")
-        if stream.extradata:
-            codec.extradata = stream.extradata
-        codec.thread_type = "SLICE"  # frame threading would hold pictures back: latency on a live camera
-        # 1 by default: cameras already decode in parallel (a thread each), and per-camera slice threads cost
-        # ~12 % more CPU per frame in wake-ups (benchmarks/source_path.py); 0 = FFmpeg's choice
-        codec.thread_count = self.threads
-        return codec
 
     def _deliver(self, picture: Any, wall: float) -> bool:
         size = (picture.width, picture.height)

@@ -16,7 +16,14 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from panoflow.core.redact import redact_url, with_credentials
-from panoflow.plugins.uri import Option, parse_options, parse_positive_int, parse_size
+from panoflow.plugins.uri import (
+    Option,
+    parse_decode_mode,
+    parse_decoder_name,
+    parse_options,
+    parse_positive_int,
+    parse_size,
+)
 
 __all__ = ["RTSP_OPTIONS", "SCHEMES", "RtspSettings", "parse_rtsp_uri"]
 
@@ -117,6 +124,9 @@ RTSP_OPTIONS: Mapping[str, Option] = {
         Option("decode_threads", _non_negative_int, 1,
                "decoder threads per camera (0: FFmpeg's choice; 1 costs least CPU with several cameras)"),
         Option("frames", parse_positive_int, None, "stop after this many frames (default: never)"),
+        Option("decoder", parse_decoder_name, "auto",
+               "video decoder: auto (first that works here), software, nvdec, vaapi, v4l2"),
+        Option("decode", parse_decode_mode, "all", "all pictures, or keyframes only (IDR/IRAP; cheaper)"),
     )
 }
 

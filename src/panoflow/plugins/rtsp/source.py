@@ -20,6 +20,7 @@ import structlog
 
 from panoflow.core.bases import Emit, MediaSource
 from panoflow.exceptions import SourceError
+from panoflow.plugins.decoders import DECODERS
 from panoflow.plugins.rtsp.backoff import Backoff, CameraState
 from panoflow.plugins.rtsp.decode import FrameDecoder, Intake, UnitQueue
 from panoflow.plugins.rtsp.options import RTSP_OPTIONS, RtspSettings, parse_rtsp_uri
@@ -43,6 +44,7 @@ class RtspSource(MediaSource):
         super().__init__(uri, stream_id=stream_id, options=options)
         self.settings: RtspSettings = parse_rtsp_uri(uri, options)  # ValueError on bad options: fail at start
         self.stream_uri = self.settings.redacted()
+        DECODERS.check(self.settings.options["decoder"], what=f"camera {self.stream_uri}")
         self.policy = "latest"
         self.log = log.bind(stream_id=stream_id, uri=self.stream_uri)
         self.state = CameraState(self.log)
@@ -84,6 +86,8 @@ class RtspSource(MediaSource):
             "packets": i.packets if i else 0, "packets_lost": i.packets_lost if i else 0,
             "queue_high_water": self.queue.high_water, "queue_size": self.queue.size,
             "clock": "rtcp" if self.receiver is not None and self.receiver.clock.synchronised else "arrival",
+            **(d.video.stats() if d else {"decoder": None}),
+            "skipped_nonkey": i.skipped_nonkey if i else 0,  # keyframes only: left out before the queue
         }
 
     async def run(self, emit: Emit) -> None:
@@ -91,8 +95,9 @@ class RtspSource(MediaSource):
         self.queue = self._new_queue()
         self.decoder = FrameDecoder(stream_id=self.stream_id, stream_uri=self.stream_uri, emit=emit,
                                     downscale=opts["downscale"], limit=opts["frames"],
-                                    threads=opts["decode_threads"], logger=self.log)
-        self.intake = Intake(self.queue, self.decoder.need_keyframe)
+                                    threads=opts["decode_threads"], logger=self.log, decoder=opts["decoder"],
+                                    keyframes_only=opts["decode"] == "keyframes")
+        self.intake = Intake(self.queue, self.decoder.need_keyframe, keyframes_only=opts["decode"] == "keyframes")
         self.finished.clear()
         failure: SourceError | None = None
         try:
@@ -159,6 +164,10 @@ class RtspSource(MediaSource):
         info: dict[str, Any] = {"transport": self.settings.transport, "backend": self.settings.backend}
         if receiver is not None:
             info["codec"] = receiver.depacketizer.label
+        if d is not None and d.video.name:
+            info["decoder"] = d.video.name
+            if d.video.reason:
+                info["decoder_reason"] = d.video.reason
         if d is not None and d.size:
             info["size"] = f"{d.size[0]}x{d.size[1]}"
             if d.source_size != d.size and d.source_size:
