@@ -111,6 +111,11 @@ def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
         url.append(f"{'https' if ssl_context else 'http'}://{host}:{sock.getsockname()[1]}")
         ready.set()
         loop.run_forever()
+        # drop open connections at once (a TLS close would wait for each client's close_notify, and a socket still
+        # waiting when the loop closes is leaked): stopping is like a server going away
+        for handler in runner.server.connections if runner.server is not None else ():
+            if handler.transport is not None:
+                handler.transport.abort()
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
