@@ -12,7 +12,6 @@ generated asset ``assets/compiled-<sha256>-<descriptor>.onnx`` beside the archiv
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import tarfile
@@ -169,14 +168,10 @@ class ModelStore:
                 safe_extract(archive, tmp / "model")
             except (ValueError, tarfile.TarError, OSError) as exc:
                 raise ModelError(f"model archive {archive.name}: {exc}", node_id=node) from None
-            (tmp / _DONE).write_text(archive.name + "\n")
-            if final.exists():  # a stale, unfinished extraction
-                shutil.rmtree(final, ignore_errors=True)
-            try:
-                os.replace(tmp, final)
-            except OSError:
-                if not (final / _DONE).is_file():  # not another process winning the same race
-                    raise
+            from panoflow.compiler.convert import publish
+
+            # one rename; an extraction another process finished first is kept (it may hold compiled models)
+            publish(tmp, final, archive.name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("model_extracted", node_id=node, digest=digest[:12], folder=str(final))

@@ -120,9 +120,12 @@ def cache_key(request: CompileRequest) -> str:
 
 
 def publish(tmp: Path, final: Path, note: str) -> None:
-    """Mark the finished folder ``tmp`` complete and move it to ``final`` in one rename (replacing an unfinished
-    one; when another process published it first, theirs is kept)."""
+    """Mark the finished folder ``tmp`` complete and move it to ``final`` in one rename, replacing an unfinished
+    one. When another process published ``final`` first, theirs is kept (it may hold more by now: a model's
+    extraction folder also holds its compiled models) and ``tmp`` is left for the caller to remove."""
     (tmp / _DONE).write_text(note + "\n")
+    if (final / _DONE).is_file():
+        return
     if final.exists():
         shutil.rmtree(final, ignore_errors=True)
     try:
