@@ -96,13 +96,14 @@ ensure_postgres() {
   say "PostgreSQL ready: postgresql://panoflow:***@127.0.0.1:$port/panoflow_test (PANOFLOW_TEST_POSTGRES)"
 }
 
-# What application sandboxes need from the host (docs/isolation.md): bubblewrap and pasta (Debian packages), a
+# What application sandboxes need from the host (docs/isolation.md): bubblewrap and pasta (Debian packages; nftables
+# so that an app reaches its own hostPort at the device's address), a
 # usable /dev/net/tun for pasta's user-mode network (Debian's udev makes it 0666; some container images ship it
 # 0600), and an interpreter the unprivileged sandbox uid can reach: when panoflow's Python lives under a private
 # home (pyenv in /root), its ancestors get the traverse bit only (o+x: no listing, nothing readable by name that
 # was not already world-readable).
 ensure_sandbox_host() {
-  ensure_apt bubblewrap passt
+  ensure_apt bubblewrap passt nftables
   [ "$(id -u)" -eq 0 ] || return 0
   if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
     say "making /dev/net/tun usable by unprivileged sandboxes (0666, as Debian's udev does)"

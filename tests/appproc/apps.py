@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +277,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
+
+
+def wait_json(path: Path, done: Callable[[dict[str, Any]], bool], timeout: float,
+              why: Callable[[dict[str, Any] | None], str]) -> dict[str, Any]:
+    """``path``'s JSON once ``done`` holds for it; fails with ``why(last seen)`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (seen := read_json(path)) is None or not done(seen):
+        assert time.monotonic() < deadline, why(seen)
+        time.sleep(0.2)
+    return seen

@@ -9,14 +9,13 @@ import json
 import os
 import secrets
 import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.appproc.apps import attack_app, read_json
+from tests.appproc.apps import attack_app, wait_json
 from tests.daemon.conftest import SECRETS, Daemon, live
 
 pytestmark = [
@@ -54,10 +53,8 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     assert r.returncode == 0, r.stderr + d.stderr()[-3000:]
 
     storage = d.state_dir / "apps" / "hostile" / "storage" / "attack.json"
-    deadline = time.monotonic() + 40
-    while (seen := read_json(storage)) is None or seen["frames"] < 30:
-        assert time.monotonic() < deadline, f"the app got no frames: {seen}; {d.instance('hostile')}"
-        time.sleep(0.2)
+    seen = wait_json(storage, lambda s: s["frames"] >= 30, 40,
+                     lambda s: f"the app got no frames: {s}; {d.instance('hostile')}")
     assert d.instance("hostile")["health_status"] == "RUNNING"
 
     # every file of the daemon's, and the host's shadow file: not there at all, or not readable
@@ -88,8 +85,4 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000", caps
     assert caps["NoNewPrivs"] == "1"
     # and the frames keep coming after all that
-    frames = seen["frames"]
-    deadline = time.monotonic() + 20
-    while (now := read_json(storage)) is None or now["frames"] < frames + 30:
-        assert time.monotonic() < deadline, f"frames stopped at {now}"
-        time.sleep(0.2)
+    wait_json(storage, lambda s: s["frames"] >= seen["frames"] + 30, 20, lambda s: f"frames stopped at {s}")

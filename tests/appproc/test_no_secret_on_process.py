@@ -10,14 +10,13 @@ import http.server
 import secrets
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.appproc.apps import param_app, read_json
+from tests.appproc.apps import param_app, wait_json
 from tests.daemon.conftest import SECRETS, Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
@@ -75,10 +74,8 @@ def test_no_password_param_or_token_on_any_process(make_daemon: Any, clips: dict
               f"camera_node={camera}", "--param", f"p_str={param}")
     assert r.returncode == 0, r.stderr + d.stderr()[-3000:]
     storage = d.state_dir / "apps" / "secretive" / "storage" / "seen.json"
-    deadline = time.monotonic() + 40
-    while (seen := read_json(storage)) is None or seen["frames"] < 10:
-        assert time.monotonic() < deadline, f"no frames through the camera with credentials: {seen}"
-        time.sleep(0.2)
+    seen = wait_json(storage, lambda s: s["frames"] >= 10, 40,
+                     lambda s: f"no frames through the camera with credentials: {s}")
     # both secrets arrived where they are used: the camera gives frames, the app got the parameter's value
     assert seen["p_str_sha256"] == hashlib.sha256(param.encode()).hexdigest()
 

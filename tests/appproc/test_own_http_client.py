@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from panoflow.isolation import SandboxSpec
+from panoflow.isolation.host import find_tools
+from panoflow.isolation.layout import Tools, command
 from tests.appproc.apps import read_json, status_app
 from tests.daemon.apps import routing_overrides
 from tests.daemon.conftest import Daemon
@@ -50,11 +53,13 @@ def _wait_for_answers(storage: Path, host_port: int, token: str, alive: Callable
 
 
 def _check_device_address(seen: dict[str, Any], token: str) -> None:
-    """At the device's address the app reaches its own hostPort only where hostPort == containerPort (a known gap,
-    docs/isolation.md): record what it got, and hold it to the right answer when it got one."""
-    device = seen.get("device")
-    if device is not None and "answer" in device:
-        assert device["answer"]["token"] == token
+    """At the device's address (debug-server's client calls ``http://DEVICE_IP:8080/status``) the app reaches its own
+    hostPort through the nftables rule in its network namespace, where the host has ``nft`` (docs/isolation.md)."""
+    tools = find_tools()
+    assert seen["device_address"], seen
+    if tools is None or tools.nft is None:
+        pytest.skip("no nft here (apt-get install nftables): the device's address cannot lead to the app's port")
+    assert seen["device"].get("answer") == {"status": "running", "path": "/status", "token": token}, seen
 
 
 @pytest.mark.slow
@@ -107,3 +112,20 @@ def test_own_client_reaches_its_host_port_under_serve(make_daemon: Any, tmp_path
     if os.geteuid() == 0:
         status = Path(f"/proc/{d.instance('status')['process']['pid']}/status").read_text()
         assert "\nUid:\t64000\t" in status
+
+
+def test_sandbox_command_line_for_an_inbound_port_below_1024() -> None:
+    """pasta's command lowers the namespace's unprivileged-port floor and, with nft, loads the device-address
+    redirect for each hostPort that differs from its containerPort; then it becomes bubblewrap."""
+    spec = SandboxSpec(argv=["/usr/bin/python3", "app.py"], inbound=[(80, 8080), (9000, 9000)])
+    with_nft = command(spec, Tools("/usr/bin/bwrap", "/usr/bin/pasta", True, "/usr/sbin/nft"), uid=1, gid=1,
+                       data_fds={})
+    sh = with_nft.index("/bin/sh")
+    assert with_nft[sh - 1] == "--" and with_nft[sh + 1] == "-c"
+    script, rules, nft = with_nft[sh + 2], with_nft[sh + 4], with_nft[sh + 5]
+    assert "ip_unprivileged_port_start" in script and script.endswith('exec "$@"') and nft == "/usr/sbin/nft"
+    assert "tcp dport 8080 redirect to :80" in rules and "9000" not in rules
+    assert with_nft[sh + 6] == "/usr/bin/bwrap"
+    without = command(spec, Tools("/usr/bin/bwrap", "/usr/bin/pasta", True), uid=1, gid=1, data_fds={})
+    sh = without.index("/bin/sh")
+    assert without[sh + 3:sh + 5] == ["sh", "/usr/bin/bwrap"] and not any("redirect" in a for a in without)

@@ -8,14 +8,13 @@ import importlib.metadata
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.appproc.apps import RECT, RECT_BGR, TEXT_ORIGIN, pinned_app, read_json
+from tests.appproc.apps import RECT, RECT_BGR, TEXT_ORIGIN, pinned_app, read_json, wait_json
 from tests.daemon.conftest import Daemon, live
 from tests.media import decode_bgr, make_clip
 
@@ -83,10 +82,8 @@ def test_pinned_numpy1_app_processes_its_frames_under_serve(sample: Path, clip15
     r = d.cli("deploy", str(sample), "--name", "pinned", "--camera", f"camera_node={live(clip150)}", timeout=200)
     assert r.returncode == 0, r.stderr + d.stderr()[-3000:]
     storage = d.state_dir / "apps" / "pinned" / "storage" / "frames.json"
-    deadline = time.monotonic() + 60
-    while (seen := read_json(storage)) is None or seen["frames"] < FRAMES:
-        assert time.monotonic() < deadline, f"the app processed {seen} frames; {d.instance('pinned')}"
-        time.sleep(0.2)
+    seen = wait_json(storage, lambda s: s["frames"] >= FRAMES, 60,
+                     lambda s: f"the app processed {s} frames; {d.instance('pinned')}")
     assert seen["cv2"] == "4.6.0" and seen["numpy"].startswith("1.") and seen["boto3"].startswith("1.24.")
     inst = d.instance("pinned")
     assert (inst["status"], inst["health_status"]) == ("DEPLOYMENT_SUCCEEDED", "RUNNING"), inst

@@ -61,7 +61,9 @@ def find_tools() -> Tools | None:
         return None
     bwrap = os.path.abspath(bwrap)
     pasta = shutil.which("pasta")  # not resolved: pasta is a link to passt, which looks at its argv[0]
-    return Tools(bwrap, os.path.abspath(pasta) if pasta else None, _bwrap_disables_userns(bwrap))
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")  # optional (the device's address)
+    return Tools(bwrap, os.path.abspath(pasta) if pasta else None, _bwrap_disables_userns(bwrap),
+                 os.path.abspath(nft) if nft else None)
 
 
 def _read_int(path: str) -> int | None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from panoflow.isolation.perms import can_access
 from panoflow.isolation.spec import SandboxSpec
 
-__all__ = ["DNS_FORWARD_ADDRESS", "Tools", "command", "etc_files", "hidden_etc_entries", "levels_to_app"]
+__all__ = ["DNS_FORWARD_ADDRESS", "Tools", "command", "etc_files", "hidden_etc_entries", "levels_to_app",
+           "self_nat_rules"]
 
 DNS_FORWARD_ADDRESS = "169.254.1.53"
 """Where the sandbox sends DNS queries when the host's resolver is on its loopback (pasta forwards them)."""
@@ -28,6 +29,8 @@ _HIDDEN_ETC = re.compile(r"(shadow|^sudo|^panoflow$|^\.pwd\.lock$|^security$)")
 _GENERATED_ETC = ("hosts", "hostname", "passwd", "group", "resolv.conf")
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _LOW_PORTS = 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start; exec "$@"'
+# the same, after loading the nftables ruleset "$1" with the nft at "$2"
+_SELF_NAT = 'printf "%s\\n" "$1" | "$2" -f -; shift 2; ' + _LOW_PORTS
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Tools:
     bwrap: str
     pasta: str | None
     disable_userns: bool  # bwrap >= 0.8: --disable-userns
+    nft: str | None = None  # nftables: lets the app reach its own hostPort at the device's address
 
 
 def levels_to_app(spec: SandboxSpec) -> int:
@@ -161,7 +165,20 @@ def _mount_args(spec: SandboxSpec) -> list[str]:
     return args
 
 
-def _pasta_args(spec: SandboxSpec, pasta: str, dns_forward: bool) -> list[str]:
+def self_nat_rules(spec: SandboxSpec) -> str | None:
+    """An nftables ruleset for the sandbox's network namespace: a connection to one of its own non-loopback
+    addresses (the device's address, which pasta copies in) on a ``hostPort`` goes to the app's ``containerPort``,
+    as on the appliance. None where every ``hostPort`` is its ``containerPort`` (the app's listener answers)."""
+    pairs = sorted((host, container) for container, host in spec.inbound if container != host)
+    if not pairs:
+        return None
+    rules = [f"  ip daddr != 127.0.0.0/8 fib daddr type local tcp dport {host} redirect to :{container}"
+             for host, container in pairs]
+    return "\n".join(["table ip panoflow {", " chain output {",
+                      "  type nat hook output priority -100; policy accept;", *rules, " }", "}"])
+
+
+def _pasta_args(spec: SandboxSpec, pasta: str, nft: str | None, dns_forward: bool) -> list[str]:
     inbound = ",".join(f"{host}:{container}" for container, host in spec.inbound) or "none"
     # Inside, 127.0.0.1:hostPort reaches the host's hostPort (and so, through -t, the app's own containerPort),
     # except where hostPort == containerPort: the app's own listener already answers there.
@@ -171,8 +188,12 @@ def _pasta_args(spec: SandboxSpec, pasta: str, dns_forward: bool) -> list[str]:
     args += ["-t", inbound, "-u", "none", "-T", ",".join(to_host) or "none", "-U", "none"]
     if dns_forward:
         args += ["--dns-forward", DNS_FORWARD_ADDRESS]
-    # pasta's command holds CAP_NET_ADMIN in the sandbox's own network namespace: let the app bind any port there
-    # (a containerPort of 80, as Panorama's containers ran as root), then become bubblewrap (same pid)
+    # pasta's command holds CAP_NET_ADMIN in the sandbox's own network namespace: there, let the app bind any port
+    # (a containerPort of 80, as Panorama's containers ran as root) and reach its hostPorts at the device's
+    # address (nftables, where installed), then become bubblewrap (same pid)
+    rules = self_nat_rules(spec) if nft else None
+    if rules is not None and nft is not None:
+        return [*args, "--", "/bin/sh", "-c", _SELF_NAT, "sh", rules, nft]
     return [*args, "--", "/bin/sh", "-c", _LOW_PORTS, "sh"]
 
 
@@ -186,7 +207,7 @@ def command(
     dns_forward: bool = False,
     root: Path = Path("/"),
 ) -> list[str]:
-    """The full argv that starts ``spec``: ``[pasta ... -- sh -c LOW_PORTS sh] bwrap ... -- spec.argv``.
+    """The full argv that starts ``spec``: ``[pasta ... -- sh -c SCRIPT sh [RULES NFT]] bwrap ... -- spec.argv``.
 
     ``uid``/``gid`` are the ids the sandbox runs as (its host ids); ``data_fds`` maps generated /etc file names to
     inherited descriptors holding their contents.
@@ -205,5 +226,5 @@ def command(
     if spec.network == "nat":
         if tools.pasta is None:
             raise ValueError("network 'nat' needs pasta")
-        return [*_pasta_args(spec, tools.pasta, dns_forward), *bwrap]
+        return [*_pasta_args(spec, tools.pasta, tools.nft, dns_forward), *bwrap]
     return bwrap
