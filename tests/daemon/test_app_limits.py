@@ -28,13 +28,14 @@ print("still here", flush=True)
 """
 
 STEADY = """
-import json
+import json, os
 app = panoramasdk.node()
 frames = 0
 while True:
     frames += len(app.inputs.video_in.get())
-    with open("/opt/aws/panorama/storage/frames.json", "w") as f:
+    with open("/opt/aws/panorama/storage/frames.tmp", "w") as f:
         json.dump(frames, f)
+    os.replace("/opt/aws/panorama/storage/frames.tmp", "/opt/aws/panorama/storage/frames.json")  # whole or old
 """
 
 
@@ -63,6 +64,10 @@ def test_memory_limit_kills_reports_and_restarts_while_others_run(make_daemon: A
     assert "allocating" in log.stdout and "still here" not in log.stdout
 
     frames = d.state_dir / "apps" / "steady" / "storage" / "frames.json"
+    deadline = time.monotonic() + 30
+    while not frames.exists():
+        assert time.monotonic() < deadline, "the other instance never got a frame"
+        time.sleep(0.2)
     before = json.loads(frames.read_text())
     deadline = time.monotonic() + 30
     while json.loads(frames.read_text()) < before + 30:  # still about 30 fps: 30 more frames within seconds

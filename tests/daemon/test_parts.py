@@ -15,7 +15,7 @@ from panoflow.core.metrics import MetricFamily
 from panoflow.daemon.logfiles import OutputRouter, RotatingWriter, follow, tail_lines
 from panoflow.daemon.metrics import merge_instance_metrics
 from panoflow.daemon.store import atomic_write_json, ensure_token
-from panoflow.daemon.supervisor import LaunchSpec, instance_command
+from panoflow.daemon.supervisor import LaunchSpec, instance_command, instance_secrets
 
 
 def test_rotation_keeps_one_backup_and_tail_reads_across_it(tmp_path: Path) -> None:
@@ -106,9 +106,13 @@ def test_instance_command_line(tmp_path: Path) -> None:
         storage_dir=tmp_path / "storage", tmp_dir=tmp_path / "tmp", control=tmp_path / "c.sock",
         overrides=tmp_path / "o.json", cameras={"cam": ["-odd", "file:///b.mp4"]}, params={"p": "1"},
     )
-    cmd = instance_command(spec, python="python3")
+    cmd = instance_command(spec, python="python3", secrets_fd=7)
     assert cmd[:6] == ["python3", "-m", "panoflow", "--log-format", "json", "run"]
-    assert "--camera=cam=-odd" in cmd and "--camera=cam=file:///b.mp4" in cmd and "--param=p=1" in cmd
+    # cameras and parameters never on the command line (readable in /proc by every local user): through the pipe
+    assert not any("-odd" in a or "b.mp4" in a or a.startswith("--param") for a in cmd)
+    assert cmd[cmd.index("--secrets-fd") + 1] == "7"
+    secrets = json.loads(instance_secrets(spec))
+    assert secrets["cameras"] == {"cam": ["-odd", "file:///b.mp4"]} and secrets["params"] == {"p": "1"}
     i = cmd.index("--storage-dir")
     assert cmd[i + 1] == str(tmp_path / "storage")
     assert cmd[cmd.index("--control") + 1] == f"unix:{tmp_path / 'c.sock'}"

@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--memory", type=int, metavar="MIB", default=None,
                    help="memory limit of each code node's processes in MiB (over it the app is restarted)")
     p.add_argument("--cpus", type=float, metavar="N", default=None, help="CPU limit of each code node, in cores")
+    p.add_argument("--model-backend", action="append", type=node_value, default=[], metavar="NODE=BACKEND",
+                   help="model backend for one model node, e.g. model_node=kserve+grpc://gpu-box:8001/squeezenet "
+                        "(a shared inference server; docs/inference.md)")
     p.add_argument("--aws-role-arn", metavar="ARN",
                    help="the instance's runtime role: its app's AWS SDK gets this role's credentials (docs/aws.md)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is accepted")
@@ -146,6 +149,8 @@ def deploy_command(args: argparse.Namespace) -> int:
         request["isolation"] = isolation
     if args.aws_role_arn:
         request["aws"] = {"role_arn": args.aws_role_arn}
+    if args.model_backend:
+        request["model_backends"] = dict(args.model_backend)
     client = _client(args)
     with tempfile.TemporaryFile() as archive:
         sha = pack_app(app_dir, archive)

@@ -156,7 +156,6 @@ class Runtime:
         self._paused: set[str] = {c.node_id for c in graph.cameras.values() if c.launch == "onSignal"}
         self._node_errors: dict[str, str] = {}
         self.app_errors = 0
-        self._code_done: set[str] = set()
         self._build()
         if graph.models and self.options.model_call is None:
             self._open_models(graph.models)
@@ -298,9 +297,8 @@ class Runtime:
     def public_state(self) -> str:
         """The state to report: ``running`` once every code node's code is running (an application process takes
         a moment to start, and one that fails on the way is a failed start, not a running instance)."""
-        if self.state == "running" and not all(c.io.ready.is_set() or c.spec.node_id in self._code_done
-                                               for c in self._contexts):
-            return "starting"
+        if self.state == "running" and not all(c.io.ready.is_set() for c in self._contexts):
+            return "starting"  # a node that fails before its code runs makes the whole start fail
         return self.state
 
     def nodes(self) -> dict[str, dict[str, str]]:
@@ -360,7 +358,6 @@ class Runtime:
             self._node_errors[ctx.spec.node_id] = str(exc)
             self.app_errors += 1
         finally:
-            self._code_done.add(ctx.spec.node_id)
             for out in ctx.io.outputs.values():
                 out.close()
 

@@ -251,14 +251,14 @@ class Api:
             restarts.add(view["process"]["restarts"], **labels)
             info.add(1, **labels, status=rec.status, health=view["health_status"])
         families = [up, uptime, by_status, healthy, restarts, info]
-        for rec in records:  # the apps' CloudWatch metrics, from their gateways in this daemon (docs/aws.md)
+        merged: dict[str, MetricFamily] = {}  # the apps' CloudWatch metrics, from their gateways (docs/aws.md)
+        for rec in records:
             gateway = self.manager.gateways.get(rec.instance_id)
             for family in gateway.families() if gateway is not None else []:
-                labelled = MetricFamily(family.name, family.kind, family.help)
+                into = merged.setdefault(family.name, MetricFamily(family.name, family.kind, family.help))
                 for labels, value in family.samples:
-                    labelled.add(value, application=rec.name, instance_id=rec.instance_id, **labels)
-                families.append(labelled)
-        return families
+                    into.add(value, application=rec.name, instance_id=rec.instance_id, **labels)
+        return families + list(merged.values())
 
     # ------------------------------------------------------------------ archives
     async def upload_archive(self, request: web.Request) -> web.Response:
@@ -315,6 +315,7 @@ class Api:
             name=body["name"], archive=body["archive"], graph=body.get("graph"), overrides=body.get("overrides"),
             cameras={k: list(v) for k, v in body.get("cameras", {}).items()}, params=dict(body.get("params", {})),
             description=body.get("description", ""), isolation=body.get("isolation"), aws=body.get("aws"),
+            model_backends=body.get("model_backends"),
         )
         return web.json_response(self.manager.view(rec), status=202)
 

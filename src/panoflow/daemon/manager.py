@@ -215,7 +215,8 @@ class Manager:
     # ------------------------------------------------------------------ deploy
     def create(self, *, name: str, archive: str, graph: str | None, overrides: dict[str, Any] | None,
                cameras: dict[str, list[str]], params: dict[str, str], description: str = "",
-               isolation: dict[str, Any] | None = None, aws: dict[str, Any] | None = None) -> InstanceRecord:
+               isolation: dict[str, Any] | None = None, aws: dict[str, Any] | None = None,
+               model_backends: dict[str, str] | None = None) -> InstanceRecord:
         """Record a new deployment (DEPLOYMENT_PENDING) and start deploying it in the background."""
         if self._tg is None or self._closing:
             raise Conflict("the daemon is starting or stopping; try again in a moment")
@@ -227,7 +228,8 @@ class Manager:
                                 "its maximum; remove one first")
         rec = InstanceRecord(instance_id=m.new_instance_id(), name=name, archive=archive, graph=graph,
                              cameras=cameras, params=params, has_overrides=overrides is not None,
-                             description=description, isolation=dict(isolation or {}), aws=dict(aws or {}))
+                             description=description, isolation=dict(isolation or {}), aws=dict(aws or {}),
+                             model_backends=dict(model_backends or {}))
         self._dir(rec).mkdir(parents=True)
         if overrides is not None:
             atomic_write_json(self._dir(rec) / "overrides.json", overrides)
@@ -441,7 +443,9 @@ class Manager:
                 control=self._sockets / rec.instance_id.rsplit("-", 1)[-1] / "control.sock",
                 graph=self._graph_path(rec), overrides=d / "overrides.json" if rec.has_overrides else None,
                 cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry_snapshot(rec),
-                run_as=self.config.run_as, isolation_args=isolation_flags(rec.isolation), aws=self._aws_for(rec),
+                run_as=self.config.run_as, aws=self._aws_for(rec),
+                run_args=[*isolation_flags(rec.isolation),
+                                *(f"--model-backend={node}={name}" for node, name in sorted(rec.model_backends.items()))],
             )
         return build
 

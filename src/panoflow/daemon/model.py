@@ -78,6 +78,8 @@ class InstanceRecord:
     isolation: dict[str, Any] = field(default_factory=dict)
     #: the deployment's own AWS settings over the device's: role_arn (the instance's runtime role)
     aws: dict[str, Any] = field(default_factory=dict)
+    #: model node -> backend (e.g. a KServe server shared by the fleet)
+    model_backends: dict[str, str] = field(default_factory=dict)
     updated: str = field(default_factory=now_iso)
 
     def to_json(self) -> dict[str, Any]:

@@ -54,6 +54,13 @@ DEPLOY_REQUEST: dict[str, Any] = {
             "description": "The code nodes' sandbox: network (nat: outbound allowed; none), memory limit in MiB, "
                            "CPU limit in cores (docs/isolation.md).",
         },
+        "model_backends": {
+            "type": "object", "maxProperties": 64,
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 2048,
+                                     "pattern": r"^[A-Za-z0-9_.+-]+(://[^\s@]*)?$"},
+            "description": "Model node -> backend for it (onnxruntime, tensorrt, kserve+grpc://HOST:PORT/MODEL ...); "
+                           "no credentials in the URI (docs/inference.md).",
+        },
         "aws": {
             "type": "object", "additionalProperties": False,
             "properties": {"role_arn": {"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"}},
@@ -226,7 +233,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _op("deploy", "Deploy an application (replaces the running instance of the same name once the "
                         "new one runs); poll the instance until DEPLOYMENT_SUCCEEDED or DEPLOYMENT_FAILED", {
                 "202": _resp("Deployment accepted (DEPLOYMENT_PENDING)", "Instance"), "400": _E400,
-                "404": _E404, "409": _E409},
+                "404": _E404, "409": _E409, "413": _resp("The request body is larger than the API takes", "Error")},
                 body={"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/DeployRequest"}}}}),
         },

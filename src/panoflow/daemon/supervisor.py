@@ -80,15 +80,16 @@ class LaunchSpec:
     registry: Mapping[str, str] = field(default_factory=dict)
     #: (uid, gid) the process runs as (the daemon is root), or None to keep the daemon's
     run_as: tuple[int, int] | None = None
-    #: the instance's isolation flags for ``panoflow run`` (``--network none``, ``--memory 512`` ...)
-    isolation_args: Sequence[str] = ()
+    #: the deployment's further ``panoflow run`` flags (``--network none``, ``--memory 512``, ``--model-backend``)
+    run_args: Sequence[str] = ()
     #: what the sandbox maps for the instance's AWS gateway (ports, hosts, env, files as text), or None
     aws: Mapping[str, Any] | None = None
 
 
-#: variables an instance process keeps from the daemon's environment: locale and numeric-library settings, never
-#: credentials (AWS_*, PIP_*, tokens)
-PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+#: variables an instance process keeps from the daemon's environment: locale and numeric-library settings, and
+#: which panoflow runs (an OTA update's folder on PYTHONPATH, PANOFLOW_OTA_DIR); never credentials (AWS_*, PIP_*)
+PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                      "PYTHONPATH", "PANOFLOW_OTA_DIR")
 
 
 def instance_secrets(spec: LaunchSpec) -> bytes:
@@ -107,7 +108,7 @@ def instance_command(spec: LaunchSpec, python: str = sys.executable, secrets_fd:
     if secrets_fd is not None:
         cmd += ["--secrets-fd", str(secrets_fd)]
     cmd += ["--state-dir", str(spec.state_dir), "--storage-dir", str(spec.storage_dir),
-            "--instance-id", spec.instance_id, "--control", f"unix:{spec.control}", *spec.isolation_args]
+            "--instance-id", spec.instance_id, "--control", f"unix:{spec.control}", *spec.run_args]
     if spec.preview:
         cmd += ["--preview", spec.preview]
     return cmd
