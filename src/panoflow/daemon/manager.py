@@ -411,11 +411,9 @@ class Manager:
         instance through its secrets pipe, never its command line or environment."""
         return {node: [resolve_camera(v, self._registry()) for v in values] for node, values in rec.cameras.items()}
 
-    def _registry_snapshot(self, rec: InstanceRecord) -> dict[str, str]:
-        """The registered cameras the instance's graph may name (camera nodes named like a registered camera, or
-        whose package is): the instance cannot read the registry itself."""
-        from panoflow.cameras import CameraRegistry
-
+    def _graph_names(self, rec: InstanceRecord, *, packages: bool = False) -> set[str]:
+        """The names of the instance's graph nodes (and, with ``packages``, of their packages), read from its
+        graph.json without validating it (that is the deployment's job)."""
         names: set[str] = set()
         app_dir = self.paths.archive(rec.archive)
         graphs = [self._graph_path(rec)] if rec.graph else sorted(app_dir.glob("graphs/*/graph.json"))
@@ -427,7 +425,16 @@ class Manager:
             for node in nodes if isinstance(nodes, list) else []:
                 if isinstance(node, dict):
                     names.add(str(node.get("name", "")))
-                    names.add(str(node.get("interface", "")).partition("::")[2].partition(".")[0])
+                    if packages:
+                        names.add(str(node.get("interface", "")).partition("::")[2].partition(".")[0])
+        return names - {""}
+
+    def _registry_snapshot(self, rec: InstanceRecord) -> dict[str, str]:
+        """The registered cameras the instance's graph may name (camera nodes named like a registered camera, or
+        whose package is): the instance cannot read the registry itself."""
+        from panoflow.cameras import CameraRegistry
+
+        names = self._graph_names(rec, packages=True)
         try:
             cameras = CameraRegistry(self._registry()).list()
         except PanoflowError:
@@ -451,7 +458,8 @@ class Manager:
 
     def _supervise(self, rec: InstanceRecord, *, deploying: bool) -> Supervisor:
         self.paths.storage(rec.name).mkdir(parents=True, exist_ok=True)
-        router = OutputRouter(self.paths.app_logs(rec.name), self.writers)
+        # only the graph's nodes get a log file of their own (an app printing made-up "[name]" prefixes does not)
+        router = OutputRouter(self.paths.app_logs(rec.name), self.writers, nodes=self._graph_names(rec) or None)
 
         def on_restart(count: int) -> None:
             rec.restarts = count
