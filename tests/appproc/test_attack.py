@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,5 +85,14 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     caps = {line.split(":")[0]: line.split(":")[1].strip() for line in seen["status"]}
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000", caps
     assert caps["NoNewPrivs"] == "1"
+    # the instance's runtime process (outside the sandbox, the daemon's privileges dropped) cannot read them either
+    runtime = Path(f"/proc/{d.instance('hostile')['process']['pid']}/status").read_text()
+    uid = int(runtime.split("\nUid:")[1].split()[0])
+    assert uid != 0
+    record = next((d.state_dir / "instances").glob("*/instance.json"))
+    for path in (d.state_dir / "token", d.state_dir / "cameras.json", cloud, record):
+        probe = subprocess.run([sys.executable, "-c", "import sys; open(sys.argv[1]).read()", str(path)],
+                               user=uid, group=uid, extra_groups=[], capture_output=True, text=True, check=False)
+        assert probe.returncode == 1 and "PermissionError" in probe.stderr, (path, probe.stderr)
     # and the frames keep coming after all that
     wait_json(storage, lambda s: s["frames"] >= seen["frames"] + 30, 20, lambda s: f"frames stopped at {s}")
