@@ -53,6 +53,10 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], str, str]] = {
     "kserve": ([], ["--rounds", "2", "--seconds", "0.5"],
                "8 streams batched through the kserve backend (KServe V2 server on loopback) against local ORT",
                "(no acceptance target; report the ratio to local ORT and the added latency per call)"),
+    "decode_budget": ([], ["--rounds", "1", "--window", "4"],
+                      ("5 fps app on 4 realtime 720p30 cameras (1 s GOP): CPU per camera with and without "
+                       "decode=keyframes, and against a bare PyAV loop"),
+                      ">= 3x fewer cores per camera with decode=keyframes at a 1 s GOP"),
 }
 JSON_OUTPUT = {"streams", "slow_consumer", "soak"}
 
@@ -132,6 +136,11 @@ def verdict(name: str, rec: dict) -> tuple[str, str]:
     if name == "kserve":
         m = re.search(r"^kserve gRPC\s+\S+\s+([\d.]+)x\s+\S+\s+\S+\s+([+-][\d.]+)", out, re.M)
         return (f"gRPC {m.group(1)}x local ORT, {m.group(2)} ms per call (8 streams)" if m else "see table"), "-"
+    if name == "decode_budget":
+        m = re.search(r"keyframes uses ([\d.]+)x fewer cores per camera", out)
+        if m:
+            return f"{m.group(1)}x fewer cores per camera with decode=keyframes", (
+                "met" if float(m.group(1)) >= 3 else "MISSED")
     if name == "source_path":
         m = re.search(r"^\| now: .*\| ([\d.]+)x \|$", out, re.M)
         return (f"{m.group(1)}x the CPU per frame of before" if m else "see table"), "-"

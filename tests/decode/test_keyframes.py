@@ -92,3 +92,13 @@ def test_decoder_options_round_trip_through_a_uri(decoder: str, decode: str, rea
 def test_a_bad_decode_mode_names_the_choices(bad: str) -> None:
     with pytest.raises(ValueError, match=r"option 'decode' for source .*expected all or keyframes"):
         parse_source_uri("file:///c.mp4", {"decode": bad})
+
+
+async def test_a_looping_realtime_file_keeps_its_pace_when_only_keyframes_are_decoded(tmp_path: Path) -> None:
+    # keyframes at 0 and 1 s of a 2 s clip: a looped pass lasts 2 s, not 1 s (the skipped pictures count)
+    clip = make_clip(tmp_path / "loop.mp4", frames=20, fps=10)
+    source = FileSource(f"file://{clip}?decode=keyframes&realtime=1&loop=1&frames=5", stream_id="cam", options={})
+    got = await run_source(source)
+    stamps = [sec + usec / 1e6 for sec, usec in (f.capture_time for f in got.frames)]
+    assert [read_index(f.image) for f in got.frames] == [0, 10, 0, 10, 0]
+    assert stamps[-1] - stamps[0] >= 3.9  # 4 s of media (0, 1, 2, 3, 4); 3 s before the fix

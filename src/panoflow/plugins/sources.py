@@ -269,7 +269,10 @@ class FileSource(_ThreadedSource):
                 tb = float(stream.time_base) if stream.time_base else 1.0 / rate
                 first_pts: int | None = None
                 media_t, n_this_pass = media_base, 0
+                end_t = media_base  # the pass's last media time, skipped pictures included (decode=keyframes)
                 for packet in container.demux(stream):
+                    if packet.pts is not None and first_pts is not None:
+                        end_t = max(end_t, media_base + (packet.pts - first_pts) * tb)
                     try:
                         decoded = (self.decoder.decode(packet, packet.is_keyframe) if packet.size
                                    else self.decoder.drain())
@@ -284,6 +287,7 @@ class FileSource(_ThreadedSource):
                             media_t = media_base + (vf.pts - first_pts) * tb
                         else:
                             media_t = media_base + n_this_pass / rate
+                        end_t = max(end_t, media_t)
                         if realtime and not self._pace(clock, media_t):
                             return
                         image = to_bgr(vf)
@@ -304,7 +308,7 @@ class FileSource(_ThreadedSource):
                 container.close()
             if not loop or n_this_pass == 0:
                 return
-            media_base = media_t + 1.0 / rate
+            media_base = end_t + 1.0 / rate
 
     def _on_finished(self) -> None:
         if self.corrupt_packets:
