@@ -80,7 +80,9 @@ class MediaSource(ABC):
 
     def stats(self) -> Mapping[str, Any]:
         """The source's own counters, read any time from any thread. Keys ``dropped_<reason>`` (``dropped_late``,
-        ``dropped_queue_full``...) become ``panoflow_source_dropped_frames_total{reason=...}``. None by default."""
+        ``dropped_queue_full``...) become ``panoflow_source_dropped_frames_total{reason=...}``; ``decoder`` (the video
+        decoder in use) becomes ``panoflow_source_decoder_info{decoder=...}`` and, with ``decoder_reason``,
+        ``decode`` and ``effective_fps``, part of the stream's status. None by default."""
         return {}
 
 
