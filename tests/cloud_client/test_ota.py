@@ -146,6 +146,8 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     assert daemon.get("/device")["version"] == GOOD
     assert daemon.proc is not None and _ota_dir_of(daemon.proc.pid) == side
     wait(_running(cp, instance_id), 40, "the instance to run after the restart")
+    # the control plane may still show the status from before the restart: wait for the process itself
+    wait(lambda: _pids(daemon), 40, "the instance process after the restart")
     assert _software(cp, device_id) == GOOD
     assert all(_ota_dir_of(p) == side for p in _pids(daemon))
 
