@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import av
-import av.codec.hwaccel
 import structlog
+from av.codec import hwaccel as _hwaccel
 
 __all__ = [
     "DECODERS",
@@ -127,6 +127,11 @@ class SoftwareDecoder(_ContextDecoder):
         return self._configure(av.CodecContext.create(setup.codec, "r"), setup)
 
 
+def _hw_devices() -> list[str]:
+    """The hardware device types PyAV's FFmpeg was built with (``cuda``, ``vaapi``...)."""
+    return list(_hwaccel.hwdevices_available())
+
+
 def _devices(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern))
 
@@ -138,15 +143,15 @@ class NvdecDecoder(_ContextDecoder):
 
     @classmethod
     def unavailable(cls, codec: str) -> str | None:
-        if "cuda" not in av.codec.hwaccel.hwdevices_available() and f"{codec}_cuvid" not in av.codecs_available:
+        if "cuda" not in _hw_devices() and f"{codec}_cuvid" not in av.codecs_available:
             return "PyAV's FFmpeg was built without CUDA (no hwaccel=cuda, no cuvid decoders)"
         if not os.path.exists("/dev/nvidiactl") and not shutil.which("nvidia-smi"):
             return "no NVIDIA GPU on this machine (/dev/nvidiactl missing)"
         return None
 
     def _context(self, setup: DecoderSetup) -> Any:
-        if "cuda" in av.codec.hwaccel.hwdevices_available():
-            hw = av.codec.hwaccel.HWAccel("cuda", allow_software_fallback=False)
+        if "cuda" in _hw_devices():
+            hw = _hwaccel.HWAccel("cuda", allow_software_fallback=False)
             return self._configure(av.CodecContext.create(setup.codec, "r", hwaccel=hw), setup)
         return self._configure(av.CodecContext.create(f"{setup.codec}_cuvid", "r"), setup)
 
@@ -158,14 +163,14 @@ class VaapiDecoder(_ContextDecoder):
 
     @classmethod
     def unavailable(cls, codec: str) -> str | None:
-        if "vaapi" not in av.codec.hwaccel.hwdevices_available():
+        if "vaapi" not in _hw_devices():
             return "PyAV's FFmpeg was built without VA-API"
         if not _devices("/dev/dri/renderD*"):
             return "no /dev/dri/renderD* render node on this machine"
         return None
 
     def _context(self, setup: DecoderSetup) -> Any:
-        hw = av.codec.hwaccel.HWAccel("vaapi", device=_devices("/dev/dri/renderD*")[0],
+        hw = _hwaccel.HWAccel("vaapi", device=_devices("/dev/dri/renderD*")[0],
                                       allow_software_fallback=False)
         return self._configure(av.CodecContext.create(setup.codec, "r", hwaccel=hw), setup)
 
