@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import av
 import pytest
+import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -74,10 +75,13 @@ def test_rtsp_intake_queues_and_decodes_only_keyframes(gop_clips: dict[str, Path
 async def test_effective_rate_is_reported_for_a_realtime_camera(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "rt.mp4", frames=31, fps=10)  # keyframes at 0, 1, 2 and 3 s
     source = FileSource(f"file://{clip}?decode=keyframes&realtime=1", stream_id="cam", options={})
-    got = await run_source(source)
+    with structlog.testing.capture_logs() as logs:
+        got = await run_source(source)
     assert [read_index(f.image) for f in got.frames] == [0, 10, 20, 30]
     fps = source.stats()["effective_fps"]
     assert 0.5 < fps <= 1.1  # paced: never faster than one keyframe a second, a loaded machine only slower
+    done = [e for e in logs if e["event"] == "keyframes_decoded"]
+    assert len(done) == 1 and done[0]["frames"] == 4 and done[0]["skipped"] == 27 and done[0]["effective_fps"] == fps
 
 
 @given(decoder=st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True), decode=st.sampled_from(["all", "keyframes"]),

@@ -276,6 +276,7 @@ class StreamDecoder:
         self._setup: DecoderSetup | None = None
         self._waiting = True
         self._first: float | None = None
+        self._end: float | None = None  # when the last stream ended (the rate stops there)
         self._logged: tuple[str, str] | None = None
 
     @property
@@ -287,6 +288,7 @@ class StreamDecoder:
         self.close()
         self._setup = setup
         self._waiting = True
+        self._end = None
 
     def decode(self, packet: av.Packet, keyframe: bool) -> list[av.VideoFrame]:
         if not keyframe and (self._waiting or self.keyframes_only):
@@ -303,15 +305,16 @@ class StreamDecoder:
             self._fall_back(exc)
             return []
         self._waiting = False
-        if pictures:
-            self._first = self._first if self._first is not None else time.monotonic()
-            self.decoded += len(pictures)
-        return pictures
+        return self._count(pictures)
 
     def drain(self) -> list[av.VideoFrame]:
         """The pictures the decoder still holds at the end of the stream."""
-        pictures = self.current.decode(None) if self.current is not None else []
-        self.decoded += len(pictures)
+        return self._count(self.current.decode(None) if self.current is not None else [])
+
+    def _count(self, pictures: list[av.VideoFrame]) -> list[av.VideoFrame]:
+        if pictures:
+            self._first = self._first if self._first is not None else time.monotonic()
+            self.decoded += len(pictures)
         return pictures
 
     def flush(self) -> None:
@@ -322,12 +325,14 @@ class StreamDecoder:
         if self.current is not None:
             self.current.close()
         self.current = None
+        self._end = time.monotonic()
 
     def effective_fps(self) -> float:
-        """Pictures decoded per second since the first one (the rate an app can get at most)."""
+        """Pictures decoded per second since the first one, up to now or the end of the stream (the rate an app
+        can get at most)."""
         if self._first is None or self.decoded < 2:
             return 0.0
-        elapsed = time.monotonic() - self._first
+        elapsed = (self._end if self._end is not None else time.monotonic()) - self._first
         return round((self.decoded - 1) / elapsed, 2) if elapsed > 0 else 0.0
 
     def stats(self) -> dict[str, Any]:

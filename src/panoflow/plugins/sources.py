@@ -313,6 +313,10 @@ class FileSource(_ThreadedSource):
     def _on_finished(self) -> None:
         if self.corrupt_packets:
             self._log.info("corrupt_packets_total", count=self.corrupt_packets)
+        if self.decoder.keyframes_only:
+            stats = self.decoder.stats()
+            self._log.info("keyframes_decoded", frames=stats["frames_decoded"], skipped=stats["skipped_nonkey"],
+                           effective_fps=stats["effective_fps"])
 
     def _corrupt(self, exc: Exception) -> None:
         self.corrupt_packets += 1
