@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,16 @@ from tests.daemon.conftest import Daemon, live
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
 
+def log_lines(d: Daemon, name: str, **query: str) -> list[str]:
+    """The instance's log, or a node's console_output, read through the API (the ``logs`` command prints the same;
+    polling it would start a Python process per look, which is slow on a loaded machine)."""
+    status, body = d.request("GET", f"/instances/{name}/logs?{urllib.parse.urlencode(query)}")
+    assert status == 200, body
+    return bytes(body).decode().splitlines()
+
+
 def console(d: Daemon, name: str) -> list[str]:
-    r = d.cli("logs", name, "--node", "code_node", "--tail", "1000")
-    assert r.returncode == 0, r.stderr
-    return r.stdout.splitlines()
+    return log_lines(d, name, node="code_node", tail="1000")
 
 
 def starts(d: Daemon, name: str, count: int, timeout: float = 15) -> list[str]:
@@ -41,10 +48,8 @@ def starts(d: Daemon, name: str, count: int, timeout: float = 15) -> list[str]:
 
 
 def events(d: Daemon, name: str, event: str) -> list[dict[str, Any]]:
-    r = d.cli("logs", name, "--tail", "100000")
-    assert r.returncode == 0, r.stderr
     out = []
-    for line in r.stdout.splitlines():
+    for line in log_lines(d, name, tail="100000"):
         record = json.loads(line)  # the instance log is JSON lines, all of it
         if record.get("event") == event:
             out.append(record)
