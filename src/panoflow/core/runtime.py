@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import structlog
 
@@ -371,9 +372,7 @@ class Runtime:
                 sink_done = {key: anyio.Event() for key in self._sinks}
                 for key, sink in self._sinks.items():
                     tg.start_soon(self._run_sink, key, sink, self._sink_inboxes[key], sink_done[key])
-                for src, stream, emit in self._sources:
-                    owners = [ib for ib in self._code_inboxes if stream.stream_id in ib.streams]
-                    tg.start_soon(self._run_source, src, stream, emit, owners)
+                tg.start_soon(self._start_sources, tg)
                 if self.options.duration is not None:
                     tg.start_soon(self._stop_after, self.options.duration)
                 async with anyio.create_task_group() as code_tg:
@@ -401,6 +400,26 @@ class Runtime:
             self.plugins.hook.panoflow_shutdown(runtime=self)
         return self.summary()
 
+    async def _start_sources(self, tg: anyio.abc.TaskGroup) -> None:
+        """Start the cameras once every code node is running (an application process takes a moment to start:
+        a live camera's frames before that would only be dropped), or after :data:`READY_TIMEOUT_S` at the latest,
+        or at once when the run is stopping."""
+        await anyio.to_thread.run_sync(self._wait_ready, abandon_on_cancel=True)
+        if self._stop.is_set():  # the code failed on its way up, or the run was stopped: no camera to open
+            for inbox in self._code_inboxes:
+                for stream in inbox.streams:
+                    inbox.end_stream(stream)
+            return
+        for src, stream, emit in self._sources:
+            owners = [ib for ib in self._code_inboxes if stream.stream_id in ib.streams]
+            tg.start_soon(self._run_source, src, stream, emit, owners)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for ctx in self._contexts:
+            while not ctx.io.ready.wait(0.05) and not self._stop.is_set() and time.monotonic() < deadline:
+                pass
+
     async def _abandon_code_after_stop(self, scope: anyio.CancelScope) -> None:
         """Code that does not return within the grace period after a stop (it never reads its inputs, or is stuck)
         is abandoned: its thread is a daemon and goes with the process."""
@@ -411,12 +430,7 @@ class Runtime:
 
     async def _stop_after(self, seconds: float) -> None:
         """Stop ``seconds`` after every code node is running (an application process takes a moment to start)."""
-        def all_ready() -> None:
-            deadline = time.monotonic() + READY_TIMEOUT_S
-            for ctx in self._contexts:
-                ctx.io.ready.wait(max(0.0, deadline - time.monotonic()))
-
-        await anyio.to_thread.run_sync(all_ready, abandon_on_cancel=True)
+        await anyio.to_thread.run_sync(self._wait_ready, abandon_on_cancel=True)
         await anyio.sleep(seconds)
         self.log.info("duration_reached", seconds=seconds)
         self.stop("duration reached")
