@@ -134,14 +134,18 @@ def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: 
 
 
 def raw_request(endpoint: str, method: str, path: str, headers: dict[str, str] | None = None,
-                body: bytes = b"", context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
-    """One HTTP request (HTTPS with ``context`` for an https:// endpoint): (status, headers, JSON body)."""
+                body: bytes = b"", context: ssl.SSLContext | None = None,
+                source: str | None = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One HTTP request (HTTPS with ``context`` for an https:// endpoint): (status, headers, JSON body).
+    ``source``: the local address to send from (another loopback address plays another host)."""
     u = urlsplit(endpoint)
     conn: http.client.HTTPConnection
+    src = (source, 0) if source else None
     if u.scheme == "https":
-        conn = http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=10, context=context)
+        conn = http.client.HTTPSConnection(u.hostname or "127.0.0.1", u.port, timeout=10, context=context,
+                                           source_address=src)
     else:
-        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
+        conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10, source_address=src)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         resp = conn.getresponse()

@@ -9,9 +9,9 @@ Beyond the signature (docs/security.md): when ``x-amz-content-sha256`` is signed
 received (botocore trusts the header, so without this check a signed request's body could be swapped);
 ``UNSIGNED-PAYLOAD`` and streaming payloads are refused; the credential scope must name this control plane's region
 and the ``panorama`` service; and a non-idempotent request (POST, PUT, DELETE, PATCH) is not accepted again from
-another connection: its signature is remembered until it would be too old anyway (:class:`ReplayCache`). The same
-client repeating the very same call on its own connection within a second (a loop creating identical instances)
-is not a replay: a captured request is replayed over the attacker's own connection. (A scalar query parameter sent
+another host: its signature is remembered until it would be too old anyway (:class:`ReplayCache`). The same
+client repeating the very same call within a second (a loop creating identical instances, or an SDK retrying a call
+that timed out, on a new connection) is not a replay: a captured request is replayed from the attacker's host. (A scalar query parameter sent
 twice is refused by the protocol layer: SigV4 sorts values, so their order is not signed.)
 """
 
@@ -51,8 +51,8 @@ NON_IDEMPOTENT = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 
 
 class ReplayCache:
-    """Signatures of non-idempotent requests seen within the skew window, with the connection each came on (in
-    memory, per server process; bounded: the oldest are forgotten first)."""
+    """Signatures of non-idempotent requests seen within the skew window, with the client address each came from
+    (in memory, per server process; bounded: the oldest are forgotten first)."""
 
     def __init__(self, capacity: int = 200_000):
         self.capacity = capacity
@@ -60,8 +60,8 @@ class ReplayCache:
         self._lock = threading.Lock()
 
     def first_use(self, signature: str, connection: str, expires: dt.datetime, now: dt.datetime) -> bool:
-        """Record ``signature`` (valid until ``expires``) as sent on ``connection``; False when it was already
-        used on another connection (a replay)."""
+        """Record ``signature`` (valid until ``expires``) as sent from ``connection`` (a client address); False when
+        it was already used from another one (a replay)."""
         with self._lock:
             while self._seen:
                 oldest, (until, _conn) = next(iter(self._seen.items()))
@@ -107,10 +107,12 @@ def create_access_key(store: Store, *, read_only: bool = False) -> AccessKey:
 
 
 def connection_id(request: object) -> str:
-    """The connection an aiohttp request came on (peer address and port), for :class:`ReplayCache`."""
+    """Where an aiohttp request came from, for :class:`ReplayCache`: the client's address (not its port). An SDK
+    retrying a call whose answer it did not get in time sends the very same signed request again, on a new
+    connection from the same host; that is not a replay. A captured request is replayed from the attacker's host."""
     transport = getattr(request, "transport", None)
     peer = transport.get_extra_info("peername") if transport is not None else None
-    return f"{id(transport)}:{peer}" if peer else ""
+    return str(peer[0]) if isinstance(peer, (tuple, list)) and peer else ""
 
 
 def verify_plane_request(plane: object, req: SignedRequest, *, body_checked_later: bool = False) -> str:
