@@ -3,7 +3,7 @@ a CloudWatch ``AverageInferenceTime`` metric with ``Application Name`` and ``Dev
 frames, catching only ``ClientError``. Offline it runs a whole 450-frame clip (three metric epochs) and the metric
 is on ``/metrics`` of ``panoflow run --control`` and of ``panoflow serve``; with a profile and
 ``--aws-endpoint cloudwatch=URL`` it lands in a real moto server (the old SDK reaches it through the sandbox's
-hostnames and the device CA)."""
+hostnames and the device CA), and its secret key is in no log, command line or process environment."""
 
 from __future__ import annotations
 
@@ -127,6 +127,15 @@ def test_profile_and_endpoint_land_in_moto(sample: Path, clip450: Path, tmp_path
 
     try:
         _wait("the old SDK's metric in moto", landed, proc, 120)
+        # while it runs: the secret key is on no command line and in no environment of any process
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                for name in ("cmdline", "environ"):
+                    try:
+                        data = (entry / name).read_bytes()
+                    except OSError:
+                        continue
+                    assert b"never-in-a-log-124" not in data, f"the secret key in /proc/{entry.name}/{name}"
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
