@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,16 @@ def test_hdmi_follows_the_most_recent_instance_and_previews(make_daemon: Any, cl
     assert d.cli("deploy", str(app), "--name", "first", "--camera", f"camera_node={live(clips['a'])}").returncode == 0
     first = d.wait_for("first", lambda i: i["preview_url"] is not None, what="a preview")
     assert first["preview_url"].startswith("http://127.0.0.1:")
+    # the instance's own preview is a capability URL: another local user guessing the port sees nothing
+    key_url = first["preview_url"]
+    bare = key_url[: key_url.index("/", len("http://"))] + "/"
+    assert key_url != bare and len(key_url) - len(bare) > 20
+    for guess in (bare, bare + "stream.mjpg", bare + "snapshot.jpg"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(guess, timeout=5).close()
+        assert refused.value.code == 404
+    with urllib.request.urlopen(key_url + "snapshot.jpg", timeout=5) as ok:
+        assert ok.status == 200
     assert d.get("/device")["display_owner"] == first["instance_id"]
     assert _jpeg_size(d.get("/display.jpg")) == (320, 240)
 

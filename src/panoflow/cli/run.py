@@ -85,6 +85,7 @@ def _read_secrets(fd: int) -> dict[str, Any]:
         "params": {str(k): str(v) for k, v in dict(data.get("params") or {}).items()},
         "registry": {str(k): str(v) for k, v in dict(data.get("registry") or {}).items()},
         "aws": dict(data["aws"]) if isinstance(data.get("aws"), dict) else None,
+        "preview_key": str(data["preview_key"]) if data.get("preview_key") else None,
     }
 
 
@@ -127,6 +128,8 @@ def run_command(args: argparse.Namespace) -> int:
     control = parse_control_address(args.control).resolve() if args.control else None
     storage = (args.storage_dir or state / "storage").resolve()
     options = _run_options(args, state, instance_id, storage)
+    if secrets is not None and secrets["preview_key"] and options.display is not None:
+        options = dataclasses.replace(options, display={**options.display, "preview_key": secrets["preview_key"]})
     aws = _aws_plan(args, instance_id, state, secrets)
     log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
     summary_file = args.summary_json.resolve() if args.summary_json else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -450,6 +451,7 @@ class Manager:
                 control=self._sockets / rec.instance_id.rsplit("-", 1)[-1] / "control.sock",
                 graph=self._graph_path(rec), overrides=d / "overrides.json" if rec.has_overrides else None,
                 cameras=self._cameras(rec), params=dict(rec.params), registry=self._registry_snapshot(rec),
+                preview_key=secrets.token_urlsafe(24),
                 run_as=self.config.run_as, aws=self._aws_for(rec),
                 run_args=[*isolation_flags(rec.isolation),
                                 *(f"--model-backend={node}={name}" for node, name in sorted(rec.model_backends.items()))],

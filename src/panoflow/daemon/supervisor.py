@@ -84,6 +84,8 @@ class LaunchSpec:
     run_args: Sequence[str] = ()
     #: what the sandbox maps for the instance's AWS gateway (ports, hosts, env, files as text), or None
     aws: Mapping[str, Any] | None = None
+    #: the capability its preview answers under (``http://127.0.0.1:PORT/KEY/``): other local users cannot watch
+    preview_key: str | None = None
 
 
 #: variables an instance process keeps from the daemon's environment: locale and numeric-library settings, and
@@ -95,7 +97,8 @@ PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPEN
 def instance_secrets(spec: LaunchSpec) -> bytes:
     """What the instance reads from its ``--secrets-fd``: cameras, parameter values, the registry snapshot."""
     return json.dumps({"cameras": {k: list(v) for k, v in spec.cameras.items()}, "params": dict(spec.params),
-                       "registry": dict(spec.registry), "aws": dict(spec.aws) if spec.aws else None}).encode()
+                       "registry": dict(spec.registry), "aws": dict(spec.aws) if spec.aws else None,
+                       "preview_key": spec.preview_key}).encode()
 
 
 def instance_command(spec: LaunchSpec, python: str = sys.executable, secrets_fd: int | None = None) -> list[str]:

@@ -7,6 +7,8 @@ Options: ``size`` (``WIDTHxHEIGHT``; default the stream's own size for one strea
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,12 +30,20 @@ def _parse_quality(value: Any) -> int:
     return quality
 
 
+def _parse_key(value: Any) -> str:
+    text = str(value)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", text):
+        raise ValueError("preview_key must be 16 to 128 URL-safe characters")
+    return text
+
+
 DISPLAY_OPTIONS: Mapping[str, Option] = {
     o.name: o
     for o in (
         Option("size", parse_size, None, "output size WIDTHxHEIGHT"),
         Option("preview", parse_host_port, None, "serve an MJPEG preview on HOST:PORT"),
         Option("quality", _parse_quality, 80, "JPEG quality of the preview (1-100)"),
+        Option("preview_key", _parse_key, None, "serve the preview only under /KEY/ (set by panoflow serve)"),
     )
 }
 
@@ -55,7 +65,7 @@ class DisplaySink(TilingSink):
         self.server: PreviewServer | None = None
         if self.config["preview"] is not None:
             host, port = self.config["preview"]
-            self.server = PreviewServer(self.feed, host, port)
+            self.server = PreviewServer(self.feed, host, port, self.config["preview_key"])
 
     @property
     def port(self) -> int | None:

@@ -28,7 +28,7 @@ _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>panoflow {title}</title>
 <style>html,body{{margin:0;background:#111;height:100%}}img{{display:block;margin:auto;max-width:100%;
 max-height:100vh}}</style></head>
-<body><img src="/stream.mjpg" alt="panoflow preview {title}"></body></html>
+<body><img src="stream.mjpg" alt="panoflow preview {title}"></body></html>
 """
 
 
@@ -132,10 +132,13 @@ class PreviewServer:
     """An aiohttp server for one :class:`MjpegFeed`. ``port`` is the bound port once :meth:`start` returned
     (ask for port 0 to get a free one)."""
 
-    def __init__(self, feed: MjpegFeed, host: str, port: int):
+    def __init__(self, feed: MjpegFeed, host: str, port: int, key: str | None = None):
         self.feed = feed
         self.host = host
         self.port = port
+        #: a capability: with a key, the preview answers only under ``/KEY/`` (a daemon's instances: the daemon
+        #: learns the URL over the instance's private control socket; other local users cannot watch the camera)
+        self.key = key
         self._runner: web.AppRunner | None = None
 
     @property
@@ -145,11 +148,11 @@ class PreviewServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}/" + (f"{self.key}/" if self.key else "")
 
     async def start(self, **log_fields: Any) -> None:
         app = web.Application()
-        self.feed.add_routes(app)
+        self.feed.add_routes(app, f"/{self.key}" if self.key else "")
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -160,7 +163,8 @@ class PreviewServer:
             raise
         self._runner = runner
         self.port = int(runner.addresses[0][1])
-        log.info("preview_listening", url=self.url, **log_fields)
+        log.info("preview_listening", url=self.url if not self.key else self.url.replace(self.key, "***"),
+                 **log_fields)
 
     async def stop(self) -> None:
         self.feed.close()
