@@ -123,7 +123,7 @@ async def test_compose_runs_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) 
 
 def test_bad_sink_options_are_value_errors() -> None:
     with pytest.raises(
-        ValueError, match="unknown option 'fullscreen'.*valid options: preview, quality, size"
+        ValueError, match="unknown option 'fullscreen'.*valid options: preview, preview_key, quality, size"
     ):
         DisplaySink(node_id="hdmi", options={"fullscreen": "1"})
     with pytest.raises(ValueError, match="HOST:PORT"):
