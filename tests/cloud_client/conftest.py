@@ -66,13 +66,20 @@ def asset_server() -> Iterator[AssetServer]:
         server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
         ready.set()
         loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
+        # a connection the server was still accepting when the loop stopped (a loaded machine runs its callbacks
+        # late) is cancelled and its transport closed, instead of being destroyed pending with the loop
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # the closed transports' connection_lost callbacks
         loop.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     assert ready.wait(10)
     yield server
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)  # the server closes its connections
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
 
