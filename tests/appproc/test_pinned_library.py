@@ -77,12 +77,14 @@ def test_pinned_numpy1_app_draws_in_place_under_run(sample: Path, clip150: Path,
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.slow
+@pytest.mark.timeout(360)  # a loaded CI machine (stress-ng beside the suite) ran the app at 2 frames/s
 def test_pinned_numpy1_app_processes_its_frames_under_serve(sample: Path, clip150: Path, make_daemon: Any) -> None:
     d: Daemon = make_daemon("state", "--start-timeout", "180")
     r = d.cli("deploy", str(sample), "--name", "pinned", "--camera", f"camera_node={live(clip150)}", timeout=200)
     assert r.returncode == 0, r.stderr + d.stderr()[-3000:]
     storage = d.state_dir / "apps" / "pinned" / "storage" / "frames.json"
-    seen = wait_json(storage, lambda s: s["frames"] >= FRAMES, 60,
+    seen = wait_json(storage, lambda s: s["frames"] >= FRAMES, 240,
                      lambda s: f"the app processed {s} frames; {d.instance('pinned')}")
     assert seen["cv2"] == "4.6.0" and seen["numpy"].startswith("1.") and seen["boto3"].startswith("1.24.")
     inst = d.instance("pinned")
