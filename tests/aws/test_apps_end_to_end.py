@@ -26,10 +26,21 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux nam
 
 # What aws-panorama-sample does every 150 frames (here every 10, to keep the test short): a CloudWatch metric
 # with the "Application Name" and "Device ID" dimensions, catching only ClientError, as the sample does.
-APP = """
+PUT_METRIC = """
+def put_metric(cloudwatch):
+    from botocore.exceptions import ClientError
+
+    try:
+        cloudwatch.put_metric_data(Namespace="AWSPanoramaApplication", MetricData=[{
+            "MetricName": "AverageInferenceTime", "Value": 12.5, "Unit": "Milliseconds",
+            "Dimensions": [{"Name": "Application Name", "Value": "sample"}, {"Name": "Device ID", "Value": "dev1"}],
+        }])
+    except ClientError as exc:
+        print("cloudwatch refused:", exc, flush=True)
+"""
+APP = PUT_METRIC + """
 import os
 import boto3
-from botocore.exceptions import ClientError
 
 cloudwatch = boto3.client("cloudwatch")
 app = panoramasdk.node()
@@ -37,13 +48,7 @@ frames = 0
 while True:
     frames += len(app.inputs.video_in.get())
     if frames % 10 == 0:
-        try:
-            cloudwatch.put_metric_data(Namespace="AWSPanoramaApplication", MetricData=[{
-                "MetricName": "AverageInferenceTime", "Value": 12.5, "Unit": "Milliseconds",
-                "Dimensions": [{"Name": "Application Name", "Value": "sample"}, {"Name": "Device ID", "Value": "dev1"}],
-            }])
-        except ClientError as exc:
-            print("cloudwatch refused:", exc, flush=True)
+        put_metric(cloudwatch)
         secrets = sorted(k for k in os.environ if "SECRET" in k or k == "AWS_ACCESS_KEY_ID")
         with open("/opt/aws/panorama/storage/env.json", "w") as f:
             json.dump(secrets, f)

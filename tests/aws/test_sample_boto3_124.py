@@ -17,7 +17,7 @@ import pytest
 
 from tests.appproc.apps import PACKAGE, _build
 from tests.appproc.conftest import sample_wheels  # noqa: F401  (the pinned wheels, cached)
-from tests.aws.test_apps_end_to_end import _metric_line, _unix_get, _wait
+from tests.aws.test_apps_end_to_end import PUT_METRIC, _metric_line, _unix_get, _wait
 from tests.controlplane.conftest import moto_url  # noqa: F401
 from tests.daemon.conftest import clips, make_daemon  # noqa: F401
 from tests.media import make_clip
@@ -25,10 +25,9 @@ from tests.runtime.apptemplate import write_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")]
 
-SAMPLE = """
+SAMPLE = PUT_METRIC + """
 import json, os
 import boto3
-from botocore.exceptions import ClientError
 
 assert boto3.__version__.startswith("1.24."), boto3.__version__
 cloudwatch = boto3.client("cloudwatch")
@@ -37,13 +36,7 @@ frames = 0
 while True:
     frames += len(app.inputs.video_in.get())
     if frames % 150 == 0:  # the sample's metrics epoch
-        try:
-            cloudwatch.put_metric_data(Namespace="AWSPanoramaApplication", MetricData=[{
-                "MetricName": "AverageInferenceTime", "Value": 12.5, "Unit": "Milliseconds",
-                "Dimensions": [{"Name": "Application Name", "Value": "sample"}, {"Name": "Device ID", "Value": "dev1"}],
-            }])
-        except ClientError as exc:
-            print("cloudwatch refused:", exc, flush=True)
+        put_metric(cloudwatch)
         with open("/opt/aws/panorama/storage/epochs.tmp", "w") as f:
             json.dump({"frames": frames, "boto3": boto3.__version__}, f)
         os.replace("/opt/aws/panorama/storage/epochs.tmp", "/opt/aws/panorama/storage/epochs.json")

@@ -91,7 +91,7 @@ def test_duration_stops_a_looping_run_with_exit_0(tmp_path: Path, clips: dict[st
     # clock of this test also counts the interpreter's start, which a loaded machine stretches
     assert [json.loads(line)["seconds"] for line in proc.stderr.splitlines()
             if line.startswith("{") and '"duration_reached"' in line] == [2]
-    elapsed = re.search(r"^run duration reached after ([0-9.]+) s$", proc.stderr, re.M)
+    elapsed = re.search(r"^run duration reached after ([0-9.]+) s$", proc.stderr, re.MULTILINE)
     assert elapsed is not None and float(elapsed[1]) >= 2.0, proc.stderr
     frames = json.loads((tmp_path / "s" / "storage" / "result.json").read_text())["frames"]["camera_node"]
     assert len(frames) > 40  # it looped
