@@ -15,13 +15,12 @@ from typing import Any
 
 import structlog
 
-from panoflow.controlplane.errors import ApiError, conflict, not_found, validation
-from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.errors import conflict, manifest_error, not_found, validation
+from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.cameras import camera_manifest
 from panoflow.controlplane.service.packages import latest_patch
 from panoflow.controlplane.store import Row
 from panoflow.core.manifest import GraphOverrides, NodeGraph, parse_graph, parse_overrides
-from panoflow.exceptions import Problem
 
 __all__ = ["STATUSES", "ack_signals", "desired_state", "device_report", "open_signals", "report_status"]
 
@@ -38,24 +37,15 @@ STATUSES = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_
                        "REMOVAL_FAILED", "REMOVAL_SUCCEEDED", "DEPLOYMENT_FAILED"})
 
 
-def _manifest_error(member: str, problems: tuple[Problem, ...]) -> ApiError:
-    errors = [p for p in problems if p.severity == "error"]
-    fields = [{"Name": f"{member}#{p.pointer}", "Message": p.message} for p in errors[:10]]
-    first = errors[0]
-    message = (f"{len(errors)} problem(s) in {member}; first at JSON pointer '{first.pointer or '/'}': "
-               f"{first.message}" + (f" (hint: {first.hint})" if first.hint else ""))
-    return ApiError("ValidationException", message, Reason="FIELD_VALIDATION_FAILED", Fields=fields)
-
-
 def _check_manifests(p: dict[str, Any]) -> tuple[NodeGraph, GraphOverrides | None]:
     graph = parse_graph(p["ManifestPayload"]["PayloadData"].encode("utf-8"), "ManifestPayload.PayloadData")
     if graph.model is None:
-        raise _manifest_error("ManifestPayload.PayloadData", graph.problems)
+        raise manifest_error("ManifestPayload.PayloadData", graph.problems)
     overrides = (p.get("ManifestOverridesPayload") or {}).get("PayloadData")
     if overrides:
         parsed = parse_overrides(overrides.encode("utf-8"), "ManifestOverridesPayload.PayloadData")
         if parsed.model is None:
-            raise _manifest_error("ManifestOverridesPayload.PayloadData", parsed.problems)
+            raise manifest_error("ManifestOverridesPayload.PayloadData", parsed.problems)
         return graph.model, parsed.model
     return graph.model, None
 

@@ -13,9 +13,9 @@ import hashlib
 from typing import Any
 
 from panoflow.controlplane.errors import not_found, validation
-from panoflow.core.redact import redact_url
-from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.packages import ensure_package, register_version
+from panoflow.core.redact import redact_url
 
 __all__ = ["camera_manifest"]
 

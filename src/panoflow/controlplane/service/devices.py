@@ -13,7 +13,7 @@ from typing import Any
 
 from panoflow.controlplane.errors import conflict, not_found
 from panoflow.controlplane.provisioning import hash_token, make_bundle
-from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.store import Row
 
 __all__ = ["MISSED_HEARTBEATS", "effective", "get_device", "record_contact"]

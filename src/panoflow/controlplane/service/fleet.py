@@ -23,8 +23,8 @@ import structlog
 
 from panoflow.controlplane.errors import ApiError, access_denied, not_found, validation
 from panoflow.controlplane.provisioning import hash_token
-from panoflow.controlplane.service import Context, now
 from panoflow.controlplane.service import applications, devices, jobs, tokens
+from panoflow.controlplane.service.base import Context, now
 
 __all__ = [
     "LOG_CAP", "MAX_LOG_BYTES", "MAX_LOG_LINES", "ClaimRequest", "InstanceReport", "JobReport", "SyncReport",

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from panoflow.controlplane.errors import not_found, validation
-from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.service.devices import get_device
 
 __all__ = ["DEVICE_STATUSES", "device_report", "open_jobs", "ota_wheel_key"]

@@ -8,9 +8,10 @@ import json
 import re
 from typing import Any
 
+from panoflow.compiler.registration import compile_package_models
 from panoflow.controlplane.assets import AssetKeyError, AssetNotFound, check_key
-from panoflow.controlplane.errors import conflict, not_found, validation
-from panoflow.controlplane.service import Context, new_id, now, operation, paginate, ts
+from panoflow.controlplane.errors import conflict, manifest_error, not_found, validation
+from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
 from panoflow.controlplane.store import Row
 from panoflow.core.manifest import PackageConfig, check_package, parse_package
 from panoflow.exceptions import Problem
@@ -117,12 +118,6 @@ def register_version(ctx: Context, package: Row, version: str, patch: str, mark_
                          is_latest=int(mark_latest))
 
 
-def _manifest_problem(key: str, problems: list[Problem] | tuple[Problem, ...]) -> Exception:
-    from panoflow.controlplane.service.applications import _manifest_error
-
-    return _manifest_error(key, tuple(problems))
-
-
 def _read_manifest(ctx: Context, key: str, patch: str) -> bytes:
     """The package.json uploaded under ``key``, checked against the patch version (its SHA-256)."""
     upload = f"upload package.json there first (PUT /_panoflow/assets/{key}, as panoflow project " \
@@ -163,17 +158,17 @@ def _check_assets(ctx: Context, binaries: str, key: str, config: PackageConfig) 
                         raise AssetKeyError("a file name in assets/, without folders")
                     file_key = check_key(f"{binaries}/{uri}")
                 except AssetKeyError as exc:
-                    raise _manifest_problem(key, [Problem(key, pointer, f"{uri!r} is not a valid asset file "
+                    raise manifest_error(key, [Problem(key, pointer, f"{uri!r} is not a valid asset file "
                                                                          f"name: {exc}")]) from None
                 info = ctx.assets.stat(file_key)
                 if info is None:
-                    raise _manifest_problem(key, [Problem(
+                    raise manifest_error(key, [Problem(
                         key, pointer, f"asset {asset.name!r} names {uri}, which is not in the asset store at "
                         f"{file_key}", "upload the package's asset files before registering it")])
                 digest = info.sha256 or ctx.assets.sha256(file_key) or ""
                 claimed = _SHA_NAME.match(uri)
                 if claimed and claimed.group(1) != digest:
-                    raise _manifest_problem(key, [Problem(
+                    raise manifest_error(key, [Problem(
                         key, pointer, f"{file_key} has SHA-256 {digest}, not the {claimed.group(1)} its name "
                         "claims", "upload the file again (it was changed or damaged)")])
                 out.setdefault(file_key, {"Key": file_key, "FileName": uri, "Sha256": digest,
@@ -220,7 +215,7 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     data = _read_manifest(ctx, key, patch)
     parsed = parse_package(data, key)
     if parsed.model is None:
-        raise _manifest_problem(key, parsed.problems)
+        raise manifest_error(key, parsed.problems)
     config = parsed.model
     problems = [pr for pr in check_package(config, key) if pr.severity == "error"]
     if config.version and config.version != version:
@@ -230,7 +225,7 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         problems.append(Problem(key, "/nodePackage/name", f"the manifest is package {config.name!r}, but package "
                                 f"{package.id} is {package.columns['name']!r}", "register it under its own name"))
     if problems:
-        raise _manifest_problem(key, problems)
+        raise manifest_error(key, problems)
     assets = _check_assets(ctx, storage["BinaryPrefixLocation"], key, config)
     generated, compiled = _compile_models(ctx, storage, config, assets)
     _create_nodes(ctx, package, version, patch, config)
@@ -252,8 +247,6 @@ def _compile_models(ctx: Context, storage: dict[str, str], config: PackageConfig
     generated asset that devices download with the package's files (and then run instead of compiling). A model
     that cannot be compiled here (a broken archive, no converter environment) is recorded and left to the device,
     which reports the same problem: registration itself does not fail."""
-    from panoflow.compiler.registration import compile_package_models
-
     by_name = {a["FileName"]: a for a in assets}
     return compile_package_models(ctx.assets, storage["GeneratedPrefixLocation"], config, by_name)
 

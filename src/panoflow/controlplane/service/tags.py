@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from panoflow.controlplane.errors import not_found, validation
-from panoflow.controlplane.service import Context, operation
+from panoflow.controlplane.service.base import Context, operation
 
 __all__: list[str] = []
 

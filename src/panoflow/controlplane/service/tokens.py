@@ -15,7 +15,7 @@ from typing import Any
 
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.provisioning import hash_token
-from panoflow.controlplane.service import Context, now
+from panoflow.controlplane.service.base import Context, now
 from panoflow.controlplane.store import Transaction
 
 __all__ = ["DEFAULT_TOKEN_TTL_S", "REVOKED", "check", "issue", "renew", "revoke_all"]

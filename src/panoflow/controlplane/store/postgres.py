@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import structlog
 
-from panoflow.controlplane.store import Row, StoreError, migrations
+from panoflow.controlplane.store.base import Row, StoreError, migrations
 from panoflow.controlplane.store.sqlite import _Clock, _statements
 from panoflow.core.redact import redact_text, redact_url
 

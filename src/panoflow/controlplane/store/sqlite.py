@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from panoflow.controlplane.store import Row, StoreError, migrations
+from panoflow.controlplane.store.base import Row, StoreError, migrations
 
 __all__ = ["SqliteStore"]
 
