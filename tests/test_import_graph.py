@@ -9,9 +9,10 @@ name a class of a module that imports it, e.g. :class:`panoflow.core.bases.CodeR
 importing ``a.b.c`` is an edge to ``a.b.c`` only (not to the packages above it, which every submodule import runs
 first).
 
-Cycles in files others are rewriting right now are listed in :data:`KNOWN` (module edges) and
-:data:`KNOWN_PARTS` (edges between parts), each with the reason: the cycle tests leave those edges out and print
-them, and one strict xfail per edge fails once the edge no longer closes a cycle, so the list only shrinks.
+:data:`KNOWN` (module edges) and :data:`KNOWN_PARTS` (edges between parts) are empty: nothing is excused. Should a
+cycle ever have to be tolerated while files are rewritten, it goes there with its reason: the cycle tests leave
+those edges out and print them, and one strict xfail per edge fails once the edge no longer closes a cycle, so the
+lists only shrink.
 """
 
 from __future__ import annotations
@@ -25,41 +26,18 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-_SERVICE = "panoflow.controlplane.service"
-_SERVICE_WHY = ("controlplane/service is one cycle held by function-local imports: handlers import the package's "
-                "__init__ (Context, operation, new_id...) and it imports them; being rewritten now (shared context "
-                "in service/base.py, handlers imported at the top, errors in one place)")
-_STORE_WHY = ("the store backends import their base from the package __init__, which picks a backend lazily; "
-              "controlplane/ is being rewritten now (a store/base.py ends it)")
+#: (importer, imported) module edges that close a cycle being removed in other work, with the reason (empty: every
+#: cycle of issue 18 is gone; an entry here must name the work removing it)
+KNOWN: dict[tuple[str, str], str] = {}
 
-#: (importer, imported) module edges that close a cycle being removed in other work (issue 18), with the reason;
-#: every edge from a module of controlplane/service to the package's __init__ is added by :func:`known_edges`
-KNOWN: dict[tuple[str, str], str] = {
-    (f"{_SERVICE}.packages", f"{_SERVICE}.applications"):
-        "packages.py reaches into applications._manifest_error (to move into controlplane/errors.py); " + _SERVICE_WHY,
-    ("panoflow.controlplane.store.postgres", "panoflow.controlplane.store"): _STORE_WHY,
-    ("panoflow.controlplane.store.sqlite", "panoflow.controlplane.store"): _STORE_WHY,
-    ("panoflow.compiler.archives", "panoflow.modelstore"):
-        "the compiler reaches the safe tar extractor through modelstore, which calls the compiler; it should import "
-        "panoflow.archives itself (compiler/ and modelstore.py are being changed by others now)",
-}
 
 def known_edges() -> dict[tuple[str, str], str]:
-    """:data:`KNOWN`, plus each present edge from a module of controlplane/service to its ``__init__`` (modules
-    come and go there while it is rewritten)."""
-    found = dict(KNOWN)
-    for module, targets in import_graph().items():
-        if module.startswith(f"{_SERVICE}.") and _SERVICE in targets:
-            found[(module, _SERVICE)] = _SERVICE_WHY
-    return dict(sorted(found.items()))
+    """:data:`KNOWN`, sorted."""
+    return dict(sorted(KNOWN.items()))
 
 
 #: (part, part) edges between parts of the package that close a cycle being removed in other work, with the reason
-KNOWN_PARTS: dict[tuple[str, str], str] = {
-    ("panoflow.core", "panoflow.modelstore"):
-        "core/runtime.py imports panoflow.modelstore (upward); the lead is changing runtime.py now (the model store "
-        "moves under core or is handed to the runtime through RunOptions)",
-}
+KNOWN_PARTS: dict[tuple[str, str], str] = {}
 
 
 def _modules() -> dict[str, Path]:
@@ -275,10 +253,13 @@ def test_no_cycle_between_the_parts_of_the_package() -> None:
 
 
 def test_the_layers_point_one_way() -> None:
-    """Named in the issue: core never imports the facade; the daemon never imports the cloud client."""
+    """Named in the issue: core never imports the facade nor the model store (it is handed a resolver); the daemon
+    never imports the cloud client; nothing reaches the safe tar extractor through the model store."""
     graph = import_graph()
     parts = part_graph(graph)
     assert "panoflow" not in parts["panoflow.core"]
+    assert "panoflow.modelstore" not in parts["panoflow.core"]
+    assert "panoflow.modelstore" not in parts["panoflow.compiler"]
     assert "panoflow.cloud_client" not in parts["panoflow.daemon"]
     assert "panoflow.core.inference" not in graph["panoflow.core.batching"]
 

@@ -11,24 +11,24 @@ generated asset ``assets/compiled-<sha256>-<descriptor>.onnx`` beside the archiv
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
+from panoflow.archives import safe_extract
+from panoflow.compiler import CompileOptions, ModelCompiler
+from panoflow.compiler.archives import descriptor_digest, generated_asset_name, request_for
+from panoflow.compiler.convert import publish
 from panoflow.core.graph import ModelSpec
 from panoflow.core.inference import ModelFiles, TensorInfo
+from panoflow.core.manifest.packages import file_sha256
 from panoflow.exceptions import ModelError
 
-if TYPE_CHECKING:
-    from panoflow.compiler import ModelCompiler
-
-__all__ = ["EXPORT_HINTS", "ModelStore", "file_sha256", "safe_extract"]
+__all__ = ["EXPORT_HINTS", "ModelStore"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,23 +44,6 @@ EXPORT_HINTS = {
     "MXNET": "mx.onnx.export_model('model-symbol.json', 'model-0000.params', [(1, 3, H, W)], np.float32, "
              "'model.onnx', dynamic=True)",
 }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def safe_extract(archive: Path, target: Path) -> None:
-    """Extract the tar archive ``archive`` (gzip or not) into the folder ``target`` with panoflow's one safe
-    extractor (:func:`panoflow.archives.safe_extract`: nothing outside ``target``, member-count and size caps).
-    Raises ValueError naming the first member refused, and tarfile.TarError for a damaged archive."""
-    from panoflow.archives import safe_extract as extract
-
-    extract(archive, target)
 
 
 class ModelStore:
@@ -104,9 +87,6 @@ class ModelStore:
     def _compiled(self, spec: ModelSpec, archive: Path, folder: Path, digest: str) -> tuple[Path, Path]:
         """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive, and the cache folder for what backends build from
         it: the control plane's generated asset when the application has it, else compiled here (cached)."""
-        from panoflow.compiler import CompileOptions, ModelCompiler
-        from panoflow.compiler.archives import descriptor_digest, generated_asset_name, request_for
-
         node, desc = spec.node_id, spec.descriptor
         assert desc is not None
         desc_uri = self._descriptor_uri(spec)
@@ -168,8 +148,6 @@ class ModelStore:
                 safe_extract(archive, tmp / "model")
             except (ValueError, tarfile.TarError, OSError) as exc:
                 raise ModelError(f"model archive {archive.name}: {exc}", node_id=node) from None
-            from panoflow.compiler.convert import publish
-
             # one rename; an extraction another process finished first is kept (it may hold compiled models)
             publish(tmp, final, archive.name)
         finally:

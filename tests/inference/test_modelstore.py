@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from panoflow.archives import safe_extract
 from panoflow.core.graph import ModelSpec, resolve
 from panoflow.core.manifest import load_application
 from panoflow.exceptions import ManifestError, ModelError
-from panoflow.modelstore import ModelStore, safe_extract
+from panoflow.modelstore import ModelStore
 from tests.inference.apps import write_model_app
 from tests.inference.modelpkg import conv_model, tar_gz
 

@@ -140,11 +140,10 @@ def test_a_link_already_in_the_destination_is_not_followed(tmp_path: Path) -> No
     assert list(outside.iterdir()) == []
 
 
-def _model_store(archive: Path, dest: Path) -> object:
-    from panoflow.modelstore import safe_extract as model_extract
-
+def _extractor(archive: Path, dest: Path) -> object:
+    """What the model store, the compiler and packaging call (panoflow.archives, the one extractor)."""
     dest.mkdir(parents=True, exist_ok=True)
-    return model_extract(archive, dest)
+    return safe_extract(archive, dest)
 
 
 def _daemon(archive: Path, dest: Path) -> object:
@@ -153,7 +152,7 @@ def _daemon(archive: Path, dest: Path) -> object:
     return extract_archive(archive, dest)
 
 
-@pytest.mark.parametrize("caller", [_model_store, _daemon], ids=["modelstore", "daemon"])
+@pytest.mark.parametrize("caller", [_extractor, _daemon], ids=["archives", "daemon"])
 def test_every_caller_refuses_the_chain(tmp_path: Path, filter_mode: str, caller: Callable[[Path, Path], object]
                                         ) -> None:
     (tmp_path / "outside").mkdir()

@@ -174,6 +174,7 @@ def with_aws(options: Any, box: Any) -> Any:
 def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storage: Path) -> Any:
     from panoflow.core.inference import InferenceSettings
     from panoflow.core.runtime import RunOptions
+    from panoflow.modelstore import ModelStore
 
     source_options = {}
     if args.realtime:
@@ -199,6 +200,7 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storag
         duration=args.duration,
         environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region, "AppGraph_Uid": instance_id},
         inference=inference,
+        models=ModelStore(state / "models"),
         storage_dir=storage,
         isolation=isolation_from_args(args),
     )

@@ -17,10 +17,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from panoflow.archives import safe_extract
 from panoflow.compiler.convert import CompiledModel, CompileRequest, InputSpec, ModelCompiler, publish
 from panoflow.core.manifest import ModelDescriptor, parse_descriptor
+from panoflow.core.manifest.packages import file_sha256
 from panoflow.exceptions import ManifestError, ModelError
-from panoflow.modelstore import file_sha256, safe_extract
 
 __all__ = ["compile_archive", "descriptor_digest", "generated_asset_name", "read_descriptor", "request_for"]
 

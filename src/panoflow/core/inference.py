@@ -6,8 +6,9 @@
 
 Nothing here imports an ML library: backends (``onnxruntime``, ``tensorrt``) are plugins, subclasses of
 :class:`~panoflow.core.bases.ModelBackend` built from a :class:`~panoflow.core.bases.ModelFiles` (both defined in
-:mod:`panoflow.core.bases`, the plugin contract, and re-exported here); :mod:`panoflow.modelstore` turns a model
-package into :class:`ModelFiles`.
+:mod:`panoflow.core.bases`, the plugin contract, and re-exported here). What turns a model package into
+:class:`ModelFiles` is a :class:`ModelResolver` the runtime is handed (``RunOptions.models``):
+:class:`panoflow.modelstore.ModelStore`, which core never imports.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import numpy as np
@@ -31,12 +32,16 @@ from panoflow.core.bases import ModelBackend, ModelFiles, TensorInfo
 from panoflow.core.batching import Batcher
 from panoflow.exceptions import ModelError
 
+if TYPE_CHECKING:
+    from panoflow.core.graph import ModelSpec
+
 __all__ = [
     "InferenceSettings",
     "InferenceTimeout",
     "LoadedModel",
     "ModelFiles",
     "ModelPool",
+    "ModelResolver",
     "ModelSet",
     "TensorInfo",
     "choose_backend",
@@ -44,6 +49,15 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+class ModelResolver(Protocol):
+    """Turns a model node into files a backend can load: what the runtime is handed as ``RunOptions.models``
+    (:class:`panoflow.modelstore.ModelStore` verifies, extracts and if need be compiles a Panorama model package)."""
+
+    def prepare(self, spec: ModelSpec) -> ModelFiles:
+        """The files of model node ``spec``; raises :class:`panoflow.ModelError` naming the node when it cannot."""
+        ...
 
 
 class InferenceTimeout(ModelError, TimeoutError):

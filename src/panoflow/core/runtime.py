@@ -26,12 +26,12 @@ from panoflow.core.bus import BusClosed, Inbox, Policy
 from panoflow.core.frame import Frame
 from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
 from panoflow.core.metrics import MetricFamily
-from panoflow.core.inference import InferenceSettings, ModelPool, ModelSet
+from panoflow.core.inference import InferenceSettings, ModelPool, ModelResolver, ModelSet
 from panoflow.core.plugins import Plugins
 from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput
 from panoflow.core.redact import redact_url, uri_scheme
 from panoflow.core.stats import LatencyWindow, StreamCounter
-from panoflow.exceptions import PanoflowError, PluginError, SourceError
+from panoflow.exceptions import ModelError, PanoflowError, PluginError, SourceError
 
 __all__ = ["AppIsolation", "CodeNodeContext", "RunOptions", "RunSummary", "Runtime"]
 
@@ -79,7 +79,9 @@ class RunOptions:
     model_call: Callable[..., tuple[Any, ...]] | None = None
     storage_dir: Path | None = None  # default <state_dir>/storage
     inference: InferenceSettings = field(default_factory=InferenceSettings)
-    model_cache_dir: Path | None = None  # extracted model archives and engines; default <state_dir>/models
+    #: turns model nodes into files a backend loads (:class:`panoflow.modelstore.ModelStore`); needed when the
+    #: graph has model nodes and no ``model_call`` is given
+    models: ModelResolver | None = None
     model_pool: ModelPool | None = None  # shares batchers with other runtimes of this process that run the same model
     isolation: AppIsolation = field(default_factory=AppIsolation)
     envs_dir: Path | None = None  # code nodes' Python environments; default <state_dir>/envs
@@ -190,9 +192,10 @@ class Runtime:
 
     def _open_models(self, specs: Mapping[str, Any]) -> None:
         """Load every model node with its backend plugin and hand ``call``/``acall`` to the code nodes."""
-        from panoflow.modelstore import ModelStore
-
-        store = ModelStore(self.options.model_cache_dir or self.options.state_dir / "models")
+        store = self.options.models
+        if store is None:
+            raise ModelError(f"model node(s) {', '.join(sorted(specs))} need a model store: give the runtime one "
+                             "(RunOptions(models=panoflow.modelstore.ModelStore(cache_dir)), as `panoflow run` does)")
         files = {name: store.prepare(spec) for name, spec in specs.items()}
         self.models = ModelSet.open(files, self.plugins.model_backends, self.options.inference,
                                     self.options.model_pool)

@@ -15,7 +15,7 @@ takes its ``panorama/`` (plus the files above when present) and ignores the rest
 
 :func:`prepare_code_asset` verifies an asset against the SHA-256 in its name and extracts what a run needs once per
 digest (cut down with :func:`~panoflow.packaging.archive.filter_archive`, extracted by
-:func:`panoflow.modelstore.safe_extract`); :func:`panoflow.packaging.pyenv.app_environment` then makes the code
+:func:`panoflow.archives.safe_extract`); :func:`panoflow.packaging.pyenv.app_environment` then makes the code
 node's own Python environment from its ``wheels``.
 """
 
@@ -34,9 +34,10 @@ from typing import Any
 
 import structlog
 
+from panoflow.archives import safe_extract
 from panoflow.core.manifest.models import LoadedPackage
+from panoflow.core.manifest.packages import file_sha256
 from panoflow.exceptions import NodeError
-from panoflow.modelstore import file_sha256, safe_extract
 from panoflow.packaging.archive import filter_archive
 from panoflow.packaging.project import DONE_MARKER, publish_folder
 

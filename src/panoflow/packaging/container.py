@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from panoflow import __version__
+from panoflow.archives import safe_extract
 from panoflow.codefs import stage_code
 from panoflow.core.dockerfile import DockerfilePlan, parse_dockerfile
 from panoflow.core.manifest import RuntimeDescriptor, parse_descriptor
 from panoflow.exceptions import NodeError
-from panoflow.modelstore import safe_extract
 from panoflow.packaging.archive import TreeArchive, member_name
 from panoflow.packaging.codeasset import FORMAT, METADATA, REQUIREMENTS, WHEELS
 from panoflow.packaging.docker import docker_engine, docker_export, steps_needing_docker

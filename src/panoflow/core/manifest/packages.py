@@ -40,7 +40,7 @@ from panoflow.core.manifest.parse import parse_descriptor, parse_package
 from panoflow.core.manifest.semantic import check_package
 from panoflow.exceptions import ManifestError, Problem
 
-__all__ = ["PackageLoad", "load_package"]
+__all__ = ["PackageLoad", "file_sha256", "load_package"]
 
 _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.")
 _KIND_KEY = {"model": "mlModelDescriptor", "runtime": "runtimeDescriptor"}
@@ -68,13 +68,20 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 (hex) of a file's bytes: what names a Panorama asset (``assets/<sha256>.tar.gz``). The one copy
+    of this helper: the model store, the compiler, packaging and the device's assembly all verify or name assets
+    with it. Raises OSError when the file cannot be read."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
+    return file_sha256(path)
 
 
 def _check_hash(path: Path, file: str) -> list[Problem]:
