@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -214,7 +215,18 @@ def serve_command(args: argparse.Namespace) -> int:
         log.warning("control_plane_insecure_http", what="plain HTTP: device tokens, camera passwords and assets "
                     "cross the network in clear; for development only")
     try:
-        web.run_app(make_app(plane), host=host, port=port, print=None, access_log=None, ssl_context=ssl_context)
+        ttl = os.environ.get("PANOFLOW_CONSOLE_SESSION_TTL_S")  # the web console's sign-in lifetime (docs/console.md)
+        try:
+            console_ttl = float(ttl) if ttl else None
+            if console_ttl is not None and not console_ttl > 0:
+                raise ValueError(ttl)
+        except ValueError:
+            raise PanoflowError(f"PANOFLOW_CONSOLE_SESSION_TTL_S={ttl[:20]!r}: expected a positive number of "
+                                "seconds") from None
+        from panoflow.console.plane import mount_plane_console
+
+        app = make_app(plane, routes=lambda app: mount_plane_console(app, plane, session_ttl_s=console_ttl))
+        web.run_app(app, host=host, port=port, print=None, access_log=None, ssl_context=ssl_context)
     finally:
         store.close()
     return 0

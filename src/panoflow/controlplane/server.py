@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,8 +59,9 @@ async def _dispatch(plane: ControlPlane, model: ServiceModel, request: web.Reque
                         headers={"Content-Type": "application/json", "x-amzn-RequestId": request_id})
 
 
-def make_app(plane: ControlPlane) -> web.Application:
-    """The aiohttp application serving the Panorama API for ``plane``."""
+def make_app(plane: ControlPlane, *, routes: Callable[[web.Application], object] | None = None) -> web.Application:
+    """The aiohttp application serving the Panorama API for ``plane``. ``routes`` adds more routes before the API's
+    catch-all (``control-plane serve`` mounts the web console with it: docs/console.md)."""
     model = load_model()
     app = web.Application(client_max_size=MAX_BODY)
     app[_PLANE] = plane
@@ -88,6 +89,8 @@ def make_app(plane: ControlPlane) -> web.Application:
     # panoflow's own routes (docs/device-protocol.md) first: the catch-all below is the Panorama API
     asset_api.add_routes(app, plane)
     device_api.add_routes(app, plane)
+    if routes is not None:
+        routes(app)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -47,6 +47,8 @@ log = structlog.get_logger("panoflow.daemon.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/healthz"})
+#: the web console's paths (``daemon.server`` mounts it): it signs in with the same token into a cookie session
+CONSOLE_PREFIX = "/console/"
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
 _NODE_RE = re.compile(NODE_PATTERN)
 _SHA_RE = re.compile(SHA256_PATTERN)
@@ -168,7 +170,7 @@ class Api:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in PUBLIC_PATHS:
+        if request.path not in PUBLIC_PATHS and not (request.path + "/").startswith(CONSOLE_PREFIX):
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
                 return _error(401, "missing or wrong bearer token (see the daemon's state directory: token)",

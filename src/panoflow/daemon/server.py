@@ -18,7 +18,9 @@ import anyio
 import structlog
 from aiohttp import web
 
+from panoflow.console.device import mount_device_console
 from panoflow.daemon.api import DEFAULT_MAX_UPLOAD, Api
+from panoflow.daemon.logfiles import tail_lines
 from panoflow.daemon.manager import Manager, ManagerConfig
 from panoflow.daemon.store import StatePaths, atomic_write_json, ensure_token, read_json
 from panoflow.daemon.supervisor import SupervisorConfig
@@ -132,7 +134,9 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
     manager = Manager(paths, ManagerConfig(max_instances=config.max_instances, supervisor=config.supervisor,
                                            cameras_file=config.cameras_file, aws=config.aws))
     api = Api(manager, paths, token, _device_id(paths), max_upload=config.max_upload)
-    runner = web.AppRunner(api.app(), access_log=None, shutdown_timeout=2.0)
+    app = api.app()
+    mount_device_console(app, api, token, tail=tail_lines)  # the web console at /console/ (docs/console.md)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     try:
         try:

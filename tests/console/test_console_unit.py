@@ -1,0 +1,451 @@
+"""The web console's server side (docs/console.md) through aiohttp's test client: a real control plane on SQLite in
+a tmp dir, a real daemon API object, a real RTSP server stub on loopback. The browser journey is
+test_console_journey.py."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from panoflow.console.plane import mount_plane_console
+from panoflow.console.charts import History, instance_series, parse_exposition, svg_chart
+from panoflow.console.probe import describe_camera
+from panoflow.console.wizard import form_fields, read_graph
+from panoflow.controlplane import ControlPlane, create_access_key, open_store
+from panoflow.controlplane.server import make_app
+from panoflow.core.metrics import MetricFamily, render
+
+pytestmark = pytest.mark.anyio
+
+GRAPH = (Path(__file__).parents[2] / "examples" / "hello_panorama" / "graphs" / "hello_panorama" / "graph.json")
+PASSWORD = "pa55-W0rd-never-shown"
+
+
+@pytest.fixture
+def plane(tmp_path: Path) -> Any:
+    store = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
+    yield ControlPlane(store, assets=tmp_path / "assets")
+    store.close()
+
+
+class Browser:
+    """A test client that keeps cookies (aiohttp's jar) and reads the CSRF token off the last page."""
+
+    def __init__(self, client: TestClient):
+        self.client = client
+        self.csrf = ""
+
+    async def page(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        resp = await self.client.get(path, **kwargs)
+        text = await resp.text()
+        m = re.search(r'name="csrf_token" value="([^"]+)"', text)
+        if m:
+            self.csrf = m[1]
+        return resp.status, text
+
+    async def post(self, path: str, data: Any = None, *, csrf: str | None = None,
+                   allow_redirects: bool = False, headers: dict[str, str] | None = None) -> Any:
+        form = dict(data or {})
+        token = self.csrf if csrf is None else csrf
+        if token:
+            form.setdefault("csrf_token", token)
+        return await self.client.post(path, data=form, allow_redirects=allow_redirects, headers=headers)
+
+    async def sign_in(self, key_id: str, secret: str) -> Any:
+        await self.page("/console/sign-in")
+        return await self.post("/console/sign-in", {"access_key_id": key_id, "secret_access_key": secret})
+
+
+@pytest.fixture
+async def open_console(plane: ControlPlane) -> AsyncIterator[Callable[..., Any]]:
+    clients: list[TestClient] = []
+
+    async def make(ttl: float | None = None) -> Browser:
+        client = TestClient(TestServer(make_app(
+            plane, routes=lambda app: mount_plane_console(app, plane, session_ttl_s=ttl))))
+        await client.start_server()
+        clients.append(client)
+        return Browser(client)
+
+    yield make
+    for c in clients:
+        await c.close()
+
+
+def _device(plane: ControlPlane, name: str = "edge-1") -> str:
+    return str(plane.call("ProvisionDevice", {"Name": name})["DeviceId"])
+
+
+def _camera(plane: ControlPlane, name: str = "front_door") -> None:
+    plane.call("CreateNodeFromTemplateJob", {
+        "TemplateType": "RTSP_CAMERA_STREAM", "OutputPackageName": name, "OutputPackageVersion": "1.0",
+        "NodeName": name, "TemplateParameters": {"StreamUrl": "rtsp://127.0.0.1:8554/cam", "Password": PASSWORD}})
+
+
+async def _signed_in(open_console: Callable[..., Any], plane: ControlPlane, *, read_only: bool = False,
+                     ttl: float | None = None) -> Browser:
+    key = create_access_key(plane.store, read_only=read_only)
+    browser = await open_console(ttl)
+    resp = await browser.sign_in(key.access_key_id, key.secret_access_key)
+    assert resp.status == 303, await resp.text()
+    return browser
+
+
+async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console: Callable[..., Any],
+                                                                      plane: ControlPlane) -> None:
+    key = create_access_key(plane.store)
+    browser = await open_console()
+    resp = await browser.sign_in(key.access_key_id, "wrong-" + key.secret_access_key)
+    text = await resp.text()
+    assert resp.status == 401
+    assert "Wrong access key ID or secret access key." in text
+    assert "wrong-" not in text and key.secret_access_key not in text
+    resp = await browser.sign_in("PFAKNOSUCHKEY0000000", key.secret_access_key)
+    assert resp.status == 401 and key.secret_access_key not in await resp.text()
+    # no session: pages send to the sign-in form
+    resp = await browser.client.get("/console/devices", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in"
+    # a sign-in without the form's own token is refused too (login CSRF)
+    resp = await browser.client.post("/console/sign-in", data={"access_key_id": key.access_key_id,
+                                                               "secret_access_key": key.secret_access_key})
+    assert resp.status == 403 and "CSRF" in await resp.text()
+
+
+async def test_session_cookie_flags_and_secret_free_pages(open_console: Callable[..., Any],
+                                                          plane: ControlPlane) -> None:
+    key = create_access_key(plane.store)
+    browser = await open_console()
+    await browser.page("/console/sign-in")
+    resp = await browser.post("/console/sign-in", {"access_key_id": key.access_key_id,
+                                                   "secret_access_key": key.secret_access_key})
+    assert resp.status == 303 and resp.headers["Location"] == "/console/instances"
+    cookie = next(v for v in resp.headers.getall("Set-Cookie") if v.startswith("panoflow_console="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console/" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; Secure when served over TLS
+    session_id = cookie.split(";")[0].split("=", 1)[1]
+    assert len(session_id) >= 40
+    for path in ("/console/instances", "/console/devices", "/console/cameras", "/console/packages",
+                 "/console/deploy"):
+        status, text = await browser.page(path)
+        assert status == 200, path
+        assert session_id not in text and key.secret_access_key not in text
+        assert 'class="skip-link" href="#main"' in text and 'id="sign-out"' in text
+    assert "Content-Security-Policy" in resp.headers
+    resp = await browser.post("/console/sign-out")
+    assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in?signed_out=1"
+    resp = await browser.client.get("/console/instances", allow_redirects=False)
+    assert resp.headers["Location"] == "/console/sign-in"
+
+
+async def test_expired_session_shows_the_sign_in_page_with_a_message(open_console: Callable[..., Any],
+                                                                     plane: ControlPlane) -> None:
+    browser = await _signed_in(open_console, plane, ttl=0.5)
+    status, _text = await browser.page("/console/instances")
+    assert status == 200
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    resp = await browser.client.get("/console/instances", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in?expired=1"
+    status, text = await browser.page(resp.headers["Location"])
+    assert "Your session expired. Sign in again." in text
+    # htmx polling gets a redirect header instead of a page
+    resp = await browser.client.get("/console/instances", headers={"HX-Request": "true"}, allow_redirects=False)
+    assert resp.headers.get("HX-Redirect") == "/console/sign-in"
+
+
+async def test_posts_need_the_session_csrf_token(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+    device = _device(plane)
+    browser = await _signed_in(open_console, plane)
+    await browser.page("/console/devices")
+    for token in ("", "forged-token"):
+        resp = await browser.post(f"/console/devices/{device}/reboot", csrf=token)
+        assert resp.status == 403
+        assert "CSRF check failed" in await resp.text()
+    assert plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"] == []
+    # the htmx header carries it as well as the hidden field
+    resp = await browser.client.post(f"/console/devices/{device}/reboot", headers={"X-CSRF-Token": browser.csrf},
+                                     allow_redirects=False)
+    assert resp.status == 303
+    assert [j["JobType"] for j in plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"]] == ["REBOOT"]
+
+
+async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_console: Callable[..., Any],
+                                                                           plane: ControlPlane) -> None:
+    device = _device(plane)
+    _camera(plane)
+    browser = await _signed_in(open_console, plane, read_only=True)
+    status, text = await browser.page("/console/instances")
+    assert 'id="read-only-note"' in text and 'id="deploy-link"' not in text
+    status, text = await browser.page("/console/devices")
+    assert status == 200 and device in text and "Reboot" not in text and "Update software" not in text
+    status, text = await browser.page("/console/cameras")
+    assert 'id="add-camera"' not in text
+    status, text = await browser.page("/console/deploy")
+    assert status == 403 and "This access key is read-only" in text
+    for path, form in ((f"/console/devices/{device}/reboot", {}),
+                       ("/console/deploy", {"device": device, "name": "x", "manifest": GRAPH.read_text()}),
+                       ("/console/cameras", {"name": "cam2", "url": "rtsp://127.0.0.1/x"})):
+        resp = await browser.post(path, form)
+        assert resp.status == 403, path
+        assert "This access key is read-only" in await resp.text()
+    assert plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"] == []
+    assert plane.call("ListApplicationInstances", {})["ApplicationInstances"] == []
+
+
+async def test_camera_password_never_appears_in_pages_or_logs(open_console: Callable[..., Any],
+                                                              plane: ControlPlane) -> None:
+    browser = await _signed_in(open_console, plane)
+    await browser.page("/console/cameras")
+    with structlog.testing.capture_logs() as logs:
+        bad = await browser.post("/console/cameras", {"name": "front door!", "url": "http://x",
+                                                      "username": "admin", "password": PASSWORD})
+        bad_text = await bad.text()
+        ok = await browser.post("/console/cameras", {"name": "front_door", "url": "rtsp://127.0.0.1:8554/cam",
+                                                     "username": "admin", "password": PASSWORD})
+        _status, listing = await browser.page("/console/cameras")
+    assert bad.status == 400
+    assert "Camera name: 1 to 50 letters" in bad_text and "Stream URL: expected rtsp://" in bad_text
+    assert 'id="camera-name-error"' in bad_text and 'value="admin"' in bad_text
+    assert ok.status == 303
+    assert 'id="camera-front_door"' in listing
+    for text in (bad_text, listing):
+        assert PASSWORD not in text
+    assert PASSWORD not in repr(logs)
+    jobs = plane.call("ListNodeFromTemplateJobs", {})["NodeFromTemplateJobs"]
+    assert len(jobs) == 1
+
+
+async def test_test_connection_describes_the_camera(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+    seen: list[bytes] = []
+
+    async def rtsp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        seen.append(request)
+        cseq = re.search(rb"CSeq: *(\d+)", request, re.I)
+        sdp = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        writer.write(b"RTSP/1.0 200 OK\r\nCSeq: " + (cseq[1] if cseq else b"1") +
+                     b"\r\nContent-Type: application/sdp\r\nContent-Length: " + str(len(sdp)).encode() +
+                     b"\r\n\r\n" + sdp)
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(rtsp, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        browser = await _signed_in(open_console, plane)
+        await browser.page("/console/cameras")
+        resp = await browser.post("/console/cameras/test", {"name": "cam", "url": f"rtsp://127.0.0.1:{port}/s",
+                                                            "password": PASSWORD}, headers={"HX-Request": "true"})
+        text = await resp.text()
+        assert "Connected" in text and "1 video stream" in text and PASSWORD not in text
+        assert seen and seen[0].startswith(b"DESCRIBE rtsp://127.0.0.1:")
+    finally:
+        server.close()
+        await server.wait_closed()
+    closed = await describe_camera(f"rtsp://127.0.0.1:{port}/s", None, None, timeout=3)
+    assert not closed.ok and "Cannot connect" in closed.message
+    assert not (await describe_camera("rtsp://u:p@127.0.0.1/s", None, None)).ok
+
+
+async def _deployed(open_console: Callable[..., Any], plane: ControlPlane) -> tuple[Browser, str, str]:
+    device = _device(plane)
+    _camera(plane)
+    browser = await _signed_in(open_console, plane)
+    await browser.page("/console/deploy")
+    graph = GRAPH.read_text()
+    resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello", "manifest": graph})
+    text = await resp.text()
+    assert resp.status == 200, text
+    resp = await browser.post("/console/deploy", {
+        "device": device, "name": "hello", "manifest": graph, "param.greeting": "hi there",
+        "param.box_size": "0.25", "param.camera_node": "123456789012::front_door.front_door@1.0"})
+    assert resp.status == 303, await resp.text()
+    instance_id = resp.headers["Location"].rsplit("/", 1)[1]
+    return browser, device, instance_id
+
+
+async def test_deploy_wizard_fields_validation_and_create(open_console: Callable[..., Any],
+                                                          plane: ControlPlane) -> None:
+    device = _device(plane)
+    _camera(plane)
+    browser = await _signed_in(open_console, plane)
+    status, _ = await browser.page("/console/deploy")
+    graph = GRAPH.read_text()
+    # step 1: a broken graph is shown with its JSON pointer, nothing is created
+    resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello",
+                                                             "manifest": '{"nodeGraph": {}}'})
+    text = await resp.text()
+    assert resp.status == 400 and 'id="manifest-errors"' in text and "/nodeGraph" in text
+    # step 2: one field per overridable node, labelled by its decorator
+    resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello", "manifest": graph})
+    text = await resp.text()
+    assert re.search(r'<label for="param-greeting">Greeting</label>', text)
+    assert re.search(r'<input id="param-box_size" name="param.box_size" type="number" step="any" value="0.25"', text)
+    assert 'id="param-box_size-help">Side of the moving box' in text
+    assert re.search(r'<select id="param-camera_node"[^>]*required', text)
+    assert "front_door" in text
+    # a bad value is shown at its field, by the parameter type's own check
+    resp = await browser.post("/console/deploy", {
+        "device": device, "name": "hello", "manifest": graph, "param.greeting": "x", "param.box_size": "1e40",
+        "param.camera_node": ""})
+    text = await resp.text()
+    assert resp.status == 400
+    assert re.search(r'id="param-box_size-error"[^>]*>Box size: 1e\+40 is outside the float32 range', text)
+    assert 'id="param-camera_node-error"' in text
+    assert plane.call("ListApplicationInstances", {})["ApplicationInstances"] == []
+    # a good form creates the instance with the overrides
+    resp = await browser.post("/console/deploy", {
+        "device": device, "name": "hello", "manifest": graph, "param.greeting": "hi there",
+        "param.box_size": "0.5", "param.camera_node": "123456789012::front_door.front_door@1.0"})
+    assert resp.status == 303
+    instance_id = resp.headers["Location"].rsplit("/", 1)[1]
+    nodes = plane.call("ListApplicationInstanceNodeInstances", {"ApplicationInstanceId": instance_id})
+    names = {n["NodeName"] for n in nodes["NodeInstances"]}
+    assert "camera_node_front_door_override" in names
+    status, text = await browser.page(f"/console/instances/{instance_id}")
+    assert "Deployment of hello started." in text and 'id="instance-status">DEPLOYMENT_PENDING' in text
+
+
+async def test_pause_resume_remove_and_logs(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+    browser, device, instance_id = await _deployed(open_console, plane)
+    camera = "camera_node_front_door_override"
+    plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
+                                    node_statuses={camera: "RUNNING", "code_node": "RUNNING"})
+    status, text = await browser.page(f"/console/instances/{instance_id}")
+    assert f'id="node-{camera}"' in text and f'aria-label="Pause camera {camera}"' in text
+    assert 'aria-label="Pause camera code_node"' not in text
+    resp = await browser.post(f"/console/instances/{instance_id}/nodes/{camera}/pause",
+                              headers={"HX-Request": "true"})
+    assert resp.status == 200 and f"Paused {camera}." in await resp.text()
+    assert [s["Signal"] for s in plane.pending_signals(instance_id)] == ["PAUSE"]
+    plane.append_device_logs(device, {"Lines": [
+        {"Time": "2026-12-07T10:00:00Z", "Instance": instance_id, "Node": "code_node", "Line": "hello <b>"},
+        {"Time": "2026-12-07T10:00:01Z", "Instance": instance_id, "Node": "", "Line": "instance started"},
+        {"Time": "2026-12-07T10:00:02Z", "Instance": "other", "Node": "code_node", "Line": "not mine"}]})
+    status, text = await browser.page(f"/console/instances/{instance_id}/logs")
+    assert "[code_node] hello &lt;b&gt;" in text and "instance started" in text and "not mine" not in text
+    status, text = await browser.page(f"/console/instances/{instance_id}/logs/lines?node=code_node")
+    assert "hello &lt;b&gt;" in text and "instance started" not in text
+    status, text = await browser.page(f"/console/instances/{instance_id}/logs?node=nope")
+    assert status == 400 and "has no node" in text
+    resp = await browser.post(f"/console/instances/{instance_id}/remove")
+    assert resp.status == 303
+    described = plane.call("DescribeApplicationInstance", {"ApplicationInstanceId": instance_id})
+    assert described["Status"] == "REMOVAL_PENDING"
+
+
+def _metrics_text(app: str, frames: float, dropped: float, seconds: float, batches: float) -> str:
+    fams = [MetricFamily("panoflow_stream_fps", "gauge", "fps").add(frames, application=app, stream="cam"),
+            MetricFamily("panoflow_stream_dropped_frames_total", "counter", "d").add(dropped, application=app),
+            MetricFamily("panoflow_inference_seconds_total", "counter", "s").add(seconds, application=app),
+            MetricFamily("panoflow_inference_batches_total", "counter", "b").add(batches, application=app),
+            MetricFamily("panoflow_cloudwatch_metric", "gauge", "c").add(7, application=app, namespace="Demo",
+                                                                         metric="people", unit="Count")]
+    return render(fams)
+
+
+async def test_metrics_charts_from_device_metrics(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+    browser, device, instance_id = await _deployed(open_console, plane)
+    status, text = await browser.page(f"/console/instances/{instance_id}/metrics")
+    assert 'id="metrics-empty"' in text
+    plane.put_device_metrics(device, _metrics_text("hello", 10, 0, 0.0, 0))
+    await browser.page(f"/console/instances/{instance_id}/metrics/charts")
+    plane.put_device_metrics(device, _metrics_text("hello", 12, 6, 0.5, 10))
+    status, text = await browser.page(f"/console/instances/{instance_id}/metrics/charts")
+    assert status == 200
+    assert re.search(r'id="chart-fps".*?<polyline class="series"', text, re.S)
+    assert re.search(r'id="chart-inference".*?aria-label="Inference time \(ms\): latest 50 ms"', text, re.S)
+    assert re.search(r'id="chart-app-0" class="chart-app".*?people \(Demo\)', text, re.S)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=0, max_size=12),
+                          st.floats(allow_nan=False, allow_infinity=False, width=32)), min_size=1, max_size=6))
+def test_exposition_parser_reads_what_panoflow_renders(items: list[tuple[str, float]]) -> None:
+    fam = MetricFamily("panoflow_x", "gauge", "help")
+    for i, (label, value) in enumerate(items):
+        fam.add(value, application=label, n=str(i))
+    samples = parse_exposition(render([fam]) + "garbage line {\n# comment\n")
+    assert len(samples) == len(items)
+    for i, (sample, (label, value)) in enumerate(zip(samples, items)):
+        assert sample.labels == {"application": label, "n": str(i)}
+        assert sample.value == pytest.approx(value, rel=1e-6)
+
+
+def test_history_and_chart_without_data() -> None:
+    history = History(keep=3)
+    t0 = dt.datetime(2026, 12, 7, tzinfo=dt.timezone.utc)
+    for i in range(5):
+        history.add("d", t0 + dt.timedelta(seconds=i), _metrics_text("a", i, 0, 0, 0))
+    history.add("d", t0, _metrics_text("a", 99, 0, 0, 0))  # older than the newest: ignored
+    samples = history.samples("d")
+    assert len(samples) == 3
+    fps = instance_series(samples, {"a"})[0]
+    assert [v for _t, v in fps.points] == [2, 3, 4]
+    assert "no data yet" in svg_chart(instance_series([], {"a"})[0])
+
+
+def test_wizard_field_kinds() -> None:
+    graph, errors = read_graph(GRAPH.read_text())
+    assert graph is not None and not errors
+    assert [(f.node, f.kind, f.label, f.required) for f in form_fields(graph)] == [
+        ("camera_node", "camera", "Camera", True), ("greeting", "string", "Greeting", False),
+        ("box_size", "float32", "Box size", False)]
+
+
+async def test_device_console_signs_in_with_the_daemon_token(tmp_path: Path) -> None:
+    from panoflow.console.device import mount_device_console
+    from panoflow.daemon.api import Api
+    from panoflow.daemon.logfiles import tail_lines
+    from panoflow.daemon.manager import Manager
+    from panoflow.daemon.store import StatePaths
+
+    paths = StatePaths(tmp_path / "state")
+    paths.create()
+    token = "tok-" + "x" * 40
+    api = Api(Manager(paths), paths, token, "device-test")
+    app = api.app()
+    mount_device_console(app, api, token, tail=tail_lines)  # as daemon.server does
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        browser = Browser(client)
+        await browser.page("/console/sign-in")
+        resp = await browser.post("/console/sign-in", {"api_token": "wrong"})
+        text = await resp.text()
+        assert resp.status == 401 and "Wrong API token." in text and 'id="api-token"' in text
+        await browser.page("/console/sign-in")
+        resp = await browser.post("/console/sign-in", {"api_token": token})
+        assert resp.status == 303
+        status, text = await browser.page("/console/instances")
+        assert status == 200 and 'id="instances-empty"' in text and token not in text
+        assert 'id="deploy-link"' not in text
+        status, text = await browser.page("/console/instances/nope")
+        assert status == 404 and "No application instance" in text
+        # the API itself still wants the bearer token: the console cookie opens only /console/
+        resp = await client.get("/instances")
+        assert resp.status == 401
+    finally:
+        await client.close()
+
+
+def test_static_assets_are_package_data() -> None:
+    from importlib import resources
+
+    htmx = resources.files("panoflow.console").joinpath("static", "htmx.min.js").read_text()
+    assert htmx.startswith("/*! htmx 2.") and "0BSD" in htmx.splitlines()[0]
+    css = resources.files("panoflow.console").joinpath("static", "console.css").read_text()
+    assert ":focus-visible" in css and "max-width: 640px" in css
