@@ -1,9 +1,9 @@
 """panoflow: run AWS Panorama applications unmodified on your own hardware.
 
-This module is the public facade for plugin authors: everything a plugin needs is importable from here (the base
-classes and hook markers, the frame and its overlays, the bus a sink reads, what runners, backends and connectors
-are handed, the errors). ``CodeNodeContext`` and ``Runtime`` load on first use, so ``import panoflow`` stays light.
-See docs/plugins.md.
+This module is the public facade for plugin authors: everything a plugin needs is importable from here (the
+base classes and hook markers, the frame and its overlays, the bus a sink reads, what runners, backends and
+connectors are handed, the errors). ``CodeNodeContext`` and ``Runtime`` load on first use, so ``import
+panoflow`` stays light. See docs/plugins.md.
 """
 
 from __future__ import annotations

@@ -5,19 +5,19 @@ It does not rely on ``tarfile``'s extraction filters (absent on Python 3.10.0-3.
 bypassed on builds without the June 2025 fixes): it writes each member itself.
 
 1. Every header is checked before anything is written: no absolute names, no ``..``, no NUL or backslash, only
-   regular files, folders, symbolic and hard links (no devices, FIFOs or sockets), at most ``max_members`` members
-   and ``max_bytes`` bytes in all.
-2. Folders and regular files are written first, each one's parent resolved against the real destination on disk
-   (``realpath``: a link already there that leaves it is refused), files opened with ``O_NOFOLLOW``; the bytes
-   copied are counted again (a header cannot lie about them); set-uid/set-gid/sticky bits are dropped.
-3. Hard links, then symbolic links, come last, each resolved from its real parent folder: a link whose target is
-   outside the destination is refused, and once all exist every link is resolved again (a later link cannot turn
-   an earlier one outward). A 5-member chain such as ``x -> .``, ``x/x/x/x/l -> ../../../../outside``,
+   regular files, folders, symbolic and hard links (no devices, FIFOs or sockets), at most ``max_members``
+   members and ``max_bytes`` bytes in all.
+2. Folders and regular files are written first, each one's parent resolved against the real destination on
+   disk (``realpath``: a link already there that leaves it is refused), files opened with ``O_NOFOLLOW``; the
+   bytes copied are counted again (a header cannot lie about them); set-uid/set-gid/sticky bits are dropped.
+3. Hard links, then symbolic links, come last, each resolved from its real parent folder: a link whose target
+   is outside the destination is refused, and once all exist every link is resolved again (a later link cannot
+   turn an earlier one outward). A 5-member chain such as ``x -> .``, ``x/x/x/x/l -> ../../../../outside``,
    ``l/pwned.txt`` writes nothing outside.
 
-A refused archive raises :class:`ArchiveError` (a ``ValueError``) naming the member; what was written before that
-is inside the destination only, which callers extract into a temporary folder and delete. A damaged archive raises
-``tarfile.TarError``.
+A refused archive raises :class:`ArchiveError` (a ``ValueError``) naming the member; what was written before
+that is inside the destination only, which callers extract into a temporary folder and delete. A damaged
+archive raises ``tarfile.TarError``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,13 @@ class ArchiveError(PanoflowError, ValueError):
 
 def _clean_name(name: str) -> str:
     """The member name, normalised; :class:`ArchiveError` when it is absolute or climbs out."""
-    if not name or "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+    if (
+        not name
+        or "\x00" in name
+        or "\\" in name
+        or name.startswith("/")
+        or (len(name) > 1 and name[1] == ":")
+    ):
         raise ArchiveError(f"refusing archive member {name!r}: absolute path (or a NUL or backslash in it)")
     if ".." in name.split("/"):
         raise ArchiveError(f"refusing archive member {name!r}: '..' in its path")
@@ -75,8 +81,8 @@ def _check_headers(members: list[tarfile.TarInfo], max_members: int, max_bytes: 
         member.name = _clean_name(member.name)
         if member.isdev() or member.isfifo() or not (member.isfile() or member.isdir() or member.issym()
                                                      or member.islnk()):
-            raise ArchiveError(f"refusing archive member {member.name!r}: device or FIFO (only files, folders and "
-                               "links are extracted)")
+            raise ArchiveError(f"refusing archive member {member.name!r}: device or FIFO (only files, "
+                               "folders and links are extracted)")
         if member.issym() and (not member.linkname or member.linkname.startswith("/")
                                or "\x00" in member.linkname):
             raise ArchiveError(f"refusing archive member {member.name!r}: link to an absolute path "
@@ -109,7 +115,8 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, root: str, budget
         while chunk := source.read(_CHUNK):
             budget[0] -= len(chunk)
             if budget[0] < 0:
-                raise ArchiveError("the archive unpacks to more bytes than its headers say (or than the limit)")
+                raise ArchiveError("the archive unpacks to more bytes than its headers say (or than the "
+                                   "limit)")
             out.write(chunk)
     os.chmod(path, 0o755 if member.mode & 0o111 else 0o644)
 
@@ -122,8 +129,8 @@ def _make_link(member: tarfile.TarInfo, root: str) -> str:
     if member.islnk():
         target = os.path.realpath(os.path.join(root, member.linkname))
         if not _inside(target, root) or not os.path.isfile(target):
-            raise ArchiveError(f"refusing archive member {member.name!r}: link leaving the archive (a hard link "
-                               f"to {member.linkname!r}, which is not a file of it)")
+            raise ArchiveError(f"refusing archive member {member.name!r}: link leaving the archive (a hard "
+                               f"link to {member.linkname!r}, which is not a file of it)")
         os.link(target, path)
         return path
     resolved = os.path.realpath(os.path.join(parent, member.linkname))
@@ -137,8 +144,8 @@ def _make_link(member: tarfile.TarInfo, root: str) -> str:
 def safe_extract(archive: Path, dest: Path, *, max_members: int = DEFAULT_MAX_MEMBERS,
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  check: Callable[[tarfile.TarInfo], None] | None = None) -> list[str]:
-    """Extract the tar archive ``archive`` (any compression tarfile reads) into the folder ``dest`` (created if
-    missing) as the module docstring says; ``check(member)`` may refuse more (raise :class:`ArchiveError`).
+    """Extract the tar archive ``archive`` (any compression tarfile reads) into the folder ``dest`` (created
+    if missing) as the module docstring says; ``check(member)`` may refuse more (raise :class:`ArchiveError`).
     Returns the normalised member names."""
     dest.mkdir(parents=True, exist_ok=True)
     root = os.path.realpath(dest)
@@ -156,6 +163,6 @@ def safe_extract(archive: Path, dest: Path, *, max_members: int = DEFAULT_MAX_ME
         links += [_make_link(m, root) for m in members if m.issym()]
     for path in links:
         if not _inside(os.path.realpath(path), root):
-            raise ArchiveError(f"refusing archive: {os.path.relpath(path, root)} leads outside the destination "
-                               "through another link of the archive")
+            raise ArchiveError(f"refusing archive: {os.path.relpath(path, root)} leads outside the "
+                               "destination through another link of the archive")
     return [m.name for m in members]

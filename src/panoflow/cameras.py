@@ -1,8 +1,8 @@
 """The device's camera registry: named cameras (URL, username, password) in one JSON file with mode 0600.
 
 Graph overrides and ``panoflow run --camera NODE=NAME`` refer to cameras by name, so passwords live in one
-private file instead of command lines, manifests and shell history. :meth:`Camera.uri` embeds the credentials for
-the source plugin only; everything shown to people goes through :meth:`Camera.redacted`.
+private file instead of command lines, manifests and shell history. :meth:`Camera.uri` embeds the credentials
+for the source plugin only; everything shown to people goes through :meth:`Camera.redacted`.
 
 The file is rewritten atomically (temporary file in the same folder, ``fsync``, ``os.replace``) under an
 ``flock``, so concurrent ``panoflow cameras add`` calls never lose an entry or leave a half-written file.
@@ -55,7 +55,9 @@ def default_registry_path(environ: Mapping[str, str]) -> Path:
     Callers (the CLI, the daemon) pass their environment: library code reads none."""
     if environ.get("PANOFLOW_CAMERAS"):
         return Path(environ["PANOFLOW_CAMERAS"]).expanduser()
-    base = Path(environ.get("XDG_STATE_HOME") or Path(environ.get("HOME") or Path.home()) / ".local" / "state")
+    base = Path(
+        environ.get("XDG_STATE_HOME") or Path(environ.get("HOME") or Path.home()) / ".local" / "state"
+    )
     return base / "panoflow" / "cameras.json"
 
 
@@ -69,7 +71,8 @@ class Camera:
     password: str | None = None
 
     def uri(self) -> str:
-        """The URL with the credentials embedded (percent-encoded): for the source plugin only, never log it."""
+        """The URL with the credentials embedded (percent-encoded): for the source plugin only, never log
+        it."""
         return with_credentials(self.url, self.username, self.password)
 
     def redacted(self) -> str:
@@ -85,7 +88,8 @@ class Camera:
         return f"Camera(name={self.name!r}, url={self.redacted()!r})"
 
 
-def _split_credentials(url: str, username: str | None, password: str | None) -> tuple[str, str | None, str | None]:
+def _split_credentials(url: str, username: str | None,
+                       password: str | None) -> tuple[str, str | None, str | None]:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - validates the port
@@ -123,7 +127,8 @@ class CameraRegistry:
         try:
             doc = json.loads(text)
             entries = doc["cameras"]
-            return {name: Camera(name, e["url"], e.get("username"), e.get("password")) for name, e in entries.items()}
+            return {name: Camera(name, e["url"], e.get("username"), e.get("password")) for name,
+                    e in entries.items()}
         except (ValueError, KeyError, TypeError, AttributeError):
             raise RegistryError(f"camera registry {self.path} is not a valid registry file") from None
 
@@ -181,7 +186,8 @@ class CameraRegistry:
                      if v is not None}
             for c in sorted(cameras.values(), key=lambda c: c.name)
         }}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)  # created with mode 0600
+        # created with mode 0600
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 os.fchmod(f.fileno(), 0o600)

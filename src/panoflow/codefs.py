@@ -1,8 +1,9 @@
 """Lay out a code package's files as its container would see them, without Docker.
 
 ``stage_code`` copies what the package's Dockerfile copies (``COPY src /panorama``, ``WORKDIR /panorama`` +
-``COPY . .``...) into a staging root owned by panoflow; the sandbox then shows ``<root>/panorama`` as ``/panorama``.
-A package without a Dockerfile is treated as ``COPY src /panorama`` when it has ``src/``, else ``COPY . /panorama``.
+``COPY . .``...) into a staging root owned by panoflow; the sandbox then shows ``<root>/panorama`` as
+``/panorama``. A package without a Dockerfile is treated as ``COPY src /panorama`` when it has ``src/``, else
+``COPY . /panorama``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _plan_for(package_dir: Path) -> DockerfilePlan:
 
 
 def stage_code(package_dir: Path, root: Path, *, node_id: str = "") -> StagedCode:
-    """Copy the package's files into ``root`` as the Dockerfile places them. Sources may not leave the package."""
+    """Copy the package's files into ``root`` as the Dockerfile places them. Sources may not leave the
+    package."""
     plan = _plan_for(package_dir)
     if root.exists():
         shutil.rmtree(root)
@@ -58,10 +60,8 @@ def stage_code(package_dir: Path, root: Path, *, node_id: str = "") -> StagedCod
             hits = [Path(p) for p in sorted(glob.glob(str(base / pattern)))] or []
             for hit in hits:
                 if not hit.resolve().is_relative_to(base):
-                    raise NodeError(
-                        f"Dockerfile line {copy.line} copies {pattern!r}, which is outside the package folder",
-                        node_id=node_id,
-                    )
+                    raise NodeError(f"Dockerfile line {copy.line} copies {pattern!r}, which is outside the "
+                                    "package folder", node_id=node_id)
             if not hits:
                 raise NodeError(
                     f"Dockerfile line {copy.line} copies {pattern!r}, which does not exist in {package_dir}",

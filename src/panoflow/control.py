@@ -1,8 +1,8 @@
 """The instance control API: how the daemon (or a person with ``curl --unix-socket``) sees inside a running
 application instance.
 
-Served by ``panoflow run --control unix:PATH`` on a unix socket (never a TCP port: it is reachable only by users
-who can open that file):
+Served by ``panoflow run --control unix:PATH`` on a unix socket (never a TCP port: it is reachable only by
+users who can open that file):
 
 - ``GET /status``: instance id, state, node statuses (Panorama's CurrentStatus names), stream counters,
   the preview URL, errors;

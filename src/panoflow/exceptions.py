@@ -1,8 +1,8 @@
 """Every error panoflow raises on purpose.
 
-One root, :class:`PanoflowError`, and a leaf per subsystem. Leaves also subclass the matching builtin where one
-fits, so ``except ValueError`` in user code keeps working. Each carries enough context (file, JSON pointer, node id)
-for the CLI to print one clear line instead of a traceback.
+One root, :class:`PanoflowError`, and a leaf per subsystem. Leaves also subclass the matching builtin where
+one fits, so ``except ValueError`` in user code keeps working. Each carries enough context (file, JSON
+pointer, node id) for the CLI to print one clear line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ class PanoflowError(Exception):
 class Problem:
     """One thing wrong (or suspicious) in an application's files.
 
-    ``file`` is the path as the user gave it (relative to the app directory where possible), ``pointer`` an RFC 6901
-    JSON pointer into that file ("" for the whole document), ``hint`` one line on how to fix it.
+    ``file`` is the path as the user gave it (relative to the app directory where possible), ``pointer`` an
+    RFC 6901 JSON pointer into that file ("" for the whole document), ``hint`` one line on how to fix it.
     """
 
     file: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -19,10 +20,11 @@ LogFormat = Literal["auto", "console", "json"]
 __all__ = ["LogFormat", "configure_logging"]
 
 
-def _redact_event(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-    """Last line of defence: strip credentials from every field before it is rendered (``core.redact``): strings,
-    nested dicts and lists to any depth, and the whole value of a field named like a secret (``password=``,
-    ``token=``). Objects of other types are rendered through ``str()`` first when that text holds a URL."""
+def _redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Last line of defence: strip credentials from every field before it is rendered (``core.redact``):
+    strings, nested dicts and lists to any depth, and the whole value of a field named like a secret
+    (``password=``, ``token=``). Objects of other types are rendered through ``str()`` first when that text
+    holds a URL."""
     for key, value in event.items():
         if is_secret_key(key) and value not in (None, ""):
             event[key] = MASK

@@ -6,8 +6,8 @@ Every function takes numpy or CuPy arrays and returns an array of the same kind,
     x = ops.preprocess(frame.image, (224, 224), mean=ops.IMAGENET_MEAN, std=ops.IMAGENET_STD)  # [1,3,224,224]
     scores, = node.call({"data": x}, "model_node")
 
-Images are ``HxWxC`` (or ``NxHxWxC``) as panoflow delivers them: ``uint8``, BGR. The two implementations use the
-same arithmetic (bilinear resize with half-pixel centres, as OpenCV's ``INTER_LINEAR`` and PyTorch's
+Images are ``HxWxC`` (or ``NxHxWxC``) as panoflow delivers them: ``uint8``, BGR. The two implementations use
+the same arithmetic (bilinear resize with half-pixel centres, as OpenCV's ``INTER_LINEAR`` and PyTorch's
 ``align_corners=False``; float32 throughout), so their results agree to float32 rounding.
 """
 
@@ -63,8 +63,8 @@ def _axis_weights(xp: Any, src: int, dst: int) -> tuple[Array, Array, Array]:
 
 
 def resize(image: Array, size: tuple[int, int], interpolation: str = "bilinear") -> Array:
-    """Resize ``HxWxC`` / ``NxHxWxC`` (or ``HxW``) to ``size`` = (width, height). ``bilinear`` returns float32,
-    ``nearest`` keeps the dtype. Sizes must be positive."""
+    """Resize ``HxWxC`` / ``NxHxWxC`` (or ``HxW``) to ``size`` = (width, height). ``bilinear`` returns
+    float32, ``nearest`` keeps the dtype. Sizes must be positive."""
     xp = array_module(image)
     width, height = int(size[0]), int(size[1])
     if width <= 0 or height <= 0:
@@ -96,7 +96,8 @@ def convert_color(image: Array, source: str = "BGR", target: str = "RGB") -> Arr
     if sorted(source) != sorted(target):
         raise ValueError(f"convert_color: {source} and {target} do not hold the same channels")
     if image.shape[-1] != len(source):
-        raise ValueError(f"convert_color: {source} needs {len(source)} channels, the image has {image.shape[-1]}")
+        raise ValueError(f"convert_color: {source} needs {len(source)} channels, the image has "
+                         f"{image.shape[-1]}")
     if source == target:
         return image
     xp = array_module(image)

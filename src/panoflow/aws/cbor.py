@@ -1,8 +1,9 @@
-"""A small CBOR (RFC 8949) codec for the ``smithy-rpc-v2-cbor`` protocol that current AWS SDKs speak to CloudWatch.
+"""A small CBOR (RFC 8949) codec for the ``smithy-rpc-v2-cbor`` protocol that current AWS SDKs speak to
+CloudWatch.
 
 Decodes every major type (definite and indefinite lengths, half/single/double floats, tags: tag 1 epoch
-timestamps become floats, others give their content). Encodes the plain values panoflow answers with. Malformed
-input raises :class:`CborError` (a ``ValueError``), never anything else.
+timestamps become floats, others give their content). Encodes the plain values panoflow answers with.
+Malformed input raises :class:`CborError` (a ``ValueError``), never anything else.
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ class _Reader:
                 if not isinstance(chunk, bytes if major == 2 else str):
                     raise CborError("an indefinite-length string holds a chunk of another type")
                 parts.append(chunk)
-            return b"".join(parts) if major == 2 else "".join(parts)
+            if major == 2:
+                return b"".join(part for part in parts if isinstance(part, bytes))
+            return "".join(part for part in parts if isinstance(part, str))
         raw = self.take(arg)
         if major == 2:
             return raw

@@ -1,10 +1,12 @@
-"""Local CloudWatch ``PutMetricData``: the request parsers for every wire protocol SDKs use, and the metric store.
+"""Local CloudWatch ``PutMetricData``: the request parsers for every wire protocol SDKs use, and the metric
+store.
 
-boto3 up to 1.35 posts ``awsquery`` forms (``Action=PutMetricData&MetricData.member.1.MetricName=...``); current
-ones send ``smithy-rpc-v2-cbor`` (``POST /service/GraniteServiceVersion20100801/operation/PutMetricData``) or
-``awsJson1_0`` (``X-Amz-Target: GraniteServiceVersion20100801.PutMetricData``). All three come to the same
-:class:`Datum` list. :class:`MetricStore` keeps the last value and a sample count per (namespace, metric, unit,
-dimensions) and renders them as Prometheus families ``panoflow_cloudwatch_metric`` and
+boto3 up to 1.35 posts ``awsquery`` forms (``Action=PutMetricData&MetricData.member.1.MetricName=...``);
+current ones send ``smithy-rpc-v2-cbor`` (``POST
+/service/GraniteServiceVersion20100801/operation/PutMetricData``) or ``awsJson1_0`` (``X-Amz-Target:
+GraniteServiceVersion20100801.PutMetricData``). All three come to the same
+:class:`Datum` list. :class:`MetricStore` keeps the last value and a sample count per (namespace, metric,
+unit, dimensions) and renders them as Prometheus families ``panoflow_cloudwatch_metric`` and
 ``panoflow_cloudwatch_metric_samples_total``, dimension names as snake_case labels.
 """
 
@@ -28,7 +30,8 @@ _RESERVED = {"namespace", "metric", "unit"}
 
 
 class CloudWatchError(ValueError):
-    """A request CloudWatch would refuse: ``code`` is CloudWatch's error code (``InvalidParameterValue``...)."""
+    """A request CloudWatch would refuse: ``code`` is CloudWatch's error code
+    (``InvalidParameterValue``...)."""
 
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -75,8 +78,10 @@ def _datum(namespace: str, raw: Mapping[str, Any], where: str) -> Datum:
     dims_raw = raw.get("Dimensions") or []
     if not isinstance(dims_raw, list):
         raise CloudWatchError("InvalidParameterValue", f"{where}.Dimensions must be a list")
-    dims = tuple(sorted((_text(d.get("Name") if isinstance(d, Mapping) else None, f"{where}.Dimensions.{i}.Name"),
-                         _text(d.get("Value") if isinstance(d, Mapping) else None, f"{where}.Dimensions.{i}.Value"))
+    dims = tuple(sorted((_text(d.get("Name") if isinstance(d, Mapping) else None,
+                               f"{where}.Dimensions.{i}.Name"),
+                         _text(d.get("Value") if isinstance(d, Mapping) else None,
+                               f"{where}.Dimensions.{i}.Value"))
                         for i, d in enumerate(dims_raw, 1)))
     if len(dims) > 30:
         raise CloudWatchError("InvalidParameterValue", f"{where}.Dimensions: at most 30")
@@ -94,12 +99,14 @@ def _datum(namespace: str, raw: Mapping[str, Any], where: str) -> Datum:
         total = _number(stats.get("Sum"), f"{where}.StatisticValues.Sum")
         value, count = (total / samples if samples else total), samples
     else:
-        raise CloudWatchError("MissingParameter", f"{where}: one of Value, Values or StatisticValues is required")
+        raise CloudWatchError("MissingParameter", f"{where}: one of Value, Values or StatisticValues is "
+                                                  "required")
     return Datum(namespace, name, unit, dims, value, count)
 
 
 def parse_document(doc: Any) -> list[Datum]:
-    """The data of a JSON or CBOR ``PutMetricData`` input (``Namespace``, ``MetricData``, ``EntityMetricData``)."""
+    """The data of a JSON or CBOR ``PutMetricData`` input (``Namespace``, ``MetricData``,
+    ``EntityMetricData``)."""
     if not isinstance(doc, Mapping):
         raise CloudWatchError("InvalidParameterValue", "the PutMetricData input must be a structure")
     namespace = _text(doc.get("Namespace"), "Namespace")
@@ -115,7 +122,8 @@ def parse_document(doc: Any) -> list[Datum]:
         inner = entity.get("MetricData") if isinstance(entity, Mapping) else None
         if not isinstance(inner, list):
             raise CloudWatchError("InvalidParameterValue", f"EntityMetricData.{e}.MetricData must be a list")
-        data += [_datum(namespace, raw, f"EntityMetricData.{e}.MetricData.{i}") for i, raw in enumerate(inner, 1)]
+        data += [_datum(namespace, raw, f"EntityMetricData.{e}.MetricData.{i}") for i,
+                 raw in enumerate(inner, 1)]
     if len(data) > 1000:
         raise CloudWatchError("InvalidParameterValue", "at most 1000 metric data per PutMetricData")
     return data
@@ -217,7 +225,8 @@ class MetricStore:
         """Every series as a plain dict (Namespace, MetricName, Unit, Dimensions, Value, SampleCount): what a
         telemetry upload carries."""
         return [{"Namespace": ns, "MetricName": name, "Unit": unit,
-                 "Dimensions": [{"Name": k, "Value": v} for k, v in dims], "Value": value, "SampleCount": count}
+                 "Dimensions": [{"Name": k, "Value": v} for k, v in dims], "Value": value,
+                 "SampleCount": count}
                 for (ns, name, unit, dims), (value, count) in sorted(self._series.items())]
 
     def families(self) -> list[MetricFamily]:

@@ -2,8 +2,8 @@
 
 Sources (one per instance): the device's own credentials from a profile or a credentials file
 (:class:`BotocoreSource`), a role assumed with STS from those (:class:`AssumeRoleSource`), or, offline, random
-credentials that only panoflow's local services accept (:class:`LocalSource`). :class:`CredentialCache` fetches from
-the source in a thread and again before expiry; the gateway serves what it holds.
+credentials that only panoflow's local services accept (:class:`LocalSource`). :class:`CredentialCache`
+fetches from the source in a thread and again before expiry; the gateway serves what it holds.
 
 botocore is needed only for the first two (the ``aws`` extra: ``pip install 'panoflow[aws]'``); a device that
 serves CloudWatch and S3 locally, offline, runs without it. Secrets never reach ``repr``, logs or errors.
@@ -46,7 +46,8 @@ class AwsCredentials:
     expiration: dt.datetime
 
     def __repr__(self) -> str:
-        return f"AwsCredentials(access_key_id={self.access_key_id!r}, expiration={self.expiration.isoformat()})"
+        return (f"AwsCredentials(access_key_id={self.access_key_id!r}, "
+                f"expiration={self.expiration.isoformat()})")
 
     def container_document(self, expiration: dt.datetime | None = None) -> dict[str, str]:
         """The JSON body of the container-credentials protocol (what every SDK's container provider reads)."""
@@ -67,7 +68,8 @@ def _botocore() -> Any:
     try:
         import botocore.session
     except ImportError:  # pragma: no cover - the test environment has botocore
-        raise AwsError(f"AWS credentials for applications need botocore, which is not installed: {_EXTRA_HINT}")
+        raise AwsError("AWS credentials for applications need botocore, which is not installed: "
+                       f"{_EXTRA_HINT}")
     return botocore.session
 
 
@@ -77,7 +79,8 @@ def _describe(exc: Exception) -> str:
 
 
 class BotocoreSource:
-    """The device's own credentials: a named profile and/or a credentials file, else botocore's default chain."""
+    """The device's own credentials: a named profile and/or a credentials file, else botocore's default
+    chain."""
 
     def __init__(self, profile: str | None = None, credentials_file: Path | None = None):
         self.profile, self.credentials_file = profile, credentials_file
@@ -98,14 +101,20 @@ class BotocoreSource:
     def fetch(self) -> AwsCredentials:
         try:
             creds = self._load()
-        except Exception as exc:  # botocore raises ProfileNotFound, config parse errors...
+        except Exception as exc:  # noqa: BLE001 (botocore raises ProfileNotFound, config parse errors...)
             raise AwsError(f"cannot read AWS credentials from {self.description}: {_describe(exc)}") from None
         if creds is None:
-            raise AwsError(f"no AWS credentials in {self.description}: give --aws-profile NAME or "
-                           "--aws-credentials FILE (an INI file with aws_access_key_id/aws_secret_access_key)")
+            raise AwsError(
+                f"no AWS credentials in {self.description}: give --aws-profile NAME or "
+                "--aws-credentials FILE (an INI file with aws_access_key_id/aws_secret_access_key)"
+            )
         frozen = creds.get_frozen_credentials()
         expiry = getattr(creds, "_expiry_time", None)
-        expiration = expiry.astimezone(dt.timezone.utc) if isinstance(expiry, dt.datetime) else _now() + _STATIC_LIFETIME
+        expiration = (
+            expiry.astimezone(dt.timezone.utc)
+            if isinstance(expiry, dt.datetime)
+            else _now() + _STATIC_LIFETIME
+        )
         return AwsCredentials(frozen.access_key, frozen.secret_key, frozen.token or "", expiration)
 
 
@@ -115,18 +124,23 @@ class AssumeRoleSource:
     def __init__(self, role_arn: str, base: BotocoreSource, *, region: str, session_name: str = "panoflow",
                  sts_endpoint: str | None = None, duration_seconds: int = 3600):
         self.role_arn, self.base, self.region = role_arn, base, region
-        self.session_name, self.sts_endpoint, self.duration_seconds = session_name, sts_endpoint, duration_seconds
+        self.session_name, self.sts_endpoint, self.duration_seconds = (
+            session_name,
+            sts_endpoint,
+            duration_seconds,
+        )
         self.description = f"role {role_arn} (assumed with {base.description})"
 
     def fetch(self) -> AwsCredentials:
         base = self.base.fetch()
         try:
             sts = _botocore().Session().create_client(
-                "sts", region_name=self.region, endpoint_url=self.sts_endpoint, aws_access_key_id=base.access_key_id,
+                "sts", region_name=self.region, endpoint_url=self.sts_endpoint,
+                aws_access_key_id=base.access_key_id,
                 aws_secret_access_key=base.secret_access_key, aws_session_token=base.session_token or None)
             answer = sts.assume_role(RoleArn=self.role_arn, RoleSessionName=self.session_name[:64],
                                      DurationSeconds=self.duration_seconds)
-        except Exception as exc:  # NoCredentialsError, ClientError (AccessDenied), EndpointConnectionError...
+        except Exception as exc:  # noqa: BLE001 (NoCredentialsError, ClientError, EndpointConnectionError...)
             raise AwsError(f"cannot assume {self.role_arn}: {_describe(exc)}") from None
         c = answer["Credentials"]
         return AwsCredentials(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"],
@@ -134,8 +148,8 @@ class AssumeRoleSource:
 
 
 class LocalSource:
-    """Random credentials for an offline instance: the SDK can sign, and only the gateway's local services (which
-    do not check signatures) answer. One set per instance, constant for its life."""
+    """Random credentials for an offline instance: the SDK can sign, and only the gateway's local services
+    (which do not check signatures) answer. One set per instance, constant for its life."""
 
     description = "local (offline) credentials"
 
@@ -152,7 +166,8 @@ def credential_source(settings: AwsSettings) -> CredentialSource:
     if settings.role_arn:
         base = BotocoreSource(settings.profile, settings.credentials_file)
         return AssumeRoleSource(settings.role_arn, base, region=settings.region,
-                                session_name=settings.role_session_name, sts_endpoint=settings.endpoints.get("sts"))
+                                session_name=settings.role_session_name,
+                                sts_endpoint=settings.endpoints.get("sts"))
     if settings.profile or settings.credentials_file:
         _botocore()
         return BotocoreSource(settings.profile, settings.credentials_file)
@@ -162,15 +177,20 @@ def credential_source(settings: AwsSettings) -> CredentialSource:
 class CredentialCache:
     """The current credentials of one instance, fetched again before they expire.
 
-    ``refresh_margin`` (seconds): fetch anew when less than this is left (default: half the lifetime seen at the
-    last fetch, so the SDK's own 15-minute advisory window finds fresh credentials). ``max_lifetime`` (seconds)
-    caps how long fetched credentials are treated (and served) as valid: tests use it to make the SDK refresh within
-    seconds. Thread-safe; ``get`` blocks while a fetch runs.
+    ``refresh_margin`` (seconds): fetch anew when less than this is left (default: half the lifetime seen at
+    the last fetch, so the SDK's own 15-minute advisory window finds fresh credentials). ``max_lifetime``
+    (seconds) caps how long fetched credentials are treated (and served) as valid: tests use it to make the
+    SDK refresh within seconds. Thread-safe; ``get`` blocks while a fetch runs.
     """
 
     def __init__(self, source: CredentialSource, *, refresh_margin: float | None = None,
                  max_lifetime: float | None = None, clock: Callable[[], dt.datetime] = _now):
-        self.source, self.refresh_margin, self.max_lifetime, self._clock = source, refresh_margin, max_lifetime, clock
+        self.source, self.refresh_margin, self.max_lifetime, self._clock = (
+            source,
+            refresh_margin,
+            max_lifetime,
+            clock,
+        )
         self._lock = threading.Lock()
         self._current: AwsCredentials | None = None
         self._expires: dt.datetime | None = None
@@ -195,7 +215,8 @@ class CredentialCache:
                     fresh = self.source.fetch()
                 except AwsError as exc:
                     if self._current is not None and self._expires is not None and self._expires > now:
-                        log.warning("aws_credentials_refresh_failed", source=self.source.description, error=str(exc))
+                        log.warning("aws_credentials_refresh_failed", source=self.source.description,
+                                    error=str(exc))
                     else:
                         raise
                 else:

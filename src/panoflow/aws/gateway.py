@@ -3,17 +3,20 @@
 It serves, to that instance's sandbox only:
 
 1. the container-credentials protocol (``GET /panoflow/credentials`` with the instance's random token in
-   ``Authorization``; compared in constant time; another token gets 403), fresh credentials from the instance's
+   ``Authorization``; compared in constant time; another token gets 403), fresh credentials from the
+   instance's
    :class:`~panoflow.aws.credentials.CredentialCache`;
 2. local CloudWatch ``PutMetricData`` (query, JSON and rpc-v2-cbor), kept in a
    :class:`~panoflow.aws.cloudwatch.MetricStore`;
 3. local S3 (:class:`~panoflow.aws.s3.LocalS3`), path-style and virtual-hosted;
 4. forwarding of ``--aws-endpoint SERVICE=URL`` services, the request's Host and signature untouched;
-5. an AWS-shaped ``NotImplemented`` (501, which SDKs do not retry) for every other service, logged once per service.
+5. an AWS-shaped ``NotImplemented`` (501, which SDKs do not retry) for every other service, logged once per
+   service.
 
-A plain HTTP listener takes the credentials requests and new SDKs (``AWS_ENDPOINT_URL_<SERVICE>``); a TLS listener
-with a certificate for the services' AWS hostnames (signed by the device CA, see :mod:`panoflow.aws.tls`) takes old
-SDKs whose AWS hostnames the sandbox resolves to it. :meth:`AwsGateway.sandbox` says what the sandbox must map.
+A plain HTTP listener takes the credentials requests and new SDKs (``AWS_ENDPOINT_URL_<SERVICE>``); a TLS
+listener with a certificate for the services' AWS hostnames (signed by the device CA, see
+:mod:`panoflow.aws.tls`) takes old SDKs whose AWS hostnames the sandbox resolves to it.
+:meth:`AwsGateway.sandbox` says what the sandbox must map.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 import aiohttp
@@ -41,6 +44,9 @@ from panoflow.aws.settings import AwsError, AwsSettings, known_services, service
 from panoflow.aws.tls import DeviceCA
 from panoflow.aws.wire import error_answer, protocol_of, s3_bucket_from_host, service_of
 from panoflow.core.metrics import MetricFamily
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["CREDENTIALS_PATH", "AwsGateway", "SandboxAws", "app_config_text", "app_environment",
            "sandbox_hostnames"]
@@ -85,8 +91,8 @@ def _certificate_names(region: str, services: Iterable[str]) -> list[str]:
 
 
 def app_config_text(region: str) -> str:
-    """An ``AWS_CONFIG_FILE`` for the app: its region, and path-style S3 addresses (so old SDKs reach S3 through
-    the hostnames :func:`sandbox_hostnames` lists, whatever the bucket)."""
+    """An ``AWS_CONFIG_FILE`` for the app: its region, and path-style S3 addresses (so old SDKs reach S3
+    through the hostnames :func:`sandbox_hostnames` lists, whatever the bucket)."""
     return f"[default]\nregion = {region}\ns3 =\n    addressing_style = path\n"
 
 
@@ -96,8 +102,9 @@ def app_environment(*, credentials_url: str, token: str, region: str, endpoint_u
     """The environment an app's AWS SDK needs, and nothing secret beyond the per-instance endpoint token.
 
     ``endpoint_url`` is the gateway's plain HTTP address as the sandbox reaches it; ``endpoint_services`` get
-    ``AWS_ENDPOINT_URL_<SERVICE>`` (new SDKs); ``all_services`` (offline) also sets ``AWS_ENDPOINT_URL`` so every
-    other service fails fast at the gateway. ``ca_bundle`` and ``config_file`` are paths inside the sandbox.
+    ``AWS_ENDPOINT_URL_<SERVICE>`` (new SDKs); ``all_services`` (offline) also sets ``AWS_ENDPOINT_URL`` so
+    every other service fails fast at the gateway. ``ca_bundle`` and ``config_file`` are paths inside the
+    sandbox.
     """
     env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials_url, "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
            "AWS_REGION": region, "AWS_DEFAULT_REGION": region, "AWS_EC2_METADATA_DISABLED": "true",
@@ -119,9 +126,10 @@ class SandboxAws:
     """What the sandbox launcher must do for one instance's AWS access.
 
     ``ports``: (port inside the sandbox's loopback, gateway port on the host's 127.0.0.1) pairs to forward
-    (the HTTP listener at the same number; 443 to the TLS listener). ``hosts``: names to resolve to 127.0.0.1 in
-    the sandbox's /etc/hosts. ``files``: (host file, path inside) to bind read-only (the CA bundle and the AWS
-    config file; certificates and settings only, never a key). ``env``: the app's AWS environment variables.
+    (the HTTP listener at the same number; 443 to the TLS listener). ``hosts``: names to resolve to 127.0.0.1
+    in the sandbox's /etc/hosts. ``files``: (host file, path inside) to bind read-only (the CA bundle and the
+    AWS config file; certificates and settings only, never a key). ``env``: the app's AWS environment
+    variables.
     """
 
     ports: tuple[tuple[int, int], ...]
@@ -131,16 +139,18 @@ class SandboxAws:
 
 
 class AwsGateway:
-    """One instance's AWS gateway. ``async with AwsGateway(...) as gw`` (or ``await start()`` / ``await stop()``).
+    """One instance's AWS gateway. ``async with AwsGateway(...) as gw`` (or ``await start()`` / ``await
+    stop()``).
 
-    ``state_dir`` is the device's state folder: local S3 objects go to ``STATE/aws/s3`` (shared by the device's
-    instances, one cap), the CA to ``STATE/aws/ca`` (keys, never mounted into a sandbox), the per-instance files an
-    app may read (CA bundle, config) to ``STATE/aws/apps/INSTANCE``. ``metrics`` may be shared by the instances of a
-    device, and so should ``s3`` (one :class:`LocalS3` keeps one cap for the device's folder); ``source`` overrides
-    the credential source the settings imply (tests); ``refresh_margin`` and
-    ``max_lifetime`` are passed to the :class:`CredentialCache`. ``require_credentials=False`` lets the gateway
-    start while the credentials cannot be had yet (a device booting without network): it logs why, and the app's
-    SDK gets an error from the credentials endpoint until they can.
+    ``state_dir`` is the device's state folder: local S3 objects go to ``STATE/aws/s3`` (shared by the
+    device's instances, one cap), the CA to ``STATE/aws/ca`` (keys, never mounted into a sandbox), the
+    per-instance files an app may read (CA bundle, config) to ``STATE/aws/apps/INSTANCE``. ``metrics`` may be
+    shared by the instances of a device, and so should ``s3`` (one :class:`LocalS3` keeps one cap for the
+    device's folder); ``source`` overrides the credential source the settings imply (tests);
+    ``refresh_margin`` and ``max_lifetime`` are passed to the :class:`CredentialCache`.
+    ``require_credentials=False`` lets the gateway start while the credentials cannot be had yet (a device
+    booting without network): it logs why, and the app's SDK gets an error from the credentials endpoint until
+    they can.
     """
 
     def __init__(self, settings: AwsSettings, *, instance_id: str, state_dir: Path,
@@ -165,7 +175,7 @@ class AwsGateway:
         self.log = log.bind(instance_id=instance_id)
         self.denied = 0
 
-    # -- what the sandbox needs ----------------------------------------------------------------------------------
+    # -- what the sandbox needs ------------------------------------------------------------------------------
     @property
     def redirected(self) -> frozenset[str]:
         return frozenset(self.settings.endpoints)
@@ -176,12 +186,13 @@ class AwsGateway:
 
     @property
     def offline(self) -> bool:
-        """No credentials configured: every AWS call of the app comes to the gateway (and fails fast if unserved)."""
+        """No credentials configured: every AWS call of the app comes to the gateway (and fails fast if
+        unserved)."""
         return not self.settings.has_credentials
 
     def mapped_services(self) -> frozenset[str]:
-        """Services whose hostnames the sandbox resolves to the gateway: the local and redirected ones, and offline
-        every service panoflow knows by name (so those fail fast instead of waiting on a network)."""
+        """Services whose hostnames the sandbox resolves to the gateway: the local and redirected ones, and
+        offline every service panoflow knows by name (so those fail fast instead of waiting on a network)."""
         names = set(self.local) | set(self.redirected)
         if self.offline:
             names |= {s.name for s in known_services()}
@@ -222,13 +233,14 @@ class AwsGateway:
         return SandboxAws(tuple(ports), tuple(self.hostnames()) if self.https_port else (), tuple(files), env)
 
     def families(self) -> list[MetricFamily]:
-        """This instance's CloudWatch metrics as Prometheus families (for the instance's and daemon's /metrics)."""
+        """This instance's CloudWatch metrics as Prometheus families (for the instance's and daemon's
+        /metrics)."""
         return self.metrics.families()
 
-    # -- life cycle ----------------------------------------------------------------------------------------------
+    # -- life cycle ------------------------------------------------------------------------------------------
     async def start(self) -> AwsGateway:
-        """Fetch the credentials once (so a bad role fails now, with its reason), bind the listeners, write the
-        app's files. Raises :class:`AwsError`."""
+        """Fetch the credentials once (so a bad role fails now, with its reason), bind the listeners, write
+        the app's files. Raises :class:`AwsError`."""
         try:
             await anyio.to_thread.run_sync(self.cache.get)
         except AwsError as exc:
@@ -278,14 +290,15 @@ class AwsGateway:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> AwsGateway:
-        return await self.start()
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    # -- requests ------------------------------------------------------------------------------------------------
+    # -- requests --------------------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == CREDENTIALS_PATH:
             return await self._credentials(request)
@@ -306,16 +319,18 @@ class AwsGateway:
             self.log.warning("aws_service_not_served", service=what, method=request.method,
                              local=sorted(self.local), redirected=sorted(self.redirected))
         return _answer(error_answer(protocol, 501, "NotImplemented",
-                                    f"panoflow does not serve {what} to this application: give the instance AWS "
-                                    "credentials (--aws-profile, --aws-credentials or --aws-role-arn) or redirect "
-                                    f"it (--aws-endpoint {name or 'SERVICE'}=URL)", xml_namespace=None))
+                                    f"panoflow does not serve {what} to this application: give the instance "
+                                    "AWS credentials (--aws-profile, --aws-credentials or --aws-role-arn) "
+                                    "or redirect it (--aws-endpoint "
+                                    f"{name or 'SERVICE'}=URL)", xml_namespace=None))
 
     async def _credentials(self, request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             self.denied += 1
             self.log.warning("aws_credentials_denied", remote=request.remote, token_given=bool(given))
-            return web.json_response({"Code": "AccessDenied", "Message": "wrong or missing authorization token"},
+            return web.json_response({"Code": "AccessDenied",
+                                      "Message": "wrong or missing authorization token"},
                                      status=403)
         try:
             creds, expires = await anyio.to_thread.run_sync(self.cache.get)
@@ -339,7 +354,8 @@ class AwsGateway:
                 self._logged.add(key)
                 self.log.warning("aws_operation_not_served", service="cloudwatch", operation=operation)
             return _answer(error_answer(protocol, 501, "NotImplemented",
-                                        f"panoflow's local CloudWatch serves PutMetricData only, not {operation!r}",
+                                        "panoflow's local CloudWatch serves PutMetricData only, not "
+                                        f"{operation!r}",
                                         xml_namespace=_CW_XMLNS))
         try:
             if protocol == "cbor":
@@ -377,8 +393,9 @@ class AwsGateway:
             unsupported = set(query) - {"list-type", "prefix", "delimiter", "max-keys", "continuation-token",
                                         "start-after", "encoding-type", "fetch-owner", "x-id"}
             if unsupported:
-                raise S3Error(501, "NotImplemented", f"panoflow's local S3 does not serve ?{sorted(unsupported)[0]}: "
-                              "it serves PutObject, GetObject, HeadObject, DeleteObject and ListObjectsV2")
+                raise S3Error(501, "NotImplemented", "panoflow's local S3 does not serve "
+                              f"?{min(unsupported)}: it serves PutObject, GetObject, HeadObject, "
+                              "DeleteObject and ListObjectsV2")
             answer: S3Answer
             if key and method == "PUT":
                 if "aws-chunked" in request.headers.get("Content-Encoding", "") or \
@@ -386,7 +403,8 @@ class AwsGateway:
                     body = decode_aws_chunked(body)
                 answer = await anyio.to_thread.run_sync(self.s3.put_object, bucket, key, body)
             elif key and method in ("GET", "HEAD"):
-                answer = await anyio.to_thread.run_sync(lambda: self.s3.get_object(bucket, key, head=method == "HEAD"))
+                answer = await anyio.to_thread.run_sync(lambda: self.s3.get_object(bucket, key,
+                                                                                   head=method == "HEAD"))
             elif key and method == "DELETE":
                 answer = await anyio.to_thread.run_sync(self.s3.delete_object, bucket, key)
             elif not key and method == "PUT":
@@ -396,8 +414,8 @@ class AwsGateway:
             elif not key and method == "GET" and query.get("list-type") == "2":
                 answer = await anyio.to_thread.run_sync(self.s3.list_objects_v2, bucket, dict(query))
             else:
-                raise S3Error(501, "NotImplemented", f"panoflow's local S3 does not serve {method} {path}: it serves "
-                              "PutObject, GetObject, HeadObject, DeleteObject and ListObjectsV2")
+                raise S3Error(501, "NotImplemented", f"panoflow's local S3 does not serve {method} {path}: "
+                              "it serves PutObject, GetObject, HeadObject, DeleteObject and ListObjectsV2")
         except S3Error as exc:
             if exc.status == 501 and exc.message not in self._logged:
                 self._logged.add(exc.message)
@@ -425,9 +443,11 @@ class AwsGateway:
             protocol = protocol_of(request.headers, service_of(request.headers, request.query, request.host),
                                    request.content_type)
             return _answer(error_answer(protocol, 502, "EndpointUnreachable",
-                                        f"panoflow could not reach the --aws-endpoint {base}: {type(exc).__name__}",
+                                        f"panoflow could not reach the --aws-endpoint {base}: "
+                                        f"{type(exc).__name__}",
                                         sender=False))
-        response = web.Response(status=status, body=payload if request.method != "HEAD" else None, headers=out)
+        response = web.Response(status=status, body=payload if request.method != "HEAD" else None,
+                                headers=out)
         if request.method == "HEAD" and "Content-Length" in upstream.headers:
             response.headers["Content-Length"] = upstream.headers["Content-Length"]
         return response

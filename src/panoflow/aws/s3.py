@@ -1,8 +1,9 @@
 """Local S3 for offline devices: ``PutObject``, ``GetObject``, ``HeadObject``, ``DeleteObject`` and
-``ListObjectsV2`` into a folder (``ROOT/BUCKET/KEY``, one file per object), with a size cap over the whole folder.
+``ListObjectsV2`` into a folder (``ROOT/BUCKET/KEY``, one file per object), with a size cap over the whole
+folder.
 
-Keys are validated before they touch the file system (no ``..``, no empty or dot segments, no NUL, at most 1024
-bytes); every path is checked to stay under the root. Bodies sent ``aws-chunked`` (newer SDKs' streaming
+Keys are validated before they touch the file system (no ``..``, no empty or dot segments, no NUL, at most
+1024 bytes); every path is checked to stay under the root. Bodies sent ``aws-chunked`` (newer SDKs' streaming
 checksums) are decoded. Anything else S3 offers answers ``NotImplemented`` (501, not retried by SDKs).
 Synchronous: the gateway calls it in a thread.
 """
@@ -61,18 +62,20 @@ def validate_key(key: str) -> str:
     for segment in key.split("/"):
         if segment in ("", ".", ".."):
             raise S3Error(400, "InvalidArgument",
-                          f"object key {key!r}: panoflow's local S3 keeps keys as file paths, so empty, '.' and "
-                          "'..' segments (and leading, trailing or double slashes) are refused")
+                          f"object key {key!r}: panoflow's local S3 keeps keys as file paths, so empty, '.' "
+                          "and '..' segments (and leading, trailing or double slashes) are refused")
         if segment.startswith(_HIDDEN):
-            raise S3Error(400, "InvalidArgument", f"object key {key!r}: segments starting {_HIDDEN} are reserved")
+            raise S3Error(400, "InvalidArgument", f"object key {key!r}: segments starting {_HIDDEN} are "
+                                                  "reserved")
         if len(segment.encode()) > 255:
-            raise S3Error(400, "KeyTooLongError", f"object key {key!r}: a segment between slashes is at most 255 bytes")
+            raise S3Error(400, "KeyTooLongError", f"object key {key!r}: a segment between slashes is at most "
+                                                  "255 bytes")
     return key
 
 
 def decode_aws_chunked(body: bytes) -> bytes:
-    """The payload of an ``aws-chunked`` body (``SIZE[;chunk-signature=..]\\r\\nDATA\\r\\n`` ... ``0\\r\\n`` and
-    optional trailers). Raises :class:`S3Error` when it is malformed."""
+    """The payload of an ``aws-chunked`` body (``SIZE[;chunk-signature=..]\\r\\nDATA\\r\\n`` ... ``0\\r\\n``
+    and optional trailers). Raises :class:`S3Error` when it is malformed."""
     out, pos = bytearray(), 0
     while True:
         end = body.find(b"\r\n", pos)
@@ -82,7 +85,8 @@ def decode_aws_chunked(body: bytes) -> bytes:
         try:
             size = int(header, 16)
         except ValueError:
-            raise S3Error(400, "IncompleteBody", "aws-chunked body: a chunk size is not hexadecimal") from None
+            raise S3Error(400, "IncompleteBody",
+                          "aws-chunked body: a chunk size is not hexadecimal") from None
         pos = end + 2
         if size == 0:
             return bytes(out)
@@ -111,7 +115,7 @@ class LocalS3:
         self._lock = threading.Lock()
         self._usage: int | None = None
 
-    # -- paths ---------------------------------------------------------------------------------------------------
+    # -- paths -----------------------------------------------------------------------------------------------
     def _path(self, bucket: str, key: str | None = None) -> Path:
         base = self.root / validate_bucket(bucket)
         if key is None:
@@ -126,11 +130,18 @@ class LocalS3:
         """Bytes of objects stored now (walked once, then kept up to date)."""
         with self._lock:
             if self._usage is None:
-                self._usage = sum(p.stat().st_size for p in self.root.rglob("*")
-                                  if p.is_file() and not p.name.startswith(_HIDDEN)) if self.root.exists() else 0
+                self._usage = (
+                    sum(
+                        p.stat().st_size
+                        for p in self.root.rglob("*")
+                        if p.is_file() and not p.name.startswith(_HIDDEN)
+                    )
+                    if self.root.exists()
+                    else 0
+                )
             return self._usage
 
-    # -- operations ----------------------------------------------------------------------------------------------
+    # -- operations ------------------------------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, data: bytes) -> S3Answer:
         path = self._path(bucket, key)
         used = self.usage()
@@ -139,16 +150,17 @@ class LocalS3:
             after = (self._usage or 0) - old + len(data)
             if after > self.cap_bytes:
                 raise S3Error(400, "QuotaExceeded",
-                              f"panoflow's local S3 folder {self.root} would hold {after} bytes, over its cap of "
-                              f"{self.cap_bytes} bytes (now {used}): delete objects there or raise --aws-s3-cap")
+                              f"panoflow's local S3 folder {self.root} would hold {after} bytes, over its "
+                              f"cap of {self.cap_bytes} bytes (now {used}): delete objects there or raise "
+                              "--aws-s3-cap")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
-                raise S3Error(409, "InvalidArgument", f"object key {key!r} runs through another object's key in "
-                              "the local folder (keys are file paths there)") from None
+                raise S3Error(409, "InvalidArgument", f"object key {key!r} runs through another object's key "
+                              "in the local folder (keys are file paths there)") from None
             if path.is_dir():
-                raise S3Error(409, "InvalidArgument", f"object key {key!r} is a prefix of other objects' keys in "
-                              "the local folder (keys are file paths there)")
+                raise S3Error(409, "InvalidArgument", f"object key {key!r} is a prefix of other objects' "
+                              "keys in the local folder (keys are file paths there)")
             fd, tmp = tempfile.mkstemp(prefix=_HIDDEN + "-", dir=path.parent)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -165,7 +177,8 @@ class LocalS3:
 
     def get_object(self, bucket: str, key: str, *, head: bool = False) -> S3Answer:
         data, st = self._read(bucket, key)
-        headers = {"ETag": _etag(data), "Content-Length": str(len(data)), "Content-Type": "binary/octet-stream",
+        headers = {"ETag": _etag(data), "Content-Length": str(len(data)),
+                   "Content-Type": "binary/octet-stream",
                    "Last-Modified": formatdate(st.st_mtime, usegmt=True), "Accept-Ranges": "bytes"}
         return S3Answer(200, headers, b"" if head else data)
 

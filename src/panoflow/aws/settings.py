@@ -1,7 +1,7 @@
 """Typed AWS settings of one application instance, and the table of AWS services panoflow knows by name.
 
-:class:`AwsSettings` is what ``--aws-profile``, ``--aws-credentials``, ``--aws-role-arn``, ``--aws-endpoint`` and
-``--aws-local`` (or a control plane's ``RuntimeRoleArn``) come to; the CLI builds it with
+:class:`AwsSettings` is what ``--aws-profile``, ``--aws-credentials``, ``--aws-role-arn``, ``--aws-endpoint``
+and ``--aws-local`` (or a control plane's ``RuntimeRoleArn``) come to; the CLI builds it with
 :func:`panoflow.cli.aws_args.aws_settings_from_args`, the gateway consumes it. Pure data: no I/O here.
 """
 
@@ -24,8 +24,9 @@ class AwsError(PanoflowError, RuntimeError):
 
 @dataclass(frozen=True)
 class Service:
-    """One AWS service as the SDKs see it: the name users type (``cloudwatch``), the endpoint prefix and signing
-    name (``monitoring``), and the suffix of its ``AWS_ENDPOINT_URL_<SUFFIX>`` variable (``CLOUDWATCH``)."""
+    """One AWS service as the SDKs see it: the name users type (``cloudwatch``), the endpoint prefix and
+    signing name (``monitoring``), and the suffix of its ``AWS_ENDPOINT_URL_<SUFFIX>`` variable
+    (``CLOUDWATCH``)."""
 
     name: str
     prefix: str
@@ -57,8 +58,8 @@ DEFAULT_S3_CAP = 1 << 30
 
 
 def service(name: str) -> Service:
-    """The service called ``name`` (user name or endpoint prefix, any case); an unknown but well-formed name is
-    taken as its own prefix. Raises :class:`AwsError` for a malformed one."""
+    """The service called ``name`` (user name or endpoint prefix, any case); an unknown but well-formed name
+    is taken as its own prefix. Raises :class:`AwsError` for a malformed one."""
     key = name.strip().lower()
     if key in _BY_NAME:
         return _BY_NAME[key]
@@ -68,7 +69,8 @@ def service(name: str) -> Service:
 
 
 def known_services() -> tuple[Service, ...]:
-    """The services panoflow names in its tables (the hostnames an offline sandbox maps so calls fail fast)."""
+    """The services panoflow names in its tables (the hostnames an offline sandbox maps so calls fail
+    fast)."""
     return _KNOWN
 
 
@@ -76,7 +78,8 @@ def parse_endpoint(text: str) -> tuple[str, str]:
     """``SERVICE=URL`` (``--aws-endpoint``) -> (service name, URL). Raises :class:`AwsError` with the fix."""
     name, sep, url = text.partition("=")
     if not sep or not name.strip() or not url.strip():
-        raise AwsError(f"--aws-endpoint expects SERVICE=URL (e.g. cloudwatch=http://10.0.0.5:5000), got {text!r}")
+        raise AwsError("--aws-endpoint expects SERVICE=URL (e.g. cloudwatch=http://10.0.0.5:5000), got "
+                       f"{text!r}")
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise AwsError(f"--aws-endpoint {name}: {url!r} is not an http(s) URL with a host")
@@ -101,10 +104,11 @@ def parse_local(text: str) -> frozenset[str]:
 class AwsSettings:
     """How one application instance reaches AWS.
 
-    ``profile``/``credentials_file`` name the device's credentials; ``role_arn`` is assumed with them (STS) and the
-    app gets the role's credentials. ``endpoints`` maps a service name to the URL its calls are forwarded to.
-    ``local`` is the set of services served on the device; ``None`` means the default: ``cloudwatch`` and ``s3``
-    when no credentials are configured, nothing otherwise (see :attr:`local_services`).
+    ``profile``/``credentials_file`` name the device's credentials; ``role_arn`` is assumed with them (STS)
+    and the app gets the role's credentials. ``endpoints`` maps a service name to the URL its calls are
+    forwarded to. ``local`` is the set of services served on the device; ``None`` means the default:
+    ``cloudwatch`` and ``s3`` when no credentials are configured, nothing otherwise (see
+    :attr:`local_services`).
     """
 
     profile: str | None = None

@@ -1,9 +1,10 @@
 """The device's own certificate authority and the gateway's TLS certificates for AWS hostnames.
 
-Old SDKs cannot be pointed at another endpoint, so the sandbox resolves e.g. ``monitoring.us-east-1.amazonaws.com``
-to the gateway, which presents a certificate for that name signed by a per-device CA; the app trusts the CA through
-``AWS_CA_BUNDLE`` (a bundle of that CA and the system's CAs, so real AWS stays trusted too). Keys are written only
-under ``DIR`` (mode 0700, files 0600), a folder the sandbox never mounts; the bundle holds certificates only.
+Old SDKs cannot be pointed at another endpoint, so the sandbox resolves e.g.
+``monitoring.us-east-1.amazonaws.com`` to the gateway, which presents a certificate for that name signed by a
+per-device CA; the app trusts the CA through ``AWS_CA_BUNDLE`` (a bundle of that CA and the system's CAs, so
+real AWS stays trusted too). Keys are written only under ``DIR`` (mode 0700, files 0600), a folder the sandbox
+never mounts; the bundle holds certificates only.
 
 Made with the ``cryptography`` package when it is installed, else with the ``openssl`` command.
 """
@@ -46,7 +47,8 @@ def _write_private(path: Path, data: bytes) -> None:
 
 @dataclass(frozen=True)
 class LeafCertificate:
-    """A server certificate and its key (files under the CA's private folder) for the gateway's TLS listener."""
+    """A server certificate and its key (files under the CA's private folder) for the gateway's TLS
+    listener."""
 
     cert_file: Path
     key_file: Path
@@ -71,8 +73,8 @@ class DeviceCA:
         if backend == "auto":
             backend = "cryptography" if _has_cryptography() else "openssl"
         if backend == "openssl" and not shutil.which("openssl"):
-            raise AwsError("the AWS gateway's TLS certificates need the cryptography package or the openssl command:"
-                           " pip install cryptography, or apt-get install openssl")
+            raise AwsError("the AWS gateway's TLS certificates need the cryptography package or the openssl "
+                           "command: pip install cryptography, or apt-get install openssl")
         self.backend = backend
         self.folder.mkdir(parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)
@@ -101,10 +103,11 @@ class DeviceCA:
             self._issue_openssl(hostnames, leaf)
         return leaf
 
-    # -- cryptography --------------------------------------------------------------------------------------------
+    # -- cryptography ----------------------------------------------------------------------------------------
     def _create_ca(self) -> None:
         if self.backend == "openssl":
-            self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                          "-nodes",
                           "-keyout", str(self.key_file), "-out", str(self.cert_file), "-days", "3650",
                           "-subj", "/CN=panoflow device CA for application AWS endpoints",
                           "-addext", "basicConstraints=critical,CA:TRUE",
@@ -118,14 +121,16 @@ class DeviceCA:
         from cryptography.x509.oid import NameOID
 
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "panoflow device CA for application AWS endpoints")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "panoflow device CA for application AWS "
+                                                                  "endpoints")])
         now = dt.datetime.now(dt.timezone.utc)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
                 .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
                 .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                             key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                             key_encipherment=False, data_encipherment=False,
+                                             key_agreement=False,
                                              key_cert_sign=True, crl_sign=True, encipher_only=False,
                                              decipher_only=False), critical=True)
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -150,7 +155,8 @@ class DeviceCA:
                 .issuer_name(ca_cert.subject).public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=365))
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]), critical=False)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hostnames]),
+                               critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
                 .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
@@ -161,7 +167,7 @@ class DeviceCA:
                                                         serialization.NoEncryption()))
         leaf.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    # -- openssl -------------------------------------------------------------------------------------------------
+    # -- openssl ---------------------------------------------------------------------------------------------
     def _openssl(self, *args: str) -> None:
         result = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -174,9 +180,11 @@ class DeviceCA:
             ext.write_text("subjectAltName=" + ",".join(f"DNS:{h}" for h in hostnames) + "\n"
                            "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n"
                            "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
-            self._openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            self._openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                          "-nodes",
                           "-keyout", str(leaf.key_file), "-out", str(csr), "-subj", f"/CN={hostnames[0]}")
             os.chmod(leaf.key_file, 0o600)
-            self._openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert_file), "-CAkey", str(self.key_file),
+            self._openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert_file), "-CAkey",
+                          str(self.key_file),
                           "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "365",
                           "-out", str(leaf.cert_file), "-extfile", str(ext))

@@ -1,9 +1,10 @@
 """What an incoming AWS SDK request is for, and AWS-shaped answers in the protocol the SDK speaks.
 
-The service comes from the SigV4 credential scope (``Credential=AKID/DATE/REGION/SERVICE/aws4_request``, in the
-``Authorization`` header or a presigned URL's ``X-Amz-Credential``), else from the ``Host`` name
-(``monitoring.us-east-1.amazonaws.com``, ``BUCKET.s3.amazonaws.com``). Errors are rendered so that every botocore
-parser (query, json, rest-json, rest-xml, rpc-v2-cbor) raises a ``ClientError`` with our code and message.
+The service comes from the SigV4 credential scope (``Credential=AKID/DATE/REGION/SERVICE/aws4_request``, in
+the ``Authorization`` header or a presigned URL's ``X-Amz-Credential``), else from the ``Host`` name
+(``monitoring.us-east-1.amazonaws.com``, ``BUCKET.s3.amazonaws.com``). Errors are rendered so that every
+botocore parser (query, json, rest-json, rest-xml, rpc-v2-cbor) raises a ``ClientError`` with our code and
+message.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def _s3_index(labels: list[str]) -> int | None:
 
 
 def s3_bucket_from_host(host: str) -> str | None:
-    """``BUCKET`` of a virtual-hosted S3 address (``BUCKET.s3.amazonaws.com``, ``BUCKET.s3.REGION.amazonaws.com``,
-    ``BUCKET.s3-REGION.amazonaws.com``), else None (path-style)."""
+    """``BUCKET`` of a virtual-hosted S3 address (``BUCKET.s3.amazonaws.com``,
+    ``BUCKET.s3.REGION.amazonaws.com``, ``BUCKET.s3-REGION.amazonaws.com``), else None (path-style)."""
     labels = _aws_labels(host)
     index = _s3_index(labels) if labels else None
     return ".".join(labels[:index]) if index else None
@@ -106,9 +107,11 @@ def error_answer(protocol: Protocol, status: int, code: str, message: str, *,
     code_x, message_x = escape(code), escape(message)
     if protocol == "query":
         ns = f' xmlns="{escape(xml_namespace)}"' if xml_namespace else ""
-        body = (f"<ErrorResponse{ns}><Error><Type>{'Sender' if sender else 'Receiver'}</Type><Code>{code_x}</Code>"
+        kind = "Sender" if sender else "Receiver"
+        body = (f"<ErrorResponse{ns}><Error><Type>{kind}</Type><Code>{code_x}</Code>"
                 f"<Message>{message_x}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>")
     else:
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code_x}</Code><Message>{message_x}</Message>'
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{code_x}</Code><Message>{message_x}</Message>"
                 f"<RequestId>{request_id}</RequestId></Error>")
     return ErrorAnswer(status, headers, body.encode())
