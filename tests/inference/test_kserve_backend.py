@@ -89,7 +89,9 @@ def test_unknown_model_and_unreachable_server_fail_at_load(kserve_server: KServe
     t0 = time.monotonic()
     with pytest.raises(ModelError, match=r"cannot read the model's metadata from .* within 1 s: UNAVAILABLE"):
         _open(kserve_server, closed.uri(transport, connect_timeout=1))
-    assert time.monotonic() - t0 < 5
+    # the 1 s connect timeout, not the 60 s request timeout (a deadline that only tells the two apart, so a
+    # loaded machine does not fail it)
+    assert time.monotonic() - t0 < 30
 
 
 def test_bad_endpoints_are_refused_with_the_fix(kserve_server: KServeServer) -> None:  # noqa: F811
@@ -132,7 +134,7 @@ def test_calls_from_many_streams_are_batched_into_one_request(kserve_server: KSe
 
 
 def test_call_deadline_is_honoured_while_the_server_hangs(tmp_path: Path) -> None:
-    with own_server(tmp_path) as server, _opened(server, server.uri("grpc", timeout=3)) as models:
+    with own_server(tmp_path) as server, _opened(server, server.uri("grpc", timeout=60)) as models:
         x = _inputs(1)
         models.call("model_node", {"data": x})
         server.pause()  # the process stops answering, connections stay open
@@ -140,7 +142,9 @@ def test_call_deadline_is_honoured_while_the_server_hangs(tmp_path: Path) -> Non
             t0 = time.monotonic()
             with pytest.raises(InferenceTimeout, match=r"no result within 0.3 s"):
                 models.call("model_node", {"data": x}, time_out=0.3)
-            assert time.monotonic() - t0 < 1.5
+            # the call's 0.3 s, not the endpoint's 60 s (the message says which deadline fired; this bound only
+            # tells the two apart, so a loaded machine does not fail it)
+            assert time.monotonic() - t0 < 30
         finally:
             server.resume()
         np.testing.assert_allclose(models.call("model_node", {"data": x}, time_out=10)[0],
@@ -148,9 +152,13 @@ def test_call_deadline_is_honoured_while_the_server_hangs(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_outage_fails_calls_logs_once_and_recovers_within_two_seconds(tmp_path: Path, transport: str) -> None:
+def test_outage_fails_calls_logs_once_and_recovers(tmp_path: Path, transport: str) -> None:
+    """Calls fail at once while the server is down and succeed again soon after it is back: the channel retries its
+    connection every 0.5 s at most (gRPC's own back-off grows to 2 minutes). The bounds below are deadlines that
+    tell the designed path from the failure (a call hanging for the 60 s request timeout, a channel backing off
+    for minutes), not stopwatches: about 0.1 s each on a quiet machine."""
     x = _inputs(1)
-    with own_server(tmp_path) as server, _opened(server, server.uri(transport, timeout=2)) as models, \
+    with own_server(tmp_path) as server, _opened(server, server.uri(transport, timeout=60)) as models, \
             structlog.testing.capture_logs() as logs:
         want = models.call("model_node", {"data": x})
         server.kill()
@@ -159,7 +167,7 @@ def test_outage_fails_calls_logs_once_and_recovers_within_two_seconds(tmp_path: 
             t0 = time.monotonic()
             with pytest.raises(ModelError, match=r"remote inference at .* failed: UNAVAILABLE"):
                 models.call("model_node", {"data": x})
-            assert time.monotonic() - t0 < 1.5  # refused at once, not after the 2 s request timeout
+            assert time.monotonic() - t0 < 15  # refused at once, not after the 60 s request timeout
             failures += 1
         server.start(wait=False)
         back = server.wait_ready()
@@ -168,7 +176,7 @@ def test_outage_fails_calls_logs_once_and_recovers_within_two_seconds(tmp_path: 
                 got = models.call("model_node", {"data": x})
                 break
             except ModelError:
-                assert time.monotonic() - back < 2.0, "results did not resume within 2 s of the server's return"
+                assert time.monotonic() - back < 15, "results did not resume within 15 s of the server's return"
                 time.sleep(0.02)
         resumed = time.monotonic() - back
         text = render(models.metric_families())
@@ -180,7 +188,7 @@ def test_outage_fails_calls_logs_once_and_recovers_within_two_seconds(tmp_path: 
     assert "model_run_failed" not in events
     back_event = next(e for e in logs if e["event"] == "kserve_server_back")
     assert back_event["failed_calls"] >= failures
-    assert resumed < 2.0
+    assert resumed < 15
     assert 'panoflow_remote_inference_errors_total{node="model_node",' in text
     assert 'code="UNAVAILABLE"} ' in text
     assert text.split("panoflow_remote_model_up{")[1].split()[1] == "1"

@@ -257,5 +257,6 @@ async def test_cancel_stops_quickly_and_frees_the_decoder(servers: Servers, rtsp
         await frames.wait_count(5, 10)
         t0 = time.monotonic()
         tg.cancel_scope.cancel()
-    assert time.monotonic() - t0 < 1.0
-    assert await anyio.to_thread.run_sync(source.finished.wait, 2.0)
+    # a deadline that tells "interrupted" from "waited for the 5 s socket timeout" (quiet machine: ~0.05 s)
+    assert time.monotonic() - t0 < 4
+    assert await anyio.to_thread.run_sync(source.finished.wait, 10.0)

@@ -97,7 +97,7 @@ def test_duration_stops_a_looping_run_with_exit_0(tmp_path: Path, clips: dict[st
     assert len(frames) > 40  # it looped
 
 
-def test_sigterm_and_sigint_stop_within_2s(tmp_path: Path, clips: dict[str, Path]) -> None:
+def test_sigterm_and_sigint_stop_promptly(tmp_path: Path, clips: dict[str, Path]) -> None:
     app = write_app(tmp_path / "app", style="subclass")
     for sig in (signal.SIGINT, signal.SIGTERM):
         proc = subprocess.Popen(
@@ -111,15 +111,20 @@ def test_sigterm_and_sigint_stop_within_2s(tmp_path: Path, clips: dict[str, Path
             while not (state_log.exists() and "app started" in state_log.read_text()):
                 assert time.monotonic() < deadline, "app never started"
                 time.sleep(0.05)
-            t0 = time.monotonic()
             proc.send_signal(sig)
-            proc.wait(timeout=5)
-            assert time.monotonic() - t0 < 2.0
-            assert proc.returncode == 0
+            # The stop is prompt when nothing in it waits out a timer: the code returns on its own (no
+            # code_abandoned after the 1.5 s grace, no SIGKILL after the runner's 3 s), and the run ends with
+            # the signal's own summary. 0.2-0.3 s on a quiet machine; a deadline, not a stopwatch, so a loaded
+            # machine (scripts/test --stress) stretches the wait without failing it.
+            _, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
+            assert f"run received {signal.Signals(sig).name}" in err, err
+            events = [json.loads(line)["event"] for line in err.splitlines() if line.startswith("{")]
+            assert "code_abandoned" not in events and "app_killed" not in events, events
         finally:
             if proc.poll() is None:
                 proc.kill()
-            proc.communicate()
+                proc.communicate()
         state_log.unlink()
 
 

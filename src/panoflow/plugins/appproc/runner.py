@@ -258,6 +258,7 @@ def _stop(proc: Any) -> None:
         try:
             proc.wait(timeout=STOP_GRACE_S)
         except Exception:  # subprocess.TimeoutExpired
+            log.warning("app_killed", pid=proc.pid, grace_s=STOP_GRACE_S)
             proc.kill()
             proc.wait()
     close = getattr(proc, "close", None)
