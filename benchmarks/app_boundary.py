@@ -1,14 +1,16 @@
-"""The application boundary: what a frame and a model call cost to cross from the runtime to the app's process.
+"""The application boundary: what a frame and a model call cost to cross from the runtime to the app's
+process.
 
     .venv/bin/python benchmarks/app_boundary.py [--frames 300] [--calls 2000] [--size 1080p]
 
-Same run, alternating: the *direct* column uses the runtime's ports in a thread (what the app did when it ran in
-panoflow's process); the *wire* column runs the app's side in a child interpreter, as in production, through the
-real protocol (``panoramasdk`` client <-> :class:`~panoflow.plugins.appproc.server.AppServer` over a unix socket
-pair, frames in shared memory). Times are taken by the app's side of each loop. Per frame: ``get`` + ``put`` of one 1080p BGR frame (the copy into shared memory included). Per
-call: ``node.call({"data": x}, "model_node")`` with a 1x3x224x224 float32 input and a 1x1000 output, the model
-itself a no-op so only the crossing is timed. Targets (issue #13): added latency per frame <= 1 ms at p95, call
-overhead <= 0.3 ms.
+Same run, alternating: the *direct* column uses the runtime's ports in a thread (what the app did when it ran
+in panoflow's process); the *wire* column runs the app's side in a child interpreter, as in production,
+through the real protocol (``panoramasdk`` client <-> :class:`~panoflow.plugins.appproc.server.AppServer` over
+a unix socket pair, frames in shared memory). Times are taken by the app's side of each loop. Per frame:
+``get`` + ``put`` of one 1080p BGR frame (the copy into shared memory included). Per call:
+``node.call({"data": x}, "model_node")`` with a 1x3x224x224 float32 input and a 1x1000 output, the model
+itself a no-op so only the crossing is timed. Targets (issue #13): added latency per frame <= 1 ms at p95,
+call overhead <= 0.3 ms.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine_line, percentile  # noqa: E402
-from panoflow.core.bus import Inbox  # noqa: E402
-from panoflow.core.frame import Frame  # noqa: E402
-from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput  # noqa: E402
-from panoflow.plugins.appproc.memory import FramePool  # noqa: E402
-from panoflow.plugins.appproc.server import AppServer  # noqa: E402
+from benchmarks.common import machine_line, percentile
+from panoflow.core.bus import Inbox
+from panoflow.core.frame import Frame
+from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput
+from panoflow.plugins.appproc.memory import FramePool
+from panoflow.plugins.appproc.server import AppServer
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 OUTPUT = np.zeros((1, 1000), np.float32)
@@ -87,8 +89,8 @@ def _in_app_process(io: CodeNodeIO, kind: str, n: int, feed: Callable[[], None] 
     server = AppServer(io, Channel(ours), pool)
     threading.Thread(target=server.serve, daemon=True).start()
     env = {**os.environ, "PANOFLOW_SDK_FD": str(theirs.fileno()), "PYTHONPATH": str(ROOT / "src")}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, kind, str(n)], pass_fds=[theirs.fileno()], env=env,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, kind, str(n)], pass_fds=[theirs.fileno()],
+                             env=env, stdout=subprocess.PIPE, text=True)
     theirs.close()
     if feed is not None:
         feed()
@@ -154,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         direct_c += call_loop(args.calls // 3, wire=False)
         wire_c += call_loop(args.calls // 3, wire=True)
     ms = 1e3
-    print(f"{'what':<34} {'direct p50':>11} {'wire p50':>9} {'direct p95':>11} {'wire p95':>9} {'added p95':>10}")
-    for what, d, w in ((f"frame get+put ({args.size})", direct_f, wire_f), ("call 1x3x224x224 f32", direct_c, wire_c)):
+    print(f"{'what':<34} {'direct p50':>11} {'wire p50':>9} {'direct p95':>11} {'wire p95':>9} "
+          f"{'added p95':>10}")
+    for what, d, w in ((f"frame get+put ({args.size})", direct_f, wire_f), ("call 1x3x224x224 f32", direct_c,
+                                                                            wire_c)):
         dp50, wp50, dp95, wp95 = (percentile(d, 50) * ms, percentile(w, 50) * ms, percentile(d, 95) * ms,
                                   percentile(w, 95) * ms)
         print(f"{what:<34} {dp50:>9.3f}ms {wp50:>7.3f}ms {dp95:>9.3f}ms {wp95:>7.3f}ms {wp95 - dp95:>8.3f}ms")

@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: the machine line, /proc readings of a process, and ``panoflow run`` commands.
+"""Shared pieces of the benchmarks: the machine line, /proc readings of a process, and ``panoflow run``
+commands.
 
 Only the standard library and what panoflow already depends on: the benchmarks measure real ``panoflow run``
 processes from the outside (CPU seconds, RSS and open descriptors from ``/proc``) the way an operator would.
@@ -46,7 +47,8 @@ def machine_line() -> str:
     mem = os.sysconf("SC_PHYS_PAGES") * PAGE / 2**30
     gpu = "no GPU"
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"],
                              capture_output=True, text=True, check=False).stdout.strip()
         gpu = f"GPU: {out}" if out else gpu
     versions = [f"Python {platform.python_version()}"]
@@ -61,11 +63,12 @@ def machine_line() -> str:
             from importlib.metadata import version
 
             versions.append(f"{label} {version(name)}")
-        except Exception:  # noqa: BLE001 - a missing package is just not listed
+        except Exception:  # noqa: BLE001, S110 - a missing package is just not listed
             pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}; {', '.join(versions)}; "
-            f"{platform.system()} {platform.release()}; load average {load} at {time.strftime('%Y-%m-%d %H:%M')}")
+            f"{platform.system()} {platform.release()}; load average {load} at "
+            f"{time.strftime('%Y-%m-%d %H:%M')}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -104,8 +107,8 @@ def threads(pid: int) -> int:
 def panoflow_cmd(app: Path, cameras: list[str], *, state: Path, duration: float | None = None,
                  log_level: str = "warning", extra: list[str] | None = None) -> list[str]:
     """``python -m panoflow run APP --camera camera_node=URI ...`` with JSON logs."""
-    cmd = [sys.executable, "-m", "panoflow", "--log-format", "json", "--log-level", log_level, "run", str(app),
-           "--state-dir", str(state)]
+    cmd = [sys.executable, "-m", "panoflow", "--log-format", "json", "--log-level", log_level, "run",
+           str(app), "--state-dir", str(state)]
     if duration is not None:
         cmd += ["--duration", f"{duration:g}"]
     for uri in cameras:

@@ -1,17 +1,19 @@
 """Decode baseline: bare PyAV decode-to-BGR vs the ``file`` source emitting into a no-op.
 
 Run: ``.venv/bin/python benchmarks/decode_baseline.py [PATH] [--frames N] [--repeat R] [--thread-types]``.
-Without PATH a 1080p, 300-frame H.264 clip is generated with ``tests/media.py`` (run from the repository root).
+Without PATH a 1080p, 300-frame H.264 clip is generated with ``tests/media.py`` (run from the repository
+root).
 
 Rows:
-- ``bare PyAV (T)``: ``av.open`` + ``container.decode`` + ``to_ndarray(format="bgr24")`` with decoder threading
-  ``T``; with ``--thread-types`` every threading mode (SLICE, FRAME, AUTO) gets a row, else only the one
+- ``bare PyAV (T)``: ``av.open`` + ``container.decode`` + ``to_ndarray(format="bgr24")`` with decoder
+  threading ``T``; with ``--thread-types`` every threading mode (SLICE, FRAME, AUTO) gets a row, else only the
+  one
   :class:`~panoflow.plugins.sources.FileSource` uses.
-- ``FileSource -> no-op emit``: the same clip through the source (worker thread, Frame construction), so the ratio
-  against the bare row with the same threading is the source's overhead.
+- ``FileSource -> no-op emit``: the same clip through the source (worker thread, Frame construction), so the
+  ratio against the bare row with the same threading is the source's overhead.
 
-Figures are the median and the best of ``--repeat`` runs in this process, interleaved so that drift hits every row
-alike (on a shared machine the best run is the least disturbed one).
+Figures are the median and the best of ``--repeat`` runs in this process, interleaved so that drift hits every
+row alike (on a shared machine the best run is the least disturbed one).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def bare_decode_fps(
 
 
 def filesource_fps(path: str | Path, frames: int | None = None) -> float:
-    """Frames per second of :class:`FileSource` over ``path`` emitting into a no-op (includes opening the file)."""
+    """Frames per second of :class:`FileSource` over ``path`` emitting into a no-op (includes opening the
+    file)."""
     count = 0
 
     def emit(_frame: Frame) -> bool:
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             print(
-                f"clip: {path.name} {s.width}x{s.height} {s.frames or '?'} frames, codec {s.codec_context.name}"
+                f"clip: {path.name} {s.width}x{s.height} {s.frames or '?'} frames, codec "
+                f"{s.codec_context.name}"
             )
         kinds = THREAD_TYPES if args.thread_types else (DECODE_THREAD_TYPE,)
         clip, frames = path, args.frames

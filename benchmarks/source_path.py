@@ -1,19 +1,20 @@
-"""Source path: CPU per frame of an RTSP camera's decode thread, FFmpeg's default decoder threads and a copying
-``to_ndarray`` against what :class:`~panoflow.plugins.rtsp.decode.FrameDecoder` does now.
+"""Source path: CPU per frame of an RTSP camera's decode thread, FFmpeg's default decoder threads and a
+copying ``to_ndarray`` against what :class:`~panoflow.plugins.rtsp.decode.FrameDecoder` does now.
 
     .venv/bin/python benchmarks/source_path.py [--frames 300] [--rounds 7]
 
-Both rows decode the same camera-like 720p30 H.264 clip (the ``streams`` benchmark's, about 2.4 Mbit/s) packet by
-packet into BGR arrays in one thread:
+Both rows decode the same camera-like 720p30 H.264 clip (the ``streams`` benchmark's, about 2.4 Mbit/s) packet
+by packet into BGR arrays in one thread:
 
-- ``before``: ``CodecContext`` with slice threading and FFmpeg's default thread count (one decoder thread per core
-  plus one, per camera), ``frame.to_ndarray(format="bgr24")`` (a new swscale context with its own threads for
-  every frame, then a copy into a fresh array);
+- ``before``: ``CodecContext`` with slice threading and FFmpeg's default thread count (one decoder thread per
+  core plus one, per camera), ``frame.to_ndarray(format="bgr24")`` (a new swscale context with its own threads
+  for every frame, then a copy into a fresh array);
 - ``now``: ``FrameDecoder`` itself (one decoder thread per camera by default, ``decode_threads=1``; one reused
   single-threaded swscale context; the converted picture's buffer is the array, no copy).
 
-The figure is process CPU time (user + system, all threads) per frame, so it counts the helper threads too; rounds
-alternate and the ratio is the median of per-round ratios. CPU per frame x 30 is what one 30 fps camera costs.
+The figure is process CPU time (user + system, all threads) per frame, so it counts the helper threads too;
+rounds alternate and the ratio is the median of per-round ratios. CPU per frame x 30 is what one 30 fps camera
+costs.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def before(extradata: bytes, data: list[bytes]) -> tuple[float, int]:
     return (cpu() - c0) / max(1, n), n
 
 
-def decode_only(extradata: bytes, data: list[bytes], options: dict[str, str] | None = None) -> tuple[float, int]:
+def decode_only(extradata: bytes, data: list[bytes],
+                options: dict[str, str] | None = None) -> tuple[float, int]:
     """Decode alone (one thread, as ``now``), no conversion: the floor; ``options`` e.g. skip_loop_filter."""
     cc = av.CodecContext.create("h264", "r")
     cc.extradata = extradata
@@ -112,15 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     rd = statistics.median(x / y for x, y in zip(d, b))
     rf = statistics.median(x / y for x, y in zip(f, b))
     print(f"machine: {machine_line()}")
-    print("| decode thread, 720p30 camera | CPU ms per frame (median) | cores per 30 fps camera | vs before |")
+    print(
+        "| decode thread, 720p30 camera | CPU ms per frame (median) | cores per 30 fps camera | vs before |"
+    )
     print("| --- | --- | --- | --- |")
     print(f"| before: FFmpeg default threads, to_ndarray copy | {mb:.2f} | {mb * 30 / 1e3:.3f} | 1.00x |")
     print(f"| now: FrameDecoder (1 decoder thread, reused 1-thread swscale, no copy) | {mn:.2f} | "
           f"{mn * 30 / 1e3:.3f} | {ratio:.2f}x |")
     print(f"| for scale: decode alone, 1 thread, no BGR | {md:.2f} | {md * 30 / 1e3:.3f} | {rd:.2f}x |")
-    print(f"| for scale: decode alone with skip_loop_filter=all (not used: no deblocking, different pixels) | "
-          f"{mf:.2f} | {mf * 30 / 1e3:.3f} | {rf:.2f}x |")
-    print(f"({len(data)} frames, {args.rounds} alternating rounds; process CPU time, helper threads included)")
+    print("| for scale: decode alone with skip_loop_filter=all (not used: no deblocking, different pixels) "
+          f"| {mf:.2f} | {mf * 30 / 1e3:.3f} | {rf:.2f}x |")
+    print(
+        f"({len(data)} frames, {args.rounds} alternating rounds; process CPU time, helper threads included)"
+    )
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Write the demo clip: 10 s of signs with text drifting over a gradient, H.264 in MP4, made with PyAV and Pillow
-(nothing is downloaded)."""
+"""Write the demo clip: 10 s of signs with text drifting over a gradient, H.264 in MP4, made with PyAV and
+Pillow (nothing is downloaded)."""
 
 from __future__ import annotations
 

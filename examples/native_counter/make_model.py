@@ -1,9 +1,11 @@
 """Builds the example's model package: an ONNX model that returns each image's mean colour, packed as
-``assets/<sha256>.tar.gz`` with its descriptor ``assets/<sha256>.json``, as ``panorama-cli add-raw-model`` would.
+``assets/<sha256>.tar.gz`` with its descriptor ``assets/<sha256>.json``, as ``panorama-cli add-raw-model``
+would.
 
     .venv/bin/python examples/native_counter/make_model.py     # needs the onnx package (pip install onnx)
 
-The output is byte-for-byte reproducible; the files it writes are committed, so running the example needs no onnx.
+The output is byte-for-byte reproducible; the files it writes are committed, so running the example needs no
+onnx.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def build_onnx() -> bytes:
         [helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["N", 3]),
          helper.make_tensor_value_info("brightness", TensorProto.FLOAT, ["N", 1])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="panoflow-example")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="panoflow-example")
     model.ir_version = 7
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()

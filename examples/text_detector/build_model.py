@@ -1,10 +1,11 @@
-"""Build the PPOCR_DET model package from the PP-OCRv4 detector that ships inside the rapidocr-onnxruntime wheel.
+"""Build the PPOCR_DET model package from the PP-OCRv4 detector that ships inside the rapidocr-onnxruntime
+wheel.
 
     python examples/text_detector/build_model.py path/to/rapidocr_onnxruntime-1.4.4-py3-none-any.whl
 
-Writes ``assets/<sha256>.tar.gz`` (the model archive, byte-for-byte reproducible) and ``assets/<sha256>.json`` (its
-descriptor) and points the package's model asset at them, as ``panorama-cli add-raw-model`` did. Nothing is
-downloaded here: ``scripts/demo`` fetches the wheel with pip, like any other dependency.
+Writes ``assets/<sha256>.tar.gz`` (the model archive, byte-for-byte reproducible) and ``assets/<sha256>.json``
+(its descriptor) and points the package's model asset at them, as ``panorama-cli add-raw-model`` did. Nothing
+is downloaded here: ``scripts/demo`` fetches the wheel with pip, like any other dependency.
 """
 
 from __future__ import annotations

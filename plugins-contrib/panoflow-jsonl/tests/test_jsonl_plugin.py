@@ -22,8 +22,8 @@ def test_found_through_entry_point() -> None:
 
 
 def test_listed_by_cli() -> None:
-    out = subprocess.run([sys.executable, "-m", "panoflow", "plugins", "--json"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run([sys.executable, "-m", "panoflow", "plugins", "--json"], capture_output=True,
+                         text=True, check=True).stdout
     data = json.loads(out)
     assert "jsonl" in data["provides"]["sinks"]
     assert any(p["name"] == "jsonl" and not p["builtin"] for p in data["plugins"])

@@ -21,15 +21,15 @@ class JsonlSink(panoflow.MediaSink):
 
     async def run(self, inbox: panoflow.Inbox[panoflow.Frame]) -> None:
         path = self.options.get("path", "frames.jsonl")
-        with open(path, "a", encoding="utf-8") as out:
+        async with await anyio.open_file(path, "a", encoding="utf-8") as out:  # file I/O in a worker thread
             while True:
                 try:
                     batch = await inbox.aget_batch()
                 except panoflow.BusClosed:
                     return
                 lines = [json.dumps(self.record(frame)) + "\n" for frame in batch.values()]
-                await anyio.to_thread.run_sync(out.writelines, lines)
-                out.flush()
+                await out.writelines(lines)
+                await out.flush()
 
     @staticmethod
     def record(frame: panoflow.Frame) -> dict[str, Any]:

@@ -29,7 +29,8 @@ class Application(panoramasdk.node):
             n = self.frames[stream.stream_id] = self.frames.get(stream.stream_id, 0) + 1
             x = (n % 100) / 100 * (1 - self.box)
             stream.add_rect(x, 0.5 - self.box / 2, x + self.box, 0.5 + self.box / 2)
-            stream.add_label(f"{self.greeting} - {self.labels['camera']} {stream.stream_id} frame {n}", 0.02, 0.06)
+            stream.add_label(f"{self.greeting} - {self.labels['camera']} {stream.stream_id} frame {n}", 0.02,
+                             0.06)
         self.outputs.video_out.put(streams)
 
     def save(self):

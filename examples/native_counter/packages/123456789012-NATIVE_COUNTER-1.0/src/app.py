@@ -2,8 +2,8 @@
 
 panoflow runs ``main(node)`` on its event loop (the runtime descriptor's entry path is ``native``). Instead of
 blocking on each model call, the node starts one task per set of frames and awaits its result, so up to
-``in_flight`` sets await the model at once and panoflow's batcher runs them together. Results go out in arrival
-order: a second task takes the jobs in the order they were started and waits for each one.
+``in_flight`` sets await the model at once and panoflow's batcher runs them together. Results go out in
+arrival order: a second task takes the jobs in the order they were started and waits for each one.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Text detection as a classic Panorama application: get frames, call the model node, add boxes, put frames.
 
 The model is PP-OCRv4's text detector (a DBNet): its output is a per-pixel text probability map at the input's
-size. Lines of text are the connected regions above the threshold. Written with numpy only, as an appliance app
-without OpenCV would be.
+size. Lines of text are the connected regions above the threshold. Written with numpy only, as an appliance
+app without OpenCV would be.
 """
 
 import logging
