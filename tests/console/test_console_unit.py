@@ -188,6 +188,7 @@ async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_
     browser = await _signed_in(open_console, plane, read_only=True)
     status, text = await browser.page("/console/instances")
     assert 'id="read-only-note"' in text and 'id="deploy-link"' not in text
+    assert 'href="/console/deploy"' not in text  # nor in the navigation
     status, text = await browser.page("/console/devices")
     assert status == 200 and device in text and "Reboot" not in text and "Update software" not in text
     status, text = await browser.page("/console/cameras")
@@ -294,7 +295,7 @@ async def test_deploy_wizard_fields_validation_and_create(open_console: Callable
     text = await resp.text()
     assert re.search(r'<label for="param-greeting">Greeting</label>', text)
     assert re.search(r'<input id="param-box_size" name="param.box_size" type="number" step="any" value="0.25"', text)
-    assert 'id="param-box_size-help">Side of the moving box' in text
+    assert 'id="param-box_size-help">Side of the moving box, relative to the frame.</p>' in text
     assert re.search(r'<select id="param-camera_node"[^>]*required', text)
     assert "front_door" in text
     # a bad value is shown at its field, by the parameter type's own check
@@ -314,14 +315,14 @@ async def test_deploy_wizard_fields_validation_and_create(open_console: Callable
     instance_id = resp.headers["Location"].rsplit("/", 1)[1]
     nodes = plane.call("ListApplicationInstanceNodeInstances", {"ApplicationInstanceId": instance_id})
     names = {n["NodeName"] for n in nodes["NodeInstances"]}
-    assert "camera_node_front_door_override" in names
+    assert "front_door" in names
     status, text = await browser.page(f"/console/instances/{instance_id}")
     assert "Deployment of hello started." in text and 'id="instance-status">DEPLOYMENT_PENDING' in text
 
 
 async def test_pause_resume_remove_and_logs(open_console: Callable[..., Any], plane: ControlPlane) -> None:
     browser, device, instance_id = await _deployed(open_console, plane)
-    camera = "camera_node_front_door_override"
+    camera = "front_door"
     plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
                                     node_statuses={camera: "RUNNING", "code_node": "RUNNING"})
     status, text = await browser.page(f"/console/instances/{instance_id}")

@@ -192,7 +192,7 @@ class Console:
         """Render ``page`` (a full page, or a ``fragment`` template without the layout)."""
         flashes = session.take_flashes() if session is not None and not fragment else []
         variables = {"title": page.title, "root": ROOT, "session": session, "kind": self.backend.kind,
-                     "nav": self.backend.nav, "current": request.path[len(ROOT):].split("/", 1)[0],
+                     "nav": self.backend.nav, "write_pages": ("deploy",), "current": request.path[len(ROOT):].split("/", 1)[0],
                      "messages": flashes + (messages or []), **page.vars}
         text = self.env.get_template(page.template).render(variables)
         return web.Response(text=text, content_type="text/html", charset="utf-8", status=page.status,

@@ -117,8 +117,8 @@ def form_fields(graph: NodeGraph) -> list[Field]:
     return out
 
 
-def _override_name(node: str, taken: set[str]) -> str:
-    base = (_SAFE.sub("_", node) or "node")[:48] + "_override"
+def _override_name(node: str, taken: set[str], suffix: str = "_override") -> str:
+    base = (_SAFE.sub("_", node) or "node")[:48] + suffix
     name, n = base, 1
     while name in taken:
         n += 1
@@ -153,7 +153,7 @@ def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence
                 continue
             packages[f"{camera.owner}::{camera.package}"] = {"name": f"{camera.owner}::{camera.package}",
                                                                "version": camera.version}
-            name = _override_name(f"{f.node}_{camera.node}", taken)
+            name = _override_name(camera.node, taken, suffix="")  # named after the camera, as Panorama's console
             owner_of[len(nodes)] = f.node
             nodes.append({"name": name, "interface": f"{camera.owner}::{camera.package}.{camera.node}"})
             rules.append({"replace": f.node, "with": [{"name": name}]})
