@@ -51,7 +51,8 @@ def make_clip(
             "tune": "zerolatency",
             "bf": "0",
             "g": str(keyint),
-            "x264-params": f"sliced-threads=0:repeat-headers=1:keyint={keyint}:min-keyint={keyint}:scenecut=0",
+            "x264-params": (f"sliced-threads=0:repeat-headers=1:keyint={keyint}:min-keyint={keyint}"
+                            ":scenecut=0"),
         }
         time_base = Fraction(1, fps)
         for i in range(frames):

@@ -61,7 +61,8 @@ def test_facade_exports_what_plugins_are_handed() -> None:
 
 
 def test_import_panoflow_stays_light() -> None:
-    """The runtime (anyio, numpy, the inference layer) loads on first use of its names, not on ``import panoflow``."""
+    """The runtime (anyio, numpy, the inference layer) loads on first use of its names, not on
+    ``import panoflow``."""
     code = "import sys, panoflow; print(sorted(m for m in sys.modules if m.startswith('panoflow.core.')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "panoflow.core.runtime" not in out and "panoflow.core.inference" not in out, out
@@ -74,7 +75,8 @@ def _hints(obj: object) -> dict[str, object]:
 
 
 def test_the_plugin_contract_has_no_untyped_parameters() -> None:
-    """``Any`` is allowed only for the daemon's own objects in DeviceContext and for open-ended option maps."""
+    """``Any`` is allowed only for the daemon's own objects in DeviceContext and for open-ended option
+    maps."""
     from panoflow.core import runtime
 
     assert _hints(bases.CodeRunner.run)["context"] is runtime.CodeNodeContext
@@ -84,12 +86,15 @@ def test_the_plugin_contract_has_no_untyped_parameters() -> None:
     assert _hints(bases.ModelBackend)["inputs"] == tuple[bases.TensorInfo, ...]
     assert _hints(bases.ModelBackend.__init__)["files"] is bases.ModelFiles
     assert callable(bases.MediaSource.stats) and "policy" in _hints(bases.MediaSource)
-    for cls in (bases.MediaSource, bases.MediaSink, bases.ModelBackend, bases.CodeRunner, bases.CloudConnector):
+    for cls in (bases.MediaSource, bases.MediaSink, bases.ModelBackend, bases.CodeRunner,
+                bases.CloudConnector):
         for name, fn in inspect.getmembers(cls, inspect.isfunction):
             if name.startswith("_") and name != "__init__":
                 continue
             for param, hint in _hints(fn).items():
-                assert hint is not typing.Any or param in ("inputs", "options"), f"{cls.__name__}.{name}({param})"
+                assert hint is not typing.Any or param in ("inputs", "options"), (
+                    f"{cls.__name__}.{name}({param})"
+                )
 
 
 def test_one_model_contract() -> None:

@@ -1,18 +1,18 @@
 """No import cycle in src/: the import graph of every module, walked with :mod:`ast` (module-level and
-function-local imports alike), has no strongly connected component of more than one module; nor has the graph of
-the parts of the package (``panoflow.core``, ``panoflow.daemon``, ``panoflow.cloud_client``..., each built-in plugin
-module on its own, as each is a plugin of its own).
+function-local imports alike), has no strongly connected component of more than one module; nor has the graph
+of the parts of the package (``panoflow.core``, ``panoflow.daemon``, ``panoflow.cloud_client``..., each
+built-in plugin module on its own, as each is a plugin of its own).
 
-Imports under ``if TYPE_CHECKING:`` never run; they are left out of the graph (they are how a typed contract may
-name a class of a module that imports it, e.g. :class:`panoflow.core.bases.CodeRunner` naming
+Imports under ``if TYPE_CHECKING:`` never run; they are left out of the graph (they are how a typed contract
+may name a class of a module that imports it, e.g. :class:`panoflow.core.bases.CodeRunner` naming
 :class:`panoflow.core.runtime.CodeNodeContext`) and only printed. An edge to a package means its ``__init__``;
-importing ``a.b.c`` is an edge to ``a.b.c`` only (not to the packages above it, which every submodule import runs
-first).
+importing ``a.b.c`` is an edge to ``a.b.c`` only (not to the packages above it, which every submodule import
+runs first).
 
-:data:`KNOWN` (module edges) and :data:`KNOWN_PARTS` (edges between parts) are empty: nothing is excused. Should a
-cycle ever have to be tolerated while files are rewritten, it goes there with its reason: the cycle tests leave
-those edges out and print them, and one strict xfail per edge fails once the edge no longer closes a cycle, so the
-lists only shrink.
+:data:`KNOWN` (module edges) and :data:`KNOWN_PARTS` (edges between parts) are empty: nothing is excused.
+Should a cycle ever have to be tolerated while files are rewritten, it goes there with its reason: the cycle
+tests leave those edges out and print them, and one strict xfail per edge fails once the edge no longer closes
+a cycle, so the lists only shrink.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-#: (importer, imported) module edges that close a cycle being removed in other work, with the reason (empty: every
-#: cycle of issue 18 is gone; an entry here must name the work removing it)
+#: (importer, imported) module edges that close a cycle being removed in other work, with the reason (empty:
+#: every cycle of issue 18 is gone; an entry here must name the work removing it)
 KNOWN: dict[tuple[str, str], str] = {}
 
 
@@ -36,7 +36,8 @@ def known_edges() -> dict[tuple[str, str], str]:
     return dict(sorted(KNOWN.items()))
 
 
-#: (part, part) edges between parts of the package that close a cycle being removed in other work, with the reason
+#: (part, part) edges between parts of the package that close a cycle being removed in other work, with the
+#: reason
 KNOWN_PARTS: dict[tuple[str, str], str] = {}
 
 
@@ -152,8 +153,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def part_of(module: str) -> str:
-    """The part of the package a module belongs to: ``panoflow`` (the facade), ``panoflow.X`` for a subpackage or
-    top-level module, ``panoflow.plugins.X`` for each built-in plugin, ``panoramasdk``."""
+    """The part of the package a module belongs to: ``panoflow`` (the facade), ``panoflow.X`` for a subpackage
+    or top-level module, ``panoflow.plugins.X`` for each built-in plugin, ``panoramasdk``."""
     parts = module.split(".")
     if parts[0] != "panoflow" or len(parts) == 1:
         return parts[0]
@@ -188,7 +189,8 @@ def _on_a_cycle(graph: dict[str, set[str]], edge: tuple[str, str]) -> bool:
 
 
 def _report(found: list[list[str]], graph: dict[str, set[str]]) -> str:
-    return "\n".join(" <-> ".join(c) + "\n    edges: " + ", ".join(f"{a} -> {b}" for a, b in _edges_within(graph, c))
+    return "\n".join(" <-> ".join(c) + "\n    edges: " + ", ".join(f"{a} -> {b}" for a,
+                                                                   b in _edges_within(graph, c))
                      for c in found)
 
 
@@ -198,9 +200,9 @@ def _edges_within(graph: dict[str, set[str]], component: list[str]) -> list[tupl
 
 
 def test_the_walker_sees_function_local_and_relative_imports(tmp_path: Path) -> None:
-    code = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\nimport panoflow.exceptions\n"
-            "if TYPE_CHECKING:\n    from panoflow.core import runtime\n"
-            "def f():\n    from .bus import Inbox\n    from panoflow.core import graph\n")
+    code = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\nimport "
+            "panoflow.exceptions\nif TYPE_CHECKING:\n    from panoflow.core import runtime\ndef f():\n    "
+            "from .bus import Inbox\n    from panoflow.core import graph\n")
     tree = ast.parse(code)
     known = {"panoflow.exceptions", "panoflow.core", "panoflow.core.bus", "panoflow.core.runtime",
              "panoflow.core.graph", "panoflow.core.x"}
@@ -226,7 +228,8 @@ def test_parts() -> None:
     assert part_of("panoflow.plugins.rtsp.source") == "panoflow.plugins.rtsp"
     assert part_of("panoflow.plugins") == "panoflow.plugins"
     assert part_of("panoramasdk._node") == "panoramasdk"
-    assert part_graph({"panoflow.a.x": {"panoflow.a.y", "panoflow.b"}, "panoflow.a.y": set(), "panoflow.b": set()}) \
+    assert part_graph({"panoflow.a.x": {"panoflow.a.y", "panoflow.b"}, "panoflow.a.y": set(),
+                       "panoflow.b": set()}) \
         == {"panoflow.a": {"panoflow.b"}, "panoflow.b": set()}
 
 
@@ -253,8 +256,8 @@ def test_no_cycle_between_the_parts_of_the_package() -> None:
 
 
 def test_the_layers_point_one_way() -> None:
-    """Named in the issue: core never imports the facade nor the model store (it is handed a resolver); the daemon
-    never imports the cloud client; nothing reaches the safe tar extractor through the model store."""
+    """Named in the issue: core never imports the facade nor the model store (it is handed a resolver); the
+    daemon never imports the cloud client; nothing reaches the safe tar extractor through the model store."""
     graph = import_graph()
     parts = part_graph(graph)
     assert "panoflow" not in parts["panoflow.core"]
@@ -267,7 +270,8 @@ def test_the_layers_point_one_way() -> None:
 @pytest.mark.parametrize("edge", sorted(known_edges()), ids=lambda e: f"{e[0]}->{e[1]}")
 @pytest.mark.xfail(strict=True, reason="a known cycle edge being removed in other work (see KNOWN)")
 def test_known_module_edge_no_longer_closes_a_cycle(edge: tuple[str, str]) -> None:
-    """Passes (and so fails, being strict) once the edge is gone or closes no cycle: then drop it from KNOWN."""
+    """Passes (and so fails, being strict) once the edge is gone or closes no cycle: then drop it from
+    KNOWN."""
     assert not _on_a_cycle(import_graph(), edge), known_edges()[edge]
 
 

@@ -1,5 +1,5 @@
-"""docs/plugins.md is runnable: every hook has a section of its own with an example, and every Python block of the
-page runs, in order, in one namespace (as a reader pasting them one after the other would), its assertions
+"""docs/plugins.md is runnable: every hook has a section of its own with an example, and every Python block of
+the page runs, in order, in one namespace (as a reader pasting them one after the other would), its assertions
 included. The last block runs a whole application with the page's source, runner and sink."""
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def _sections() -> dict[str, list[str]]:
     """``## `hook``` heading -> the Python blocks under it (blocks before the first heading under "")."""
     sections: dict[str, list[str]] = {"": []}
     current = ""
-    for match in re.finditer(r"^## `?([^`\n]+)`?\s*$|^```python\n(.*?)^```", DOC.read_text(), re.MULTILINE | re.DOTALL):
+    for match in re.finditer(r"^## `?([^`\n]+)`?\s*$|^```python\n(.*?)^```", DOC.read_text(),
+                             re.MULTILINE | re.DOTALL):
         if match.group(1) is not None:
             current = match.group(1).strip()
             sections.setdefault(current, [])

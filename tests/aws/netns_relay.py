@@ -1,6 +1,7 @@
 """Runs inside the test's bubblewrap sandbox (its own network namespace): listens on 127.0.0.1 ports as the
-sandbox's loopback, relays each connection to a unix socket the host side relays on to the gateway (what pasta's
-port mapping does for the real sandbox), then runs the app and exits with its status. Stdlib only (python -S).
+sandbox's loopback, relays each connection to a unix socket the host side relays on to the gateway (what
+pasta's port mapping does for the real sandbox), then runs the app and exits with its status. Stdlib only
+(python -S).
 
 usage: netns_relay.py SOCKDIR PORT[,PORT...] -- APP ARGS...   (SOCKDIR/PORT.sock for each PORT)
 """
@@ -45,7 +46,8 @@ def main():
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
         listener.listen(16)
-        threading.Thread(target=serve, args=(listener, os.path.join(sockdir, f"{port}.sock")), daemon=True).start()
+        threading.Thread(target=serve, args=(listener, os.path.join(sockdir, f"{port}.sock")),
+                         daemon=True).start()
     sys.exit(subprocess.call(app, env=dict(os.environ)))
 
 

@@ -32,7 +32,8 @@ def test_credentials_turn_local_services_off_unless_asked(tmp_path: Path) -> Non
                                       "us-east-1")
     assert settings.local_services == frozenset()
     assert settings.endpoints == {"cloudwatch": "http://10.0.0.5:5000", "sts": "https://x"}
-    both = aws_settings_from_args(_parse("--aws-profile", "p", "--aws-local", "s3", "--aws-s3-cap", "512M"), "r")
+    both = aws_settings_from_args(_parse("--aws-profile", "p", "--aws-local", "s3", "--aws-s3-cap", "512M"),
+                                  "r")
     assert both.local_services == {"s3"} and both.s3_cap_bytes == 512 << 20
 
 
@@ -43,7 +44,8 @@ def test_credentials_turn_local_services_off_unless_asked(tmp_path: Path) -> Non
     (["--aws-local", "sqs"], "only cloudwatch, s3"),
     (["--aws-s3-cap", "lots"], "512M"),
 ])
-def test_bad_flags_are_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flags_are_usage_errors(argv: list[str], message: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         _parse(*argv)
     assert exited.value.code == 2
@@ -66,8 +68,9 @@ def test_size_units() -> None:
 
 
 def test_app_environment_and_hostnames() -> None:
-    env = app_environment(credentials_url="http://127.0.0.1:4000/panoflow/credentials", token="t", region="r-1",
-                          endpoint_url="http://127.0.0.1:4000", endpoint_services=["cloudwatch", "secretsmanager"],
+    env = app_environment(credentials_url="http://127.0.0.1:4000/panoflow/credentials", token="t",
+                          region="r-1", endpoint_url="http://127.0.0.1:4000", endpoint_services=["cloudwatch",
+                                                                                   "secretsmanager"],
                           ca_bundle="/run/b.pem")
     assert env["AWS_ENDPOINT_URL_CLOUDWATCH"] == env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] == "http://127.0.0.1:4000"
     assert "AWS_ENDPOINT_URL" not in env and env["AWS_CA_BUNDLE"] == "/run/b.pem"

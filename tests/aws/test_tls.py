@@ -1,6 +1,6 @@
-"""The device CA and the gateway's certificates, made with the cryptography package and with the openssl command:
-a TLS client trusting only the app's bundle accepts the gateway for the AWS hostnames (and S3 bucket wildcards)
-and refuses other names; keys stay in the private folder (0600) and never in the bundle."""
+"""The device CA and the gateway's certificates, made with the cryptography package and with the openssl
+command: a TLS client trusting only the app's bundle accepts the gateway for the AWS hostnames (and S3 bucket
+wildcards) and refuses other names; keys stay in the private folder (0600) and never in the bundle."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Property tests for the gateway's parsers: CBOR round trips and never fails but with CborError; PutMetricData as
-botocore itself serializes it in each of CloudWatch's wire protocols (query, JSON, rpc-v2-cbor) parses to the data
-put; garbage gives CloudWatch errors only; dimension labels are valid Prometheus names; S3 keys either stay inside
-their bucket folder or are refused; aws-chunked bodies decode to their payload."""
+"""Property tests for the gateway's parsers: CBOR round trips and never fails but with CborError;
+PutMetricData as botocore itself serializes it in each of CloudWatch's wire protocols (query, JSON,
+rpc-v2-cbor) parses to the data put; garbage gives CloudWatch errors only; dimension labels are valid
+Prometheus names; S3 keys either stay inside their bucket folder or are refused; aws-chunked bodies decode to
+their payload."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from panoflow.aws import cbor
-from panoflow.aws.cloudwatch import CloudWatchError, Datum, MetricStore, label_name, parse_document, parse_query
+from panoflow.aws.cloudwatch import (
+    CloudWatchError,
+    Datum,
+    MetricStore,
+    label_name,
+    parse_document,
+    parse_query,
+)
 from panoflow.aws.s3 import LocalS3, S3Error, decode_aws_chunked
 from panoflow.aws.wire import s3_bucket_from_host, service_of
 
@@ -48,7 +56,8 @@ def test_cbor_garbage_raises_only_cbor_error(data: bytes) -> None:
 
 def test_cbor_indefinite_lengths_halves_and_tags() -> None:
     # {_ "a": [_ 1, 2], "t": 1(1.5)} with an indefinite text key, a half float and a tagged epoch time
-    data = bytes([0xBF, 0x7F, 0x61, 0x61, 0xFF, 0x9F, 0x01, 0x02, 0xFF, 0x61, 0x74, 0xC1, 0xF9, 0x3E, 0x00, 0xFF])
+    data = bytes([0xBF, 0x7F, 0x61, 0x61, 0xFF, 0x9F, 0x01, 0x02, 0xFF, 0x61, 0x74, 0xC1, 0xF9, 0x3E, 0x00,
+                  0xFF])
     assert cbor.decode(data) == {"a": [1, 2], "t": 1.5}
 
 
@@ -74,7 +83,8 @@ def _shape(raw: object) -> dict:
         return {**base, "Value": number}
     if form == 1:
         return {**base, "Values": many, "Counts": [float(i + 1) for i in range(len(many))]}
-    return {**base, "StatisticValues": {"SampleCount": 4.0, "Sum": number, "Minimum": number, "Maximum": number}}
+    return {**base, "StatisticValues": {"SampleCount": 4.0, "Sum": number, "Minimum": number,
+                                        "Maximum": number}}
 
 
 def _expected(params: dict) -> list[Datum]:
@@ -148,7 +158,8 @@ def test_label_examples_and_families() -> None:
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(key=st.lists(st.sampled_from(["a", ".", "/", "..", "\\", "\x00", "é", "b/", "%2e"]), max_size=10).map("".join))
+@given(key=st.lists(st.sampled_from(["a", ".", "/", "..", "\\", "\x00", "é", "b/", "%2e"]),
+                    max_size=10).map("".join))
 def test_s3_keys_stay_in_their_bucket(tmp_path: Path, key: str) -> None:
     store = LocalS3(tmp_path / "s3", cap_bytes=1 << 20)
     try:
@@ -183,6 +194,8 @@ def test_service_and_bucket_from_host(host: str, service: str | None, bucket: st
 
 
 def test_service_from_signature_scope_wins() -> None:
-    auth = "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0"
+    auth = ("AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/sqs/aws4_request, SignedHeaders=host, "
+            "Signature=0")
     assert service_of({"Authorization": auth}, {}, "s3.amazonaws.com") == "sqs"
-    assert service_of({}, {"X-Amz-Credential": "AKID/20240101/us-east-1/s3/aws4_request"}, "127.0.0.1") == "s3"
+    assert service_of({}, {"X-Amz-Credential": "AKID/20240101/us-east-1/s3/aws4_request"},
+                      "127.0.0.1") == "s3"

@@ -1,7 +1,8 @@
 """A command whose optional dependencies are missing names the extra to install instead of an internal error.
 
-botocore and boto3 stay installed (other tests need them): a ``sitecustomize`` in the child's ``PYTHONPATH`` puts
-a meta-path finder first that refuses to import them, as a machine without ``panoflow[controlplane]`` would.
+botocore and boto3 stay installed (other tests need them): a ``sitecustomize`` in the child's ``PYTHONPATH``
+puts a meta-path finder first that refuses to import them, as a machine without ``panoflow[controlplane]``
+would.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def test_control_plane_without_its_extra_names_the_pip_install(tmp_path: Path, a
 
 
 def test_the_blocker_blocks_only_what_it_names(tmp_path: Path) -> None:
-    """Without the blocked modules, the same command runs (so the test above tests the extra, not the blocker)."""
+    """Without the blocked modules, the same command runs (so the test above tests the extra, not the
+    blocker)."""
     r = _panoflow(tmp_path, ("not_a_module",), "control-plane", "keys", "create", "--db", "sqlite:///cp.db")
     assert r.returncode == 0, r.stderr
     assert '"AccessKeyId"' in r.stdout

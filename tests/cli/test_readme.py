@@ -53,8 +53,10 @@ def _commands(lines: list[str]) -> list[str]:
         for part in re.split(r"\s*(?:&&|;)\s*", line):
             words = shlex.split(part, comments=True)
             # the shell's redirections and pipes are not arguments: ``... > ca.pem``, ``... | jq``
-            cut = next((i for i, w in enumerate(words) if w in ("|", "<", "2>&1") or w.startswith((">", "2>"))),
-                       len(words))
+            cut = next(
+                (i for i, w in enumerate(words) if w in ("|", "<", "2>&1") or w.startswith((">", "2>"))),
+                len(words),
+            )
             words = words[:cut]
             if words and Path(words[0]).name == "panoflow":
                 out.append(shlex.join(words[1:]))
@@ -99,8 +101,8 @@ def test_the_extractor_handles_continuations_options_and_alternatives() -> None:
              "aws panorama list-devices", "panoflow signal x cam pause|resume", "panoflow ca > ca.pem",
              "panoflow ps | head 2>/dev/null"]
     commands = _commands(lines)
-    assert commands == ["logs people '[--node' 'code_node]' '[-f]'", "a --b c", "signal x cam 'pause|resume'", "ca",
-                        "ps"]
+    assert commands == ["logs people '[--node' 'code_node]' '[-f]'", "a --b c", "signal x cam 'pause|resume'",
+                        "ca", "ps"]
     assert _variants(commands[0]) == [["logs", "people", "--node", "code_node", "-f"],
                                       ["logs", "people", "--node", "code_node"], ["logs", "people", "-f"],
                                       ["logs", "people"]]

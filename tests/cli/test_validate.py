@@ -66,7 +66,8 @@ def test_every_reference_application_is_accepted(
     code, out, err = _run(capsys, *args)
     assert code == 0, out + err
     lines = out.splitlines()
-    assert lines[-1].startswith("valid: ") and lines[-1].endswith(f"{warnings} warning{'' if warnings == 1 else 's'}")
+    assert lines[-1].startswith("valid: ") and lines[-1].endswith(f"{warnings} "
+                                                                  f"warning{'' if warnings == 1 else 's'}")
     assert sum(": warning: " in line for line in lines) == warnings
     assert "Traceback" not in out + err
 
@@ -82,7 +83,8 @@ def test_warning_lines_and_strict(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, *args)
     lines = out.splitlines()
     assert code == 0
-    assert lines[0].startswith("graphs/my-app/override.json:/nodeGraphOverrides/packages/0: warning: camera package")
+    assert lines[0].startswith("graphs/my-app/override.json:/nodeGraphOverrides/packages/0: warning: camera "
+                               "package")
     assert lines[1].startswith("    hint: ") and "--camera camera_node_override=URI" in lines[1]
     assert lines[2] == "valid: 12 nodes, 10 edges, 1 warning"
     code, out, _ = _run(capsys, *args, "--strict")
@@ -102,14 +104,16 @@ def broken_app(tmp_path: Path) -> Path:
     return app
 
 
-def test_invalid_application_exits_1_with_every_problem(capsys: pytest.CaptureFixture[str], broken_app: Path) -> None:
+def test_invalid_application_exits_1_with_every_problem(capsys: pytest.CaptureFixture[str],
+                                                        broken_app: Path) -> None:
     code, out, err = _run(capsys, str(broken_app))
     assert code == 1 and err == ""
     assert out.splitlines() == [
-        ("graphs/my-app/graph.json:/nodeGraph/edges/0/producer: error: edge producer names node 'ghost', which the "
-         "graph does not have"),
+        ("graphs/my-app/graph.json:/nodeGraph/edges/0/producer: error: edge producer names node 'ghost', "
+         "which the graph does not have"),
         "    hint: use the name of a node in nodeGraph.nodes",
-        "graphs/my-app/graph.json:/nodeGraph/networkRoutingRules/0/hostPort: error: hostPort 80 is outside 8000-9000",
+        ("graphs/my-app/graph.json:/nodeGraph/networkRoutingRules/0/hostPort: error: hostPort 80 is outside "
+         "8000-9000"),
         "    hint: Panorama appliances open ports 8000 to 9000 to applications",
         "invalid: 2 errors, 0 warnings",
     ]
@@ -124,12 +128,14 @@ def test_json_output(capsys: pytest.CaptureFixture[str], broken_app: Path) -> No
     assert set(report["problems"][0]) == {"file", "pointer", "severity", "message", "hint"}
     code, out, _ = _run(capsys, str(FIXTURES / "debug-server"), "--json")
     report = json.loads(out)
-    assert (code, report["valid"], report["nodes"], report["edges"], report["problems"]) == (0, True, 12, 10, [])
+    assert (code, report["valid"], report["nodes"], report["edges"],
+            report["problems"]) == (0, True, 12, 10, [])
 
 
-@pytest.mark.parametrize("argv", [["missing-dir"], [".", "--graph", "missing.json"], [".", "--overrides", "nope.json"]])
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str], monkeypatch: pytest.MonkeyPatch,
-                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("argv", [["missing-dir"], [".", "--graph", "missing.json"],
+                                  [".", "--overrides", "nope.json"]])
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str],
+                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     code, out, err = _run(capsys, *argv)
     assert code == 2 and out == "" and "no such" in err and "Traceback" not in err
@@ -147,7 +153,8 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert flag in out
 
 
-# --- never a traceback -------------------------------------------------------------------------------------------
+# --- never a traceback
+# -------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -157,11 +164,13 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 TARGETS = ["graphs/my-app/graph.json", "graphs/my-app/override.json",
-           "packages/123456789012-SAMPLE_CODE-1.0/package.json", "packages/123456789012-SAMPLE_CODE-1.0/descriptor.json"]
+           "packages/123456789012-SAMPLE_CODE-1.0/package.json",
+           "packages/123456789012-SAMPLE_CODE-1.0/descriptor.json"]
 junk = st.one_of(
     st.binary(max_size=40),
     st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids, max_size=3),
+                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids,
+                                                                           max_size=3),
                  max_leaves=12).map(lambda v: json.dumps(v).encode()),
 )
 
@@ -169,7 +178,8 @@ junk = st.one_of(
 @settings(max_examples=EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(target=st.sampled_from(TARGETS), content=junk, flags=st.lists(st.sampled_from(["--strict", "--json"]),
-       max_size=2, unique=True), with_overrides=st.booleans(), extra=st.sampled_from([[], ["--graph"], ["--bogus"]]))
+       max_size=2, unique=True), with_overrides=st.booleans(),
+       extra=st.sampled_from([[], ["--graph"], ["--bogus"]]))
 def test_cli_never_prints_a_traceback(
     capsys: pytest.CaptureFixture[str], scratch: Path, target: str, content: bytes, flags: list[str],
     with_overrides: bool, extra: list[str],

@@ -29,7 +29,8 @@ ENV A=1 B="two words"
     plan = parse_dockerfile(text)
     assert plan.workdir == "/panorama"
     assert plan.copies[0].dest == "/panorama" and plan.copies[0].dest_is_dir
-    assert plan.pip_installs == [["--no-cache-dir", "-r", "requirements.txt"], ["opencv-python-headless==4.5.5.64"]]
+    assert plan.pip_installs == [["--no-cache-dir", "-r", "requirements.txt"],
+                                 ["opencv-python-headless==4.5.5.64"]]
     assert plan.other_runs == ["line 6: apt-get update"]
     assert plan.env == {"A": "1", "B": "two words"}
 

@@ -29,7 +29,8 @@ def test_sample_with_a_bound_camera() -> None:
 def test_several_streams_on_one_node_get_distinct_ids() -> None:
     app = load_application(SAMPLE)
     g = resolve(app, cameras={"camera_node": ["a.mp4", "b.mp4", "c.mp4"]})
-    assert [s.stream_id for s in g.streams_of(["camera_node"])] == ["camera_node_0", "camera_node_1", "camera_node_2"]
+    assert [s.stream_id for s in g.streams_of(["camera_node"])] == ["camera_node_0", "camera_node_1",
+                                                                    "camera_node_2"]
 
 
 def test_multicam_override_replaces_the_abstract_camera_with_two() -> None:
@@ -60,8 +61,10 @@ def test_camera_package_defaults_give_the_stream_url() -> None:
     [
         ({}, "camera node 'camera_node' has no stream: bind one with --camera camera_node=URI"),
         ({"cameras": {"camera_node": ["a"], "nope": ["b"]}}, "--camera names unknown camera node(s) nope"),
-        ({"cameras": {"camera_node": ["a"]}, "params": {"detection_threshold": "high"}}, "not a valid float32"),
-        ({"cameras": {"camera_node": ["a"]}, "params": {"camera_node": "1"}}, "no parameter node 'camera_node'"),
+        ({"cameras": {"camera_node": ["a"]}, "params": {"detection_threshold": "high"}},
+         "not a valid float32"),
+        ({"cameras": {"camera_node": ["a"]}, "params": {"camera_node": "1"}},
+         "no parameter node 'camera_node'"),
     ],
 )
 def test_binding_errors_are_clear(kwargs: dict, message: str) -> None:

@@ -1,8 +1,9 @@
-"""``overrideMandatory`` nodes are satisfied the same way with or without an overrides file: an overrides file that
-replaces them, or a binding when the application runs (``--camera NODE=URI``, a registered camera, ``--param``).
+"""``overrideMandatory`` nodes are satisfied the same way with or without an overrides file: an overrides file
+that replaces them, or a binding when the application runs (``--camera NODE=URI``, a registered camera,
+``--param``).
 
-Built on the reference sample (its ``camera_node`` is ``overrideMandatory``), with an overrides file that replaces
-only the parameters, as a deployer who binds the camera on the command line writes it.
+Built on the reference sample (its ``camera_node`` is ``overrideMandatory``), with an overrides file that
+replaces only the parameters, as a deployer who binds the camera on the command line writes it.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def _mark_mandatory(app: Path, name: str) -> None:
 def test_an_override_mandatory_parameter_needs_param_alike(app: Path, overrides: str | None) -> None:
     _mark_mandatory(app, "detection_threshold")
     loaded = _load(app, overrides)
-    with pytest.raises(ResolveError, match="parameter node 'detection_threshold' is overrideMandatory: give it "
-                                           "with --param detection_threshold=VALUE"):
+    with pytest.raises(ResolveError, match="parameter node 'detection_threshold' is overrideMandatory: give "
+                                           "it with --param detection_threshold=VALUE"):
         resolve(loaded, cameras={"camera_node": ["/clip.mp4"]})
     graph = resolve(loaded, cameras={"camera_node": ["/clip.mp4"]}, params={"detection_threshold": "50"})
     assert graph.parameters["detection_threshold"] == 50.0

@@ -90,9 +90,9 @@ def test_exhausted_when_runtime_stops() -> None:
         while True:
             try:
                 port.get()
-            except Exception:  # what Panorama apps write; must not swallow the stop
+            except Exception:  # noqa: BLE001, S112 (what Panorama apps write; must not swallow the stop)
                 continue
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 (the stop, whatever it is, ends the app)
                 result.append(exc)
                 return
 
@@ -158,12 +158,14 @@ def test_code_node_io_defaults() -> None:
     io.close_outputs()
 
 
-# ---- stateful: multi-camera get semantics -------------------------------------------------------------------------
+# ---- stateful: multi-camera get semantics
+# -------------------------------------------------------------------------
 CAMERAS = ("cam0", "cam1", "cam2")
 
 
 class MediaInputModel(RuleBasedStateMachine):
-    """Frames pushed per camera (queue(3), so drops happen), ends, and polling gets, checked against a model."""
+    """Frames pushed per camera (queue(3), so drops happen), ends, and polling gets, checked against a
+    model."""
 
     @initialize(order=st.permutations(CAMERAS))
     def setup(self, order: list[str]) -> None:

@@ -22,8 +22,8 @@ HOSTS = st.sampled_from(["127.0.0.1", "localhost", "triton.example.internal", ":
        timeout=st.one_of(st.none(), st.floats(0.01, 1e4)), retries=st.one_of(st.none(), st.integers(0, 50)),
        max_batch=st.one_of(st.none(), st.integers(1, 4096)))
 def test_valid_endpoints_parse_to_what_they_say(transport: str, host: str, port: int | None, model: str,
-                                                version: str | None, timeout: float | None, retries: int | None,
-                                                max_batch: int | None) -> None:
+                                                version: str | None, timeout: float | None,
+                                                retries: int | None, max_batch: int | None) -> None:
     shown = f"[{host}]" if ":" in host else host
     uri = f"kserve+{transport}://{shown}" + (f":{port}" if port else "") + f"/{model}" + (
         f"/{version}" if version else "")

@@ -1,5 +1,6 @@
-"""The ``kserve`` backend's health bookkeeping: one log line per outage and one per recovery whatever the sequence
-of results, and a Prometheus exposition that Prometheus's own parser (prometheus_client) reads back."""
+"""The ``kserve`` backend's health bookkeeping: one log line per outage and one per recovery whatever the
+sequence of results, and a Prometheus exposition that Prometheus's own parser (prometheus_client) reads
+back."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def test_one_log_line_per_outage_and_per_recovery(results: list[float | str]) ->
                 health.succeeded(r)
     up, outages, recoveries, refused_logged = True, 0, 0, 0
     refused: set[str] = set()
-    for r in results:  # the model: an outage starts at the first UNAVAILABLE/DEADLINE_EXCEEDED after a success
+    # the model: an outage starts at the first UNAVAILABLE/DEADLINE_EXCEEDED after a success
+    for r in results:
         if isinstance(r, str) and r in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
             outages += up
             up = False
@@ -66,6 +68,6 @@ def test_metrics_parse_as_prometheus_text(results: list[float | str]) -> None:
     count = next(s for s in latency.samples if s.name.endswith("_count"))
     assert count.value == len(ok)
     errors = {s.labels["code"]: s.value for s in families["panoflow_remote_inference_errors"].samples}
-    assert errors == {c: results.count(c) for c in set(r for r in results if isinstance(r, str))}
+    assert errors == {c: results.count(c) for c in {r for r in results if isinstance(r, str)}}
     up = families["panoflow_remote_model_up"].samples[0].value
     assert up == (1.0 if health.up else 0.0)

@@ -1,6 +1,6 @@
 """The cgroup v2 half of the limits, on whatever cgroup2 hierarchy this host mounts (on a v1 host, the hybrid
-``/sys/fs/cgroup/unified`` one): placement before exec, listing, cgroup.kill, removal, and the no-internal-processes
-check. The v1 half and the v2 limits on a unified host run in test_limits.py."""
+``/sys/fs/cgroup/unified`` one): placement before exec, listing, cgroup.kill, removal, and the
+no-internal-processes check. The v1 half and the v2 limits on a unified host run in test_limits.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""unsafe_start (--unsafe-no-sandbox): the same environment, working directory and descriptors, and no isolation."""
+"""unsafe_start (--unsafe-no-sandbox): the same environment, working directory and descriptors, and no
+isolation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""panoflow.ops: each helper against a slow, obvious reference, and CuPy against numpy where a GPU is present."""
+"""panoflow.ops: each helper against a slow, obvious reference, and CuPy against numpy where a GPU is
+present."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def _cupy() -> tuple[Any, str]:
     try:
         cp = importlib.import_module("cupy")
         count = cp.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # not installed, no driver, no device
+    except Exception as exc:  # noqa: BLE001 (not installed, no driver, no device)
         return None, f"CuPy with a GPU is needed: {type(exc).__name__}: {exc}"
     return (cp, "") if count else (None, "CuPy found no GPU")
 
@@ -52,7 +53,8 @@ def test_resize_bilinear_matches_the_reference(width: int, height: int) -> None:
     img = image()
     got = ops.resize(img, (width, height))
     assert got.shape == (height, width, 3) and got.dtype == np.float32
-    np.testing.assert_allclose(got, reference_resize(img.astype(np.float64), width, height), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(got, reference_resize(img.astype(np.float64), width, height), rtol=0,
+                               atol=1e-3)
 
 
 def test_resize_keeps_leading_batch_axes_and_grey_images() -> None:
@@ -62,7 +64,8 @@ def test_resize_keeps_leading_batch_axes_and_grey_images() -> None:
     for i in range(3):
         np.testing.assert_allclose(got[i], ops.resize(batch[i], (9, 7)), atol=1e-6)
     grey = image(c=1)[..., 0]
-    np.testing.assert_allclose(ops.resize(grey, (9, 7)), reference_resize(grey.astype(float), 9, 7), atol=1e-3)
+    np.testing.assert_allclose(ops.resize(grey, (9, 7)), reference_resize(grey.astype(float), 9, 7),
+                               atol=1e-3)
 
 
 def test_resize_nearest_keeps_the_dtype_and_picks_source_pixels() -> None:

@@ -17,8 +17,8 @@ def _record_hash(data: bytes) -> str:
 
 def make_wheel(folder: Path, name: str, version: str, modules: Mapping[str, str], *,
                requires: Sequence[str] = ()) -> Path:
-    """Write ``<name>-<version>-py3-none-any.whl`` into ``folder``: ``modules`` maps a module file (``pkg.py`` or
-    ``pkg/__init__.py``) to its source; ``requires`` become Requires-Dist lines. Deterministic bytes."""
+    """Write ``<name>-<version>-py3-none-any.whl`` into ``folder``: ``modules`` maps a module file (``pkg.py``
+    or ``pkg/__init__.py``) to its source; ``requires`` become Requires-Dist lines. Deterministic bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     dist = name.replace("-", "_")
     info = f"{dist}-{version}.dist-info"

@@ -13,8 +13,8 @@ import numpy as np
 from panoflow.core.frame import Frame
 from tests.media import read_index
 
-#: ``python -c PANOFLOW_LAUNCHER ARGS...`` is ``panoflow ARGS...`` with the rtsp plugin registered, also before
-#: it joins ``panoflow.plugins.BUILTINS``.
+#: ``python -c PANOFLOW_LAUNCHER ARGS...`` is ``panoflow ARGS...`` with the rtsp plugin registered, also
+#: before it joins ``panoflow.plugins.BUILTINS``.
 PANOFLOW_LAUNCHER = """
 import sys
 import panoflow.plugins as plugins
@@ -26,7 +26,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 class Frames:
-    """An ``emit`` keeping every frame (or only the last ``keep`` ones); ``delay`` makes it a slow consumer."""
+    """An ``emit`` keeping every frame (or only the last ``keep`` ones); ``delay`` makes it a slow
+    consumer."""
 
     def __init__(self, *, stop_after: int | None = None, delay: float = 0.0, keep: int | None = None):
         self.frames: list[Frame] = []

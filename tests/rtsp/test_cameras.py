@@ -57,7 +57,8 @@ def test_file_is_private_and_rewritten_atomically(tmp_path: Path) -> None:
     assert path.stat().st_ino != inode  # replaced, never edited in place
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["cameras.json"]
-    assert json.loads(path.read_text())["cameras"]["a"] == {"url": "rtsp://h/a", "username": "u", "password": SECRET}
+    assert json.loads(path.read_text())["cameras"]["a"] == {"url": "rtsp://h/a", "username": "u",
+                                                            "password": SECRET}
 
 
 def test_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
@@ -170,10 +171,11 @@ APPS = Path(__file__).resolve().parents[1] / "fixtures" / "panorama-apps"
 _LOOKUP_WIRED = "camera_lookup" in inspect.signature(resolve).parameters
 
 
-@pytest.mark.skipif(not _LOOKUP_WIRED, reason="needs the lead's core/graph.py change: resolve(camera_lookup=...)")
+@pytest.mark.skipif(not _LOOKUP_WIRED, reason="needs the lead's core/graph.py change: "
+                                              "resolve(camera_lookup=...)")
 def test_overrides_refer_to_registered_cameras_by_name(tmp_path: Path) -> None:
-    """An override's camera package (``123456789012::MY_CAMERA``, not shipped with the app, as on the appliance)
-    streams from the registered camera of that name; --camera still wins."""
+    """An override's camera package (``123456789012::MY_CAMERA``, not shipped with the app, as on the
+    appliance) streams from the registered camera of that name; --camera still wins."""
     reg = CameraRegistry(tmp_path / "c.json")
     reg.add("MY_CAMERA", "rtsp://10.0.0.9/live", "admin", SECRET)
     app = load_application(APPS / "debug-server", overrides=APPS / "debug-server/graphs/my-app/override.json")
@@ -186,5 +188,6 @@ def test_overrides_refer_to_registered_cameras_by_name(tmp_path: Path) -> None:
     reg.add("camera_node", "rtsp://10.0.0.10/live")
     assert resolve(sample, camera_lookup=registry_lookup(reg)).cameras["camera_node"].streams[0].uri == (
         "rtsp://10.0.0.10/live")
-    with pytest.raises(ResolveError, match="or register a camera named 'camera_node' with `panoflow cameras add`"):
+    with pytest.raises(ResolveError, match="or register a camera named 'camera_node' with `panoflow cameras "
+                                           "add`"):
         resolve(sample, camera_lookup=registry_lookup(CameraRegistry(tmp_path / "empty.json")))

@@ -29,7 +29,10 @@ def test_scaled_size(size: tuple[int, int], expected: tuple[int, int] | None) ->
     assert scaled_size(*size, (1920, 1080)) == expected
     assert scaled_size(*size, None) is None
     if expected:
-        assert expected[0] * expected[1] <= 1920 * 1080 and abs(expected[0] / expected[1] - size[0] / size[1]) < 0.01
+        assert (
+            expected[0] * expected[1] <= 1920 * 1080
+            and abs(expected[0] / expected[1] - size[0] / size[1]) < 0.01
+        )
 
 
 def test_queue_is_bounded_and_new_stream_clears_it() -> None:

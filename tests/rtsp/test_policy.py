@@ -36,13 +36,16 @@ def test_state_changes_logged_once() -> None:
             state.down("authentication failed", retry_in=0.5)
         state.down("cannot connect", retry_in=1.0)
         state.streaming(size="320x240")
-        state.streaming(size="320x240")  # a new session after a restart: logged again (state went down between)
+        # a new session after a restart: logged again (state went down between)
+        state.streaming(size="320x240")
         state.down("closed", retry_in=0.1)
         state.streaming(size="320x240")
         state.stopped(frames=3)
     assert [(e["event"], e.get("reason")) for e in logs] == [
-        ("camera_connecting", None), ("camera_down", "authentication failed"), ("camera_down", "cannot connect"),
-        ("camera_streaming", None), ("camera_down", "closed"), ("camera_streaming", None), ("camera_stopped", None),
+        ("camera_connecting", None), ("camera_down", "authentication failed"), ("camera_down",
+                                                                                "cannot connect"),
+        ("camera_streaming", None), ("camera_down", "closed"), ("camera_streaming", None),
+        ("camera_stopped", None),
     ]
     assert logs[1]["log_level"] == "warning" and logs[1]["stream_id"] == "cam"
     assert state.failures == 7 and state.sessions == 3

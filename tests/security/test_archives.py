@@ -1,6 +1,7 @@
-"""Archive extraction (issue #16): crafted archives against the one extractor (``panoflow.archives``) and every
-caller of it (model store, daemon application archives), on the interpreter in use and with ``tarfile``'s
-``data_filter`` removed as on Python 3.10.0-3.10.11 and 3.11.0-3.11.3. Nothing may be written outside."""
+"""Archive extraction (issue #16): crafted archives against the one extractor (``panoflow.archives``) and
+every caller of it (model store, daemon application archives), on the interpreter in use and with
+``tarfile``'s ``data_filter`` removed as on Python 3.10.0-3.10.11 and 3.11.0-3.11.3. Nothing may be written
+outside."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ CHAIN: list[Member] = [
     [("d", "dir", b""), ("d/a", "sym", "n/../../../outside"), ("d/n", "sym", "..")],
 ], ids=["chain5-with-dir", "chain5", "link-then-file", "absolute-link", "dotdot-file", "absolute-file",
         "dotdot-middle", "hardlink-out", "fifo", "device", "late-redirect"])
-def test_crafted_archives_write_nothing_outside(tmp_path: Path, filter_mode: str, members: list[Member]) -> None:
+def test_crafted_archives_write_nothing_outside(tmp_path: Path, filter_mode: str,
+                                                members: list[Member]) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_text("do not link me")
@@ -153,7 +155,8 @@ def _daemon(archive: Path, dest: Path) -> object:
 
 
 @pytest.mark.parametrize("caller", [_extractor, _daemon], ids=["archives", "daemon"])
-def test_every_caller_refuses_the_chain(tmp_path: Path, filter_mode: str, caller: Callable[[Path, Path], object]
+def test_every_caller_refuses_the_chain(tmp_path: Path, filter_mode: str,
+                                        caller: Callable[[Path, Path], object]
                                         ) -> None:
     (tmp_path / "outside").mkdir()
     archive = make_tar(tmp_path / "evil.tar.gz", CHAIN)

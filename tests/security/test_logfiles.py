@@ -1,6 +1,6 @@
-"""The daemon's per-node log files (issue #16): an app printing 20,000 distinct ``[name]`` prefixes used to make the
-daemon open (and keep open) one file per prefix until it ran out of descriptors; ``[..]`` wrote one folder up.
-The real :class:`OutputRouter` and real files; descriptors counted in /proc."""
+"""The daemon's per-node log files (issue #16): an app printing 20,000 distinct ``[name]`` prefixes used to
+make the daemon open (and keep open) one file per prefix until it ran out of descriptors; ``[..]`` wrote one
+folder up. The real :class:`OutputRouter` and real files; descriptors counted in /proc."""
 
 from __future__ import annotations
 
@@ -66,4 +66,6 @@ def test_dot_dot_and_odd_names_write_nothing_outside(tmp_path: Path) -> None:
     for writer in writers.values():
         writer.close()
     assert not (tmp_path / "app" / "console_output").exists()
-    assert {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()} == {"app/logs/instance.log"}
+    assert {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()} == {
+        "app/logs/instance.log"
+    }

@@ -1,5 +1,6 @@
-"""Previews (issue #16, the SSRF half): the daemon relays only an instance's loopback preview; a preview URL an app
-reports that points elsewhere is never fetched. Real aiohttp servers: one on loopback, one on another address."""
+"""Previews (issue #16, the SSRF half): the daemon relays only an instance's loopback preview; a preview URL
+an app reports that points elsewhere is never fetched. Real aiohttp servers: one on loopback, one on another
+address."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_only_loopback_http_with_a_port_is_relayed() -> None:
         assert loopback_url(url) == url
     for url in ("http://169.254.169.254/latest/meta-data/", "http://169.254.169.254:80/", "http://10.0.0.5:80/",
                 "https://127.0.0.1:8080/", "file:///etc/passwd", "http://user:pw@127.0.0.1:80/",
-                "http://127.0.0.1.evil.example:80/", "http://127.0.0.1:99999/", "gopher://127.0.0.1:70/", "", None):
+                "http://127.0.0.1.evil.example:80/", "http://127.0.0.1:99999/", "gopher://127.0.0.1:70/", "",
+                None):
         assert loopback_url(url) is None, url
 
 

@@ -1,9 +1,10 @@
-"""Redaction (issue #16): one redactor (``panoflow.core.redact``) for every log path, status, API answer and upload.
+"""Redaction (issue #16): one redactor (``panoflow.core.redact``) for every log path, status, API answer and
+upload.
 
-The property: a generated secret (a URL password of any non-blank characters, ``@`` and ``/`` included; a secret
-query value; a ``--param`` value; a value under a secret key, at any depth) never survives the JSON log renderer,
-the console renderer, :func:`redact_value` (status documents and API answers) or :func:`redact_text` (the lines the
-device uploads). The review's reproductions are pinned as examples."""
+The property: a generated secret (a URL password of any non-blank characters, ``@`` and ``/`` included; a
+secret query value; a ``--param`` value; a value under a secret key, at any depth) never survives the JSON log
+renderer, the console renderer, :func:`redact_value` (status documents and API answers) or :func:`redact_text`
+(the lines the device uploads). The review's reproductions are pinned as examples."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def test_what_is_not_secret_stays() -> None:
 def test_template_job_answers_hide_stream_url_credentials(pano: Any, password: str) -> None:
     """DescribeNodeFromTemplateJob masked Username/Password but returned them inside StreamUrl."""
     job = pano.create_node_from_template_job(
-        TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="CAM", OutputPackageVersion="1.0", NodeName="cam",
+        TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="CAM", OutputPackageVersion="1.0",
+        NodeName="cam",
         TemplateParameters={"StreamUrl": f"rtsp://admin:{password}@10.0.0.5/s", "Username": "u",
                             "Password": password})
     described = pano.describe_node_from_template_job(JobId=job["JobId"])

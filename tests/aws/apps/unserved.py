@@ -1,5 +1,6 @@
 """Test app: calls services panoflow does not serve offline (SQS, Firehose, Secrets Manager, CloudWatch
-GetMetricData); each must raise ClientError at once. Prints one JSON line: service -> [error code, seconds]."""
+GetMetricData); each must raise ClientError at once. Prints one JSON line: service -> [error code,
+seconds]."""
 
 import datetime
 import json

@@ -1,8 +1,8 @@
 """Run in the MXNet converter environment; ``build ROOT`` writes both models.
 
 - ROOT/gluon: a Gluon network exported with ``export`` (epoch 3): net-symbol.json + net-0003.params.
-- ROOT/ssd: an SSD-shaped symbol with GluonCV's three outputs (class ids [N,K,1], scores [N,K,1], boxes [N,K,4]):
-  ssd-symbol.json + ssd-0000.params.
+- ROOT/ssd: an SSD-shaped symbol with GluonCV's three outputs (class ids [N,K,1], scores [N,K,1], boxes
+  [N,K,4]): ssd-symbol.json + ssd-0000.params.
 
 ``reference JOBS.json`` runs each job's model on every array of its inputs (outputs ``<key>/<k>``)."""
 

@@ -1,5 +1,6 @@
-"""Run in the PyTorch converter environment: ``build OUT`` writes a traced SqueezeNet 1.0 (random weights, seed 0)
-as OUT/model.pth; ``reference JOBS.json`` runs it on every array of each job's inputs (outputs ``<key>/0``)."""
+"""Run in the PyTorch converter environment: ``build OUT`` writes a traced SqueezeNet 1.0 (random weights,
+seed 0) as OUT/model.pth; ``reference JOBS.json`` runs it on every array of each job's inputs (outputs
+``<key>/0``)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ class SqueezeNet10(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, 7, stride=2), nn.ReLU(inplace=True), pool,
             Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128), pool,
-            Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), pool,
-            Fire(512, 64, 256, 256))
+            Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192),
+            Fire(384, 64, 256, 256), pool, Fire(512, 64, 256, 256))
         self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, classes, 1), nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(1))
 

@@ -1,4 +1,5 @@
-"""Fixtures for the manifest tests: copies of the reference applications, and a JSON editor for breaking them."""
+"""Fixtures for the manifest tests: copies of the reference applications, and a JSON editor for breaking
+them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ EditJson = Callable[[Path, Callable[[Any], Any]], None]
 
 @pytest.fixture
 def app_copy(tmp_path: Path) -> Callable[[str], Path]:
-    """``app_copy("debug-server")`` copies a reference application into ``tmp_path`` and returns its folder."""
+    """``app_copy("debug-server")`` copies a reference application into ``tmp_path`` and returns its
+    folder."""
 
     def copy(name: str) -> Path:
         target = tmp_path / Path(name).name
@@ -35,5 +37,6 @@ def _edit(path: Path, change: Callable[[Any], Any]) -> None:
 
 @pytest.fixture
 def edit_json() -> EditJson:
-    """``edit_json(path, fn)``: load the JSON file, let ``fn`` change it in place (its result is ignored), save."""
+    """``edit_json(path, fn)``: load the JSON file, let ``fn`` change it in place (its result is ignored),
+    save."""
     return _edit

@@ -1,5 +1,6 @@
-"""A bad value inside a graph node names the node, not only its index: ``node 'every_param' (nodes/5) value: ...``,
-whether the schema (a value of the wrong JSON type) or the semantic check (an int32 out of range) finds it."""
+"""A bad value inside a graph node names the node, not only its index:
+``node 'every_param' (nodes/5) value: ...``, whether the schema (a value of the wrong JSON type) or the
+semantic check (an int32 out of range) finds it."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def test_a_bad_parameter_value_names_the_node(app_copy: Callable[[str], Path], e
 def test_a_bad_node_name_is_not_labelled_with_itself(app_copy: Callable[[str], Path],
                                                      edit_json: Callable[..., None]) -> None:
     app = app_copy(SAMPLE)
-    edit_json(app / GRAPH, lambda d: d["nodeGraph"]["nodes"].append({"name": "bad name!", "interface": "int32",
+    edit_json(app / GRAPH, lambda d: d["nodeGraph"]["nodes"].append({"name": "bad name!",
+                                                                     "interface": "int32",
                                                                       "value": 1}))
     with pytest.raises(ManifestError) as info:
         load_application(app)

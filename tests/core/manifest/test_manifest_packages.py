@@ -17,7 +17,8 @@ from panoflow.core.manifest import (
 
 MODEL = {"mlModelDescriptor": {"envelopeVersion": "2021-01-01", "framework": "MXNET",
                                "inputs": [{"name": "data", "shape": [1, 3, 8, 8]}]}}
-CODE = {"runtimeDescriptor": {"envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/a.py"}}}
+CODE = {"runtimeDescriptor": {"envelopeVersion": "2021-01-01", "entry": {"path": "python3",
+                                                                         "name": "/panorama/a.py"}}}
 REF = PackageRef("123456789012", "PKG", "1.0")
 
 
@@ -31,7 +32,8 @@ def _package(app: Path, assets: list[dict[str, object]], interfaces: list[dict[s
 
 
 def _model_iface(name: str, asset: str) -> dict[str, object]:
-    return {"name": name, "category": "ml_model", "asset": asset, "inputs": [{"name": "video_in", "type": "media"}],
+    return {"name": name, "category": "ml_model", "asset": asset, "inputs": [{"name": "video_in",
+                                                                              "type": "media"}],
             "outputs": [{"name": "video_out", "type": "media"}]}
 
 
@@ -68,7 +70,8 @@ def test_descriptor_json_is_the_fallback_and_assets_win_over_the_folder(tmp_path
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / f"{sha}.json").write_bytes(content)
     folder = _package(tmp_path, [{"name": "code", "implementations": [
-        {"type": "container", "assetUri": "c.tar.gz", "descriptorUri": f"{sha}.json"}]}, _model_asset("model_asset")],
+        {"type": "container", "assetUri": "c.tar.gz", "descriptorUri": f"{sha}.json"}]},
+                                 _model_asset("model_asset")],
         [{"name": "i", "category": "business_logic", "asset": "code"}, _model_iface("m", "model_asset")])
     (folder / "descriptor.json").write_text(json.dumps(MODEL))
     loaded = load_package(tmp_path, REF)
@@ -89,7 +92,8 @@ def test_descriptor_with_wrong_sha_is_an_error(tmp_path: Path) -> None:
 
 def test_uris_that_leave_assets_are_never_opened(tmp_path: Path) -> None:
     (tmp_path / "secret.json").write_text(json.dumps(MODEL))
-    _package(tmp_path, [_model_asset("m", uri="../secret.json", descriptor="../secret.json")], [_model_iface("i", "m")])
+    _package(tmp_path, [_model_asset("m", uri="../secret.json", descriptor="../secret.json")],
+             [_model_iface("i", "m")])
     loaded = load_package(tmp_path, REF)
     assert loaded.problems == [] and loaded.package is not None
     assert dict(loaded.package.descriptors) == {} and dict(loaded.package.files) == {}
@@ -101,7 +105,8 @@ def test_model_package_without_package_json_is_assumed_with_a_warning(tmp_path: 
     (folder / "descriptor.json").write_text(json.dumps(MODEL))
     loaded = load_package(tmp_path, REF, interfaces=["model_interface"])
     (warning,) = loaded.problems
-    assert (warning.file, warning.pointer, warning.severity) == (f"packages/{REF.folder_name}/package.json", "",
+    assert (warning.file, warning.pointer, warning.severity) == (f"packages/{REF.folder_name}/package.json",
+                                                                 "",
                                                                   "warning")
     assert loaded.package is not None
     iface = loaded.package.config.interface("model_interface")

@@ -20,7 +20,8 @@ def test_the_four_panorama_types_are_parameter_types() -> None:
     for name, ptype in BUILTIN_PARAMETER_TYPES.items():
         assert isinstance(ptype, ParameterType)
         assert ptype.name == name
-    assert (INT32.python_type, FLOAT32.python_type, BOOLEAN.python_type, STRING.python_type) == (int, float, bool, str)
+    assert (INT32.python_type, FLOAT32.python_type, BOOLEAN.python_type,
+            STRING.python_type) == (int, float, bool, str)
 
 
 @pytest.mark.parametrize("value", [0, 1, -1, INT32_MIN, INT32_MAX])
@@ -28,7 +29,8 @@ def test_int32_accepts_integers_in_range(value: int) -> None:
     assert INT32.check(value) == ""
 
 
-@pytest.mark.parametrize("value", [INT32_MAX + 1, INT32_MIN - 1, 10**400, True, False, 1.0, "1", None, [1], {}])
+@pytest.mark.parametrize("value", [INT32_MAX + 1, INT32_MIN - 1, 10**400, True, False, 1.0, "1", None, [1],
+                                   {}])
 def test_int32_rejects(value: object) -> None:
     assert INT32.check(value)
 
@@ -52,7 +54,8 @@ def test_boolean_and_string_take_only_their_type() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("false", False), ("0", False), ("No", False)],
+    [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("false", False), ("0", False),
+     ("No", False)],
 )
 def test_boolean_convert(text: str, value: bool) -> None:
     assert BOOLEAN.convert(text) is value

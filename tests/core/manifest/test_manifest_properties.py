@@ -45,22 +45,27 @@ FILES = {
     "descriptor": "packages/123456789012-SQUEEZENET_PYTORCH-1.0/descriptor.json",
 }
 PARSERS: dict[str, Callable[[bytes, str], Any]] = {
-    "graph": parse_graph, "overrides": parse_overrides, "package": parse_package, "descriptor": parse_descriptor,
+    "graph": parse_graph, "overrides": parse_overrides, "package": parse_package,
+    "descriptor": parse_descriptor,
 }
 TOP = {"graph": "nodeGraph", "overrides": "nodeGraphOverrides", "package": "nodePackage",
        "descriptor": "mlModelDescriptor"}
 VOCABULARY = [
-    "nodeGraph", "nodeGraphOverrides", "nodePackage", "mlModelDescriptor", "runtimeDescriptor", "envelopeVersion",
-    "packages", "nodes", "edges", "name", "version", "interface", "value", "producer", "consumer", "nodeOverrides",
-    "replace", "with", "networkRoutingRules", "node", "containerPort", "hostPort", "interfaces", "assets", "inputs",
+    "nodeGraph", "nodeGraphOverrides", "nodePackage", "mlModelDescriptor", "runtimeDescriptor",
+    "envelopeVersion",
+    "packages", "nodes", "edges", "name", "version", "interface", "value", "producer", "consumer",
+    "nodeOverrides",
+    "replace", "with", "networkRoutingRules", "node", "containerPort", "hostPort", "interfaces", "assets",
+    "inputs",
     "outputs", "type", "category", "asset", "implementations", "assetUri", "descriptorUri", "requirements",
     "framework", "shape", "entry", "path", "network", "inboundPorts", "port", "overridable", "decorator",
 ]
 MEANINGFUL: list[Any] = [
-    "2021-01-01", "1.0", "code_node", "camera_node", "camera_node.video_out", "code_node.video_in", "ghost.port",
-    "region", "123456789012::DEBUG_SERVER.interface", "123456789012::NOPE.x", "panorama::hdmi_data_sink.hdmi0",
-    "media", "int32", "float32", "string", "boolean", "ml_model", "model", "container", "ONNX", 80, 8080, 2**31,
-    -1, 1e39, True, None, [], {},
+    "2021-01-01", "1.0", "code_node", "camera_node", "camera_node.video_out", "code_node.video_in",
+    "ghost.port", "region", "123456789012::DEBUG_SERVER.interface", "123456789012::NOPE.x",
+    "panorama::hdmi_data_sink.hdmi0",
+    "media", "int32", "float32", "string", "boolean", "ml_model", "model", "container", "ONNX", 80, 8080,
+    2**31, -1, 1e39, True, None, [], {},
 ]
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12)
@@ -144,7 +149,8 @@ def test_arbitrary_json_never_raises_anything_but_manifest_error(
 
 @SETTINGS
 @given(kind=st.sampled_from(sorted(FILES)), data=st.binary(max_size=64))
-def test_arbitrary_bytes_never_raise(kind: str, data: bytes, reference_app: Application, scratch_app: Path) -> None:
+def test_arbitrary_bytes_never_raise(kind: str, data: bytes, reference_app: Application,
+                                     scratch_app: Path) -> None:
     _check(kind, data, False, reference_app, scratch_app)
 
 
@@ -167,14 +173,18 @@ def _at(doc: Any, path: tuple[Any, ...]) -> Any:
 def _mutate(doc: Any, data: st.DataObject) -> Any:
     path = data.draw(st.sampled_from(list(_paths(doc))[1:]), label="path")
     parent, last = _at(doc, path[:-1]), path[-1]
-    action = data.draw(st.sampled_from(["drop", "rename", "replace", "string", "dangle", "duplicate"]), label="op")
+    action = data.draw(st.sampled_from(["drop", "rename", "replace", "string", "dangle", "duplicate"]),
+                       label="op")
     if action == "drop":
         del parent[last]
     elif action == "rename" and isinstance(parent, dict):
         parent[data.draw(keys, label="new key")] = parent.pop(last)
     elif action == "string":
-        parent[last] = data.draw(st.text(max_size=16) | st.sampled_from([m for m in MEANINGFUL if isinstance(m, str)]))
-    elif action == "dangle" and isinstance(doc.get("nodeGraph"), dict) and isinstance(doc["nodeGraph"].get("edges"), list):
+        parent[last] = data.draw(
+            st.text(max_size=16) | st.sampled_from([m for m in MEANINGFUL if isinstance(m, str)])
+        )
+    elif action == "dangle" and isinstance(doc.get("nodeGraph"),
+                                           dict) and isinstance(doc["nodeGraph"].get("edges"), list):
         ends = st.sampled_from([m for m in MEANINGFUL if isinstance(m, str)]) | st.text(max_size=10)
         doc["nodeGraph"]["edges"].append({"producer": data.draw(ends), "consumer": data.draw(ends)})
     elif action == "duplicate" and isinstance(parent, list):

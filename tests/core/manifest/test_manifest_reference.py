@@ -1,4 +1,5 @@
-"""Every reference application (tests/fixtures/panorama-apps, copies of AWS samples) loads, and round-trips."""
+"""Every reference application (tests/fixtures/panorama-apps, copies of AWS samples) loads, and
+round-trips."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ CAMERA = "/nodeGraphOverrides/packages/{}"
 #: (application folder, overrides file or None) -> the warnings expected, as (file, pointer)
 VALID: dict[tuple[str, str | None], set[tuple[str, str]]] = {
     ("aws-panorama-sample", None): set(),
-    ("aws-panorama-sample", "graphs/my-app/override.json"): {("graphs/my-app/override.json", CAMERA.format(0))},
+    ("aws-panorama-sample", "graphs/my-app/override.json"): {("graphs/my-app/override.json",
+                                                              CAMERA.format(0))},
     ("aws-panorama-sample", "graphs/my-app/override-multicam.json"): {
         ("graphs/my-app/override-multicam.json", CAMERA.format(0)),
         ("graphs/my-app/override-multicam.json", CAMERA.format(1)),
@@ -82,9 +84,12 @@ def test_stock_packages_are_built_in_and_nothing_is_fetched() -> None:
 def test_descriptors_are_found_for_every_sample_layout() -> None:
     sample = load_application(FIXTURES / "aws-panorama-sample")
     code = sample.packages["123456789012::SAMPLE_CODE"]
-    assert code.descriptors["code_asset"] == RuntimeDescriptor("2021-01-01", "python3", "/panorama/application.py")
+    assert code.descriptors["code_asset"] == RuntimeDescriptor("2021-01-01", "python3",
+                                                               "/panorama/application.py")
     model = sample.packages["123456789012::SQUEEZENET_PYTORCH"].descriptors["model_asset"]
-    assert isinstance(model, ModelDescriptor) and model.framework == "PYTORCH" and model.precision_mode == "FP16"
+    assert (
+        isinstance(model, ModelDescriptor) and model.framework == "PYTORCH" and model.precision_mode == "FP16"
+    )
     assert dict(sample.packages["123456789012::SQUEEZENET_PYTORCH"].files) == {}  # archives are not shipped
 
     pose = load_application(FIXTURES / "pose_estimation/pose_estimation_app")
@@ -122,8 +127,8 @@ def test_pose_estimation_override_template_is_rejected_for_its_placeholders() ->
 
 
 def test_kinesis_override_template_is_schema_valid_but_not_usable() -> None:
-    """Decision: an empty ``with`` is valid per Panorama's schema (no minItems), but overrides that replace a node
-    with nothing are rejected; the template also names override nodes it does not define."""
+    """Decision: an empty ``with`` is valid per Panorama's schema (no minItems), but overrides that replace a
+    node with nothing are rejected; the template also names override nodes it does not define."""
     app_dir = FIXTURES / "kinesis_video_streams/kinesis_video_streams_app"
     template = app_dir / "deployment_overrides/override_configuration_template.json"
     parsed = parse_overrides(template.read_bytes(), "template.json")
@@ -131,7 +136,8 @@ def test_kinesis_override_template_is_schema_valid_but_not_usable() -> None:
     assert parsed.model.node_overrides[0].with_ == ()
     problems = validate_application(app_dir, overrides=template)
     assert {(p.file, p.pointer) for p in problems} == {
-        ("deployment_overrides/override_configuration_template.json", "/nodeGraphOverrides/nodeOverrides/0/with"),
+        ("deployment_overrides/override_configuration_template.json",
+         "/nodeGraphOverrides/nodeOverrides/0/with"),
         *{
             ("deployment_overrides/override_configuration_template.json",
              f"/nodeGraphOverrides/nodeOverrides/{i}/with/0/name")
@@ -141,7 +147,9 @@ def test_kinesis_override_template_is_schema_valid_but_not_usable() -> None:
 
 
 def test_people_counter_opengpu_package_gives_exactly_the_nv_accelerators_warning() -> None:
-    file = FIXTURES / "people_counter_opengpu/people_counter_app/packages/278046373397-PEOPLE_COUNTER_CODE-1.0"
+    file = (
+        FIXTURES / "people_counter_opengpu/people_counter_app/packages/278046373397-PEOPLE_COUNTER_CODE-1.0"
+    )
     parsed = parse_package((file / "package.json").read_bytes(), "package.json")
     assert parsed.model is not None
     (warning,) = parsed.problems
@@ -161,7 +169,8 @@ def test_onnx_opengpu_package_and_descriptor_are_valid() -> None:
     assert descriptor.model == RuntimeDescriptor("2021-01-01", "python3.8", "/panorama/runonnx.py")
 
 
-# --- round trips -------------------------------------------------------------------------------------------------
+# --- round trips
+# -------------------------------------------------------------------------------------------------
 
 _PARSERS = {
     "nodeGraph": parse_graph,
@@ -187,6 +196,8 @@ def test_load_dump_load_gives_an_equal_model(path: Path) -> None:
     assert first.model is not None, first.problems
     dumped = json.dumps(to_json(first.model)).encode()
     second = parse(dumped, path.name)
-    assert second.problems == tuple(p for p in first.problems if p.severity == "error"), "dump is schema-valid"
+    assert second.problems == tuple(p for p in first.problems if p.severity == "error"), (
+        "dump is schema-valid"
+    )
     assert second.model == first.model
     assert to_json(second.model) == to_json(first.model)

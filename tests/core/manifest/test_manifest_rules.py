@@ -78,47 +78,61 @@ CASES: dict[str, Case] = {
     "package_name_mismatch": Case(SAMPLE, lambda app, edit: edit(CODE_PKG, lambda d: d["nodePackage"].update(
         name="OTHER")), {(CODE_PKG, "/nodePackage/name")}, "'OTHER'"),
     "interface_names_undefined_asset": Case(
-        SAMPLE, lambda app, edit: edit(MODEL_PKG, lambda d: d["nodePackage"]["interfaces"][0].update(asset="nope")),
+        SAMPLE, lambda app, edit: edit(MODEL_PKG,
+                                       lambda d: d["nodePackage"]["interfaces"][0].update(asset="nope")),
         {(MODEL_PKG, "/nodePackage/interfaces/0/asset")}, "'nope'"),
     "descriptor_of_the_wrong_kind": Case(
-        SAMPLE, lambda app, edit: shutil.copy(app / "packages/123456789012-SQUEEZENET_PYTORCH-1.0/descriptor.json",
-                                              app / "packages/123456789012-SAMPLE_CODE-1.0/descriptor.json"),
+        SAMPLE, lambda app, edit: shutil.copy(
+            app / "packages/123456789012-SQUEEZENET_PYTORCH-1.0/descriptor.json",
+            app / "packages/123456789012-SAMPLE_CODE-1.0/descriptor.json"),
         {("packages/123456789012-SAMPLE_CODE-1.0/descriptor.json", "")}, "needs a runtimeDescriptor"),
     # edges
-    "edge_unknown_producer_node": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(producer="ghost.video_out")),
-                                       {(GRAPH, "/nodeGraph/edges/0/producer")}, "'ghost'"),
-    "edge_unknown_consumer_node": Case(SAMPLE, _graph(lambda g: g["edges"][1].update(consumer="ghost.video_in")),
-                                       {(GRAPH, "/nodeGraph/edges/1/consumer")}, "'ghost'"),
+    "edge_unknown_producer_node": Case(
+        SAMPLE, _graph(lambda g: g["edges"][0].update(producer="ghost.video_out")),
+        {(GRAPH, "/nodeGraph/edges/0/producer")}, "'ghost'"),
+    "edge_unknown_consumer_node": Case(
+        SAMPLE, _graph(lambda g: g["edges"][1].update(consumer="ghost.video_in")),
+        {(GRAPH, "/nodeGraph/edges/1/consumer")}, "'ghost'"),
     "edge_unknown_input_port": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(consumer="code_node.nope")),
                                     {(GRAPH, "/nodeGraph/edges/0/consumer")}, "no input port 'nope'"),
-    "edge_producer_is_an_input": Case(SAMPLE, _graph(lambda g: g["edges"][1].update(producer="code_node.video_in")),
-                                      {(GRAPH, "/nodeGraph/edges/1/producer")}, "'video_in' is an input"),
+    "edge_producer_is_an_input": Case(
+        SAMPLE, _graph(lambda g: g["edges"][1].update(producer="code_node.video_in")),
+        {(GRAPH, "/nodeGraph/edges/1/producer")}, "'video_in' is an input"),
     "edge_parameter_with_port": Case(SAMPLE, _graph(lambda g: g["edges"][2].update(
         producer="detection_threshold.value")), {(GRAPH, "/nodeGraph/edges/2/producer")}, "no output port"),
     "edge_consumer_without_port": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(consumer="code_node")),
                                        {(GRAPH, "/nodeGraph/edges/0/consumer")}, "name its input port"),
     "edge_into_parameter_node": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(consumer="region")),
                                      {(GRAPH, "/nodeGraph/edges/0/consumer")}, "has no inputs"),
-    "edge_parameter_type_mismatch": Case(SAMPLE, _graph(lambda g: g["edges"][2].update(consumer="code_node.region")),
-                                         {(GRAPH, "/nodeGraph/edges/2")}, "gives float32 but code_node.region takes string"),
-    "edge_media_into_scalar_port": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(consumer="code_node.threshold")),
-                                        {(GRAPH, "/nodeGraph/edges/0")}, "gives media"),
+    "edge_parameter_type_mismatch": Case(
+        SAMPLE, _graph(lambda g: g["edges"][2].update(consumer="code_node.region")),
+        {(GRAPH, "/nodeGraph/edges/2")},
+        "gives float32 but code_node.region takes string"),
+    "edge_media_into_scalar_port": Case(
+        SAMPLE, _graph(lambda g: g["edges"][0].update(consumer="code_node.threshold")),
+        {(GRAPH, "/nodeGraph/edges/0")}, "gives media"),
     # parameter values
-    "int32_value_out_of_range": Case(DEBUG, _graph(lambda g: _node(g, "model_input_width").update(value=2**31)),
-                                     {(GRAPH, "/nodeGraph/nodes/10/value")}, "int32 range"),
-    "float32_value_out_of_range": Case(DEBUG, _graph(lambda g: _node(g, "detection_threshold").update(value=1e39)),
-                                       {(GRAPH, "/nodeGraph/nodes/4/value")}, "float32 range"),
+    "int32_value_out_of_range": Case(
+        DEBUG, _graph(lambda g: _node(g, "model_input_width").update(value=2**31)),
+        {(GRAPH, "/nodeGraph/nodes/10/value")}, "int32 range"),
+    "float32_value_out_of_range": Case(
+        DEBUG, _graph(lambda g: _node(g, "detection_threshold").update(value=1e39)),
+        {(GRAPH, "/nodeGraph/nodes/4/value")}, "float32 range"),
     "override_value_out_of_range": Case(
-        SAMPLE, _override(lambda o: o["nodes"].__setitem__(1, {"name": "region_override", "interface": "int32",
+        SAMPLE, _override(lambda o: o["nodes"].__setitem__(1, {"name": "region_override",
+                                                               "interface": "int32",
                                                               "value": -(2**31) - 1})),
-        {(OVERRIDE, "/nodeGraphOverrides/nodes/1/value"), (OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name")},
+        {(OVERRIDE, "/nodeGraphOverrides/nodes/1/value"),
+         (OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name")},
         "int32 range", OVERRIDE),
     "port_default_out_of_range": Case(
-        SAMPLE, lambda app, edit: edit(CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["inputs"][1].update(
-            default=1e39)), {(CODE_PKG, "/nodePackage/interfaces/0/inputs/1/default")}, "float32 range"),
+        SAMPLE, lambda app, edit: edit(
+            CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["inputs"][1].update(default=1e39)),
+        {(CODE_PKG, "/nodePackage/interfaces/0/inputs/1/default")}, "float32 range"),
     # overrides
     "replace_not_overridable": Case(
-        SAMPLE, _override(lambda o: o["nodeOverrides"].append({"replace": "code_node", "with": [{"name": "region_override"}]})),
+        SAMPLE, _override(lambda o: o["nodeOverrides"].append({"replace": "code_node",
+                                                               "with": [{"name": "region_override"}]})),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/4/replace"),
          (OVERRIDE, "/nodeGraphOverrides/nodeOverrides/4/with/0/name")}, "not overridable", OVERRIDE),
     "replace_unknown_node": Case(
@@ -127,7 +141,8 @@ CASES: dict[str, Case] = {
     "replace_twice": Case(
         SAMPLE, _override(lambda o: o["nodeOverrides"][1].update(replace="region")),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/1/replace")}, "already replaced", OVERRIDE),
-    # (a camera or parameter node may be bound at run time instead: tests/core/test_graph_override_mandatory.py)
+    # (a camera or parameter node may be bound at run time instead:
+    # tests/core/test_graph_override_mandatory.py)
     "override_mandatory_not_overridden": Case(
         SAMPLE, _graph(lambda g: _node(g, "model_node").update(overridable=True, overrideMandatory=True)),
         {(OVERRIDE, "/nodeGraphOverrides")}, "'model_node' must be overridden", OVERRIDE),
@@ -140,15 +155,18 @@ CASES: dict[str, Case] = {
     "parameter_replaced_by_interface_node": Case(
         SAMPLE, _override(lambda o: o["nodeOverrides"][0]["with"][0].update(name="camera_node_override")),
         # ...and the console camera now stands in for a parameter, so its missing package is no camera's
-        {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name"), (OVERRIDE, "/nodeGraphOverrides/packages/0")},
+        {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name"),
+         (OVERRIDE, "/nodeGraphOverrides/packages/0")},
         "is a parameter node", OVERRIDE),
     "parameter_replaced_by_two_nodes": Case(
         SAMPLE, _override(lambda o: o["nodeOverrides"][0]["with"].append({"name": "device_id_override"})),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/0/name"),
          (OVERRIDE, "/nodeGraphOverrides/nodeOverrides/0/with/1/name")}, "replaced by 2 nodes", OVERRIDE),
     "camera_replaced_by_node_without_its_port": Case(
-        SAMPLE, _override(lambda o: (o["packages"].append({"name": "panorama::hdmi_data_sink", "version": "1.0"}),
-                                     _node(o, "camera_node_override").update(interface="panorama::hdmi_data_sink.hdmi0"))),
+        SAMPLE, _override(lambda o: (o["packages"].append({"name": "panorama::hdmi_data_sink",
+                                                           "version": "1.0"}),
+                                     _node(o, "camera_node_override").update(
+                                         interface="panorama::hdmi_data_sink.hdmi0"))),
         {(OVERRIDE, "/nodeGraphOverrides/nodeOverrides/3/with/0/name")}, "no output 'video_out'", OVERRIDE),
     "override_node_named_like_graph_node": Case(
         SAMPLE, _override(lambda o: (_node(o, "region_override").update(name="device_id"),
@@ -162,10 +180,14 @@ CASES: dict[str, Case] = {
     "routing_undeclared_container_port": Case(
         DEBUG, _graph(lambda g: g["networkRoutingRules"][0].update(containerPort=81)),
         {(GRAPH, "/nodeGraph/networkRoutingRules/0/containerPort")}, "inbound port 81"),
-    "routing_host_port_below_range": Case(DEBUG, _graph(lambda g: g["networkRoutingRules"][0].update(hostPort=7999)),
-                                          {(GRAPH, "/nodeGraph/networkRoutingRules/0/hostPort")}, "8000-9000"),
-    "routing_host_port_above_range": Case(DEBUG, _graph(lambda g: g["networkRoutingRules"][0].update(hostPort=9001)),
-                                          {(GRAPH, "/nodeGraph/networkRoutingRules/0/hostPort")}, "8000-9000"),
+    "routing_host_port_below_range": Case(
+        DEBUG, _graph(lambda g: g["networkRoutingRules"][0].update(hostPort=7999)),
+        {(GRAPH, "/nodeGraph/networkRoutingRules/0/hostPort")},
+        "8000-9000"),
+    "routing_host_port_above_range": Case(
+        DEBUG, _graph(lambda g: g["networkRoutingRules"][0].update(hostPort=9001)),
+        {(GRAPH, "/nodeGraph/networkRoutingRules/0/hostPort")},
+        "8000-9000"),
     "routing_host_port_missing": Case(DEBUG, _graph(lambda g: g["networkRoutingRules"][0].pop("hostPort")),
                                       {(GRAPH, "/nodeGraph/networkRoutingRules/0")}, "hostPort is missing"),
     "routing_host_port_twice": Case(
@@ -175,8 +197,10 @@ CASES: dict[str, Case] = {
     "routing_host_port_in_graph_and_overrides": Case(
         DEBUG,
         lambda app, edit: (
-            edit(DEBUG_PKG, lambda d: d["nodePackage"]["interfaces"][0]["network"]["inboundPorts"].append({"port": 81})),
-            edit(OVERRIDE, lambda d: d["nodeGraphOverrides"]["networkRoutingRules"][0].update(containerPort=81)),
+            edit(DEBUG_PKG,
+                 lambda d: d["nodePackage"]["interfaces"][0]["network"]["inboundPorts"].append({"port": 81})),
+            edit(OVERRIDE,
+                 lambda d: d["nodeGraphOverrides"]["networkRoutingRules"][0].update(containerPort=81)),
         ),
         {(OVERRIDE, "/nodeGraphOverrides/networkRoutingRules/0/hostPort")}, "also used", OVERRIDE),
     # names
@@ -188,18 +212,22 @@ CASES: dict[str, Case] = {
     "node_name_characters": Case(SAMPLE, _graph(lambda g: g["nodes"][7].update(name="log level")),
                                  {(GRAPH, "/nodeGraph/nodes/7/name")}, "not a valid node name"),
     "port_name_characters": Case(
-        SAMPLE, lambda app, edit: edit(CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["outputs"][0].update(
-            name="video-out")), {(CODE_PKG, "/nodePackage/interfaces/0/outputs/0/name")}, "not a valid port name"),
+        SAMPLE, lambda app, edit: edit(
+            CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["outputs"][0].update(name="video-out")),
+        {(CODE_PKG, "/nodePackage/interfaces/0/outputs/0/name")}, "not a valid port name"),
     "duplicate_port_name": Case(
-        SAMPLE, lambda app, edit: edit(CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["inputs"][2].update(
-            name="device_id")), {(CODE_PKG, "/nodePackage/interfaces/0/inputs/3/name"),
-                                 (GRAPH, "/nodeGraph/edges/3/consumer")}, "used twice"),
-    "edge_name_characters": Case(SAMPLE, _graph(lambda g: g["edges"][0].update(producer="camera node.video_out")),
-                                 {(GRAPH, "/nodeGraph/edges/0/producer")}, "not a valid 'producer'"),
+        SAMPLE, lambda app, edit: edit(
+            CODE_PKG, lambda d: d["nodePackage"]["interfaces"][0]["inputs"][2].update(name="device_id")),
+        {(CODE_PKG, "/nodePackage/interfaces/0/inputs/3/name"), (GRAPH, "/nodeGraph/edges/3/consumer")},
+        "used twice"),
+    "edge_name_characters": Case(
+        SAMPLE, _graph(lambda g: g["edges"][0].update(producer="camera node.video_out")),
+        {(GRAPH, "/nodeGraph/edges/0/producer")}, "not a valid 'producer'"),
     # strict JSON
     "duplicate_key": Case(
         SAMPLE, lambda app, edit: (app / CODE_PKG).write_text(
-            (app / CODE_PKG).read_text().replace('"name": "SAMPLE_CODE",', '"name": "SAMPLE_CODE", "name": "X",')),
+            (app / CODE_PKG).read_text().replace('"name": "SAMPLE_CODE",',
+                                                 '"name": "SAMPLE_CODE", "name": "X",')),
         {(CODE_PKG, "/nodePackage/name")}, "duplicate key 'name'"),
 }
 
@@ -214,7 +242,9 @@ def test_rule_is_reported_at_the_exact_file_and_pointer(case_id: str, app_copy: 
         load_application(app, overrides=app / case.overrides if case.overrides else None)
     errors = info.value.errors
     assert {(p.file, p.pointer) for p in errors} == case.errors, [str(p) for p in errors]
-    assert any(case.fragment in p.message or case.fragment in p.hint for p in errors), [str(p) for p in errors]
+    assert any(case.fragment in p.message or case.fragment in p.hint for p in errors), [
+        str(p) for p in errors
+    ]
     assert all(p.hint for p in errors)
     assert list(info.value.problems) == sorted(info.value.problems)
 
@@ -243,11 +273,13 @@ def test_asset_with_the_wrong_sha256_is_an_error_naming_the_file(app_copy: Calla
     assert "SHA-256" in info.value.errors[0].message
 
 
-def test_present_assets_and_descriptors_are_used(app_copy: Callable[[str], Path], edit_json: Callable[..., None]) -> None:
+def test_present_assets_and_descriptors_are_used(app_copy: Callable[[str], Path],
+                                                 edit_json: Callable[..., None]) -> None:
     app = app_copy(SAMPLE)
     archive = _sha_named(app, b"model bytes", "tar.gz")
     descriptor = json.dumps({"mlModelDescriptor": {"envelopeVersion": "2021-01-01", "framework": "ONNX",
-                                                   "inputs": [{"name": "x", "shape": [1, 3, 8, 8]}]}}).encode()
+                                                   "inputs": [{"name": "x",
+                                                               "shape": [1, 3, 8, 8]}]}}).encode()
     desc_path = _sha_named(app, descriptor, "json")
     edit_json(app / MODEL_PKG, lambda d: d["nodePackage"]["assets"][0]["implementations"][0].update(
         assetUri=archive.name, descriptorUri=desc_path.name))
@@ -262,7 +294,10 @@ def test_several_graphs_need_graph_flag(app_copy: Callable[[str], Path]) -> None
     (problem,) = validate_application(app)
     assert problem.file == "graphs" and "graphs/my-app/graph.json, graphs/other/graph.json" in problem.message
     assert "--graph" in problem.hint
-    assert load_application(app, graph=app / "graphs/other/graph.json").graph_file == app / "graphs/other/graph.json"
+    assert (
+        load_application(app, graph=app / "graphs/other/graph.json").graph_file
+        == app / "graphs/other/graph.json"
+    )
 
 
 def test_no_graph_is_an_error(tmp_path: Path) -> None:
@@ -280,7 +315,8 @@ def test_graph_outside_the_app_is_reported_as_given(app_copy: Callable[[str], Pa
     assert problem.file == str(outside) and "line 1" in problem.message
 
 
-def test_all_problems_are_reported_together(app_copy: Callable[[str], Path], edit_json: Callable[..., None]) -> None:
+def test_all_problems_are_reported_together(app_copy: Callable[[str], Path],
+                                            edit_json: Callable[..., None]) -> None:
     app = app_copy(DEBUG)
     edit_json(app / GRAPH, lambda d: (d["nodeGraph"]["edges"][0].update(producer="ghost.video_out"),
                                       d["nodeGraph"]["networkRoutingRules"][0].update(hostPort=1)))

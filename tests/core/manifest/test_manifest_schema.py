@@ -1,4 +1,5 @@
-"""Structural validation: Panorama's schemas (offline), readable messages, exact pointers, panoflow extensions."""
+"""Structural validation: Panorama's schemas (offline), readable messages, exact pointers, panoflow
+extensions."""
 
 from __future__ import annotations
 
@@ -88,7 +89,10 @@ def test_unknown_interface_lists_what_is_allowed() -> None:
     problem = _only(doc)
     assert problem.pointer == "/nodeGraph/nodes/1/interface"
     assert problem.message == "'bogus' is not a valid interface"
-    assert "'boolean', 'float32', 'int32', 'string'" in problem.hint and "ACCOUNT::PACKAGE.INTERFACE" in problem.hint
+    assert (
+        "'boolean', 'float32', 'int32', 'string'" in problem.hint
+        and "ACCOUNT::PACKAGE.INTERFACE" in problem.hint
+    )
 
 
 def test_node_that_is_not_an_object() -> None:
@@ -145,7 +149,10 @@ def test_requirement_error_inside_the_hardware_branch() -> None:
             {"deviceType": "gpu", "sharedResourcePolicy": {"policy": "allow_all"}}]}]}]}]
     doc["nodePackage"]["interfaces"][0]["asset"] = "code"
     problem = _only(doc, parse_package)
-    assert problem.pointer == "/nodePackage/assets/0/implementations/0/requirements/0/inferenceAccelerators/0/deviceType"
+    assert (
+        problem.pointer
+        == "/nodePackage/assets/0/implementations/0/requirements/0/inferenceAccelerators/0/deviceType"
+    )
 
 
 def test_nv_accelerators_is_a_warning_and_its_content_is_still_checked() -> None:
