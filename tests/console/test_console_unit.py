@@ -1,6 +1,6 @@
-"""The web console's server side (docs/console.md) through aiohttp's test client: a real control plane on SQLite in
-a tmp dir, a real daemon API object, a real RTSP server stub on loopback. The browser journey is
-test_console_journey.py."""
+"""The web console's server side (docs/console.md) through aiohttp's test client: a real control plane on
+SQLite in a tmp dir, a real daemon API object, a real RTSP answer from a loopback server. The browser journey
+is test_console_journey.py."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from panoflow.console.plane import mount_plane_console
 from panoflow.console.charts import History, instance_series, parse_exposition, svg_chart
+from panoflow.console.plane import mount_plane_console
 from panoflow.console.probe import describe_camera
 from panoflow.console.wizard import form_fields, read_graph
 from panoflow.controlplane import ControlPlane, create_access_key, open_store
@@ -28,8 +28,9 @@ from panoflow.core.metrics import MetricFamily, render
 
 pytestmark = pytest.mark.anyio
 
-GRAPH = (Path(__file__).parents[2] / "examples" / "hello_panorama" / "graphs" / "hello_panorama" / "graph.json")
+GRAPH = Path(__file__).parents[2] / "examples" / "hello_panorama" / "graphs" / "hello_panorama" / "graph.json"
 PASSWORD = "pa55-W0rd-never-shown"
+Opener = Callable[..., Any]
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ class Browser:
 
 
 @pytest.fixture
-async def open_console(plane: ControlPlane) -> AsyncIterator[Callable[..., Any]]:
+async def open_console(plane: ControlPlane) -> AsyncIterator[Opener]:
     clients: list[TestClient] = []
 
     async def make(ttl: float | None = None) -> Browser:
@@ -90,10 +91,11 @@ def _device(plane: ControlPlane, name: str = "edge-1") -> str:
 def _camera(plane: ControlPlane, name: str = "front_door") -> None:
     plane.call("CreateNodeFromTemplateJob", {
         "TemplateType": "RTSP_CAMERA_STREAM", "OutputPackageName": name, "OutputPackageVersion": "1.0",
-        "NodeName": name, "TemplateParameters": {"StreamUrl": "rtsp://127.0.0.1:8554/cam", "Password": PASSWORD}})
+        "NodeName": name,
+        "TemplateParameters": {"StreamUrl": "rtsp://127.0.0.1:8554/cam", "Password": PASSWORD}})
 
 
-async def _signed_in(open_console: Callable[..., Any], plane: ControlPlane, *, read_only: bool = False,
+async def _signed_in(open_console: Opener, plane: ControlPlane, *, read_only: bool = False,
                      ttl: float | None = None) -> Browser:
     key = create_access_key(plane.store, read_only=read_only)
     browser = await open_console(ttl)
@@ -102,7 +104,7 @@ async def _signed_in(open_console: Callable[..., Any], plane: ControlPlane, *, r
     return browser
 
 
-async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console: Callable[..., Any],
+async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console: Opener,
                                                                       plane: ControlPlane) -> None:
     key = create_access_key(plane.store)
     browser = await open_console()
@@ -122,7 +124,7 @@ async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console
     assert resp.status == 403 and "CSRF" in await resp.text()
 
 
-async def test_session_cookie_flags_and_secret_free_pages(open_console: Callable[..., Any],
+async def test_session_cookie_flags_and_secret_free_pages(open_console: Opener,
                                                           plane: ControlPlane) -> None:
     key = create_access_key(plane.store)
     browser = await open_console()
@@ -148,7 +150,7 @@ async def test_session_cookie_flags_and_secret_free_pages(open_console: Callable
     assert resp.headers["Location"] == "/console/sign-in"
 
 
-async def test_expired_session_shows_the_sign_in_page_with_a_message(open_console: Callable[..., Any],
+async def test_expired_session_shows_the_sign_in_page_with_a_message(open_console: Opener,
                                                                      plane: ControlPlane) -> None:
     browser = await _signed_in(open_console, plane, ttl=0.5)
     status, _text = await browser.page("/console/instances")
@@ -161,11 +163,12 @@ async def test_expired_session_shows_the_sign_in_page_with_a_message(open_consol
     status, text = await browser.page(resp.headers["Location"])
     assert "Your session expired. Sign in again." in text
     # htmx polling gets a redirect header instead of a page
-    resp = await browser.client.get("/console/instances", headers={"HX-Request": "true"}, allow_redirects=False)
+    resp = await browser.client.get("/console/instances", headers={"HX-Request": "true"},
+                                    allow_redirects=False)
     assert resp.headers.get("HX-Redirect") == "/console/sign-in"
 
 
-async def test_posts_need_the_session_csrf_token(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+async def test_posts_need_the_session_csrf_token(open_console: Opener, plane: ControlPlane) -> None:
     device = _device(plane)
     browser = await _signed_in(open_console, plane)
     await browser.page("/console/devices")
@@ -175,13 +178,14 @@ async def test_posts_need_the_session_csrf_token(open_console: Callable[..., Any
         assert "CSRF check failed" in await resp.text()
     assert plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"] == []
     # the htmx header carries it as well as the hidden field
-    resp = await browser.client.post(f"/console/devices/{device}/reboot", headers={"X-CSRF-Token": browser.csrf},
-                                     allow_redirects=False)
+    resp = await browser.client.post(f"/console/devices/{device}/reboot",
+                                     headers={"X-CSRF-Token": browser.csrf}, allow_redirects=False)
     assert resp.status == 303
-    assert [j["JobType"] for j in plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"]] == ["REBOOT"]
+    jobs = plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"]
+    assert [j["JobType"] for j in jobs] == ["REBOOT"]
 
 
-async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_console: Callable[..., Any],
+async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_console: Opener,
                                                                            plane: ControlPlane) -> None:
     device = _device(plane)
     _camera(plane)
@@ -205,7 +209,7 @@ async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_
     assert plane.call("ListApplicationInstances", {})["ApplicationInstances"] == []
 
 
-async def test_camera_password_never_appears_in_pages_or_logs(open_console: Callable[..., Any],
+async def test_camera_password_never_appears_in_pages_or_logs(open_console: Opener,
                                                               plane: ControlPlane) -> None:
     browser = await _signed_in(open_console, plane)
     await browser.page("/console/cameras")
@@ -228,14 +232,15 @@ async def test_camera_password_never_appears_in_pages_or_logs(open_console: Call
     assert len(jobs) == 1
 
 
-async def test_test_connection_describes_the_camera(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+async def test_test_connection_describes_the_camera(open_console: Opener, plane: ControlPlane) -> None:
     seen: list[bytes] = []
 
     async def rtsp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
         seen.append(request)
-        cseq = re.search(rb"CSeq: *(\d+)", request, re.I)
-        sdp = b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        cseq = re.search(rb"CSeq: *(\d+)", request, re.IGNORECASE)
+        sdp = (b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n"
+               b"m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n")
         writer.write(b"RTSP/1.0 200 OK\r\nCSeq: " + (cseq[1] if cseq else b"1") +
                      b"\r\nContent-Type: application/sdp\r\nContent-Length: " + str(len(sdp)).encode() +
                      b"\r\n\r\n" + sdp)
@@ -248,8 +253,8 @@ async def test_test_connection_describes_the_camera(open_console: Callable[..., 
     try:
         browser = await _signed_in(open_console, plane)
         await browser.page("/console/cameras")
-        resp = await browser.post("/console/cameras/test", {"name": "cam", "url": f"rtsp://127.0.0.1:{port}/s",
-                                                            "password": PASSWORD}, headers={"HX-Request": "true"})
+        form = {"name": "cam", "url": f"rtsp://127.0.0.1:{port}/s", "password": PASSWORD}
+        resp = await browser.post("/console/cameras/test", form, headers={"HX-Request": "true"})
         text = await resp.text()
         assert "Connected" in text and "1 video stream" in text and PASSWORD not in text
         assert seen and seen[0].startswith(b"DESCRIBE rtsp://127.0.0.1:")
@@ -261,13 +266,14 @@ async def test_test_connection_describes_the_camera(open_console: Callable[..., 
     assert not (await describe_camera("rtsp://u:p@127.0.0.1/s", None, None)).ok
 
 
-async def _deployed(open_console: Callable[..., Any], plane: ControlPlane) -> tuple[Browser, str, str]:
+async def _deployed(open_console: Opener, plane: ControlPlane) -> tuple[Browser, str, str]:
     device = _device(plane)
     _camera(plane)
     browser = await _signed_in(open_console, plane)
     await browser.page("/console/deploy")
     graph = GRAPH.read_text()
-    resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello", "manifest": graph})
+    start = {"device": device, "name": "hello", "manifest": graph}
+    resp = await browser.post("/console/deploy/parameters", start)
     text = await resp.text()
     assert resp.status == 200, text
     resp = await browser.post("/console/deploy", {
@@ -278,12 +284,13 @@ async def _deployed(open_console: Callable[..., Any], plane: ControlPlane) -> tu
     return browser, device, instance_id
 
 
-async def test_deploy_wizard_fields_validation_and_create(open_console: Callable[..., Any],
+async def test_deploy_wizard_fields_validation_and_create(open_console: Opener,
                                                           plane: ControlPlane) -> None:
     device = _device(plane)
     _camera(plane)
     browser = await _signed_in(open_console, plane)
     status, _ = await browser.page("/console/deploy")
+    assert status == 200
     graph = GRAPH.read_text()
     # step 1: a broken graph is shown with its JSON pointer, nothing is created
     resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello",
@@ -291,10 +298,12 @@ async def test_deploy_wizard_fields_validation_and_create(open_console: Callable
     text = await resp.text()
     assert resp.status == 400 and 'id="manifest-errors"' in text and "/nodeGraph" in text
     # step 2: one field per overridable node, labelled by its decorator
-    resp = await browser.post("/console/deploy/parameters", {"device": device, "name": "hello", "manifest": graph})
+    start = {"device": device, "name": "hello", "manifest": graph}
+    resp = await browser.post("/console/deploy/parameters", start)
     text = await resp.text()
     assert re.search(r'<label for="param-greeting">Greeting</label>', text)
-    assert re.search(r'<input id="param-box_size" name="param.box_size" type="number" step="any" value="0.25"', text)
+    assert re.search(r'<input id="param-box_size" name="param.box_size" type="number" step="any" '
+                     r'value="0.25"', text)
     assert 'id="param-box_size-help">Side of the moving box, relative to the frame.</p>' in text
     assert re.search(r'<select id="param-camera_node"[^>]*required', text)
     assert "front_door" in text
@@ -316,11 +325,11 @@ async def test_deploy_wizard_fields_validation_and_create(open_console: Callable
     nodes = plane.call("ListApplicationInstanceNodeInstances", {"ApplicationInstanceId": instance_id})
     names = {n["NodeName"] for n in nodes["NodeInstances"]}
     assert "front_door" in names
-    status, text = await browser.page(f"/console/instances/{instance_id}")
+    _status, text = await browser.page(f"/console/instances/{instance_id}")
     assert "Deployment of hello started." in text and 'id="instance-status">DEPLOYMENT_PENDING' in text
 
 
-async def test_pause_resume_remove_and_logs(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+async def test_pause_resume_remove_and_logs(open_console: Opener, plane: ControlPlane) -> None:
     browser, device, instance_id = await _deployed(open_console, plane)
     camera = "front_door"
     plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
@@ -350,7 +359,8 @@ async def test_pause_resume_remove_and_logs(open_console: Callable[..., Any], pl
 
 def _metrics_text(app: str, frames: float, dropped: float, seconds: float, batches: float) -> str:
     fams = [MetricFamily("panoflow_stream_fps", "gauge", "fps").add(frames, application=app, stream="cam"),
-            MetricFamily("panoflow_stream_dropped_frames_total", "counter", "d").add(dropped, application=app),
+            MetricFamily("panoflow_stream_dropped_frames_total", "counter", "d").add(dropped,
+                                                                                      application=app),
             MetricFamily("panoflow_inference_seconds_total", "counter", "s").add(seconds, application=app),
             MetricFamily("panoflow_inference_batches_total", "counter", "b").add(batches, application=app),
             MetricFamily("panoflow_cloudwatch_metric", "gauge", "c").add(7, application=app, namespace="Demo",
@@ -358,7 +368,7 @@ def _metrics_text(app: str, frames: float, dropped: float, seconds: float, batch
     return render(fams)
 
 
-async def test_metrics_charts_from_device_metrics(open_console: Callable[..., Any], plane: ControlPlane) -> None:
+async def test_metrics_charts_from_device_metrics(open_console: Opener, plane: ControlPlane) -> None:
     browser, device, instance_id = await _deployed(open_console, plane)
     status, text = await browser.page(f"/console/instances/{instance_id}/metrics")
     assert 'id="metrics-empty"' in text
@@ -367,14 +377,15 @@ async def test_metrics_charts_from_device_metrics(open_console: Callable[..., An
     plane.put_device_metrics(device, _metrics_text("hello", 12, 6, 0.5, 10))
     status, text = await browser.page(f"/console/instances/{instance_id}/metrics/charts")
     assert status == 200
-    assert re.search(r'id="chart-fps".*?<polyline class="series"', text, re.S)
-    assert re.search(r'id="chart-inference".*?aria-label="Inference time \(ms\): latest 50 ms"', text, re.S)
-    assert re.search(r'id="chart-app-0" class="chart-app".*?people \(Demo\)', text, re.S)
+    assert re.search(r'id="chart-fps".*?<polyline class="series"', text, re.DOTALL)
+    assert re.search(r'id="chart-inference".*?aria-label="Inference time \(ms\): latest 50 ms"', text,
+                     re.DOTALL)
+    assert re.search(r'id="chart-app-0" class="chart-app".*?people \(Demo\)', text, re.DOTALL)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.text(min_size=0, max_size=12),
-                          st.floats(allow_nan=False, allow_infinity=False, width=32)), min_size=1, max_size=6))
+@given(st.lists(st.tuples(st.text(max_size=12), st.floats(allow_nan=False, allow_infinity=False, width=32)),
+                min_size=1, max_size=6))
 def test_exposition_parser_reads_what_panoflow_renders(items: list[tuple[str, float]]) -> None:
     fam = MetricFamily("panoflow_x", "gauge", "help")
     for i, (label, value) in enumerate(items):

@@ -1,15 +1,17 @@
 """Metrics charts for an instance: the Prometheus text devices send, parsed, sampled over time, drawn as SVG.
 
-The control plane keeps only a device's latest metrics text (``ControlPlane.device_metrics``). :class:`History`
-remembers the last :data:`KEEP` distinct texts per device (by the time they arrived) while the console runs, and
-:func:`instance_series` turns them into the series of one application: frames per second, dropped frames per
-second, inference time per batch, and each CloudWatch metric the app put. :func:`svg_chart` draws a series as an
-inline SVG line chart (server side, no JavaScript), with a text summary for screen readers.
+The control plane keeps only a device's latest metrics text (``ControlPlane.device_metrics``).
+:class:`History` remembers the last :data:`KEEP` distinct texts per device (by the time they arrived) while
+the console runs, and :func:`instance_series` turns them into the series of one application: frames per
+second, dropped frames per second, inference time per batch, and each CloudWatch metric the app put.
+:func:`svg_chart` draws a series as an inline SVG line chart (server side, no JavaScript), with a text summary
+for screen readers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import re
 import threading
@@ -26,6 +28,7 @@ KEEP = 120
 _LINE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\S+)?$")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_DROPS = ("panoflow_stream_dropped_frames_total", "panoflow_source_dropped_frames_total")
 
 
 @dataclass(frozen=True)
@@ -104,17 +107,20 @@ class Series:
     points: list[tuple[dt.datetime, float]]
 
 
-def _sum(samples: Iterable[Sample], names: tuple[str, ...], match: Callable[[dict[str, str]], bool]) -> float | None:
+Match = Callable[[dict[str, str]], bool]
+
+
+def _sum(samples: Iterable[Sample], names: tuple[str, ...], match: Match) -> float | None:
     values = [s.value for s in samples if s.name in names and match(s.labels) and math.isfinite(s.value)]
     return sum(values) if values else None
 
 
 def _rate(history: list[tuple[dt.datetime, list[Sample]]], names: tuple[str, ...],
-          match: Callable[[dict[str, str]], bool], per: tuple[str, ...] | None = None,
+          match: Match, per: tuple[str, ...] | None = None,
           scale: float = 1.0) -> list[tuple[dt.datetime, float]]:
     """Per-second increase of counters ``names`` between consecutive samples (or per increase of ``per``)."""
     points = []
-    for (t0, s0), (t1, s1) in zip(history, history[1:]):
+    for (t0, s0), (t1, s1) in itertools.pairwise(history):
         a, b = _sum(s0, names, match), _sum(s1, names, match)
         if a is None or b is None or b < a:
             continue  # not there yet, or a counter reset (the instance restarted)
@@ -138,8 +144,7 @@ def instance_series(history: list[tuple[dt.datetime, list[Sample]]], application
     out = [
         Series("chart-fps", "Frames per second", "fps", fps),
         Series("chart-drops", "Dropped frames", "frames/s",
-               _rate(history, ("panoflow_stream_dropped_frames_total", "panoflow_source_dropped_frames_total"),
-                     mine)),
+               _rate(history, _DROPS, mine)),
         Series("chart-inference", "Inference time (ms)", "ms",
                _rate(history, ("panoflow_inference_seconds_total",), mine,
                      per=("panoflow_inference_batches_total",), scale=1000.0)),
@@ -153,7 +158,8 @@ def instance_series(history: list[tuple[dt.datetime, list[Sample]]], application
         def this(labels: dict[str, str], ns: str = ns, metric: str = metric) -> bool:
             return mine(labels) and labels.get("namespace", "") == ns and labels.get("metric", "") == metric
 
-        points = [(t, v) for t, s in history if (v := _sum(s, ("panoflow_cloudwatch_metric",), this)) is not None]
+        points = [(t, v) for t, s in history
+                  if (v := _sum(s, ("panoflow_cloudwatch_metric",), this)) is not None]
         out.append(Series(f"chart-app-{n}", f"{metric} ({ns})" if ns else metric, "", points))
     return out
 
@@ -168,8 +174,8 @@ def svg_chart(series: Series, width: int = 320, height: int = 140) -> Markup:
     pw, ph = width - left - right, height - top - bottom
     pts = series.points
     last = f"latest {_fmt(pts[-1][1])} {series.unit}".strip() if pts else "no data yet"
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{escape(series.title)}: {escape(last)}">',
+    parts = [(f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+              f'aria-label="{escape(series.title)}: {escape(last)}">'),
              f'<line class="axis" x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}"/>',
              f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}"/>']
     if pts:

@@ -35,7 +35,7 @@ class DeviceBackend:
     """The console's view of one daemon."""
 
     kind = "device"
-    nav = (("instances", "Application instances"),)
+    nav: tuple[tuple[str, str], ...] = (("instances", "Application instances"),)
 
     def __init__(self, api: Api, token: bytes, tail: Tail):
         self.api = api
@@ -96,7 +96,8 @@ class DeviceBackend:
             return {"stream_url": None, "device_links": [],
                     "unavailable": "This instance has no preview now: it is not running, or its graph has no "
                                    "display (HDMI) node."}
-        return {"stream_url": f"{ROOT}instances/{quote(instance.id, safe='')}/preview.mjpg", "device_links": []}
+        stream = f"{ROOT}instances/{quote(instance.id, safe='')}/preview.mjpg"
+        return {"stream_url": stream, "device_links": []}
 
     async def stream(self, request: web.Request, _session: Session) -> web.StreamResponse:
         """The instance's MJPEG preview, relayed part by part by the daemon's own handler."""
@@ -107,8 +108,8 @@ class DeviceBackend:
 
 def mount_device_console(app: web.Application, api: Api, token: str, *, tail: Tail,
                          session_ttl_s: float | None = None) -> Console:
-    """Serve the device console for the daemon ``api`` at ``/console/`` on ``app`` (``token``: the daemon's API
-    token, the console's sign-in; ``tail``: how to read a log file's last lines)."""
+    """Serve the device console for the daemon ``api`` at ``/console/`` on ``app`` (``token``: the daemon's
+    API token, the console's sign-in; ``tail``: how to read a log file's last lines)."""
     backend = DeviceBackend(api, token.encode(), tail)
     console = Console(backend, session_ttl_s=session_ttl_s)
     console.mount(app)

@@ -1,9 +1,9 @@
 """The control-plane console: :class:`PlaneBackend` (sign-in with an access key, data through
-``ControlPlane.call``) and the pages only a control plane has: devices and jobs, cameras, packages, removing an
-instance, metrics charts and the deploy wizard.
+``ControlPlane.call``) and the pages only a control plane has: devices and jobs, cameras, packages, removing
+an instance, metrics charts and the deploy wizard.
 
-Every call goes through :meth:`PlaneBackend.call`: ``keys.check_operation`` for the signed-in key (a read-only key
-is refused what the API would refuse it), the model's input validation (as the HTTP API), then
+Every call goes through :meth:`PlaneBackend.call`: ``keys.check_operation`` for the signed-in key (a read-only
+key is refused what the API would refuse it), the model's input validation (as the HTTP API), then
 ``ControlPlane.call`` in a worker thread. API errors become :class:`ConsoleError` messages naming the field.
 """
 
@@ -60,8 +60,9 @@ class PlaneBackend:
     """The console's view of a :class:`ControlPlane`."""
 
     kind = "plane"
-    nav = (("devices", "Devices"), ("cameras", "Cameras"), ("packages", "Packages"),
-           ("instances", "Application instances"), ("deploy", "Deploy"))
+    nav: tuple[tuple[str, str], ...] = (
+        ("devices", "Devices"), ("cameras", "Cameras"), ("packages", "Packages"),
+        ("instances", "Application instances"), ("deploy", "Deploy"))
 
     def __init__(self, plane: ControlPlane):
         self.plane = plane
@@ -181,9 +182,10 @@ class PlaneBackend:
                 shown = f"[{host}]" if host.version == 6 else str(host)
                 links.append(f"http://{shown}:7700{ROOT}instances")
         return {"stream_url": None, "device_links": links, "unavailable": (
-            "The control plane cannot show this instance's live output: devices connect out to the control plane, "
-            "never the other way, and their video stays on them. Open the device's own console (signed in with its "
-            "API token) to watch it" + (":" if links else "; the device has not reported an address yet."))}
+            "The control plane cannot show this instance's live output: devices connect out to the control "
+            "plane, never the other way, and their video stays on them. Open the device's own console "
+            "(signed in with its API token) to watch it"
+            + (":" if links else "; the device has not reported an address yet."))}
 
     # ------------------------------------------------------------------ metrics
     async def metric_charts(self, inst: InstanceView) -> list[Any]:
@@ -242,7 +244,8 @@ class PlanePages:
                          "job": " ".join(str(x) for x in (job.get("JobType"), job.get("Status")) if x)})
         return self.console.render(request, session, Page("devices.html", "Devices", {"devices": rows}))
 
-    async def _job(self, request: web.Request, session: Session, params: dict[str, Any], done: str) -> web.Response:
+    async def _job(self, request: web.Request, session: Session, params: dict[str, Any],
+                   done: str) -> web.Response:
         await self.b.call(session, "CreateJobForDevices", {"DeviceIds": [request.match_info["id"]], **params})
         session.flash("ok", done)
         return redirect(ROOT + "devices")
@@ -280,7 +283,8 @@ class PlanePages:
         form = await self._camera_form(request)
         shown = {k: v for k, v in form.items() if k != "password"}  # the password is never sent back
         errors = {}
-        if not form["name"] or not all(c.isalnum() or c in "_-" for c in form["name"]) or len(form["name"]) > 50:
+        name = form["name"]
+        if not (0 < len(name) <= 50 and name.isascii() and all(c.isalnum() or c in "_-" for c in name)):
             errors["name"] = "Camera name: 1 to 50 letters, digits, - or _"
         problem = check_stream_url(form["url"])
         if problem:
@@ -297,7 +301,8 @@ class PlanePages:
                 "TemplateType": "RTSP_CAMERA_STREAM", "OutputPackageName": form["name"],
                 "OutputPackageVersion": "1.0", "NodeName": form["name"], "TemplateParameters": params})
         except ConsoleError as exc:
-            return await self.cameras(request, session, form=shown, errors={"name": str(exc)}, status=exc.status)
+            return await self.cameras(request, session, form=shown, errors={"name": str(exc)},
+                                      status=exc.status)
         session.flash("ok", f"Camera {form['name']} added.")
         return redirect(ROOT + "cameras")
 
@@ -305,7 +310,8 @@ class PlanePages:
         form = await self._camera_form(request)
         result = await describe_camera(form["url"], form["username"], form["password"])
         if not request.headers.get("HX-Request"):
-            return await self.cameras(request, session, form={k: v for k, v in form.items() if k != "password"},
+            shown = {k: v for k, v in form.items() if k != "password"}
+            return await self.cameras(request, session, form=shown,
                                       errors=None if result.ok else {"test": result.message})
         return self.console.fragment(request, session, "camera_test.html", result=result)
 
@@ -317,7 +323,8 @@ class PlanePages:
         for n in nodes:
             versions.setdefault(str(n.get("PackageName")), set()).add(
                 f"{n.get('PackageVersion')} (patch {str(n.get('PatchVersion') or '')[:8]})")
-        rows = [{"name": p.get("PackageName"), "id": p.get("PackageId"), "created": _when(p.get("CreatedTime")),
+        rows = [{"name": p.get("PackageName"), "id": p.get("PackageId"),
+                 "created": _when(p.get("CreatedTime")),
                  "versions": sorted(versions.get(str(p.get("PackageName")), ()))} for p in packages]
         return self.console.render(request, session, Page("packages.html", "Packages", {"packages": rows}))
 
@@ -331,8 +338,8 @@ class PlanePages:
     async def metrics(self, request: web.Request, session: Session) -> web.StreamResponse:
         inst = await self.b.instance(request.match_info["id"])
         charts = await self.b.metric_charts(inst)
-        return self.console.render(request, session, Page("metrics.html", f"Metrics of {inst.name or inst.id}",
-                                                          {"inst": inst, "charts": charts}))
+        page = Page("metrics.html", f"Metrics of {inst.name or inst.id}", {"inst": inst, "charts": charts})
+        return self.console.render(request, session, page)
 
     async def metric_charts(self, request: web.Request, session: Session) -> web.StreamResponse:
         inst = await self.b.instance(request.match_info["id"])
@@ -349,8 +356,9 @@ class PlanePages:
         return [CameraChoice(str(n.get("OwnerAccount") or self.b.plane.account_id), str(n.get("PackageName")),
                              str(n.get("PackageVersion")), str(n.get("Name"))) for n in nodes]
 
-    async def deploy_start(self, request: web.Request, session: Session, *, form: dict[str, str] | None = None,
-                           errors: list[str] | None = None, status: int = 200) -> web.Response:
+    async def deploy_start(self, request: web.Request, session: Session, *,
+                           form: dict[str, str] | None = None, errors: list[str] | None = None,
+                           status: int = 200) -> web.Response:
         form = form or {"replace": request.query.get("replace", "")}
         page = Page("deploy_start.html", "Deploy an application",
                     {"devices": await self._devices(session), "form": form, "manifest_errors": errors or []},
@@ -427,7 +435,8 @@ class PlanePages:
         return redirect(ROOT + f"instances/{quote(instance_id, safe='')}")
 
 
-def mount_plane_console(app: web.Application, plane: ControlPlane, *, session_ttl_s: float | None = None) -> Console:
+def mount_plane_console(app: web.Application, plane: ControlPlane, *,
+                        session_ttl_s: float | None = None) -> Console:
     """Serve the console for ``plane`` at ``/console/`` on ``app`` (before any catch-all route)."""
     backend = PlaneBackend(plane)
     console = Console(backend, session_ttl_s=session_ttl_s)

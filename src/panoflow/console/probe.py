@@ -1,7 +1,7 @@
-"""The cameras page's "Test connection": one RTSP DESCRIBE from the control plane, with the credentials typed in the
-form (the saved ones are never read back). aiortsp answers the camera's Basic or Digest challenge; the result is
-one line with no credentials in it. It tells whether *this* host reaches the camera; the device may see another
-network, which the page says."""
+"""The cameras page's "Test connection": one RTSP DESCRIBE from the control plane, with the credentials typed
+in the form (the saved ones are never read back). aiortsp answers the camera's Basic or Digest challenge; the
+result is one line with no credentials in it. It tells whether *this* host reaches the camera; the device may
+see another network, which the page says."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ async def describe_camera(url: str, username: str | None, password: str | None, 
     except (TimeoutError, asyncio.TimeoutError):
         return ProbeResult(False, f"No answer from {shown} within {timeout:g} s")
     except RTSPConnectionError:
-        return ProbeResult(False, f"Cannot connect to {shown}: nothing answers there (or a firewall drops it)")
+        return ProbeResult(False, f"Cannot connect to {shown}: nothing answers (or a firewall drops it)")
     except RTSPError as exc:
         text = redact_text(str(exc))[:200] or type(exc).__name__
         if "401" in text or "nauthorized" in text:
@@ -75,7 +75,8 @@ async def describe_camera(url: str, username: str | None, password: str | None, 
     status = getattr(resp, "status", 0)
     if status == 200:
         content = getattr(resp, "content", "") or ""
-        media = (content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)).count("m=video")
+        sdp = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
+        media = sdp.count("m=video")
         return ProbeResult(True, f"Connected: {shown} answered DESCRIBE with {media} video stream(s)")
     if status == 401:
         return ProbeResult(False, f"{shown} refused the user name or password (401 Unauthorized)")

@@ -1,9 +1,9 @@
 """Console sessions: random ids in a cookie, kept server side in memory with an expiry and a CSRF token.
 
 A session id is 256 random bits (``secrets.token_urlsafe(32)``); the cookie holding it is ``HttpOnly``,
-``SameSite=Strict``, ``Path=/console/`` and ``Secure`` over TLS. The table lives in the server process: a restart
-signs everyone out, which is the safe direction. Expired sessions are forgotten when next looked up and swept
-whenever a session is created, so the table stays bounded by the sign-ins of one lifetime.
+``SameSite=Strict``, ``Path=/console/`` and ``Secure`` over TLS. The table lives in the server process: a
+restart signs everyone out, which is the safe direction. Expired sessions are forgotten when next looked up
+and swept whenever a session is created, so the table stays bounded by the sign-ins of one lifetime.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ MAX_SESSIONS = 10_000
 
 @dataclass
 class Session:
-    """Who signed in (``principal``: an access key id, or ``device`` on a device), whether the key may only read,
-    the CSRF token every POST must carry, and when the session ends (``time.monotonic`` seconds)."""
+    """Who signed in (``principal``: an access key id, or ``device`` on a device), whether the key may only
+    read, the CSRF token every POST must carry, and when the session ends (``time.monotonic`` seconds)."""
 
     id: str
     principal: str

@@ -1,10 +1,11 @@
-"""The console's web layer, shared by the control-plane and the device console: templates, static files, sessions,
-CSRF, the read-only rule, and the pages both consoles have (sign-in, instances, logs, pause/resume, preview).
+"""The console's web layer, shared by the control-plane and the device console: templates, static files,
+sessions, CSRF, the read-only rule, and the pages both consoles have (sign-in, instances, logs, pause/resume,
+preview).
 
 :class:`Console` registers routes under ``/console/`` on an aiohttp application and wraps every handler: no
-session → the sign-in page (with "Your session expired" when it did); every POST → the session's CSRF token;
-a POST that changes state with a read-only key → 403 "This access key is read-only". A :class:`Backend` supplies
-the data (``console.plane`` for a control plane, ``console.device`` for a daemon).
+session → the sign-in page (with "Your session expired" when it did); every POST → the session's CSRF
+token; a request that changes state with a read-only key → 403 "This access key is read-only". A
+:class:`Backend` supplies the data (``console.plane`` for a control plane, ``console.device`` for a daemon).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ log = structlog.get_logger("panoflow.console")
 
 ROOT = "/console/"
 _SIGN_IN_COOKIE = "panoflow_console_signin"  # double-submit token of the sign-in form (no session yet)
-CSRF_FAILED = ("This form is out of date or was not sent by the console (CSRF check failed): reload the page and "
-               "try again.")
-READ_ONLY = "This access key is read-only: it may look but not change anything (keys create without --read-only)."
+CSRF_FAILED = ("This form is out of date or was not sent by the console (CSRF check failed): reload the page "
+               "and try again.")
+READ_ONLY = ("This access key is read-only: it may look but not change anything (a key made by `keys create` "
+             "without --read-only may).")
 EXPIRED = "Your session expired. Sign in again."
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -41,8 +43,8 @@ Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
 class ConsoleError(Exception):
-    """A message for the person at the console (shown on the page, never a traceback); ``field`` names the form
-    field it is about."""
+    """A message for the person at the console (shown on the page, never a traceback); ``field`` names the
+    form field it is about."""
 
     def __init__(self, message: str, *, field: str | None = None, status: int = 400):
         super().__init__(message)
@@ -126,7 +128,7 @@ class Console:
         self.backend = backend
         self.sessions = SessionStore(session_ttl_s or DEFAULT_TTL_S)
         self.env = _environment()
-        self._static = {name: resources.files("panoflow.console").joinpath("static", name).read_bytes()
+        self._static = {name: (resources.files("panoflow.console") / "static" / name).read_bytes()
                         for name in ("htmx.min.js", "console.css")}
 
     # ------------------------------------------------------------------ plumbing
@@ -147,8 +149,10 @@ class Console:
         self.add(app, "GET", "instances/{id}/logs/lines", self._log_lines)
         self.add(app, "GET", "instances/{id}/preview", self._preview)
 
-    def add(self, app: web.Application, method: str, path: str, handler: Handler, *, write: bool = False) -> None:
-        """Route ``ROOT + path`` to ``handler(request, session)`` behind the session, CSRF and read-only checks."""
+    def add(self, app: web.Application, method: str, path: str, handler: Handler, *,
+            write: bool = False) -> None:
+        """Route ``ROOT + path`` to ``handler(request, session)`` behind the session, CSRF and read-only
+        checks (``write``: a read-only key may not use it)."""
         async def wrapped(request: web.Request) -> web.StreamResponse:
             lookup = self.sessions.get(request.cookies.get(COOKIE))
             if lookup.session is None:
@@ -162,11 +166,9 @@ class Console:
                     form = await request.post()
                     token = request.headers.get("X-CSRF-Token") or form.get("csrf_token")
                     if not session.check_csrf(token if isinstance(token, str) else None):
-                        return self.render(request, session, Page("message.html", "Request refused", status=403),
-                                           messages=[("error", CSRF_FAILED)])
+                        return self._refused(request, session, CSRF_FAILED)
                 if write and session.read_only:
-                    return self.render(request, session, Page("message.html", "Request refused", status=403),
-                                       messages=[("error", READ_ONLY)])
+                    return self._refused(request, session, READ_ONLY)
                 return await handler(request, session)
             except ConsoleError as exc:
                 page = Page("message.html", "Something went wrong" if exc.status >= 500 else "Not done",
@@ -177,11 +179,15 @@ class Console:
                 log.exception("console_internal_error", method=request.method, path=request.path,
                               error=type(exc).__name__)
                 page = Page("message.html", "Something went wrong", status=500)
-                return self.render(request, session, page, messages=[(
-                    "error", f"Internal error ({type(exc).__name__}): this is a bug in panoflow, logged on the "
-                    "server.")])
+                text = (f"Internal error ({type(exc).__name__}): this is a bug in panoflow, logged on the "
+                        "server.")
+                return self.render(request, session, page, messages=[("error", text)])
 
         app.router.add_route(method, ROOT + path, wrapped)
+
+    def _refused(self, request: web.Request, session: Session, message: str) -> web.Response:
+        return self.render(request, session, Page("message.html", "Request refused", status=403),
+                           messages=[("error", message)])
 
     @staticmethod
     def _origin(request: web.Request) -> str:
@@ -192,13 +198,15 @@ class Console:
         """Render ``page`` (a full page, or a ``fragment`` template without the layout)."""
         flashes = session.take_flashes() if session is not None and not fragment else []
         variables = {"title": page.title, "root": ROOT, "session": session, "kind": self.backend.kind,
-                     "nav": self.backend.nav, "write_pages": ("deploy",), "current": request.path[len(ROOT):].split("/", 1)[0],
+                     "nav": self.backend.nav, "write_pages": ("deploy",),
+                     "current": request.path[len(ROOT):].split("/", 1)[0],
                      "messages": flashes + (messages or []), **page.vars}
         text = self.env.get_template(page.template).render(variables)
         return web.Response(text=text, content_type="text/html", charset="utf-8", status=page.status,
                             headers=_security_headers())
 
-    def fragment(self, request: web.Request, session: Session, template: str, **variables: Any) -> web.Response:
+    def fragment(self, request: web.Request, session: Session, template: str,
+                 **variables: Any) -> web.Response:
         """An htmx fragment."""
         return self.render(request, session, Page(template, "", variables), fragment=True)
 
@@ -260,8 +268,7 @@ class Console:
             form = await request.post()
             token = request.headers.get("X-CSRF-Token") or form.get("csrf_token")
             if not lookup.session.check_csrf(token if isinstance(token, str) else None):
-                return self.render(request, lookup.session, Page("message.html", "Request refused", status=403),
-                                   messages=[("error", CSRF_FAILED)])
+                return self._refused(request, lookup.session, CSRF_FAILED)
             self.sessions.end(lookup.session.id)
         response = redirect(ROOT + "sign-in?signed_out=1")
         response.del_cookie(COOKIE, path=ROOT)
@@ -273,7 +280,8 @@ class Console:
 
     async def _instances(self, request: web.Request, session: Session) -> web.StreamResponse:
         items = await self.backend.instances()
-        return self.render(request, session, Page("instances.html", "Application instances", {"instances": items}))
+        page = Page("instances.html", "Application instances", {"instances": items})
+        return self.render(request, session, page)
 
     async def _instance(self, request: web.Request, session: Session) -> web.StreamResponse:
         inst = await self.backend.instance(request.match_info["id"])
@@ -333,5 +341,5 @@ def redirect(location: str) -> web.Response:
 
 
 def _security_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+    return {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}

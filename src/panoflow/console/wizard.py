@@ -1,13 +1,14 @@
 """The deploy wizard's logic, without HTTP: the form fields a graph asks for, and the overrides a filled form
 makes, checked with the rules ``panoflow validate`` applies.
 
-* :func:`read_graph` parses graph.json (``core.manifest.parse_graph``); problems come back with their JSON pointer.
+* :func:`read_graph` parses graph.json (``core.manifest.parse_graph``); problems come back with their JSON
+  pointer.
 * :func:`form_fields` gives one :class:`Field` per overridable node: a parameter node's type picks the input
-  (float32 / int32 → number, boolean → checkbox, string → text), an interface node is a camera choice; the label
-  is the node's ``decorator.title`` and the help its ``description``.
+  (float32 / int32 → number, boolean → checkbox, string → text), an interface node is a camera choice; the
+  label is the node's ``decorator.title`` and the help its ``description``.
 * :func:`build_overrides` converts each field with the parameter type's own ``convert``/``check``
-  (``core.params``), builds ``nodeGraphOverrides`` and checks it with ``parse_overrides`` and ``check_semantics``
-  against the graph; each problem is reported at the field of the node it is about.
+  (``core.params``), builds ``nodeGraphOverrides`` and checks it with ``parse_overrides`` and
+  ``check_semantics`` against the graph; each problem is reported at the field of the node it is about.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _OVERRIDE_RULE = re.compile(r"^/nodeGraphOverrides/nodeOverrides/(\d+)")
 
 @dataclass(frozen=True)
 class CameraChoice:
-    """A camera the control plane knows (a MEDIA_SOURCE node): the value a camera field submits is :attr:`key`."""
+    """A camera the control plane knows (a MEDIA_SOURCE node); a camera field submits its :attr:`key`."""
 
     owner: str
     package: str
@@ -51,8 +52,9 @@ class CameraChoice:
 
 @dataclass(frozen=True)
 class Field:
-    """One form field: the node it overrides, its input kind (``float32``, ``int32``, ``boolean``, ``string`` or
-    ``camera``), label, help text, default (the graph's value) and whether the graph requires an override."""
+    """One form field: the node it overrides, its input kind (``float32``, ``int32``, ``boolean``, ``string``
+    or ``camera``), label, help text, default (the graph's value) and whether the graph requires an
+    override."""
 
     node: str
     kind: str
@@ -80,8 +82,8 @@ class Field:
 
 @dataclass(frozen=True)
 class FormResult:
-    """The overrides a form makes (``None``: nothing overridden), the errors per node name (``""``: not about one
-    field) and the values the form had (to show it again)."""
+    """The overrides a form makes (``None``: nothing overridden), the errors per node name (``""``: not about
+    one field) and the values the form had (to show it again)."""
 
     overrides: dict[str, Any] | None
     errors: dict[str, list[str]]
@@ -128,8 +130,9 @@ def _override_name(node: str, taken: set[str], suffix: str = "_override") -> str
 
 
 def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence[CameraChoice]) -> FormResult:
-    """Read every field of ``form`` (``param.NODE`` → text; a checkbox sends ``true`` when ticked, nothing when not)
-    and build the overrides; a value equal to the graph's default is not overridden."""
+    """Read every field of ``form`` (``param.NODE`` → text; a checkbox sends ``true`` when ticked, ``false``
+    from its hidden twin when not) and build the overrides; a value equal to the graph's default is not
+    overridden."""
     fields = form_fields(graph)
     by_key = {c.key: c for c in cameras}
     errors: dict[str, list[str]] = {}
@@ -145,7 +148,7 @@ def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence
         if f.kind == "camera":
             if not text:
                 if f.required:
-                    errors.setdefault(f.node, []).append(f"{f.label}: choose a camera (this node must be set)")
+                    errors.setdefault(f.node, []).append(f"{f.label}: choose a camera (the graph needs one)")
                 continue
             camera = by_key.get(text)
             if camera is None:
@@ -153,7 +156,7 @@ def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence
                 continue
             packages[f"{camera.owner}::{camera.package}"] = {"name": f"{camera.owner}::{camera.package}",
                                                                "version": camera.version}
-            name = _override_name(camera.node, taken, suffix="")  # named after the camera, as Panorama's console
+            name = _override_name(camera.node, taken, suffix="")  # named after the camera, as on Panorama
             owner_of[len(nodes)] = f.node
             nodes.append({"name": name, "interface": f"{camera.owner}::{camera.package}.{camera.node}"})
             rules.append({"replace": f.node, "with": [{"name": name}]})
@@ -194,13 +197,14 @@ def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence
 
 def _check(graph: NodeGraph, doc: dict[str, Any], owner_of: dict[int, str], replaced: list[str],
            errors: dict[str, list[str]]) -> None:
-    """Parse and check the built overrides with the validator's own rules; file each problem under its field."""
+    """Parse and check the built overrides with the validator's rules; file each problem under its field."""
     parsed = parse_overrides(json.dumps(doc).encode(), OVERRIDES_FILE)
     problems: list[Problem] = list(parsed.problems)
     if parsed.model is not None:
         packages = {p.ref.qualified: p for p in builtin_packages()}
-        problems += [p for p in check_semantics(graph, packages, graph_file=GRAPH_FILE, overrides=parsed.model,
-                                                overrides_file=OVERRIDES_FILE) if p.file == OVERRIDES_FILE]
+        found = check_semantics(graph, packages, graph_file=GRAPH_FILE, overrides=parsed.model,
+                                overrides_file=OVERRIDES_FILE)
+        problems += [p for p in found if p.file == OVERRIDES_FILE]
     for p in problems:
         if p.severity != "error":
             continue
