@@ -13,7 +13,6 @@ import structlog
 
 from panoflow.plugins.decoders import DECODERS, DecoderSetup, VideoDecoder
 from tests.media import make_clip
-from tests.rtsp.conftest import gst, hevc_clip, servers  # noqa: F401 - the GStreamer RTSP server fixtures
 
 GOP = 10  # make_clip writes a keyframe every `fps` frames: fps=10 -> frames 0, 10, 20...
 FRAMES = 45

@@ -51,3 +51,48 @@ def decode_units(path: Path, *, expect: int, decoder: str = "auto", keyframes_on
 
 def digest(image: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+class SlowConsumer:
+    """A source's ``emit`` into a real ``latest`` inbox, and an application thread that takes a frame every
+    ``1 / fps`` seconds and reads its image (as an app's ``get()`` does). ``fps`` may change while it runs."""
+
+    def __init__(self, fps: float, *, stop_after: float | None = None):
+        from panoflow.core.bus import Inbox
+
+        self.fps = fps
+        self.inbox: Inbox[Frame] = Inbox("app", "latest", ["cam"])
+        self.taken: list[Frame] = []
+        self.images: list[np.ndarray] = []
+        self.stop = threading.Event()
+        self.stop_after = stop_after  # seconds after the first frame
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def __call__(self, frame: Frame) -> bool:
+        self.inbox.put("cam", frame)
+        return not self.stop.is_set()
+
+    def _run(self) -> None:
+        first: float | None = None
+        while not self.stop.is_set():
+            try:
+                _sid, frame = self.inbox.get(timeout=0.1)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            first = now if first is None else first
+            self.images.append(frame.image)
+            self.taken.append(frame)
+            if self.stop_after is not None and now - first >= self.stop_after:
+                self.stop.set()
+            self.stop.wait(max(0.0, 1.0 / self.fps - (time.monotonic() - now)))
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+
+    @property
+    def delivered(self) -> int:
+        return self.inbox.stats.snapshot()["delivered"]

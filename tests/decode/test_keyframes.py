@@ -18,7 +18,7 @@ from panoflow.plugins.uri import format_source_uri, parse_source_uri
 from tests.decode.conftest import FRAMES, GOP, FlakyDecoder
 from tests.decode.helpers import decode_units, digest
 from tests.media import decode_bgr, make_clip
-from tests.plugins.conftest import run_source
+from tests.support.sources_and_sinks import run_source
 
 pytestmark = pytest.mark.anyio
 
@@ -80,21 +80,26 @@ async def test_effective_rate_is_reported_for_a_realtime_camera(tmp_path: Path) 
     assert [read_index(f.image) for f in got.frames] == [0, 10, 20, 30]
     fps = source.stats()["effective_fps"]
     assert 0.5 < fps <= 1.1  # paced: never faster than one keyframe a second, a loaded machine only slower
-    done = [e for e in logs if e["event"] == "keyframes_decoded"]
-    assert len(done) == 1 and done[0]["frames"] == 4 and done[0]["skipped"] == 27 and done[0]["effective_fps"] == fps
+    done = [e for e in logs if e["event"] == "decode_summary"]
+    assert len(done) == 1 and done[0]["frames_decoded"] == 4 and done[0]["skipped"] == 27
+    assert done[0]["effective_fps"] == fps and done[0]["decode"] == "keyframes" == done[0]["decoding"]
 
 
-@given(decoder=st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True), decode=st.sampled_from(["all", "keyframes"]),
-       realtime=st.booleans())
-def test_decoder_options_round_trip_through_a_uri(decoder: str, decode: str, realtime: bool) -> None:
-    options = {"decoder": decoder, "decode": decode, "realtime": realtime}
+@given(decoder=st.from_regex(r"[a-z][a-z0-9_]{0,31}", fullmatch=True),
+       decode=st.sampled_from(["all", "keyframes", "auto"]), realtime=st.booleans(),
+       below=st.floats(0.0, 1.0, exclude_min=True), window=st.floats(0.01, 1e6),
+       convert=st.sampled_from(["demand", "eager"]))
+def test_decoder_options_round_trip_through_a_uri(decoder: str, decode: str, realtime: bool, below: float,
+                                                  window: float, convert: str) -> None:
+    options = {"decoder": decoder, "decode": decode, "realtime": realtime, "auto_below": below,
+               "auto_window": window, "convert": convert}
     uri = format_source_uri("file", "/clips/a.mp4", options)
     assert {k: parse_source_uri(uri).options[k] for k in options} == options
 
 
 @pytest.mark.parametrize("bad", ["none", "key", "1", ""])
 def test_a_bad_decode_mode_names_the_choices(bad: str) -> None:
-    with pytest.raises(ValueError, match=r"option 'decode' for source .*expected all or keyframes"):
+    with pytest.raises(ValueError, match=r"option 'decode' for source .*expected all, keyframes or auto"):
         parse_source_uri("file:///c.mp4", {"decode": bad})
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.decode.test_selection import NO_DRI, NO_GPU
 from tests.media import make_clip
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import write_app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

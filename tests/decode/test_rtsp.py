@@ -13,7 +13,7 @@ from panoflow.plugins.rtsp import RtspSource
 from tests.decode.conftest import FlakyDecoder
 from tests.media import decode_bgr, make_clip, read_index
 from tests.rtsp.helpers import Frames, mismatches, run_source
-from tests.rtsp.server import GstServer, h264_launch, h265_launch
+from tests.support.rtsp import GstServer, h264_launch, h265_launch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rtsp]
 

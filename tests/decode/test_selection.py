@@ -25,7 +25,7 @@ from panoflow.plugins.sources import FileSource, read_index
 from tests.decode.conftest import FRAMES, GOP, FlakyDecoder, UnavailableDecoder
 from tests.decode.helpers import access_units, decode_units, digest
 from tests.media import decode_bgr
-from tests.plugins.conftest import run_source
+from tests.support.sources_and_sinks import run_source
 
 pytestmark = pytest.mark.anyio
 

@@ -2,20 +2,22 @@
 
 A :class:`VideoDecoder` wraps one FFmpeg decoding context: ``software`` (FFmpeg's own decoders, what panoflow
 always used), ``nvdec`` (NVIDIA NVDEC through FFmpeg's ``hwaccel=cuda``, or the ``*_cuvid`` decoders where the
-build has them), ``vaapi`` (Intel/AMD through ``/dev/dri``) and ``v4l2`` (the ``*_v4l2m2m`` decoders of Jetson and
-Raspberry Pi boards). Each says why it cannot work on this machine (:meth:`VideoDecoder.unavailable`) instead of
-failing on import. Pictures always come out in system memory, so the BGR conversion after them is the same.
+build has them), ``vaapi`` (Intel/AMD through ``/dev/dri``) and ``v4l2`` (the ``*_v4l2m2m`` decoders of Jetson
+and Raspberry Pi boards). Each says why it cannot work on this machine (:meth:`VideoDecoder.unavailable`)
+instead of failing on import. Pictures always come out in system memory, so the BGR conversion after them is
+the same.
 
-:class:`StreamDecoder` is what a source's decoding thread holds: at the first keyframe of a stream it tries the
-preferred decoders in order (``?decoder=auto`` = every hardware decoder registered, then software), probing each
-with one real decode of that keyframe; it logs the choice and every reason it passed one over once, falls back to
-software once (logged) when a hardware decoder fails mid-stream, and with ``keyframes_only`` decodes only the
-keyframes (the rest are skipped before decoding). The choice, the reason and the effective rate are in
+:class:`StreamDecoder` is what a source's decoding thread holds: at the first keyframe of a stream it tries
+the preferred decoders in order (``?decoder=auto`` = every hardware decoder registered, then software),
+probing each with one real decode of that keyframe; it logs the choice and every reason it passed one over
+once, falls back to software once (logged) when a hardware decoder fails mid-stream, and decodes what its
+:class:`~panoflow.plugins.decode_budget.KeyframeGate` admits (``?decode=all|keyframes|auto``: the rest are
+skipped before decoding). The choice, the reason, the decode mode and the effective rate are in
 :meth:`StreamDecoder.stats`, which the sources put in their ``stats()`` (``panoflow_source_decoder_info`` on
 /metrics, the ``decoder`` of each stream in status output).
 
-Decoders are registered in a :class:`DecoderRegistry`; :data:`DECODERS` holds the built-ins, and a plugin (or a
-test) adds its own with :meth:`DecoderRegistry.register`.
+Decoders are registered in a :class:`DecoderRegistry`; :data:`DECODERS` holds the built-ins, and a plugin (or
+a test) adds its own with :meth:`DecoderRegistry.register`.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any, ClassVar
 import av
 import structlog
 from av.codec import hwaccel as _hwaccel
+
+from panoflow.plugins.decode_budget import KeyframeGate
 
 __all__ = [
     "DECODERS",
@@ -254,30 +258,45 @@ DECODERS = DecoderRegistry(BUILTIN_DECODERS)
 class StreamDecoder:
     """The decoder of one stream: chosen and probed at the stream's first keyframe, software fallback once.
 
-    Call :meth:`start` for each new stream (a file pass, an RTSP session), then :meth:`decode` for every packet
-    with its keyframe flag. Non-keyframes are skipped (not decoded) before the first keyframe, after a fallback,
-    and always with ``keyframes_only``. A software decode error raises :class:`av.FFmpegError` as before (the
-    caller counts a corrupt unit); a hardware decoder's error switches this stream to software (once).
+    Call :meth:`start` for each new stream (a file pass, an RTSP session), then :meth:`decode` for every
+    packet with its keyframe flag. Non-keyframes are skipped (not decoded) before the first keyframe, after a
+    fallback, and whenever ``gate`` decodes keyframes only (``keyframes_only=True`` is a gate fixed on
+    keyframes). With ``filters=False`` someone else filters through the gate (an RTSP camera's intake, before
+    its queue) and this decoder only reports its mode. A software decode error raises :class:`av.FFmpegError`
+    as before (the caller counts a corrupt unit); a hardware decoder's error switches this stream to software
+    (once).
     """
 
     def __init__(self, preference: str = "auto", *, keyframes_only: bool = False,
+                 gate: KeyframeGate | None = None, filters: bool = True,
                  registry: DecoderRegistry | None = None, logger: Any = None, announce: bool = True):
         self.registry = registry if registry is not None else DECODERS
         self.preference = preference
-        self.keyframes_only = keyframes_only
         self.log = logger if logger is not None else log
+        self.gate = gate if gate is not None else KeyframeGate("keyframes" if keyframes_only else "all",
+                                                               logger=self.log)
+        self.filters = filters
         self.announce = announce  # log decoder_selected (False: the source reports the choice in its own line)
         self.current: VideoDecoder | None = None
         self.name = ""  # the decoder in use ("" before the first keyframe)
         self.reason = ""  # why it is not the preferred one, or why it fell back ("" when it is)
         self.fell_back = False
         self.decoded = 0  # pictures decoded since the first
-        self.skipped = 0  # packets skipped without decoding (keyframes only)
         self._setup: DecoderSetup | None = None
         self._waiting = True
         self._first: float | None = None
         self._end: float | None = None  # when the last stream ended (the rate stops there)
         self._logged: tuple[str, str] | None = None
+
+    @property
+    def keyframes_only(self) -> bool:
+        """Whether only keyframes are decoded now."""
+        return self.gate.keyframes_only
+
+    @property
+    def skipped(self) -> int:
+        """Packets left out without decoding (keyframes only)."""
+        return self.gate.skipped
 
     @property
     def waiting_keyframe(self) -> bool:
@@ -291,8 +310,9 @@ class StreamDecoder:
         self._end = None
 
     def decode(self, packet: av.Packet, keyframe: bool) -> list[av.VideoFrame]:
-        if not keyframe and (self._waiting or self.keyframes_only):
-            self.skipped += self.keyframes_only
+        if self.filters and not self.gate.admit(keyframe):
+            return []
+        if not keyframe and self._waiting:
             return []
         if self.current is None:
             self._choose(packet)
@@ -328,17 +348,22 @@ class StreamDecoder:
         self._end = time.monotonic()
 
     def effective_fps(self) -> float:
-        """Pictures decoded per second since the first one, up to now or the end of the stream (the rate an app
-        can get at most)."""
+        """Pictures decoded per second since the first one (or since ``decode=auto`` last changed mode), up to
+        now or the end of the stream (the rate an app can get at most)."""
         if self._first is None or self.decoded < 2:
             return 0.0
-        elapsed = (self._end if self._end is not None else time.monotonic()) - self._first
-        return round((self.decoded - 1) / elapsed, 2) if elapsed > 0 else 0.0
+        end = self._end if self._end is not None else time.monotonic()
+        since = self.gate.rate_since_change()
+        if since is not None:
+            elapsed, pictures = end - since[0], self.decoded - since[1]
+        else:
+            elapsed, pictures = end - self._first, self.decoded - 1
+        return round(pictures / elapsed, 2) if elapsed > 0 else 0.0
 
     def stats(self) -> dict[str, Any]:
-        return {"decoder": self.name or None, "decoder_reason": self.reason or None,
-                "decode": "keyframes" if self.keyframes_only else "all", "frames_decoded": self.decoded,
-                "skipped_nonkey": self.skipped, "effective_fps": self.effective_fps()}
+        return {"decoder": self.name or None, "decoder_reason": self.reason or None, **self.gate.stats(),
+                "frames_decoded": self.decoded, "skipped_nonkey": self.skipped,
+                "effective_fps": self.effective_fps()}
 
     def _choose(self, packet: av.Packet) -> None:
         assert self._setup is not None
@@ -361,7 +386,8 @@ class StreamDecoder:
         if self.announce and self._logged != (self.name, self.reason):
             self._logged = (self.name, self.reason)
             self.log.info("decoder_selected", decoder=self.name, preferred=self.preference, codec=setup.codec,
-                          passed_over=self.reason or None, keyframes_only=self.keyframes_only)
+                          passed_over=self.reason or None, keyframes_only=self.keyframes_only,
+                          decode=self.gate.mode)
 
     @staticmethod
     def _probe(kind: type[VideoDecoder], setup: DecoderSetup, packet: av.Packet) -> str | None:

@@ -1,7 +1,9 @@
 """Built-in media sources: video files and URLs decoded with PyAV (``file``), and a synthetic pattern (``testsrc``).
 
 Each source produces frames in one worker thread (decoding and ``emit`` may block; the event loop never does).
-Cancelling :meth:`run` sets a stop event the thread checks between frames, so it ends within one frame time.
+Decoded pictures become BGR only when a consumer reads ``frame.image``
+(:mod:`panoflow.plugins.decode_budget`). Cancelling :meth:`run` sets a stop event the thread checks between
+frames, so it ends within one frame time.
 """
 
 from __future__ import annotations
@@ -16,19 +18,19 @@ import anyio.to_thread
 import av
 import numpy as np
 import structlog
-from av.video.reformatter import VideoReformatter
 
 from panoflow.core.bases import Emit, MediaSource
 from panoflow.core.frame import Frame
 from panoflow.core.hookspecs import hookimpl
 from panoflow.core.redact import redact_text
 from panoflow.exceptions import SourceError
+from panoflow.plugins.decode_budget import BgrConverter, KeyframeGate, PictureConverter
 from panoflow.plugins.decoders import DECODERS, DecoderSetup, StreamDecoder
 from panoflow.plugins.uri import OPTION_TABLES, SourceURI, parse_source_uri
 
 __all__ = [
     "DECODE_THREAD_TYPE",
-    "BgrConverter",
+    "BgrConverter",  # (from panoflow.plugins.decode_budget, where it lives)
     "FileSource",
     "TestPattern",
     "TestSource",
@@ -63,8 +65,8 @@ def read_index(image: np.ndarray) -> int:
 class TestPattern:
     """A moving synthetic picture: scrolling gradient + bouncing box + the frame index in pixel blocks.
 
-    The base pattern is built once, twice as wide as the picture, so frame ``i`` is one slice copy of it (a new
-    array per frame: downstream may keep frames) plus two small slice assignments.
+    The base pattern is built once, twice as wide as the picture, so frame ``i`` is one slice copy of it (a
+    new array per frame: downstream may keep frames) plus two small slice assignments.
     """
 
     __test__ = False  # not a pytest class
@@ -105,33 +107,6 @@ class TestPattern:
         image[by : by + bh, bx : bx + bw] = self._box_color
         paint_index(image, index)
         return image
-
-
-class BgrConverter:
-    """Decoded pictures to BGR ``ndarray``s for one decoding thread, at the least CPU per frame.
-
-    ``picture.to_ndarray(format="bgr24")`` builds a new swscale context (with a pool of threads) for every frame
-    and copies the converted picture into a fresh array. This keeps one context (reused while the size stays the
-    same), converts in the calling thread by default (a camera's decoder thread is already one of many: hand-offs
-    to helper threads only add wake-ups; ``threads=0`` lets swscale use its pool, for a file read as fast as
-    possible), and hands out the converted picture's own buffer as the array (writable; it keeps
-    the buffer alive), so nothing is copied. Same pixels as ``to_ndarray`` (the source tests compare them bit for
-    bit; benchmarks/source_path.py measures the CPU).
-    """
-
-    def __init__(self, threads: int = 1) -> None:
-        self._reformatter = VideoReformatter()
-        self._threads = threads  # 0: swscale's own choice (a pool per context; for throughput, not live cameras)
-
-    def __call__(self, picture: av.VideoFrame, width: int | None = None, height: int | None = None,
-                 interpolation: str | None = None) -> np.ndarray:
-        out = self._reformatter.reformat(picture, width=width, height=height, format="bgr24",
-                                         interpolation=interpolation, threads=self._threads)
-        plane = out.planes[0]
-        w, h = out.width, out.height
-        if plane.line_size != w * 3:  # rows padded: a strided view would surprise OpenCV; copy instead
-            return out.to_ndarray()
-        return np.frombuffer(plane, np.uint8, count=h * w * 3).reshape(h, w, 3)
 
 
 def _capture_time(wall: float) -> tuple[int, int]:
@@ -186,7 +161,7 @@ class _ThreadedSource(MediaSource):
     def _on_finished(self) -> None:
         """Called in the worker thread when :meth:`_produce` has returned or raised."""
 
-    def _frame(self, image: np.ndarray, seq: int, wall: float) -> Frame:
+    def _frame(self, image: Any, seq: int, wall: float) -> Frame:
         return Frame(
             image=image,
             stream_id=self.stream_id,
@@ -211,8 +186,9 @@ class FileSource(_ThreadedSource):
     """A video file (or an ``http(s)`` URL) decoded with PyAV. Lossless by default: every frame, in order.
 
     Options: ``realtime`` (pace by pts; bus policy ``latest``), ``loop`` (restart at the end; ``seq`` keeps
-    increasing), ``frames=N`` (stop after N frames), ``decoder`` and ``decode=keyframes`` (see
-    :mod:`panoflow.plugins.decoders`). Corrupt packets are skipped and counted.
+    increasing), ``frames=N`` (stop after N frames), ``decoder`` (see :mod:`panoflow.plugins.decoders`),
+    ``decode=all|keyframes|auto`` with ``auto_below`` and ``auto_window``, and ``convert=demand|eager`` (see
+    :mod:`panoflow.plugins.decode_budget`). Corrupt packets are skipped and counted.
     """
 
     scheme = "file"
@@ -224,12 +200,19 @@ class FileSource(_ThreadedSource):
         self.corrupt_packets = 0
         opts = self.spec.options
         DECODERS.check(opts["decoder"], what=f"source {self.stream_uri}")
-        self.decoder = StreamDecoder(opts["decoder"], keyframes_only=opts["decode"] == "keyframes",
-                                     logger=self._log)
+        # a file read as fast as possible converts with swscale's thread pool, a paced one in the caller
+        self.converter = PictureConverter(eager=opts["convert"] == "eager",
+                                          threads=1 if opts["realtime"] else 0)
+        gate = KeyframeGate(opts["decode"], below=opts["auto_below"], window=opts["auto_window"],
+                            logger=self._log)
+        self.decoder = StreamDecoder(opts["decoder"], gate=gate, logger=self._log)
+        gate.bind(decoded=lambda: self.decoder.decoded, taken=lambda: self.converter.conversions)
 
     def stats(self) -> dict[str, Any]:
-        """The decoder in use (and why not the preferred one), the effective rate; for status and /metrics."""
-        return {"frames": self.frames_emitted, "corrupt_packets": self.corrupt_packets, **self.decoder.stats()}
+        """The decoder in use (and why not the preferred one), the decode mode, the effective rate and the BGR
+        conversions; for status and /metrics."""
+        return {"frames": self.frames_emitted, "corrupt_packets": self.corrupt_packets,
+                **self.decoder.stats(), "conversions": self.converter.conversions}
 
     def _open(self) -> Any:
         where = self.spec.redacted()
@@ -257,7 +240,6 @@ class FileSource(_ThreadedSource):
         realtime, loop, limit = opts["realtime"], opts["loop"], opts["frames"]
         start_wall, clock = time.time(), [time.perf_counter()]
         seq, media_base = 0, 0.0
-        to_bgr = BgrConverter(threads=1 if realtime else 0)
         while True:
             container = self._open()
             live = self.spec.is_network and container.duration is None
@@ -290,7 +272,7 @@ class FileSource(_ThreadedSource):
                         end_t = max(end_t, media_t)
                         if realtime and not self._pace(clock, media_t):
                             return
-                        image = to_bgr(vf)
+                        image = self.converter.image(vf)
                         wall = time.time() if (realtime or live) else start_wall + media_t
                         if not emit(self._frame(image, seq, wall)):
                             return
@@ -313,10 +295,12 @@ class FileSource(_ThreadedSource):
     def _on_finished(self) -> None:
         if self.corrupt_packets:
             self._log.info("corrupt_packets_total", count=self.corrupt_packets)
-        if self.decoder.keyframes_only:
-            stats = self.decoder.stats()
-            self._log.info("keyframes_decoded", frames=stats["frames_decoded"], skipped=stats["skipped_nonkey"],
-                           effective_fps=stats["effective_fps"])
+        stats = self.stats()
+        self._log.info("decode_summary", frames=stats["frames"], frames_decoded=stats["frames_decoded"],
+                       conversions=stats["conversions"], skipped=stats["skipped_nonkey"],
+                       decode=stats["decode"], decoding=stats["decoding"],
+                       mode_changes=stats["decode_mode_changes"],
+                       effective_fps=stats["effective_fps"])
 
     def _corrupt(self, exc: Exception) -> None:
         self.corrupt_packets += 1

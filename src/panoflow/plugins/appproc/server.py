@@ -198,15 +198,17 @@ class AppServer:
         return {"ok": True, "frames": described, "segments": announce}, fds
 
     def _segment_for(self, frame: Frame) -> Segment:
-        """The segment the app sees ``frame`` in: the one it already holds for this very image (a cached
-        repeat), else a fresh copy."""
-        image = _host_array(frame.image)
-        held = self._held.get(id(frame.image))
-        if held is not None and held.app_holds and held.source is frame.image:
+        """The segment the app sees ``frame`` in: the one it already holds for this very picture (a cached
+        repeat), else a fresh copy. A picture still to be converted (a source's deferred image) is converted
+        here, when the app first takes it, and copied into the segment once: PyAV's swscale writes into a
+        picture of its own, never into a caller's buffer, so this is the one copy a frame took before too."""
+        pixels = frame.pixels
+        held = self._held.get(id(pixels))
+        if held is not None and held.app_holds and held.source is pixels:
             return held
-        seg = self.pool.fill(image)
-        seg.source = frame.image
-        self._held[id(frame.image)] = seg
+        seg = self.pool.fill(_host_array(frame.image))
+        seg.source = pixels  # keeps the picture (and its converted image) alive while the app holds it
+        self._held[id(pixels)] = seg
         if len(self._held) > 4 * self.pool.max_segments:
             self._held = {k: s for k, s in self._held.items() if s.app_holds}
         return seg

@@ -2,14 +2,16 @@
 
 The network side (the event loop) only ever *offers* units to :class:`UnitQueue`: when it is full the unit is
 dropped and counted, and the stream waits for the next keyframe, so a slow decoder or a slow application never
-stalls the RTP reader and never grows memory. The queue is bounded by age as well (``max_delay``): when the decoder
-falls so far behind that the oldest queued unit waited longer than that, the queue drops up to the next keyframe
-and hands the decoder a :class:`Skipped` marker instead, so latency stays bounded and the decoder always restarts
-on a clean reference chain. :class:`FrameDecoder` runs in one worker thread per camera for
-the source's whole life (reconnections reuse it): it decodes with the camera's video decoder plugin
+stalls the RTP reader and never grows memory. The queue is bounded by age as well (``max_delay``): when the
+decoder falls so far behind that the oldest queued unit waited longer than that, the queue drops up to the
+next keyframe and hands the decoder a :class:`Skipped` marker instead, so latency stays bounded and the
+decoder always restarts on a clean reference chain. :class:`FrameDecoder` runs in one worker thread per camera
+for the source's whole life (reconnections reuse it): it decodes with the camera's video decoder plugin
 (:mod:`panoflow.plugins.decoders`: software, NVDEC, VA-API, V4L2), scales large pictures down like the
-appliance, and hands :class:`~panoflow.core.frame.Frame` objects to ``emit``. With ``decode=keyframes`` the
-intake keeps only keyframes, so the rest are neither queued nor decoded.
+appliance, and hands :class:`~panoflow.core.frame.Frame` objects to ``emit`` with their pictures still to be
+converted to BGR (on first use: :mod:`panoflow.plugins.decode_budget`). The intake asks the camera's
+:class:`~panoflow.plugins.decode_budget.KeyframeGate` which units to keep (``decode=keyframes``, or ``auto``
+while the consumers take few frames), so the rest are neither queued nor decoded.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
-import numpy as np
 import structlog
 
 from panoflow.core.bases import Emit
 from panoflow.core.frame import Frame
+from panoflow.plugins.decode_budget import KeyframeGate, PictureConverter
 from panoflow.plugins.decoders import DecoderSetup, StreamDecoder
-from panoflow.plugins.sources import BgrConverter
 
 __all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "Offer", "Skipped", "UnitQueue", "scaled_size"]
 
@@ -83,13 +84,14 @@ class Offer(enum.Enum):
 class UnitQueue:
     """A bounded FIFO between one producer that must never block and one consumer thread.
 
-    Bounded by count (``size``) and, when ``max_delay`` (seconds) is set, by age: when the consumer takes a unit
-    that has waited longer than ``max_delay`` (it fell behind), every unit up to the first queued keyframe that has
-    not waited that long is dropped; with none queued, everything is dropped and so is each non-keyframe offered
-    until the camera's next keyframe. The consumer then gets a :class:`Skipped` marker right before that keyframe.
-    Age is time spent in this queue (``clock``, monotonic), not capture time: camera clocks and RTCP mappings may
-    be off by seconds, and the network side's own lag is not something dropping here could fix. All of it happens
-    under the queue's lock, so no unit that references a dropped picture ever reaches the decoder.
+    Bounded by count (``size``) and, when ``max_delay`` (seconds) is set, by age: when the consumer takes a
+    unit that has waited longer than ``max_delay`` (it fell behind), every unit up to the first queued
+    keyframe that has not waited that long is dropped; with none queued, everything is dropped and so is each
+    non-keyframe offered until the camera's next keyframe. The consumer then gets a :class:`Skipped` marker
+    right before that keyframe. Age is time spent in this queue (``clock``, monotonic), not capture time:
+    camera clocks and RTCP mappings may be off by seconds, and the network side's own lag is not something
+    dropping here could fix. All of it happens under the queue's lock, so no unit that references a dropped
+    picture ever reaches the decoder.
     """
 
     def __init__(self, size: int, max_delay: float | None = None, *,
@@ -180,17 +182,18 @@ class Intake:
     """The network side's only way to the decoder: never blocks, drops and counts instead.
 
     Units are dropped while the decoder needs a keyframe (at the start, after a loss, a decode error or an
-    overflow); a full queue drops the unit and makes the stream wait for the next keyframe, since the units after
-    it would reference a picture the decoder never saw (units the queue drops for age it counts itself).
+    overflow); a full queue drops the unit and makes the stream wait for the next keyframe, since the units
+    after it would reference a picture the decoder never saw (units the queue drops for age it counts itself).
     ``last_overflow`` (``time.monotonic()``) tells stall detection that pictures do arrive even though none is
-    decoded.
+    decoded. ``gate`` (the decoder's, usually) says which units to keep at all (``keyframes_only=True`` is a
+    gate fixed on keyframes).
     """
 
-    def __init__(self, queue: UnitQueue, need_keyframe: threading.Event, *, keyframes_only: bool = False):
+    def __init__(self, queue: UnitQueue, need_keyframe: threading.Event, *, keyframes_only: bool = False,
+                 gate: KeyframeGate | None = None):
         self.queue = queue
         self.need_keyframe = need_keyframe
-        self.keyframes_only = keyframes_only
-        self.skipped_nonkey = 0  # units not queued because only keyframes are decoded
+        self.gate = gate if gate is not None else KeyframeGate("keyframes" if keyframes_only else "all")
         self.packets = 0  # RTP packets of finished sessions (the session adds them up at its end)
         self.packets_lost = 0
         self.units = 0
@@ -199,14 +202,18 @@ class Intake:
         self.dropped_waiting = 0
         self.last_overflow = 0.0
 
+    @property
+    def skipped_nonkey(self) -> int:
+        """Units not queued because only keyframes are decoded."""
+        return self.gate.skipped
+
     def offer(self, data: bytes, *, keyframe: bool, intact: bool, wall: float) -> None:
         self.units += 1
         if not intact:
             self.damaged += 1
             self.need_keyframe.set()
             return
-        if self.keyframes_only and not keyframe:
-            self.skipped_nonkey += 1
+        if not self.gate.admit(keyframe):
             return
         if self.need_keyframe.is_set():
             if not keyframe:
@@ -241,17 +248,17 @@ def scaled_size(width: int, height: int, max_area: tuple[int, int] | None) -> tu
 class FrameDecoder:
     """Decodes :class:`UnitQueue` items into frames in the calling (worker) thread; see :meth:`run`.
 
-    ``need_keyframe`` is set when a unit could not be decoded: the network side then drops units until the next
-    keyframe. ``last_progress`` (``time.monotonic()``) moves whenever a picture was decoded, for stall detection.
-    A :class:`Skipped` marker (the queue dropped units because this thread fell behind) flushes the decoder, so
-    the keyframe that follows starts it afresh (for H.265 a CRA then drops its leading pictures, as at the start),
-    and logs one ``late_frames_dropped`` line per episode.
+    ``need_keyframe`` is set when a unit could not be decoded: the network side then drops units until the
+    next keyframe. ``last_progress`` (``time.monotonic()``) moves whenever a picture was decoded, for stall
+    detection. A :class:`Skipped` marker (the queue dropped units because this thread fell behind) flushes the
+    decoder, so the keyframe that follows starts it afresh (for H.265 a CRA then drops its leading pictures,
+    as at the start), and logs one ``late_frames_dropped`` line per episode.
     """
 
     def __init__(
         self, *, stream_id: str, stream_uri: str, emit: Emit, downscale: tuple[int, int] | None,
         limit: int | None = None, threads: int = 1, logger: Any = None, decoder: str = "auto",
-        keyframes_only: bool = False,
+        keyframes_only: bool = False, gate: KeyframeGate | None = None, eager: bool = False,
     ):
         self.stream_id = stream_id
         self.stream_uri = stream_uri
@@ -260,9 +267,13 @@ class FrameDecoder:
         self.limit = limit
         self.threads = threads
         self.log = logger if logger is not None else log.bind(stream_id=stream_id, uri=stream_uri)
-        self.to_bgr = BgrConverter()
-        # the source names the decoder (and what it passed over) in its camera_streaming line
-        self.video = StreamDecoder(decoder, keyframes_only=keyframes_only, logger=self.log, announce=False)
+        self.converter = PictureConverter(eager=eager)
+        # the source names the decoder (and what it passed over) in its camera_streaming line; the intake
+        # filters through the gate (before the queue), this decoder only reports it
+        if gate is None:
+            gate = KeyframeGate("keyframes" if keyframes_only else "all", logger=self.log)
+        self.video = StreamDecoder(decoder, gate=gate, filters=False, logger=self.log, announce=False)
+        gate.bind(decoded=lambda: self.video.decoded, taken=lambda: self.converter.conversions)
         self.queue: UnitQueue | None = None
         self.stop = threading.Event()
         self.need_keyframe = threading.Event()
@@ -316,10 +327,7 @@ class FrameDecoder:
     def _deliver(self, picture: Any, wall: float) -> bool:
         size = (picture.width, picture.height)
         target = scaled_size(*size, self.downscale)
-        if target is None:
-            image: np.ndarray = self.to_bgr(picture)
-        else:
-            image = self.to_bgr(picture, width=target[0], height=target[1], interpolation="AREA")
+        image = self.converter.image(picture, target, "AREA" if target is not None else None)
         self.source_size, self.size = size, target or size
         self.last_progress = time.monotonic()
         sec = int(wall)

@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from panoflow.core.redact import redact_url, with_credentials
 from panoflow.plugins.uri import (
+    DECODE_BUDGET_OPTIONS,
     Option,
-    parse_decode_mode,
     parse_decoder_name,
     parse_options,
     parse_positive_int,
@@ -126,7 +126,7 @@ RTSP_OPTIONS: Mapping[str, Option] = {
         Option("frames", parse_positive_int, None, "stop after this many frames (default: never)"),
         Option("decoder", parse_decoder_name, "auto",
                "video decoder: auto (first that works here), software, nvdec, vaapi, v4l2"),
-        Option("decode", parse_decode_mode, "all", "all pictures, or keyframes only (IDR/IRAP; cheaper)"),
+        *DECODE_BUDGET_OPTIONS,
     )
 }
 

@@ -20,6 +20,7 @@ import structlog
 
 from panoflow.core.bases import Emit, MediaSource
 from panoflow.exceptions import SourceError
+from panoflow.plugins.decode_budget import KeyframeGate
 from panoflow.plugins.decoders import DECODERS
 from panoflow.plugins.rtsp.backoff import Backoff, CameraState
 from panoflow.plugins.rtsp.decode import FrameDecoder, Intake, UnitQueue
@@ -88,6 +89,7 @@ class RtspSource(MediaSource):
             "clock": "rtcp" if self.receiver is not None and self.receiver.clock.synchronised else "arrival",
             **(d.video.stats() if d else {"decoder": None}),
             "skipped_nonkey": i.skipped_nonkey if i else 0,  # keyframes only: left out before the queue
+            "conversions": d.converter.conversions if d else 0,
         }
 
     async def run(self, emit: Emit) -> None:
@@ -96,8 +98,10 @@ class RtspSource(MediaSource):
         self.decoder = FrameDecoder(stream_id=self.stream_id, stream_uri=self.stream_uri, emit=emit,
                                     downscale=opts["downscale"], limit=opts["frames"],
                                     threads=opts["decode_threads"], logger=self.log, decoder=opts["decoder"],
-                                    keyframes_only=opts["decode"] == "keyframes")
-        self.intake = Intake(self.queue, self.decoder.need_keyframe, keyframes_only=opts["decode"] == "keyframes")
+                                    gate=KeyframeGate(opts["decode"], below=opts["auto_below"],
+                                                      window=opts["auto_window"], logger=self.log),
+                                    eager=opts["convert"] == "eager")
+        self.intake = Intake(self.queue, self.decoder.need_keyframe, gate=self.decoder.video.gate)
         self.finished.clear()
         failure: SourceError | None = None
         try:
@@ -111,7 +115,10 @@ class RtspSource(MediaSource):
         finally:
             self.decoder.stop.set()
             self.queue.close()
-            self.state.stopped(frames=self.decoder.frames, **self._drops())
+            video = self.decoder.video
+            self.state.stopped(frames=self.decoder.frames, frames_decoded=video.decoded,
+                               conversions=self.decoder.converter.conversions, decoding=video.gate.decoding,
+                               mode_changes=video.gate.changes, **self._drops())
         if failure is not None:
             raise failure
 
