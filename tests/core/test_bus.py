@@ -14,7 +14,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from panoflow.core.bus import BusClosed, Fanout, Inbox, Policy
+from panoflow.core.bus import BusClosed, Inbox, Policy
 
 EXAMPLES = int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "100"))
 
@@ -178,21 +178,6 @@ def test_stats_snapshot_is_plain_data() -> None:
         "high_water": 1,
     }
     assert snap["streams"]["a"]["depth"] == 1
-
-
-def test_fanout_same_object_to_every_inbox() -> None:
-    inboxes: list[Inbox[object]] = [Inbox(f"c{i}", "queue", ["a"]) for i in range(3)]
-    fan = Fanout(inboxes)
-    item = object()
-    assert fan.put("a", item)
-    assert all(inbox.get(timeout=0)[1] is item for inbox in inboxes)
-    inboxes[0].close()
-    assert fan.put("a", item)
-    for inbox in inboxes[1:]:
-        inbox.close()
-    assert fan.put("a", item) is False
-    fan.end_stream("a")
-    assert all(inbox.ended for inbox in inboxes)
 
 
 # ---- threads ------------------------------------------------------------------------------------------------------

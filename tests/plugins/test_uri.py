@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from panoflow.core.redact import uri_scheme
 from panoflow.plugins.uri import (
     FILE_OPTIONS,
     TESTSRC_OPTIONS,
@@ -18,7 +19,6 @@ from panoflow.plugins.uri import (
     parse_host_port,
     parse_options,
     parse_source_uri,
-    source_scheme,
 )
 
 EXAMPLES = int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "200"))
@@ -32,14 +32,19 @@ PROPERTY = settings(max_examples=EXAMPLES, deadline=None)
         ("clip.mp4", "file"),
         ("clip:1.mp4", "file"),
         ("file:///x/clip.mp4", "file"),
+        ("file:/x/clip.mp4", "file"),
+        ("/x/with://in/it.mp4", "file"),
+        ("testsrc:?size=64x64", "file"),
         ("https://cdn.example/clip.mp4", "file"),
         ("HTTP://cdn.example/clip.mp4", "file"),
         ("testsrc://?size=64x64", "testsrc"),
         ("rtsp://cam/stream", "rtsp"),
     ],
 )
-def test_source_scheme(uri: str, scheme: str) -> None:
-    assert source_scheme(uri) == scheme
+def test_uri_scheme(uri: str, scheme: str) -> None:
+    """The one scheme rule (core.redact.uri_scheme): the runtime picks the source with it, the sources
+    parse with it."""
+    assert uri_scheme(uri) == scheme
 
 
 def test_file_uri_with_query() -> None:

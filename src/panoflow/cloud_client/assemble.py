@@ -28,6 +28,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow.cloud_client.client import CloudClient, ProtocolError, VerificationError
+from panoflow.core.manifest.packages import file_sha256
 from panoflow.exceptions import CloudError
 
 __all__ = ["Assembled", "AssemblyError", "assemble", "content_id", "graph_folder_name", "parse_overrides"]
@@ -94,19 +95,11 @@ def parse_overrides(desired: dict[str, Any]) -> dict[str, Any] | None:
     return doc
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _reuse(archives: Path, file_name: str, sha256: str, dest: Path) -> bool:
     """Link (or copy) ``file_name`` from another archive that holds it with the right content."""
     for other in archives.glob(f"*/assets/{file_name}"):
         try:
-            if _sha256_file(other) != sha256.lower():
+            if file_sha256(other) != sha256.lower():
                 continue
             try:
                 os.link(other, dest)

@@ -32,7 +32,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from panoflow.exceptions import PanoflowError
 
-__all__ = ["BusClosed", "Fanout", "Inbox", "InboxStats", "Policy", "StreamStats"]
+__all__ = ["BusClosed", "Inbox", "InboxStats", "Policy", "StreamStats"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -462,36 +462,3 @@ class Inbox(Generic[T]):
         except ValueError:
             pass_on()
 
-
-class Fanout(Generic[T]):
-    """One producer emitting to several inboxes: the same item object goes to each (no copy).
-
-    ``put`` returns True when at least one inbox accepted the item, False once none did (all closed or, for
-    ``block`` inboxes, each timed out); ``timeout`` applies to each inbox in turn. A ``block`` inbox slows the
-    producer, and with it every other inbox of the fan-out.
-    """
-
-    def __init__(self, targets: Sequence[Inbox[T]]):
-        self.targets: tuple[Inbox[T], ...] = tuple(targets)
-
-    def add_stream(self, stream: str) -> None:
-        for inbox in self.targets:
-            inbox.add_stream(stream)
-
-    def end_stream(self, stream: str) -> None:
-        for inbox in self.targets:
-            inbox.end_stream(stream)
-
-    def put(self, stream: str, item: T, timeout: float | None = None) -> bool:
-        accepted = False
-        for inbox in self.targets:
-            if inbox.put(stream, item, timeout):
-                accepted = True
-        return accepted
-
-    async def aput(self, stream: str, item: T) -> bool:
-        accepted = False
-        for inbox in self.targets:
-            if await inbox.aput(stream, item):
-                accepted = True
-        return accepted

@@ -23,11 +23,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-__all__ = ["MASK", "QUERY_ONLY_NAMES", "SECRET_KEYS", "SECRET_NAMES", "is_secret_key", "redact_text", "redact_url", "redact_value",
-           "uri_scheme", "with_credentials"]
+__all__ = ["FILE_LIKE_SCHEMES", "MASK", "QUERY_ONLY_NAMES", "SECRET_KEYS", "SECRET_NAMES", "is_secret_key",
+           "redact_text", "redact_url", "redact_value", "uri_scheme", "with_credentials"]
 
 MASK = "***"
-_FILE_LIKE = ("file", "http", "https")
+#: Schemes PyAV opens as a file-like resource (served by the ``file`` source).
+FILE_LIKE_SCHEMES = frozenset({"file", "http", "https"})
+_URI_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://")
 
 #: query-string and ``name=value`` names whose values are secrets (compared in lower case, ``-`` as ``_``)
 SECRET_NAMES = frozenset({
@@ -47,12 +49,15 @@ _MAX_DEPTH = 32
 
 
 def uri_scheme(uri: str) -> str:
-    """The source registry key for ``uri``: ``file`` for plain paths and ``file``/``http(s)`` URLs, else the URI's
-    scheme in lower case (``testsrc``, ``rtsp``...)."""
-    if "://" not in uri:
+    """The source registry key for ``uri``: the URI's scheme in lower case (``testsrc``, ``rtsp``...) when
+    it starts with ``scheme://``; ``file`` for plain paths (``clip:1.mp4`` is a relative path), ``file:``
+    URIs and ``http(s)://`` URLs (:data:`FILE_LIKE_SCHEMES`). The one copy: the runtime picks a camera's
+    source plugin with it, the built-in sources parse their URIs with it (:mod:`panoflow.plugins.uri`)."""
+    match = _URI_SCHEME.match(uri)
+    if not match:
         return "file"
-    scheme = uri.split("://", 1)[0].lower()
-    return "file" if scheme in _FILE_LIKE else scheme
+    scheme = match["scheme"].lower()
+    return "file" if scheme in FILE_LIKE_SCHEMES else scheme
 
 
 def _norm(name: str) -> str:

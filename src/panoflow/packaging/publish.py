@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
+from panoflow.core.manifest.packages import file_sha256
 from panoflow.packaging.project import PackageFolder, PackagingError, Project
 
 __all__ = ["ControlPlaneUploader", "PackageUpload", "Uploader", "package_application", "plan_upload",
@@ -81,7 +82,7 @@ def plan_upload(project: Project, only: Sequence[PackageFolder] = ()) -> list[Pa
                         raise PackagingError(f"{project.display(folder.package_json)}: asset {asset.get('name')!r} "
                                              f"names assets/{uri}, which is not there; build or add it first")
                     named = _SHA_NAME.match(uri)
-                    if named and hashlib.sha256(path.read_bytes()).hexdigest() != named.group(1):
+                    if named and file_sha256(path) != named.group(1):
                         raise PackagingError(f"assets/{uri} does not match the SHA-256 in its name; rebuild it")
                     files.append(path)
         plans.append(PackageUpload(folder, str(body.get("name") or folder.name),
@@ -124,14 +125,6 @@ _CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key f
                      "create` (run where the control plane's database is)")
 #: how long to wait for a version to reach REGISTER_COMPLETED
 REGISTER_TIMEOUT = 120.0
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ControlPlaneUploader:
@@ -247,7 +240,7 @@ class ControlPlaneUploader:
     def _put_file(self, key: str, path: Path, label: str) -> bool:
         """Upload ``path`` to ``key`` unless the control plane already holds those bytes; True when uploaded."""
         size = path.stat().st_size
-        sha = _sha256_file(path)
+        sha = file_sha256(path)
         status, headers, body = self._request("HEAD", key)
         if status == 200 and headers.get("content-length") == str(size) and headers.get("x-panoflow-sha256") == sha:
             self.progress(f"  {label} ({size} bytes): skipped, already uploaded")

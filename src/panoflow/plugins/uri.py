@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from panoflow.core.redact import redact_url
+from panoflow.core.redact import redact_url, uri_scheme
 
 __all__ = [
     "FILE_OPTIONS",
@@ -33,14 +33,11 @@ __all__ = [
     "parse_options",
     "parse_size",
     "parse_source_uri",
-    "source_scheme",
 ]
 
 _TRUE = frozenset({"1", "true", "yes", ""})
 _FALSE = frozenset({"0", "false", "no"})
 _SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*):")
-#: Schemes PyAV opens as a file-like resource (served by the ``file`` source).
-FILE_LIKE_SCHEMES = frozenset({"file", "http", "https"})
 
 
 def parse_bool(value: Any) -> bool:
@@ -177,7 +174,7 @@ TESTSRC_OPTIONS: Mapping[str, Option] = {
     )
 }
 
-#: Option tables of the schemes this module knows, keyed by :func:`source_scheme`.
+#: Option tables of the schemes this module knows, keyed by :func:`panoflow.core.redact.uri_scheme`.
 OPTION_TABLES: Mapping[str, Mapping[str, Option]] = {"file": FILE_OPTIONS, "testsrc": TESTSRC_OPTIONS}
 
 
@@ -221,18 +218,6 @@ class SourceURI:
         return redact_url(self.uri)
 
 
-def source_scheme(uri: str) -> str:
-    """The registry key for ``uri``: ``file`` for plain paths, ``file:`` and ``http(s)://`` URLs; otherwise the
-    URI's own scheme in lower case (``testsrc``, ``rtsp``...)."""
-    match = _SCHEME.match(uri)
-    if not match:
-        return "file"
-    scheme = match["scheme"].lower()
-    if "://" not in uri and scheme not in OPTION_TABLES:
-        return "file"  # "clip:1.mp4" is a relative path, not a URI
-    return "file" if scheme in FILE_LIKE_SCHEMES else scheme
-
-
 def _query_pairs(query: str, uri: str) -> list[tuple[str, str]]:
     try:
         return parse_qsl(query, keep_blank_values=True, strict_parsing=False)
@@ -262,7 +247,7 @@ def parse_source_uri(
     For ``http(s)`` only known option names are taken from the query; the rest stay in the URL (signed URLs keep
     working). Everywhere else an unknown option is a :class:`ValueError`.
     """
-    scheme = source_scheme(uri)
+    scheme = uri_scheme(uri)
     if table is None:
         if scheme not in OPTION_TABLES:
             raise ValueError(f"unsupported source scheme {scheme!r} in {redact_url(uri)}")
