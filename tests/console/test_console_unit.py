@@ -118,6 +118,11 @@ async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console
     # no session: pages send to the sign-in form
     resp = await browser.client.get("/console/devices", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in"
+    # guessing is slowed down: after 10 failures from one address in a minute, even the right key waits
+    for _ in range(8):
+        await browser.sign_in(key.access_key_id, "guess")
+    resp = await browser.sign_in(key.access_key_id, key.secret_access_key)
+    assert resp.status == 429 and "Too many failed sign-ins" in await resp.text()
     # a sign-in without the form's own token is refused too (login CSRF)
     resp = await browser.client.post("/console/sign-in", data={"access_key_id": key.access_key_id,
                                                                "secret_access_key": key.secret_access_key})
@@ -327,6 +332,16 @@ async def test_deploy_wizard_fields_validation_and_create(open_console: Opener,
     assert "front_door" in names
     _status, text = await browser.page(f"/console/instances/{instance_id}")
     assert "Deployment of hello started." in text and 'id="instance-status">DEPLOYMENT_PENDING' in text
+    # Replace starts from the instance's own graph, device and name
+    _status, text = await browser.page(f"/console/deploy?replace={instance_id}")
+    assert f'name="replace" value="{instance_id}"' in text and 'value="hello"' in text
+    assert "camera_node" in text and f'<option value="{device}" selected>' in text
+    resp = await browser.post("/console/deploy", {
+        "device": device, "name": "hello", "manifest": graph, "replace": instance_id,
+        "param.camera_node": "123456789012::front_door.front_door@1.0"})
+    assert resp.status == 303
+    old = plane.call("DescribeApplicationInstance", {"ApplicationInstanceId": instance_id})
+    assert old["Status"] == "REMOVAL_PENDING" and "Replaced by" in old["StatusDescription"]
 
 
 async def test_pause_resume_remove_and_logs(open_console: Opener, plane: ControlPlane) -> None:

@@ -359,10 +359,19 @@ class PlanePages:
     async def deploy_start(self, request: web.Request, session: Session, *,
                            form: dict[str, str] | None = None, errors: list[str] | None = None,
                            status: int = 200) -> web.Response:
-        form = form or {"replace": request.query.get("replace", "")}
+        if form is None:
+            form = {"replace": request.query.get("replace", "")}
+            source = request.query.get("from") or form["replace"]
+            if source:  # start from an instance's graph (to replace it, or as a template)
+                details = await self.b.call(session, "DescribeApplicationInstanceDetails",
+                                            {"ApplicationInstanceId": source})
+                form["manifest"] = str((details.get("ManifestPayload") or {}).get("PayloadData") or "")
+                form["device"] = str(details.get("DefaultRuntimeContextDevice") or "")
+                form["name"] = str(details.get("Name") or "") if form["replace"] else ""
+        instances = [i for i in await self.b.instances() if not i.status.startswith("REMOVAL")]
         page = Page("deploy_start.html", "Deploy an application",
-                    {"devices": await self._devices(session), "form": form, "manifest_errors": errors or []},
-                    status=status)
+                    {"devices": await self._devices(session), "form": form, "manifest_errors": errors or [],
+                     "instances": instances}, status=status)
         return self.console.render(request, session, page)
 
     @staticmethod

@@ -11,6 +11,8 @@ token; a request that changes state with a read-only key → 403 "This access ke
 from __future__ import annotations
 
 import secrets
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,6 +37,9 @@ CSRF_FAILED = ("This form is out of date or was not sent by the console (CSRF ch
 READ_ONLY = ("This access key is read-only: it may look but not change anything (a key made by `keys create` "
              "without --read-only may).")
 EXPIRED = "Your session expired. Sign in again."
+#: failed sign-ins allowed per client address within :data:`FAILURE_WINDOW_S` before it must wait
+MAX_FAILURES = 10
+FAILURE_WINDOW_S = 60.0
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -127,6 +132,7 @@ class Console:
     def __init__(self, backend: Backend, *, session_ttl_s: float | None = None):
         self.backend = backend
         self.sessions = SessionStore(session_ttl_s or DEFAULT_TTL_S)
+        self._failures: dict[str, deque[float]] = {}  # client address -> times of its failed sign-ins
         self.env = _environment()
         self._static = {name: (resources.files("panoflow.console") / "static" / name).read_bytes()
                         for name in ("htmx.min.js", "console.css")}
@@ -245,8 +251,18 @@ class Console:
         expected = request.cookies.get(_SIGN_IN_COOKIE, "")
         if not expected or not secrets.compare_digest(form.get("csrf_token", "").encode(), expected.encode()):
             return self._sign_in_form(request, [("error", CSRF_FAILED)], status=403)
+        client = request.remote or ""
+        recent = self._failures.setdefault(client, deque(maxlen=MAX_FAILURES))
+        while recent and recent[0] < time.monotonic() - FAILURE_WINDOW_S:
+            recent.popleft()
+        if len(recent) >= MAX_FAILURES:
+            wait = f"Too many failed sign-ins from {client}: wait a minute, then try again."
+            return self._sign_in_form(request, [("error", wait)], status=429)
         who = await self.backend.sign_in(form)
         if who is None:
+            recent.append(time.monotonic())
+            if len(self._failures) > 10_000:  # bounded: the oldest addresses go first
+                del self._failures[next(iter(self._failures))]
             log.info("console_sign_in_failed", kind=self.backend.kind,
                      access_key_id=redact_text(form.get("access_key_id", "")[:40]) or None)
             wrong = "Wrong API token." if self.backend.kind == "device" else \
