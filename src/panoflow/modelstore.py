@@ -1,11 +1,12 @@
 """Model packages on disk -> files a backend can load.
 
 A Panorama model package names its archive ``assets/<sha256>.tar.gz`` (what ``panorama-cli add-raw-model``
-writes). :class:`ModelStore` checks the archive against the SHA-256 in its name, extracts it once per digest into a
-cache folder (refusing absolute paths, ``..``, devices and links that leave the folder), finds the ``.onnx`` file in
-it and checks the descriptor's ``framework``: ``ONNX`` is panoflow's own value; a ``PYTORCH``, ``TENSORFLOW`` or
-``MXNET`` archive runs its ``.onnx`` when it holds one, else the model a control plane compiled for it (the
-generated asset ``assets/compiled-<sha256>-<descriptor>.onnx`` beside the archive), else it is compiled here by
+writes). :class:`ModelStore` checks the archive against the SHA-256 in its name, extracts it once per digest
+into a cache folder (refusing absolute paths, ``..``, devices and links that leave the folder), finds the
+``.onnx`` file in it and checks the descriptor's ``framework``: ``ONNX`` is panoflow's own value; a
+``PYTORCH``, ``TENSORFLOW`` or ``MXNET`` archive runs its ``.onnx`` when it holds one, else the model a
+control plane compiled for it (the generated asset ``assets/compiled-<sha256>-<descriptor>.onnx`` beside the
+archive), else it is compiled here by
 :mod:`panoflow.compiler` (once per archive, descriptor and converter version: ``<sha256>/compiled/<key>/``).
 """
 
@@ -56,25 +57,29 @@ class ModelStore:
         self._compiler = compiler
 
     def prepare(self, spec: ModelSpec) -> ModelFiles:
-        """Verify, extract (once) and inspect the archive of model node ``spec``; raises :class:`ModelError`."""
+        """Verify, extract (once) and inspect the archive of model node ``spec``; raises
+        :class:`ModelError`."""
         node = spec.node_id
         desc = spec.descriptor
         if desc is None:
             raise ModelError(
-                f"asset {spec.asset!r} of package {spec.package.ref.qualified} has no mlModelDescriptor; add its "
-                "descriptor (assets/<sha256>.json named by descriptorUri, or descriptor.json in the package)",
+                f"asset {spec.asset!r} of package {spec.package.ref.qualified} has no mlModelDescriptor; add "
+                "its descriptor (assets/<sha256>.json named by descriptorUri, or descriptor.json in the "
+                "package)",
                 node_id=node)
         archive = spec.archive
         if archive is None:
             raise ModelError(
-                f"the model archive of asset {spec.asset!r} ({self._asset_uri(spec) or 'no assetUri'}) is not in "
-                "the application's assets/ folder; add it (panorama-cli add-raw-model does) to run the model",
+                f"the model archive of asset {spec.asset!r} ({self._asset_uri(spec) or 'no assetUri'}) is "
+                "not in the application's assets/ folder; add it (panorama-cli add-raw-model does) to run "
+                "the model",
                 node_id=node)
         digest = self._verify(node, archive)
         try:
             folder = archive if archive.suffix == ".onnx" else self._extracted(node, archive, digest)
         except ModelError as exc:  # name the descriptor too: the two files a model package is
-            text = " ".join(str(exc).removeprefix(f"node {node}: ").split())  # one line (tarfile's has several)
+            # one line (tarfile's has several)
+            text = " ".join(str(exc).removeprefix(f"node {node}: ").split())
             raise ModelError(f"{text} (descriptor {self._descriptor_name(spec)})", node_id=node) from None
         onnx = self._find_onnx(node, folder, desc.framework)
         cache = self.cache_dir / digest
@@ -85,8 +90,9 @@ class ModelStore:
                           inputs, cache)
 
     def _compiled(self, spec: ModelSpec, archive: Path, folder: Path, digest: str) -> tuple[Path, Path]:
-        """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive, and the cache folder for what backends build from
-        it: the control plane's generated asset when the application has it, else compiled here (cached)."""
+        """The ONNX model of a PYTORCH/MXNET/TENSORFLOW archive, and the cache folder for what backends build
+        from it: the control plane's generated asset when the application has it, else compiled here
+        (cached)."""
         node, desc = spec.node_id, spec.descriptor
         assert desc is not None
         desc_uri = self._descriptor_uri(spec)
@@ -106,16 +112,19 @@ class ModelStore:
             raise ModelError(str(exc), node_id=node) from None
         if not compiled.cached:
             log.info("model_compiled", node_id=node, framework=desc.framework.upper(),
-                     max_abs_diff=compiled.report["max_abs_diff"], max_rel_diff=compiled.report["max_rel_diff"])
+                     max_abs_diff=compiled.report["max_abs_diff"],
+                     max_rel_diff=compiled.report["max_rel_diff"])
         return compiled.path, compiled.path.parent
 
     @staticmethod
     def _descriptor_uri(spec: ModelSpec) -> str:
         asset = spec.package.config.asset(spec.asset)
-        return next((i.descriptor_uri for i in asset.implementations if i.descriptor_uri), "") if asset else ""
+        return next((i.descriptor_uri for i in asset.implementations if i.descriptor_uri),
+                    "") if asset else ""
 
     def _descriptor_name(self, spec: ModelSpec) -> str:
-        return self._descriptor_uri(spec) or f"of asset {spec.asset!r} in package {spec.package.ref.qualified}"
+        return self._descriptor_uri(spec) or (f"of asset {spec.asset!r} in package "
+                                              f"{spec.package.ref.qualified}")
 
     @staticmethod
     def _asset_uri(spec: ModelSpec) -> str:
@@ -127,11 +136,12 @@ class ModelStore:
         try:
             digest = file_sha256(archive)
         except OSError as exc:
-            raise ModelError(f"cannot read model archive {archive}: {exc.strerror or exc}", node_id=node) from None
+            raise ModelError(f"cannot read model archive {archive}: {exc.strerror or exc}",
+                             node_id=node) from None
         named = _SHA_NAME.match(archive.name)
         if named and named.group(1) != digest:
-            raise ModelError(f"model archive {archive.name} does not match the SHA-256 in its name (it hashes to "
-                             f"{digest}); re-add the model or restore the file", node_id=node)
+            raise ModelError(f"model archive {archive.name} does not match the SHA-256 in its name (it "
+                             f"hashes to {digest}); re-add the model or restore the file", node_id=node)
         return digest
 
     def _extracted(self, node: str, archive: Path, digest: str) -> Path:
@@ -157,7 +167,8 @@ class ModelStore:
 
     @staticmethod
     def _find_onnx(node: str, folder: Path, framework: str) -> Path | None:
-        """The archive's ``.onnx`` file; None for a PYTORCH/MXNET/TENSORFLOW archive without one (compile it)."""
+        """The archive's ``.onnx`` file; None for a PYTORCH/MXNET/TENSORFLOW archive without one (compile
+        it)."""
         if folder.is_file():
             return folder
         found = sorted(p for p in folder.rglob("*.onnx") if p.is_file() and not p.name.startswith("._"))
@@ -165,8 +176,8 @@ class ModelStore:
             named = [p for p in found if p.name == "model.onnx"]
             if len(named) != 1:
                 names = ", ".join(str(p.relative_to(folder)) for p in found)
-                raise ModelError(f"the model archive holds several .onnx files ({names}); keep one, or name the "
-                                 "one to run model.onnx", node_id=node)
+                raise ModelError(f"the model archive holds several .onnx files ({names}); keep one, or name "
+                                 "the one to run model.onnx", node_id=node)
             found = named
         fw = framework.upper()
         if found:
@@ -177,7 +188,11 @@ class ModelStore:
             return None
         files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
         listing = ", ".join(files[:8]) + (" ..." if len(files) > 8 else "") or "nothing"
-        what = "framework ONNX needs an .onnx file" if fw == "ONNX" else f"framework {framework} is not one panoflow knows"
+        what = (
+            "framework ONNX needs an .onnx file"
+            if fw == "ONNX"
+            else f"framework {framework} is not one panoflow knows"
+        )
         raise ModelError(f"{what}, and the archive holds {listing}. Put model.onnx in the archive (tar czf "
-                         "model.tar.gz model.onnx) with framework ONNX, or give a PYTORCH, MXNET or TENSORFLOW model "
-                         "with that framework (panoflow compiles it)", node_id=node)
+                         "model.tar.gz model.onnx) with framework ONNX, or give a PYTORCH, MXNET or "
+                         "TENSORFLOW model with that framework (panoflow compiles it)", node_id=node)

@@ -1,9 +1,10 @@
 """The first code of an application process: ``python -m panoramasdk._bootstrap ENTRY [ARG ...]``.
 
-It connects to the runtime (the descriptor named by ``PANOFLOW_SDK_FD``), then runs the application's entry script
-as ``__main__`` exactly as ``python3 /panorama/app.py`` would (its folder first on ``sys.path``, its arguments in
-``sys.argv``), and tells the runtime how it ended: its inputs ran out, it returned, it exited with a status, or it
-raised (the traceback, from the application's own frames on, goes to stderr: ``console_output``).
+It connects to the runtime (the descriptor named by ``PANOFLOW_SDK_FD``), then runs the application's entry
+script as ``__main__`` exactly as ``python3 /panorama/app.py`` would (its folder first on ``sys.path``, its
+arguments in ``sys.argv``), and tells the runtime how it ended: its inputs ran out, it returned, it exited
+with a status, or it raised (the traceback, from the application's own frames on, goes to stderr:
+``console_output``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main() -> int:
             code = 1
         client.send_exit("exited", code=code)
         return code
-    except BaseException as exc:  # the app failed: report it, in its own words
+    except BaseException as exc:  # noqa: BLE001 (the app failed: report it, in its own words)
         sys.stderr.flush()
         sys.stderr.write("application failed:\n" + _app_traceback(exc))
         sys.stderr.flush()

@@ -1,13 +1,13 @@
 """The application process's connection to the panoflow runtime (one per process, like the device's SDK).
 
-Unmodified Panorama code calls ``panoramasdk.node()`` with no arguments, so the SDK finds its runtime by itself:
-the runtime starts the application process with the connected socket as an inherited descriptor named by
-``PANOFLOW_SDK_FD`` (tests may :func:`bind` a client of their own). Requests are serialised: one request and its
-answer at a time, whichever thread of the app asks.
+Unmodified Panorama code calls ``panoramasdk.node()`` with no arguments, so the SDK finds its runtime by
+itself: the runtime starts the application process with the connected socket as an inherited descriptor named
+by ``PANOFLOW_SDK_FD`` (tests may :func:`bind` a client of their own). Requests are serialised: one request
+and its answer at a time, whichever thread of the app asks.
 
-Frames arrive as shared-memory segments (file descriptors sent once per segment, mapped once): ``media.image`` is a
-writable numpy view of the runtime's copy of the frame, so drawing on it in place shows on the output. When the
-last array on a segment is garbage, the segment is handed back to the runtime with the next request.
+Frames arrive as shared-memory segments (file descriptors sent once per segment, mapped once): ``media.image``
+is a writable numpy view of the runtime's copy of the frame, so drawing on it in place shows on the output.
+When the last array on a segment is garbage, the segment is handed back to the runtime with the next request.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ UNBOUND_MESSAGE = (
 
 
 class TimeoutException(TimeoutError):
-    """No new frame arrived within the ``timeout`` given to ``port.get`` (``panoramasdk.TimeoutException``)."""
+    """No new frame arrived within the ``timeout`` given to ``port.get``
+    (``panoramasdk.TimeoutException``)."""
 
 
 class StreamsExhausted(SystemExit):
@@ -67,7 +68,8 @@ _ERRORS = {
 
 
 class Client:
-    """Request/answer over one :class:`~panoramasdk._wire.Channel`, plus the shared-memory segments it received."""
+    """Request/answer over one :class:`~panoramasdk._wire.Channel`, plus the shared-memory segments it
+    received."""
 
     def __init__(self, sock: socket.socket):
         self.channel = Channel(sock)
@@ -80,7 +82,8 @@ class Client:
         self.closed = False
 
     def hello(self) -> Dict[str, Any]:
-        """Introduce this process; the answer describes the node (id, inputs with parameter values, outputs)."""
+        """Introduce this process; the answer describes the node (id, inputs with parameter values,
+        outputs)."""
         self.node = self.request({"op": "hello", "pid": os.getpid()})
         return self.node
 
@@ -127,7 +130,8 @@ class Client:
             self.closed = True
 
     def image(self, segment: int, shape: List[int], dtype: str) -> np.ndarray:
-        """A writable array on a segment the runtime sent; the segment is released when the array is garbage."""
+        """A writable array on a segment the runtime sent; the segment is released when the array is
+        garbage."""
         mm = self._segments.get(segment)
         if mm is None:
             raise RemoteError(f"the runtime sent a frame in unknown segment {segment}")
@@ -141,8 +145,8 @@ class Client:
         if len(segments) != len(fds):
             raise RemoteError(f"the runtime announced {len(segments)} segments with {len(fds)} descriptors")
         for info, fd in zip(segments, fds):
-            # a mapping is never closed explicitly: arrays on it keep the mmap object alive, and closing it under
-            # them would leave them pointing at unmapped memory
+            # a mapping is never closed explicitly: arrays on it keep the mmap object alive, and closing it
+            # under them would leave them pointing at unmapped memory
             self._segments[int(info["id"])] = mmap.mmap(fd, int(info["size"]))
 
     def _take_released(self) -> List[int]:

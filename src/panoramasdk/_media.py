@@ -19,14 +19,15 @@ def _coordinate(what: str, value: Any) -> float:
 
 
 class media:
-    """One frame of one stream, as the runtime delivered it (or, for tests and tools, built from an image array).
+    """One frame of one stream, as the runtime delivered it (or, for tests and tools, built from an image
+    array).
 
     ``image`` is the frame's own array, the same object on every access: drawing on it in place shows on the
     output. ``add_label`` and ``add_rect`` attach overlays, drawn later by the output (as on the device);
     coordinates are relative to the image size, in [0, 1].
     """
 
-    __slots__ = ("_info", "_image", "_segment_image", "_overlays")
+    __slots__ = ("_image", "_info", "_overlays", "_segment_image")
 
     def __init__(self, image: Any, info: Optional[Dict[str, Any]] = None):
         if not hasattr(image, "shape"):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
 from panoramasdk._client import current
 from panoramasdk._media import media
 from panoramasdk._ports import MediaInputPort, MediaOutputPort, ParameterPort, Ports, port
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["node"]
 
@@ -29,7 +32,7 @@ class node:
     inputs: Ports
     outputs: Ports
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "node":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         client = current()
         self = super().__new__(cls)
         described = client.node
@@ -39,7 +42,9 @@ class node:
                 inputs[name] = MediaInputPort(name, client)
             else:
                 inputs[name] = ParameterPort(name, info.get("value"))
-        outputs: Dict[str, port] = {name: MediaOutputPort(name, client) for name in described.get("outputs") or []}
+        outputs: Dict[str, port] = {
+            name: MediaOutputPort(name, client) for name in described.get("outputs") or []
+        }
         object.__setattr__(self, "_panoflow_client", client)
         self.inputs = Ports("input", inputs)
         self.outputs = Ports("output", outputs)
@@ -51,11 +56,12 @@ class node:
     def call(self, *args: Any, time_out: Optional[float] = None, **kwargs: Any) -> Optional[Tuple[Any, ...]]:
         """Run the model node ``name`` on ``input``; returns a tuple of arrays (model output order).
 
-        Both argument orders work: ``call(input, name)`` (what the samples use) and ``call(name, input)`` (what the
-        reference documents), also as keywords (``input=``/``inputs=``, ``name=``). ``input`` is a dict of model
-        input name to array, a :class:`media` (its image is used) or a bare array. ``time_out`` is in seconds
-        (``timeout=`` works too). Raises KeyError for a name that is not a model node of this application. The
-        runtime batches calls from several streams and instances into one inference where the model allows it.
+        Both argument orders work: ``call(input, name)`` (what the samples use) and ``call(name, input)``
+        (what the reference documents), also as keywords (``input=``/``inputs=``, ``name=``). ``input`` is a
+        dict of model input name to array, a :class:`media` (its image is used) or a bare array. ``time_out``
+        is in seconds (``timeout=`` works too). Raises KeyError for a name that is not a model node of this
+        application. The runtime batches calls from several streams and instances into one inference where the
+        model allows it.
         """
         name, data, timeout = _call_arguments(args, kwargs, time_out)
         if isinstance(data, media):

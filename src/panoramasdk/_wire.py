@@ -8,10 +8,11 @@ A message is a JSON object plus zero or more binary buffers (tensors, pixels)::
 
     b"PFW1" | u32 json length | u32 buffer count | u64 length of each buffer | JSON (UTF-8) | buffers
 
-Arrays inside the JSON are ``{"__array__": INDEX, "dtype": "<f4", "shape": [..]}``, where INDEX names one of the
-buffers; only plain numeric and boolean dtypes travel (no object arrays, no pickle: the runtime never unpickles
-what an application sends). Shared-memory segments travel as file descriptors (SCM_RIGHTS) attached to a message.
-Every length is checked against a limit before anything is allocated, and every malformed message is a
+Arrays inside the JSON are ``{"__array__": INDEX, "dtype": "<f4", "shape": [..]}``, where INDEX names one of
+the buffers; only plain numeric and boolean dtypes travel (no object arrays, no pickle: the runtime never
+unpickles what an application sends). Shared-memory segments travel as file descriptors (SCM_RIGHTS) attached
+to a message. Every length is checked against a limit before anything is allocated, and every malformed
+message is a
 :class:`WireError` naming what was wrong.
 """
 
@@ -54,7 +55,7 @@ def _array_ref(arr: np.ndarray, buffers: List[Any]) -> Dict[str, Any]:
     if arr.dtype.kind not in _ALLOWED_KINDS:
         raise WireError(f"cannot send an array of dtype {arr.dtype} (only numeric and boolean arrays travel)")
     data = np.ascontiguousarray(arr)
-    buffers.append(memoryview(data).cast("B") if data.nbytes else b"")
+    buffers.append(data.data.cast("B") if data.nbytes else b"")
     return {"__array__": len(buffers) - 1, "dtype": data.dtype.str, "shape": list(data.shape)}
 
 
@@ -78,7 +79,8 @@ def _encode_value(value: Any, buffers: List[Any]) -> Any:
 
 
 def encode_payload(message: Dict[str, Any]) -> Tuple[bytes, List[Any]]:
-    """The JSON bytes and the buffers of ``message`` (numpy arrays anywhere inside become buffer references)."""
+    """The JSON bytes and the buffers of ``message`` (numpy arrays anywhere inside become buffer
+    references)."""
     buffers: List[Any] = []
     body = json.dumps(_encode_value(message, buffers), separators=(",", ":"), allow_nan=True).encode("utf-8")
     if len(body) > MAX_JSON_BYTES:
@@ -108,8 +110,8 @@ def _decode_array(ref: Dict[str, Any], buffers: Sequence[Any]) -> np.ndarray:
         count *= dim
     data = buffers[index]
     if count * dtype.itemsize != len(data):
-        raise WireError(f"array of shape {shape} and dtype {dtype_text} needs {count * dtype.itemsize} bytes, "
-                        f"its buffer has {len(data)}")
+        raise WireError(f"array of shape {shape} and dtype {dtype_text} needs {count * dtype.itemsize} "
+                        f"bytes, its buffer has {len(data)}")
     return np.frombuffer(data, dtype=dtype, count=count).reshape(shape)
 
 
@@ -139,8 +141,8 @@ def decode_payload(body: bytes, buffers: Sequence[Any]) -> Dict[str, Any]:
 
 
 class Channel:
-    """One end of the socket: :meth:`send` and :meth:`recv` whole messages (each thread-safe on its own only if the
-    caller serialises sends and receives; the SDK client and the runtime's server each do)."""
+    """One end of the socket: :meth:`send` and :meth:`recv` whole messages (each thread-safe on its own only
+    if the caller serialises sends and receives; the SDK client and the runtime's server each do)."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -217,7 +219,8 @@ class Channel:
             if nbytes == 0:
                 if first and got == 0:
                     raise EOFError("the peer closed the connection")
-                raise WireError(f"the peer closed the connection in the middle of a message ({got} of {n} bytes)")
+                raise WireError(f"the peer closed the connection in the middle of a message ({got} of {n} "
+                                "bytes)")
             got += nbytes
         return out
 

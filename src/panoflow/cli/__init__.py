@@ -1,4 +1,5 @@
-"""The ``panoflow`` command. The outermost layer: the only place (with the daemon) that reads flags and environment.
+"""The ``panoflow`` command. The outermost layer: the only place (with the daemon) that reads flags and
+environment.
 
 Each subcommand lives in its own module exposing ``register(subparsers)``; its handler returns the exit code.
 Exit codes: 0 success, 1 failure (invalid input, failed run), 2 usage error.
@@ -23,7 +24,8 @@ __all__ = ["EXTRAS", "build_parser", "main", "missing_extra"]
 #: subcommand modules, in the order ``panoflow --help`` lists them (``device``: the daemon's client commands
 #: deploy, ps, logs, signal, remove)
 COMMANDS: tuple[str, ...] = (
-    "validate", "run", "cameras", "serve", "device", "plugins", "project", "compile", "controlplane", "triton",
+    "validate", "run", "cameras", "serve", "device", "plugins", "project", "compile", "controlplane",
+    "triton",
 )
 
 
@@ -35,12 +37,14 @@ EXTRAS: dict[str, str] = {
 
 
 def missing_extra(exc: ModuleNotFoundError) -> str:
-    """The line to print when an optional dependency is missing (``""`` when ``exc`` is about another module)."""
+    """The line to print when an optional dependency is missing (``""`` when ``exc`` is about another
+    module)."""
     top = (exc.name or "").split(".")[0]
     extra = EXTRAS.get(top)
     if extra is None:
         return ""
-    return f"{top} is not installed; this command needs panoflow's {extra} extra: pip install 'panoflow[{extra}]'"
+    return (f"{top} is not installed; this command needs panoflow's {extra} extra: pip install "
+            f"'panoflow[{extra}]'")
 
 
 class _Parser(argparse.ArgumentParser):

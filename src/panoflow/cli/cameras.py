@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.required = True
     add = actions.add_parser("add", help="register a camera")
     add.add_argument("name", metavar="NAME")
-    add.add_argument("url", metavar="URL", help="rtsp://host[:port]/path (credentials in it are stored apart)")
+    add.add_argument("url", metavar="URL",
+                     help="rtsp://host[:port]/path (credentials in it are stored apart)")
     add.add_argument("--username", metavar="USER")
     add.add_argument("--password-stdin", action="store_true",
                      help="read the password from the first line of standard input")

@@ -27,9 +27,12 @@ def node_value(text: str) -> tuple[str, str]:
 
 
 def add_app_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, assets/)")
-    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to use (default: graphs/*/graph.json)")
-    p.add_argument("--overrides", type=Path, metavar="FILE", help="deploy-time overrides (nodeGraphOverrides)")
+    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, "
+                                                                 "assets/)")
+    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to use (default: "
+                                                              "graphs/*/graph.json)")
+    p.add_argument("--overrides", type=Path, metavar="FILE",
+                   help="deploy-time overrides (nodeGraphOverrides)")
 
 
 def default_state_dir(app_name: str) -> Path:
@@ -70,13 +73,13 @@ def add_isolation_arguments(p: argparse.ArgumentParser) -> None:
                    help="the app's network: nat (outbound allowed, inbound only on confirmed hostPorts; the "
                         "default) or none")
     p.add_argument("--memory", type=_megabytes, metavar="MIB", default=None,
-                   help="memory limit of each code node's processes in MiB; over it the app is killed (default: "
-                        "no limit)")
+                   help="memory limit of each code node's processes in MiB; over it the app is killed "
+                        "(default: no limit)")
     p.add_argument("--cpus", type=float, metavar="N", default=None,
                    help="CPU limit of each code node's processes, in cores (default: no limit)")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="run the app's code without a sandbox, with panoflow's own privileges: development only, "
-                        "for hosts without bubblewrap or user namespaces")
+                   help="run the app's code without a sandbox, with panoflow's own privileges: development "
+                        "only, for hosts without bubblewrap or user namespaces")
 
 
 def isolation_from_args(args: argparse.Namespace) -> Any:

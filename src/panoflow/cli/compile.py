@@ -1,5 +1,5 @@
-"""``panoflow compile-model``: a PyTorch, MXNet or TensorFlow model package to ONNX, as SageMaker Neo compiled it
-for Panorama (the flags of ``add-raw-model``); and ``panoflow converter-envs``, which creates the converter
+"""``panoflow compile-model``: a PyTorch, MXNet or TensorFlow model package to ONNX, as SageMaker Neo compiled
+it for Panorama (the flags of ``add-raw-model``); and ``panoflow converter-envs``, which creates the converter
 environments ahead of time (CI, or a device given a wheelhouse).
 
 Progress goes to stderr (creating an environment and converting are slow: each step says what it does), the
@@ -14,6 +14,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from panoflow.compiler import CompileOptions
 
 __all__ = ["register"]
 
@@ -27,40 +31,45 @@ def _pip_flags(p: argparse.ArgumentParser) -> None:
                    help="where the converter environments live (default: $PANOFLOW_CACHE/converters, else "
                         "~/.cache/panoflow/converters)")
     p.add_argument("--find-links", action="append", default=[], metavar="DIR_OR_URL",
-                   help="also look for the converters' wheels here (pip --find-links; a wheelhouse for offline "
-                        "devices); repeatable (default: $PANOFLOW_CONVERTER_FIND_LINKS, colon-separated)")
+                   help="also look for the converters' wheels here (pip --find-links; a wheelhouse for "
+                        "offline devices); repeatable (default: $PANOFLOW_CONVERTER_FIND_LINKS, "
+                        "colon-separated)")
     p.add_argument("--no-index", action="store_true",
-                   help="install the converters from --find-links only (default: $PANOFLOW_CONVERTER_NO_INDEX=1)")
+                   help="install the converters from --find-links only (default: "
+                        "$PANOFLOW_CONVERTER_NO_INDEX=1)")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("compile-model", help="compile a PyTorch, MXNet or TensorFlow model package to ONNX",
-                       description="Convert the model archive (as add-raw-model takes it) to ONNX in an isolated "
-                                   "converter environment, check it against the source framework on a fixed input "
-                                   "and write it with its measured difference (MODEL.verification.json).")
+                       description="Convert the model archive (as add-raw-model takes it) to ONNX in an "
+                                   "isolated converter environment, check it against the source framework on "
+                                   "a fixed input and write it with its measured difference "
+                                   "(MODEL.verification.json).")
     p.add_argument("--model-local-path", type=Path, required=True, metavar="ARCHIVE",
                    help="the model archive (.tar.gz): a TorchScript .pth, an MXNet symbol + params, or a "
                         "TensorFlow SavedModel, frozen .pb or Keras .h5")
     p.add_argument("--descriptor-path", type=Path, required=True, metavar="DESCRIPTOR.json",
                    help="the model's descriptor.json (mlModelDescriptor: framework, inputs)")
-    p.add_argument("--output", type=Path, required=True, metavar="MODEL.onnx", help="where to write the ONNX model")
+    p.add_argument("--output", type=Path, required=True, metavar="MODEL.onnx",
+                   help="where to write the ONNX model")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="the largest relative difference from the source framework accepted (default: 1e-3)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
-                   help="where extracted archives and compiled models are kept (default: $PANOFLOW_CACHE/models)")
+                   help="where extracted archives and compiled models are kept (default: "
+                        "$PANOFLOW_CACHE/models)")
     _pip_flags(p)
     p.set_defaults(handler=compile_model_command)
 
     p = sub.add_parser("converter-envs", help="create the model converter environments ahead of time",
-                       description="Create (or check) the isolated environments compile-model and model nodes use "
-                                   "to convert PYTORCH, MXNET and TENSORFLOW models.")
+                       description="Create (or check) the isolated environments compile-model and model "
+                                   "nodes use to convert PYTORCH, MXNET and TENSORFLOW models.")
     p.add_argument("frameworks", nargs="*", metavar="FRAMEWORK",
                    help="PYTORCH, MXNET and/or TENSORFLOW (default: all three)")
     _pip_flags(p)
     p.set_defaults(handler=converter_envs_command)
 
 
-def _options(args: argparse.Namespace, tolerance: float = 1e-3):  # type: ignore[no-untyped-def]
+def _options(args: argparse.Namespace, tolerance: float = 1e-3) -> CompileOptions:
     from panoflow.compiler import CompileOptions, PipSource, default_cache_dir
 
     env = PipSource.from_environment()

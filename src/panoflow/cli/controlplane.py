@@ -1,5 +1,5 @@
-"""``panoflow control-plane``: serve the Panorama-compatible API (HTTPS by default), print its CA, and manage its
-access keys."""
+"""``panoflow control-plane``: serve the Panorama-compatible API (HTTPS by default), print its CA, and manage
+its access keys."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def _account(text: str) -> str:
     return text
 
 
-_DB_HELP = ("database URL, e.g. sqlite:///panoflow-cp.db or postgresql://USER@HOST/DB (never put a password here: "
-            "it would be on the command line; use PGPASSWORD or --db-password-file)")
+_DB_HELP = ("database URL, e.g. sqlite:///panoflow-cp.db or postgresql://USER@HOST/DB (never put a password "
+            "here: it would be on the command line; use PGPASSWORD or --db-password-file)")
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +68,9 @@ def _db_url(args: argparse.Namespace) -> str:
     try:
         password = args.db_password_file.read_text(encoding="utf-8").splitlines()[0]
     except (OSError, IndexError, UnicodeDecodeError) as exc:
-        raise PanoflowError(f"--db-password-file {args.db_password_file}: cannot read a password ({exc})") from None
+        raise PanoflowError(
+            f"--db-password-file {args.db_password_file}: cannot read a password ({exc})"
+        ) from None
     parts = urlsplit(url)
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
@@ -98,8 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--listen", type=_listen, default=("127.0.0.1", 8443), metavar="HOST:PORT",
                        help="address to listen on (default 127.0.0.1:8443)")
     serve.add_argument("--assets", required=True, metavar="DIR_OR_S3_URL",
-                       help="where package assets live: a folder, or s3://BUCKET[/PREFIX] (S3-compatible storage; "
-                            "endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
+                       help="where package assets live: a folder, or s3://BUCKET[/PREFIX] (S3-compatible "
+                            "storage; endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL)")
     serve.add_argument("--max-asset-size", type=_size, default=None, metavar="BYTES",
                        help="the largest asset one upload may hold (default 4 GiB; suffixes K, M, G)")
     serve.add_argument("--account-id", type=_account, default="123456789012", metavar="ID",
@@ -108,29 +110,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--heartbeat", type=_seconds, default=5.0, metavar="SECONDS",
                        help="how often devices sync; 3 missed heartbeats show a device OFFLINE (default 5)")
     serve.add_argument("--device-rate", type=float, default=None, metavar="CALLS_PER_S",
-                       help="device API calls one device may make per second on average (default 10; 429 beyond)")
+                       help="device API calls one device may make per second on average (default 10; 429 "
+                            "beyond)")
     serve.add_argument("--device-log-quota", type=_size, default=None, metavar="BYTES",
                        help="log bytes one device may upload per UTC day (default 256M; 429 beyond)")
     serve.add_argument("--device-token-ttl", type=float, default=None, metavar="SECONDS",
-                       help="how long a device token lives unless the device renews it (default 604800: 7 days)")
+                       help="how long a device token lives unless the device renews it (default 604800: 7 "
+                            "days)")
     serve.add_argument("--tls-cert", type=Path, metavar="PEM",
-                       help="serve this certificate (chain) instead of one signed by the control plane's own CA")
+                       help="serve this certificate (chain) instead of one signed by the control plane's own "
+                            "CA")
     serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument("--tls-ca", type=Path, metavar="PEM",
-                       help="with --tls-cert: the CA devices pin (put in provisioning bundles; default: --tls-cert)")
+                       help="with --tls-cert: the CA devices pin (put in provisioning bundles; default: "
+                            "--tls-cert)")
     serve.add_argument("--tls-san", action="append", default=[], metavar="NAME",
                        help="a DNS name or IP address devices and clients reach this server by (repeatable); "
                             "localhost and 127.0.0.1 are always included")
     serve.add_argument("--insecure-http", action="store_true",
-                       help="serve plain HTTP (development only: tokens, camera passwords and assets cross the "
-                            "network in clear, and devices must be started with --insecure-http too)")
+                       help="serve plain HTTP (development only: tokens, camera passwords and assets cross "
+                            "the network in clear, and devices must be started with --insecure-http too)")
     serve.set_defaults(handler=serve_command)
 
     devices = cmds.add_parser("devices", help="device credentials")
     device_cmds = devices.add_subparsers(dest="devices_command", metavar="ACTION")
     device_cmds.required = True
-    revoke = device_cmds.add_parser("revoke-tokens", help="revoke every token of a device: it gets 403 at its next "
-                                                          "call and stops syncing (provision it again to readmit it)")
+    revoke = device_cmds.add_parser("revoke-tokens", help="revoke every token of a device: it gets 403 at "
+                                                          "its next call and stops syncing (provision it "
+                                                          "again to readmit it)")
     _add_db(revoke)
     revoke.add_argument("device_id", metavar="DEVICE_ID")
     revoke.set_defaults(handler=devices_revoke_command)
@@ -147,8 +154,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     key_cmds.required = True
     create = key_cmds.add_parser("create", help="create an access key and print it as JSON (shown once)")
     _add_db(create)
-    create.add_argument("--read-only", action="store_true",
-                        help="the key may only read (List*, Describe*, Get*, asset downloads): for dashboards")
+    create.add_argument(
+        "--read-only",
+        action="store_true",
+        help="the key may only read (List*, Describe*, Get*, asset downloads): for dashboards",
+    )
     create.set_defaults(handler=keys_create_command)
     listing = key_cmds.add_parser("list", help="list the access keys as JSON lines (never their secrets)")
     _add_db(listing)
@@ -159,8 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         _add_db(action)
         action.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
         action.set_defaults(handler=keys_change_command, keys_action=name)
-    rotate = key_cmds.add_parser("rotate", help="create a new key with the same policy, print it as JSON, and "
-                                                "deactivate the old one")
+    rotate = key_cmds.add_parser("rotate", help="create a new key with the same policy, print it as JSON, "
+                                                "and deactivate the old one")
     _add_db(rotate)
     rotate.add_argument("access_key_id", metavar="ACCESS_KEY_ID")
     rotate.add_argument("--keep-old", action="store_true",
@@ -173,10 +183,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from panoflow.controlplane import ControlPlane, make_app, open_store
-
     from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, open_assets
     from panoflow.core.redact import redact_url
-
     from panoflow.exceptions import PanoflowError
 
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -200,29 +208,36 @@ def serve_command(args: argparse.Namespace) -> int:
     except BaseException:
         store.close()
         raise
-    from panoflow.controlplane.limits import DEFAULT_DEVICE_LOG_BYTES_PER_DAY, DEFAULT_DEVICE_RATE, DeviceLimits
+    from panoflow.controlplane.limits import (
+        DEFAULT_DEVICE_LOG_BYTES_PER_DAY,
+        DEFAULT_DEVICE_RATE,
+        DeviceLimits,
+    )
 
     limits = DeviceLimits(rate=args.device_rate or DEFAULT_DEVICE_RATE,
                           log_bytes_per_day=args.device_log_quota or DEFAULT_DEVICE_LOG_BYTES_PER_DAY)
     plane = ControlPlane(store, account_id=args.account_id, region=args.region, assets=assets,
-                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE, heartbeat_s=args.heartbeat,
+                         max_asset_size=args.max_asset_size or DEFAULT_MAX_ASSET_SIZE,
+                         heartbeat_s=args.heartbeat,
                          ca_pem=ca_pem, limits=limits, token_ttl_s=args.device_token_ttl)
     log = structlog.get_logger("panoflow.controlplane")
-    log.info("control_plane_listening", host=host, port=port, scheme="http" if ssl_context is None else "https",
+    log.info("control_plane_listening", host=host, port=port,
+             scheme="http" if ssl_context is None else "https",
              db=redact_url(args.db), assets=repr(assets), account_id=args.account_id,
              schema_version=store.schema_version())
     if ssl_context is None:
-        log.warning("control_plane_insecure_http", what="plain HTTP: device tokens, camera passwords and assets "
-                    "cross the network in clear; for development only")
+        log.warning("control_plane_insecure_http", what="plain HTTP: device tokens, camera passwords and "
+                    "assets cross the network in clear; for development only")
     try:
-        ttl = os.environ.get("PANOFLOW_CONSOLE_SESSION_TTL_S")  # the web console's sign-in lifetime (docs/console.md)
+        # the web console's sign-in lifetime (docs/console.md)
+        ttl = os.environ.get("PANOFLOW_CONSOLE_SESSION_TTL_S")
         try:
             console_ttl = float(ttl) if ttl else None
             if console_ttl is not None and not console_ttl > 0:
                 raise ValueError(ttl)
         except ValueError:
-            raise PanoflowError(f"PANOFLOW_CONSOLE_SESSION_TTL_S={ttl[:20]!r}: expected a positive number of "
-                                "seconds") from None
+            raise PanoflowError(f"PANOFLOW_CONSOLE_SESSION_TTL_S={(ttl or '')[:20]!r}: expected a positive "
+                                "number of seconds") from None
         from panoflow.console.plane import mount_plane_console
 
         app = make_app(plane, routes=lambda app: mount_plane_console(app, plane, session_ttl_s=console_ttl))

@@ -1,7 +1,7 @@
 """The client commands of the device daemon: ``deploy``, ``ps``, ``logs``, ``signal``, ``remove``.
 
-Each speaks the daemon's HTTP API (``--daemon URL``, default ``$PANOFLOW_DAEMON`` or the local daemon) with the
-bearer token read from ``--token-file`` (default ``$PANOFLOW_TOKEN_FILE`` or the local daemon's token).
+Each speaks the daemon's HTTP API (``--daemon URL``, default ``$PANOFLOW_DAEMON`` or the local daemon) with
+the bearer token read from ``--token-file`` (default ``$PANOFLOW_TOKEN_FILE`` or the local daemon's token).
 """
 
 from __future__ import annotations
@@ -22,19 +22,27 @@ __all__ = ["register"]
 def _add_daemon_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--daemon", metavar="URL", default=os.environ.get("PANOFLOW_DAEMON"),
                    help="the daemon's URL (default: $PANOFLOW_DAEMON, else the local daemon)")
-    p.add_argument("--token-file", type=Path, metavar="FILE",
-                   default=Path(os.environ["PANOFLOW_TOKEN_FILE"]) if os.environ.get("PANOFLOW_TOKEN_FILE") else None,
-                   help="the daemon's bearer token (default: $PANOFLOW_TOKEN_FILE, else the local daemon's)")
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        default=Path(os.environ["PANOFLOW_TOKEN_FILE"]) if os.environ.get("PANOFLOW_TOKEN_FILE") else None,
+        help="the daemon's bearer token (default: $PANOFLOW_TOKEN_FILE, else the local daemon's)",
+    )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("deploy", help="deploy an application to the device daemon (replaces one of the same name)",
-                       description="Upload an application folder and deploy it as NAME; wait until it runs (and the "
-                       "version it replaces, if any, is gone).")
-    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, assets/)")
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("deploy", help="deploy an application to the device daemon (replaces one of the same "
+                                      "name)",
+                       description="Upload an application folder and deploy it as NAME; wait until it runs "
+                       "(and the version it replaces, if any, is gone).")
+    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, "
+                                                                 "assets/)")
     p.add_argument("--name", required=True, help="the application's name on the device")
-    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to deploy (default: graphs/*/graph.json)")
-    p.add_argument("--overrides", type=Path, metavar="FILE", help="deploy-time overrides (nodeGraphOverrides)")
+    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to deploy (default: "
+                                                              "graphs/*/graph.json)")
+    p.add_argument("--overrides", type=Path, metavar="FILE",
+                   help="deploy-time overrides (nodeGraphOverrides)")
     p.add_argument("--camera", action="append", type=node_value, default=[], metavar="NODE=URI_OR_NAME",
                    help="bind a camera node to a stream URI, a local file or a registered camera; repeatable")
     p.add_argument("--param", action="append", type=node_value, default=[], metavar="NODE=VALUE",
@@ -44,12 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the app's network: nat (outbound allowed; the default) or none")
     p.add_argument("--memory", type=int, metavar="MIB", default=None,
                    help="memory limit of each code node's processes in MiB (over it the app is restarted)")
-    p.add_argument("--cpus", type=float, metavar="N", default=None, help="CPU limit of each code node, in cores")
+    p.add_argument("--cpus", type=float, metavar="N", default=None,
+                   help="CPU limit of each code node, in cores")
     p.add_argument("--model-backend", action="append", type=node_value, default=[], metavar="NODE=BACKEND",
-                   help="model backend for one model node, e.g. model_node=kserve+grpc://gpu-box:8001/squeezenet "
-                        "(a shared inference server; docs/inference.md)")
+                   help="model backend for one model node, e.g. "
+                        "model_node=kserve+grpc://gpu-box:8001/squeezenet (a shared inference server; "
+                        "docs/inference.md)")
     p.add_argument("--aws-role-arn", metavar="ARN",
-                   help="the instance's runtime role: its app's AWS SDK gets this role's credentials (docs/aws.md)")
+                   help="the instance's runtime role: its app's AWS SDK gets this role's credentials "
+                        "(docs/aws.md)")
     p.add_argument("--no-wait", action="store_true", help="return once the deployment is accepted")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S",
                    help="how long to wait for the deployment (default: 300 s)")
@@ -62,10 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(handler=ps_command)
 
     p = sub.add_parser("logs", help="show an application instance's logs",
-                       description="Print the instance's log (JSON lines), or a node's console_output with --node.")
+                       description="Print the instance's log (JSON lines), or a node's console_output with "
+                                   "--node.")
     p.add_argument("name", metavar="NAME", help="application name or instance id")
     p.add_argument("--node", help="print this node's console_output (the app's stdout and stderr)")
-    p.add_argument("--tail", type=int, default=100, metavar="N", help="how many of the last lines (default: 100)")
+    p.add_argument("--tail", type=int, default=100, metavar="N",
+                   help="how many of the last lines (default: 100)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     _add_daemon_arguments(p)
     p.set_defaults(handler=logs_command)
@@ -143,7 +156,8 @@ def deploy_command(args: argparse.Namespace) -> int:
         request["cameras"] = cameras
     if args.param:
         request["params"] = dict(args.param)
-    isolation = {k: v for k, v in (("network", args.network), ("memory_mib", args.memory), ("cpus", args.cpus))
+    isolation = {k: v for k, v in (("network", args.network), ("memory_mib", args.memory),
+                                   ("cpus", args.cpus))
                  if v is not None}
     if isolation:
         request["isolation"] = isolation
@@ -170,7 +184,8 @@ def deploy_command(args: argparse.Namespace) -> int:
         for line in str(inst.get("status_description", "")).splitlines():
             print(f"  {line}", file=sys.stderr)
         return 1
-    print(f"{inst['name']}: still {inst['status']} after {args.timeout:g} s ({inst['instance_id']})", file=sys.stderr)
+    print(f"{inst['name']}: still {inst['status']} after {args.timeout:g} s ({inst['instance_id']})",
+          file=sys.stderr)
     return 1
 
 

@@ -29,7 +29,8 @@ def plugins_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "plugins": [
-                {"name": i.name, "version": i.version, "builtin": i.builtin, "hooks": list(i.hooks)} for i in infos
+                {"name": i.name, "version": i.version, "builtin": i.builtin,
+                 "hooks": list(i.hooks)} for i in infos
             ],
             "provides": provides,
         }, indent=2))

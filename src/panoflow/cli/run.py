@@ -37,24 +37,26 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "testsrc://, or a camera registered with `panoflow cameras add`); repeat for several "
                         "streams on one node")
     p.add_argument("--registry", type=Path, metavar="FILE",
-                   help="camera registry for --camera NODE=NAME and camera nodes named like a registered camera "
-                        "(default: $PANOFLOW_CAMERAS or $XDG_STATE_HOME/panoflow/cameras.json)")
+                   help="camera registry for --camera NODE=NAME and camera nodes named like a registered "
+                        "camera (default: $PANOFLOW_CAMERAS or $XDG_STATE_HOME/panoflow/cameras.json)")
     p.add_argument("--param", action="append", type=node_value, default=[], metavar="NODE=VALUE",
                    help="override a parameter node's value")
     p.add_argument("--record", metavar="FILE", help="record the display output to an H.264 MP4 file")
     p.add_argument("--preview", metavar="HOST:PORT", help="serve the display output as MJPEG over HTTP")
-    p.add_argument("--realtime", action="store_true", help="pace files at their frame rate (drops when behind)")
+    p.add_argument("--realtime", action="store_true", help="pace files at their frame rate (drops when "
+                                                           "behind)")
     p.add_argument("--loop", action="store_true", help="restart files at their end")
     p.add_argument("--frames", type=int, metavar="N", help="stop each source after N frames")
     p.add_argument("--duration", type=float, metavar="S", help="stop the run after S seconds (exit 0)")
-    p.add_argument("--policy", metavar="POLICY", help="bus policy for camera inputs: latest, queue(N), block(N)")
+    p.add_argument("--policy", metavar="POLICY", help="bus policy for camera inputs: latest, queue(N), "
+                                                      "block(N)")
     p.add_argument("--state-dir", type=Path, help="where the app's logs and storage live (default: per app "
                                                   "under $XDG_STATE_HOME/panoflow)")
     p.add_argument("--summary-json", type=Path, metavar="FILE",
                    help="also write the end-of-run summary (frames, drops, fps per stream) as JSON")
     p.add_argument("--model-backend", action="append", default=[], metavar="[NODE=]NAME",
-                   help="model backend for every model node, or for one (onnxruntime, tensorrt); default: the best "
-                        "available")
+                   help="model backend for every model node, or for one (onnxruntime, tensorrt); default: "
+                        "the best available")
     p.add_argument("--max-batch", type=int, default=16, metavar="N",
                    help="largest batch the batcher forms for a model with a dynamic batch axis (default 16)")
     p.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS",
@@ -74,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _read_secrets(fd: int) -> dict[str, Any]:
     """What the daemon hands an instance through a pipe (never argv or env): {"cameras": {node: [uri]},
-    "params": {node: value}, "registry": {name: uri}, "aws": what the sandbox maps for the daemon's AWS gateway
-    of this instance, or null}."""
+    "params": {node: value}, "registry": {name: uri}, "aws": what the sandbox maps for the daemon's AWS
+    gateway of this instance, or null}."""
     with os.fdopen(fd, "rb") as pipe:
         data = json.loads(pipe.read(16 << 20) or b"{}")
     if not isinstance(data, dict):
@@ -121,7 +123,8 @@ def run_command(args: argparse.Namespace) -> int:
     graph = resolve(app, cameras=cameras, params=params, camera_lookup=lookup)
     if len(graph.code_nodes) != 1:
         print(f"panoflow: error: the application has {len(graph.code_nodes)} code nodes; panoflow runs "
-              "exactly one business-logic node per application, as the Panorama appliance does", file=sys.stderr)
+              "exactly one business-logic node per application, as the Panorama appliance does",
+              file=sys.stderr)
         return 1
     state = (args.state_dir or default_state_dir(app.graph_file.parent.name)).resolve()
     instance_id = args.instance_id or f"local-{uuid.uuid4().hex[:8]}"
@@ -129,7 +132,8 @@ def run_command(args: argparse.Namespace) -> int:
     storage = (args.storage_dir or state / "storage").resolve()
     options = _run_options(args, state, instance_id, storage)
     if secrets is not None and secrets["preview_key"] and options.display is not None:
-        options = dataclasses.replace(options, display={**options.display, "preview_key": secrets["preview_key"]})
+        options = dataclasses.replace(options, display={**options.display,
+                                                        "preview_key": secrets["preview_key"]})
     aws = _aws_plan(args, instance_id, state, secrets)
     log.info("app_starting", app=str(app.app_dir), instance_id=instance_id, state_dir=str(state))
     summary_file = args.summary_json.resolve() if args.summary_json else None
@@ -138,7 +142,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _aws_plan(args: argparse.Namespace, instance_id: str, state: Path, secrets: dict[str, Any] | None) -> Any:
     """How the app reaches AWS (docs/aws.md): a daemon's instance gets what the daemon's gateway for it maps
-    (through the secrets pipe); ``panoflow run`` on its own starts a gateway of its own from the --aws-* flags."""
+    (through the secrets pipe); ``panoflow run`` on its own starts a gateway of its own from the --aws-*
+    flags."""
     from panoflow.aws.gateway import SandboxAws
     from panoflow.cli.aws_args import aws_settings_from_args
 
@@ -198,7 +203,8 @@ def _run_options(args: argparse.Namespace, state: Path, instance_id: str, storag
         display={"preview": args.preview} if args.preview else None,
         extra_sinks=extra,
         duration=args.duration,
-        environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region, "AppGraph_Uid": instance_id},
+        environment={"AWS_REGION": args.region, "AWS_DEFAULT_REGION": args.region,
+                     "AppGraph_Uid": instance_id},
         inference=inference,
         models=ModelStore(state / "models"),
         storage_dir=storage,
@@ -271,7 +277,8 @@ async def _status_line(runtime: Any) -> None:
         await anyio.sleep(1.0)
         st = runtime.status()
         parts = [f"{sid}: {s['fps']:.1f} fps, {s['drops']} drops" for sid, s in st["streams"].items()]
-        line = " | ".join(parts) + f" | latency p50 {st['latency_ms_p50']:.1f} ms p95 {st['latency_ms_p95']:.1f} ms"
+        line = " | ".join(parts) + (f" | latency p50 {st['latency_ms_p50']:.1f} ms p95 "
+                                    f"{st['latency_ms_p95']:.1f} ms")
         sys.stderr.write("\r\x1b[2K" + line[:200])
         sys.stderr.flush()
 

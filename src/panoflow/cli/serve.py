@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TextIO, cast
 
 from panoflow.cli.aws_args import add_aws_arguments
 
@@ -34,22 +35,24 @@ def _positive(text: str) -> float:
     return value
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from panoflow.daemon.client import default_state_dir
 
     p = sub.add_parser(
         "serve", help="run the device daemon: deploy, supervise and expose application instances",
-        description="Run panoflow as a device: application instances in processes of their own, restarted when "
-                    "they die, behind an HTTP API (bearer token in STATE_DIR/token) with previews and metrics.",
+        description="Run panoflow as a device: application instances in processes of their own, restarted "
+                    "when they die, behind an HTTP API (bearer token in STATE_DIR/token) with previews and "
+                    "metrics.",
     )
     p.add_argument("--state-dir", type=Path, default=default_state_dir(), metavar="DIR",
-                   help=f"where deployments, storage, logs and the token live (default: {default_state_dir()})")
+                   help="where deployments, storage, logs and the token live (default: "
+                        f"{default_state_dir()})")
     p.add_argument("--listen", type=_listen, default=("127.0.0.1", 7700), metavar="HOST:PORT",
-                   help="address of the HTTP API (default: 127.0.0.1:7700; port 0 picks a free one, written to "
-                        "STATE_DIR/daemon.json)")
+                   help="address of the HTTP API (default: 127.0.0.1:7700; port 0 picks a free one, written "
+                        "to STATE_DIR/daemon.json)")
     p.add_argument("--cameras", type=Path, metavar="FILE",
-                   help="the camera registry that --camera NODE=NAME looks names up in (default: $PANOFLOW_CAMERAS, "
-                        "else the one `panoflow cameras` edits)")
+                   help="the camera registry that --camera NODE=NAME looks names up in (default: "
+                        "$PANOFLOW_CAMERAS, else the one `panoflow cameras` edits)")
     p.add_argument("--max-instances", type=int, default=10, metavar="N",
                    help="most application instances at once (default: 10, as on the appliance)")
     p.add_argument("--start-timeout", type=_positive, default=60.0, metavar="S",
@@ -57,8 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stop-grace", type=_positive, default=10.0, metavar="S",
                    help="how long a stopping instance gets after SIGTERM before SIGKILL (default: 10 s)")
     p.add_argument("--control-plane", metavar="URL",
-                   help="join the panoflow control plane at URL (https://HOST:PORT): report state, deploy what it "
-                        "asks for, upload logs and metrics, run jobs (docs/device-protocol.md)")
+                   help="join the panoflow control plane at URL (https://HOST:PORT): report state, deploy "
+                        "what it asks for, upload logs and metrics, run jobs (docs/device-protocol.md)")
     p.add_argument("--provision", type=Path, metavar="BUNDLE.zip",
                    help="the Certificates zip that ProvisionDevice returned: claimed once, then the device's "
                         "credentials live in STATE_DIR/cloud.json (needed only the first time)")
@@ -99,16 +102,19 @@ def serve_command(args: argparse.Namespace) -> int:
     from panoflow.log import configure_logging
 
     if args.provision is not None and not args.control_plane:
-        raise PanoflowError("--provision needs --control-plane URL (the control plane that provisioned the device)")
+        raise PanoflowError("--provision needs --control-plane URL (the control plane that provisioned the "
+                            "device)")
     paths = StatePaths(args.state_dir)
     paths.create()
     writer = RotatingWriter(paths.device_log)
-    configure_logging("json", args.log_level, stream=TeeStream(sys.stderr, writer))  # the device log is JSON lines
+    # the device log is JSON lines
+    # TeeStream is a text stream (io.TextIOBase), which typing.TextIO does not describe
+    configure_logging("json", args.log_level, stream=cast(TextIO, TeeStream(sys.stderr, writer)))
     if args.control_plane:
         from panoflow.cloud_client.jobs import ota_environment
 
-        # an OTA job installed another panoflow: run that one (or, when it never came up, roll back: logged here,
-        # so into the device log)
+        # an OTA job installed another panoflow: run that one (or, when it never came up, roll back: logged
+        # here, so into the device log)
         env = ota_environment(paths.root.resolve(), os.environ)
         if env is not None:
             writer.close()
@@ -120,7 +126,8 @@ def serve_command(args: argparse.Namespace) -> int:
         supervisor=SupervisorConfig(start_timeout_s=args.start_timeout, stop_grace_s=args.stop_grace),
         control_plane=args.control_plane, provision=args.provision.resolve() if args.provision else None,
         cloud_connector=args.cloud_connector, insecure_http=args.insecure_http,
-        aws=aws_settings_from_args(args, region=os.environ.get("AWS_REGION", "us-east-1"), session_name="panoflow"),
+        aws=aws_settings_from_args(args, region=os.environ.get("AWS_REGION", "us-east-1"),
+                                   session_name="panoflow"),
     )
     try:
         restart = anyio.run(serve, config)

@@ -18,11 +18,12 @@ from panoflow.cli.common import add_app_arguments, load_app_or_report
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "export-triton-repo", help="write the app's models as a Triton model repository (config.pbtxt + ONNX)",
-        description="Write an application's model nodes as a Triton Inference Server model repository, to serve "
-                    "them remotely over the KServe V2 protocol.")
+        "export-triton-repo",
+        help="write the app's models as a Triton model repository (config.pbtxt + ONNX)",
+        description="Write an application's model nodes as a Triton Inference Server model repository, to "
+                    "serve them remotely over the KServe V2 protocol.")
     add_app_arguments(p)
     p.add_argument("out", type=Path, metavar="OUT", help="repository folder to write (created if missing)")
     p.add_argument("--max-batch", type=int, default=16, metavar="N",
@@ -50,7 +51,8 @@ def export_triton_repo(args: argparse.Namespace) -> int:
         if pkg is None or iface is None or iface.category != "ml_model":
             continue
         desc = pkg.descriptors.get(iface.asset)
-        specs.append(ModelSpec(node.name, pkg, iface.asset, desc if isinstance(desc, ModelDescriptor) else None,
+        specs.append(ModelSpec(node.name, pkg, iface.asset,
+                               desc if isinstance(desc, ModelDescriptor) else None,
                                pkg.files.get(iface.asset)))
     if not specs:
         print(f"panoflow: error: {app.graph_file} has no model nodes to export", file=sys.stderr)

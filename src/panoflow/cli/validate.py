@@ -21,15 +21,17 @@ from panoflow.exceptions import ManifestError, Problem
 __all__ = ["register", "run_validate"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``validate`` subcommand."""
     p = sub.add_parser(
         "validate",
         help="check an application's manifests (graph, overrides, packages, descriptors)",
         description="Check an AWS Panorama application's manifests against Panorama's schemas and rules.",
     )
-    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, assets/)")
-    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to check (default: graphs/*/graph.json)")
+    p.add_argument("app_dir", type=Path, metavar="APP_DIR", help="application folder (graphs/, packages/, "
+                                                                 "assets/)")
+    p.add_argument("--graph", type=Path, metavar="FILE", help="graph.json to check (default: "
+                                                              "graphs/*/graph.json)")
     p.add_argument("--overrides", type=Path, metavar="FILE",
                    help="deploy-time overrides (nodeGraphOverrides) to check against the graph")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
@@ -48,7 +50,8 @@ def _write(stream: TextIO, text: str) -> None:
 
 def _usage_error(args: argparse.Namespace) -> str:
     """Why the arguments cannot be used, or ``""``."""
-    checks = [("APP_DIR", args.app_dir, True), ("--graph", args.graph, False), ("--overrides", args.overrides, False)]
+    checks = [("APP_DIR", args.app_dir, True), ("--graph", args.graph, False),
+              ("--overrides", args.overrides, False)]
     for flag, path, directory in checks:
         if path is None:
             continue

@@ -1,8 +1,8 @@
 """Dynamic batching for one loaded model (see :mod:`panoflow.core.inference` for where it sits).
 
-Requests from any number of threads queue up; one worker thread takes up to the model's batch limit of compatible
-requests, or whatever has arrived ``max_wait_ms`` after the first one, concatenates them along axis 0, runs the
-backend once and hands each caller its own slice of every output.
+Requests from any number of threads queue up; one worker thread takes up to the model's batch limit of
+compatible requests, or whatever has arrived ``max_wait_ms`` after the first one, concatenates them along axis
+0, runs the backend once and hands each caller its own slice of every output.
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ class _Request:
 
 
 class Batcher:
-    """Dynamic batching for one loaded model: thread-safe :meth:`submit`, one worker thread that runs batches."""
+    """Dynamic batching for one loaded model: thread-safe :meth:`submit`, one worker thread that runs
+    batches."""
 
     def __init__(self, node_id: str, model: ModelBackend, *, max_batch: int = 16, max_wait_ms: float = 2.0,
-                 aliases: Mapping[str, str] | None = None, fill: Mapping[str, tuple[int | None, ...]] | None = None):
+                 aliases: Mapping[str, str] | None = None,
+                 fill: Mapping[str, tuple[int | None, ...]] | None = None):
         self.node_id = node_id
         self.model = model
         self.log = log.bind(node_id=node_id)
@@ -79,8 +81,9 @@ class Batcher:
     def submit(self, inputs: Any, *, inline: bool = False) -> Future[tuple[np.ndarray, ...]]:
         """Queue one request (its own batch of one or more items); the future holds the outputs.
 
-        ``inline``: when nothing else is queued, running or was in flight lately (one stream calling in a loop),
-        run the model on the calling thread and return a completed future, sparing two thread switches."""
+        ``inline``: when nothing else is queued, running or was in flight lately (one stream calling in a
+        loop), run the model on the calling thread and return a completed future, sparing two thread
+        switches."""
         arrays = self._check(inputs)
         n = next(iter(arrays.values())).shape[0]
         key = tuple((k, a.shape[1:], a.dtype.str, type(a)) for k, a in arrays.items())
@@ -100,7 +103,8 @@ class Batcher:
             else:
                 self._queue.append(request)
                 self._queued += n
-                # wake the worker for a first request or a full batch; between the two it waits on its own deadline
+                # wake the worker for a first request or a full batch; between the two it waits on its own
+                # deadline
                 if len(self._queue) == 1 or self._queued >= min(self.limit, self._peak):
                     self._cond.notify()
         if inline:
@@ -151,7 +155,8 @@ class Batcher:
         if type(value) is np.ndarray and value.dtype == dtype and value.shape[1:] == want[1:] \
                 and 0 < value.shape[0] <= self._max_rows:
             return value  # the usual case, checked in one comparison
-        # GPU arrays (CuPy, anything with __cuda_array_interface__) pass through for GPU backends to use in place
+        # GPU arrays (CuPy, anything with __cuda_array_interface__) pass through for GPU backends to use in
+        # place
         array = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
         shown = "[" + ",".join("N" if d is None else str(d) for d in want) + "]"
         ok = array.ndim == len(want) and array.ndim > 0 and 0 < array.shape[0] <= self._max_rows \
@@ -168,7 +173,8 @@ class Batcher:
 
     # ------------------------------------------------------------------ worker
     def _take(self) -> list[_Request] | None:
-        """The next batch: compatible requests in arrival order, up to the limit or the first one's deadline."""
+        """The next batch: compatible requests in arrival order, up to the limit or the first one's
+        deadline."""
         with self._cond:
             while not self._queue or self._running:
                 if self._closed and not self._queue:
@@ -237,7 +243,7 @@ class Batcher:
             for req in batch:
                 req.future.set_result(tuple(o[start:start + req.n] for o in outputs))
                 start += req.n
-        except Exception as exc:  # the model failed: every caller in the batch learns why
+        except Exception as exc:  # noqa: BLE001 (the model failed: every caller in the batch learns why)
             error = exc if isinstance(exc, ModelError) else ModelError(
                 f"inference failed: {type(exc).__name__}: {exc}", node_id=self.node_id)
             if not getattr(exc, "reported", False):  # a backend that logs its own outages says so
@@ -263,7 +269,8 @@ class Batcher:
                 "queued": len(self._queue), "limit": self.limit}
 
 
-def _merge_shape(model: tuple[int | None, ...], descriptor: tuple[int | None, ...] | None) -> tuple[int | None, ...]:
+def _merge_shape(model: tuple[int | None, ...], descriptor: tuple[int | None,
+                                                                  ...] | None) -> tuple[int | None, ...]:
     """The model's shape with its dynamic non-batch axes fixed to the descriptor's compiled shape."""
     if not descriptor or len(descriptor) != len(model):
         return model

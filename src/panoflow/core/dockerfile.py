@@ -1,8 +1,9 @@
 """Just enough Dockerfile understanding to know what a Panorama code package puts where.
 
-Panorama code packages are built from Dockerfiles such as ``FROM public.ecr.aws/panorama/panorama-application`` +
-``COPY src /panorama``, or ``WORKDIR /panorama`` + ``COPY . .``, often with ``RUN pip install -r requirements.txt``.
-panoflow runs them without Docker, so it reads ``COPY``/``ADD``/``WORKDIR``/``ENV``/``RUN`` and nothing more.
+Panorama code packages are built from Dockerfiles such as
+``FROM public.ecr.aws/panorama/panorama-application`` + ``COPY src /panorama``, or ``WORKDIR /panorama`` +
+``COPY . .``, often with ``RUN pip install -r requirements.txt``. panoflow runs them without Docker, so it
+reads ``COPY``/``ADD``/``WORKDIR``/``ENV``/``RUN`` and nothing more.
 """
 
 from __future__ import annotations

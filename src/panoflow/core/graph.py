@@ -1,8 +1,8 @@
 """Graph resolution: a validated application + overrides + command-line bindings -> runtime node specs.
 
-The result is plain data (:class:`ResolvedGraph`): which streams feed which code-node port, which parameter values
-each code node reads, where each output goes, and which model nodes exist. The runtime turns it into running
-objects; nothing here touches files or the network.
+The result is plain data (:class:`ResolvedGraph`): which streams feed which code-node port, which parameter
+values each code node reads, where each output goes, and which model nodes exist. The runtime turns it into
+running objects; nothing here touches files or the network.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class SinkSpec:
-    """A media sink node (``panorama::hdmi_data_sink``): the runtime feeds it to the ``display`` sink and any extra
-    sinks of the run."""
+    """A media sink node (``panorama::hdmi_data_sink``): the runtime feeds it to the ``display`` sink and any
+    extra sinks of the run."""
 
     node_id: str
     input_port: str = "video_in"
@@ -160,14 +160,14 @@ def resolve(
     camera_lookup: Callable[[str], str | None] | None = None,
 ) -> ResolvedGraph:
     """Bind ``app`` for running. ``cameras`` maps camera node -> stream URIs (``--camera``), ``params`` maps
-    parameter node -> command-line value (``--param``, converted with the node's type). ``camera_lookup`` maps a
-    name to a registered camera's URI (or None): a camera node without ``--camera`` streams from the camera named
-    like the node, else like its package (an override's ``account::NAME`` camera package), else from the
+    parameter node -> command-line value (``--param``, converted with the node's type). ``camera_lookup`` maps
+    a name to a registered camera's URI (or None): a camera node without ``--camera`` streams from the camera
+    named like the node, else like its package (an override's ``account::NAME`` camera package), else from the
     package's own ``streamUrl`` default.
 
-    A graph node marked ``overrideMandatory`` that the overrides (if any) do not replace must be bound here, the same
-    way with or without an overrides file: a camera by ``cameras`` or ``camera_lookup`` (not its package's default),
-    a parameter by ``params``."""
+    A graph node marked ``overrideMandatory`` that the overrides (if any) do not replace must be bound here,
+    the same way with or without an overrides file: a camera by ``cameras`` or ``camera_lookup`` (not its
+    package's default), a parameter by ``params``."""
     cameras = dict(cameras or {})
     params = dict(params or {})
     types = parameter_types or BUILTIN_PARAMETER_TYPES
@@ -175,8 +175,8 @@ def resolve(
     mandatory = {n.name for n in app.graph.nodes if n.override_mandatory and n.name not in replaced}
     for name in sorted(mandatory):
         if nodes[name].is_parameter and name not in params:
-            raise ResolveError(f"parameter node {name!r} is overrideMandatory: give it with --param {name}=VALUE "
-                               "or replace it in the overrides")
+            raise ResolveError(f"parameter node {name!r} is overrideMandatory: give it with --param "
+                               f"{name}=VALUE or replace it in the overrides")
 
     # parameter values, with --param applied
     values: dict[str, ParamValue] = {}

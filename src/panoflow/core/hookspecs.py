@@ -3,8 +3,8 @@
 """The plugin contract: every hook panoflow calls.
 
 Hooks register and configure; they never run per frame. Each registration hook returns the classes (or
-:class:`~panoflow.core.bases.ParameterType` values) a plugin provides; the runtime calls methods on those on the
-hot path. Names must be unique across plugins: duplicates fail at start-up (:mod:`panoflow.core.plugins`).
+:class:`~panoflow.core.bases.ParameterType` values) a plugin provides; the runtime calls methods on those on
+the hot path. Names must be unique across plugins: duplicates fail at start-up (:mod:`panoflow.core.plugins`).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def panoflow_media_sources() -> Sequence[type[MediaSource]]:
 
 @hookspec
 def panoflow_media_sinks() -> Sequence[type[MediaSink]]:
-    """Called once when a plugin manager is built. Return the media sink classes this plugin provides, each keyed
-    by its ``name`` (``display``, ``record``, ``null``...)."""
+    """Called once when a plugin manager is built. Return the media sink classes this plugin provides, each
+    keyed by its ``name`` (``display``, ``record``, ``null``...)."""
 
 
 @hookspec
@@ -66,8 +66,8 @@ def panoflow_code_runners() -> Sequence[type[CodeRunner]]:
 
 @hookspec
 def panoflow_cloud_connectors() -> Sequence[type[CloudConnector]]:
-    """Called once when a plugin manager is built. Return the cloud connector classes this plugin provides, each
-    keyed by its ``name`` (``http``...)."""
+    """Called once when a plugin manager is built. Return the cloud connector classes this plugin provides,
+    each keyed by its ``name`` (``http``...)."""
 
 
 @hookspec

@@ -1,11 +1,12 @@
 """Model nodes at run time: the backend protocol, dynamic batching, and the per-application set of models.
 
 ``node.call(inputs, "model_node")`` ends up in :meth:`ModelSet.call`. Each model node has one
-:class:`~panoflow.core.batching.Batcher` (in :mod:`panoflow.core.batching`): requests from any number of threads
-(streams, code nodes, applications in one process) are batched and run by one worker thread.
+:class:`~panoflow.core.batching.Batcher` (in :mod:`panoflow.core.batching`): requests from any number of
+threads (streams, code nodes, applications in one process) are batched and run by one worker thread.
 
 Nothing here imports an ML library: backends (``onnxruntime``, ``tensorrt``) are plugins, subclasses of
-:class:`~panoflow.core.bases.ModelBackend` built from a :class:`~panoflow.core.bases.ModelFiles` (both defined in
+:class:`~panoflow.core.bases.ModelBackend` built from a :class:`~panoflow.core.bases.ModelFiles` (both defined
+in
 :mod:`panoflow.core.bases`, the plugin contract, and re-exported here). What turns a model package into
 :class:`ModelFiles` is a :class:`ModelResolver` the runtime is handed (``RunOptions.models``):
 :class:`panoflow.modelstore.ModelStore`, which core never imports.
@@ -53,10 +54,12 @@ log = structlog.get_logger(__name__)
 
 class ModelResolver(Protocol):
     """Turns a model node into files a backend can load: what the runtime is handed as ``RunOptions.models``
-    (:class:`panoflow.modelstore.ModelStore` verifies, extracts and if need be compiles a Panorama model package)."""
+    (:class:`panoflow.modelstore.ModelStore` verifies, extracts and if need be compiles a Panorama model
+    package)."""
 
     def prepare(self, spec: ModelSpec) -> ModelFiles:
-        """The files of model node ``spec``; raises :class:`panoflow.ModelError` naming the node when it cannot."""
+        """The files of model node ``spec``; raises :class:`panoflow.ModelError` naming the node when it
+        cannot."""
         ...
 
 
@@ -64,17 +67,18 @@ class InferenceTimeout(ModelError, TimeoutError):
     """``node.call(..., time_out=S)`` got no result within ``S`` seconds."""
 
 
-#: the model contract the batcher drives is :class:`~panoflow.core.bases.ModelBackend` (one contract, not two);
-#: this name stays for code that typed a loaded model with it
+#: the model contract the batcher drives is :class:`~panoflow.core.bases.ModelBackend` (one contract, not
+#: two); this name stays for code that typed a loaded model with it
 LoadedModel = ModelBackend
 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How models run. ``max_batch`` caps a dynamic batch axis, ``max_wait_ms`` is how long the batcher waits for
-    more requests after the first one. ``backend`` picks one backend for every model node, ``node_backends`` one
-    per node (``{"model_node": "tensorrt"}``), otherwise the best available wins. ``backend_options`` maps a
-    backend name to its options (``{"onnxruntime": {"intra_op_num_threads": 2}}``)."""
+    """How models run. ``max_batch`` caps a dynamic batch axis, ``max_wait_ms`` is how long the batcher waits
+    for more requests after the first one. ``backend`` picks one backend for every model node,
+    ``node_backends`` one per node (``{"model_node": "tensorrt"}``), otherwise the best available wins.
+    ``backend_options`` maps a backend name to its options
+    (``{"onnxruntime": {"intra_op_num_threads": 2}}``)."""
 
     max_batch: int = 16
     max_wait_ms: float = 2.0
@@ -99,7 +103,8 @@ def choose_backend(node_id: str, backends: Mapping[str, type[ModelBackend]],
         cls = backends.get(wanted)
         if cls is None:
             known = ", ".join(sorted(backends)) or "none"
-            raise ModelError(f"no model backend named {wanted!r} is installed (installed: {known})", node_id=node_id)
+            raise ModelError(f"no model backend named {wanted!r} is installed (installed: {known})",
+                             node_id=node_id)
         ok, why = _availability(cls)
         if not ok:
             raise ModelError(f"model backend {wanted!r} cannot run here: {why}", node_id=node_id)
@@ -125,8 +130,9 @@ async def _await_future(future: Future[Any]) -> Any:
 
 
 class ModelPool:
-    """Batchers shared between model sets: applications in one process whose model nodes run the same model (same
-    archive digest, backend and settings) get one batcher, so their requests are batched together. Give every
+    """Batchers shared between model sets: applications in one process whose model nodes run the same model
+    (same archive digest, backend and settings) get one batcher, so their requests are batched together. Give
+    every
     :meth:`ModelSet.open` the same pool; without one, each set has batchers of its own."""
 
     def __init__(self) -> None:
@@ -189,8 +195,8 @@ class ModelSet:
         return batcher
 
     def call(self, name: str, inputs: Any, time_out: float | None = None) -> tuple[np.ndarray, ...]:
-        """Run model node ``name`` on ``inputs`` (dict of input name to array, or one array); blocks this thread
-        only. Returns one array per model output, in model order, each with its batch axis."""
+        """Run model node ``name`` on ``inputs`` (dict of input name to array, or one array); blocks this
+        thread only. Returns one array per model output, in model order, each with its batch axis."""
         future = self[name].submit(inputs, inline=time_out is None)
         try:
             return future.result(time_out)
@@ -201,7 +207,8 @@ class ModelSet:
             raise InferenceTimeout(f"no result within {time_out} s", node_id=name) from None
 
     async def acall(self, name: str, inputs: Any, time_out: float | None = None) -> tuple[np.ndarray, ...]:
-        """:meth:`call` for async code: awaits without holding a thread, so one task can keep many in flight."""
+        """:meth:`call` for async code: awaits without holding a thread, so one task can keep many in
+        flight."""
         future = self[name].submit(inputs)
         try:
             with anyio.fail_after(time_out) if time_out is not None else nullcontext():
@@ -215,14 +222,15 @@ class ModelSet:
         return {name: b.stats() for name, b in self._batchers.items()}
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """What the backends that watch a server say about it (a remote backend's ``status()``: ``up``, ``endpoint``,
-        ``requests``, ``errors`` by code, ``last_error``), by model node; nodes whose backend has none are left out."""
-        return {name: dict(b.model.status()) for name, b in self._batchers.items()
-                if callable(getattr(b.model, "status", None))}
+        """What the backends that watch a server say about it (a remote backend's ``status()``: ``up``,
+        ``endpoint``, ``requests``, ``errors`` by code, ``last_error``), by model node; nodes whose backend
+        has none are left out."""
+        return {name: dict(status()) for name, b in self._batchers.items()
+                if callable(status := getattr(b.model, "status", None))}
 
     def metric_families(self) -> list[Any]:
-        """Metric families the backends keep themselves (a remote backend's latency histogram and errors), from
-        each backend that has a ``metric_families(node_id)`` method."""
+        """Metric families the backends keep themselves (a remote backend's latency histogram and errors),
+        from each backend that has a ``metric_families(node_id)`` method."""
         merged: dict[str, Any] = {}  # one family per metric name, samples of every node
         for name, batcher in self._batchers.items():
             own = getattr(batcher.model, "metric_families", None)
@@ -246,9 +254,9 @@ class ModelSet:
 
 
 def split_backend(wanted: str | None) -> tuple[str | None, str | None]:
-    """A ``--model-backend`` value as (backend name, endpoint URI): ``onnxruntime`` -> (``onnxruntime``, None);
-    a remote one, ``kserve+grpc://host:8001/model`` -> (``kserve``, the whole URI, which the backend gets as its
-    ``uri`` option)."""
+    """A ``--model-backend`` value as (backend name, endpoint URI): ``onnxruntime`` -> (``onnxruntime``,
+    None); a remote one, ``kserve+grpc://host:8001/model`` -> (``kserve``, the whole URI, which the backend
+    gets as its ``uri`` option)."""
     if not wanted or "://" not in wanted:
         return wanted, None
     return wanted.split("://", 1)[0].split("+", 1)[0], wanted
@@ -280,7 +288,8 @@ def _load(node_id: str, files: ModelFiles, cls: type[ModelBackend], options: dic
     aliases, fill = _descriptor_binding(node_id, files, model)
     batcher = Batcher(node_id, model, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
                       aliases=aliases, fill=fill)
-    log.info("model_loaded", node_id=node_id, backend=cls.name, reason="explicit" if wanted else "best available",
+    log.info("model_loaded", node_id=node_id, backend=cls.name,
+             reason="explicit" if wanted else "best available",
              model=files.path.name, digest=files.digest[:12], batch_limit=batcher.limit,
              seconds=round(time.perf_counter() - t0, 3))
     return batcher
@@ -288,8 +297,8 @@ def _load(node_id: str, files: ModelFiles, cls: type[ModelBackend], options: dic
 
 def _descriptor_binding(node_id: str, files: ModelFiles, model: ModelBackend
                         ) -> tuple[dict[str, str], dict[str, tuple[int | None, ...]]]:
-    """Descriptor input names that differ from the model's (matched by position), and the compiled shapes that fill
-    the model's dynamic axes. Static axes that disagree with the descriptor fail here, at start-up."""
+    """Descriptor input names that differ from the model's (matched by position), and the compiled shapes that
+    fill the model's dynamic axes. Static axes that disagree with the descriptor fail here, at start-up."""
     declared = files.inputs
     names = [t.name for t in model.inputs]
     if not declared:
@@ -297,7 +306,8 @@ def _descriptor_binding(node_id: str, files: ModelFiles, model: ModelBackend
     aliases: dict[str, str] = {}
     if {t.name for t in declared} != set(names):
         if len(declared) != len(names):
-            raise ModelError(f"the descriptor declares inputs {[t.name for t in declared]}, the model has {names}",
+            raise ModelError(f"the descriptor declares inputs {[t.name for t in declared]}, the model has "
+                             f"{names}",
                              node_id=node_id)
         aliases = {d.name: m for d, m in zip(declared, names) if d.name != m}
         log.warning("model_inputs_renamed", node_id=node_id, aliases=aliases)
@@ -307,7 +317,7 @@ def _descriptor_binding(node_id: str, files: ModelFiles, model: ModelBackend
         actual = next(t for t in model.inputs if t.name == name)
         if len(spec.shape) != len(actual.shape) or any(
                 m is not None and d is not None and m != d for m, d in zip(actual.shape[1:], spec.shape[1:])):
-            raise ModelError(f"input {spec.name!r}: the descriptor says shape {list(spec.shape)}, the model file "
-                             f"has {['N' if d is None else d for d in actual.shape]}", node_id=node_id)
+            raise ModelError(f"input {spec.name!r}: the descriptor says shape {list(spec.shape)}, the model "
+                             f"file has {['N' if d is None else d for d in actual.shape]}", node_id=node_id)
         fill[name] = spec.shape
     return aliases, fill

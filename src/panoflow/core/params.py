@@ -1,9 +1,9 @@
 """The four parameter node types Panorama defines: ``string``, ``int32``, ``float32`` and ``boolean``.
 
-Each is a :class:`~panoflow.core.bases.ParameterType`: ``check(value)`` returns ``""`` when a JSON value fits the
-type, else a one-line message; ``convert(text)`` turns a command-line string (``--param threshold=0.5``) into a
-value, raising :class:`ValueError` with a readable message when it cannot. Plugins add more types through the
-``panoflow_parameter_types`` hook; these built-ins are what manifests may use today.
+Each is a :class:`~panoflow.core.bases.ParameterType`: ``check(value)`` returns ``""`` when a JSON value fits
+the type, else a one-line message; ``convert(text)`` turns a command-line string (``--param threshold=0.5``)
+into a value, raising :class:`ValueError` with a readable message when it cannot. Plugins add more types
+through the ``panoflow_parameter_types`` hook; these built-ins are what manifests may use today.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ class Plugins:
 
     def check(self) -> None:
         """Resolve every registry now, so duplicate names fail at start-up rather than mid-run."""
-        for attr in ("sources", "sinks", "model_backends", "parameter_types", "code_runners", "cloud_connectors"):
+        for attr in ("sources", "sinks", "model_backends", "parameter_types", "code_runners",
+                     "cloud_connectors"):
             getattr(self, attr)
 
     def info(self) -> list[PluginInfo]:
@@ -94,7 +95,8 @@ class Plugins:
         for name, plugin in self.pm.list_name_plugin():
             hooks = tuple(sorted(h.name for h in self.pm.get_hookcallers(plugin) or ()))
             out.append(
-                PluginInfo(name, self._versions.get(name, _module_version(plugin)), hooks, name in self._builtin)
+                PluginInfo(name, self._versions.get(name, _module_version(plugin)), hooks,
+                           name in self._builtin)
             )
         return sorted(out, key=lambda p: (not p.builtin, p.name))
 
@@ -114,8 +116,8 @@ def build_plugins(
     entry_points: bool = True,
     extra: Iterable[object] = (),
 ) -> Plugins:
-    """Build a plugin manager: ``builtins`` (module names or objects), then the ``panoflow`` entry-point group,
-    then ``extra`` (tests). A plugin that fails to import is a :class:`PluginError` naming it."""
+    """Build a plugin manager: ``builtins`` (module names or objects), then the ``panoflow`` entry-point
+    group, then ``extra`` (tests). A plugin that fails to import is a :class:`PluginError` naming it."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     names: list[str] = []

@@ -1,9 +1,9 @@
 """What a code node sees: its input ports, output ports and model calls, independent of ``panoramasdk``.
 
-The runtime builds one :class:`CodeNodeIO` per business-logic node; the ``panoramasdk`` facade and native async
-nodes both work on it. Media inputs follow Panorama's semantics (SDK >= 1.2): ``get`` blocks until at least one
-stream has a new frame and returns one frame per stream that has ever delivered, in camera order, re-delivering the
-last frame of a stream without a new one with ``is_cached=True``.
+The runtime builds one :class:`CodeNodeIO` per business-logic node; the ``panoramasdk`` facade and native
+async nodes both work on it. Media inputs follow Panorama's semantics (SDK >= 1.2): ``get`` blocks until at
+least one stream has a new frame and returns one frame per stream that has ever delivered, in camera order,
+re-delivering the last frame of a stream without a new one with ``is_cached=True``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ class StreamsExhausted(SystemExit):
 class MediaInput:
     """One media input port of a code node, fed by ``inbox`` (whose streams are the port's cameras).
 
-    ``streams`` gives the camera order of the returned lists; a stream the inbox learns about later is placed after
-    them, in order of first arrival. Meant for one consumer (the node's code).
+    ``streams`` gives the camera order of the returned lists; a stream the inbox learns about later is placed
+    after them, in order of first arrival. Meant for one consumer (the node's code).
     """
 
     def __init__(self, name: str, inbox: Inbox[Frame], streams: Sequence[str]):
@@ -68,10 +68,11 @@ class MediaInput:
         return f"<MediaInput {self.name!r} streams={self._order}>"
 
     def get(self, timeout: float | None = None) -> list[Frame]:
-        """Block until at least one stream has a new frame (up to ``timeout`` seconds; ``None`` waits forever).
+        """Block until at least one stream has a new frame (up to ``timeout`` seconds; ``None`` waits
+        forever).
 
-        Raises :class:`InputTimeout` when the time is up, :class:`StreamsExhausted` when there is nothing more to
-        come (and on every later call). The runtime stops a node with ``inbox.close(drain=False)``.
+        Raises :class:`InputTimeout` when the time is up, :class:`StreamsExhausted` when there is nothing more
+        to come (and on every later call). The runtime stops a node with ``inbox.close(drain=False)``.
         """
         if self._exhausted is not None:
             raise StreamsExhausted(self._exhausted)
@@ -145,7 +146,8 @@ class MediaOutput:
         return f"<MediaOutput {self.node_id}.{self.name} -> {[t.name for t in self.targets]}>"
 
     def put(self, frames: Sequence[Frame]) -> None:
-        """Send ``frames`` (no copy). Blocks per the target policies; frames for a closed target are discarded."""
+        """Send ``frames`` (no copy). Blocks per the target policies; frames for a closed target are
+        discarded."""
         if not frames:
             raise ValueError(f"output {self.name!r} of node {self.node_id!r}: put needs at least one frame")
         self.frames_put += len(frames)
@@ -193,8 +195,8 @@ def no_model_call(name: str, inputs: Any, timeout: float | None = None) -> tuple
 class CodeNodeIO:
     """Everything one business-logic node's code can reach; built by the runtime.
 
-    ``call(model_node_name, inputs, timeout)`` runs a model node and returns a tuple of arrays; ``inputs`` is a
-    mapping of input name to array, or a bare array. It raises KeyError for a name that is not a model node.
+    ``call(model_node_name, inputs, timeout)`` runs a model node and returns a tuple of arrays; ``inputs`` is
+    a mapping of input name to array, or a bare array. It raises KeyError for a name that is not a model node.
     ``acall`` is the same for native async nodes (None when the application has no model nodes).
     ``stop_event`` is set when the runtime wants the node to stop; ``ready`` once its code is running and
     connected (an application process said hello), which is when ``--duration`` starts counting.

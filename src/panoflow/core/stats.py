@@ -48,7 +48,8 @@ class StreamCounter:
         self.produced += 1
 
     def active_fps(self) -> float:
-        """Frames per second between the first and the latest frame (steady state: no start-up, no shutdown)."""
+        """Frames per second between the first and the latest frame (steady state: no start-up, no
+        shutdown)."""
         span = self.last - self.first
         return (self.produced - 1) / span if self.produced > 1 and span > 0 else 0.0
 

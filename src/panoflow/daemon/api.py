@@ -1,4 +1,5 @@
-"""The daemon's HTTP API (aiohttp): every route, with its OpenAPI description in :mod:`panoflow.daemon.openapi`.
+"""The daemon's HTTP API (aiohttp): every route, with its OpenAPI description in
+:mod:`panoflow.daemon.openapi`.
 
 ``/healthz`` is open; everything else needs ``Authorization: Bearer <token>``. Errors are JSON
 ``{"error": "..."}`` with a 4xx status; a 500 means a bug in panoflow (logged with its traceback).
@@ -47,7 +48,8 @@ log = structlog.get_logger("panoflow.daemon.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = frozenset({"/healthz"})
-#: the web console's paths (``daemon.server`` mounts it): it signs in with the same token into a cookie session
+#: the web console's paths (``daemon.server`` mounts it): it signs in with the same token into a cookie
+#: session
 CONSOLE_PREFIX = "/console/"
 DEFAULT_MAX_UPLOAD = 4 * 1024**3
 _NODE_RE = re.compile(NODE_PATTERN)
@@ -180,8 +182,10 @@ class Api:
         if allowed is not None:
             unknown = sorted(set(request.query) - allowed)
             if unknown:
-                raise BadRequest(f"unknown query parameter {unknown[0]!r}"
-                                 + (f" (this operation takes {', '.join(sorted(allowed))})" if allowed else ""))
+                raise BadRequest(
+                    f"unknown query parameter {unknown[0]!r}"
+                    + (f" (this operation takes {', '.join(sorted(allowed))})" if allowed else "")
+                )
         return await handler(request)
 
     # ------------------------------------------------------------------ device
@@ -239,10 +243,12 @@ class Api:
         up = MetricFamily("panoflow_device_up", "gauge", "1 while the panoflow daemon runs").add(1)
         uptime = MetricFamily("panoflow_device_uptime_seconds", "gauge", "Seconds since the daemon started")
         uptime.add(round(time.monotonic() - self.started, 3))
-        by_status = MetricFamily("panoflow_device_instances", "gauge", "Application instances by deployment status")
+        by_status = MetricFamily("panoflow_device_instances", "gauge",
+                                 "Application instances by deployment status")
         for status in m.STATUSES:
             by_status.add(sum(1 for r in records if r.status == status), status=status)
-        healthy = MetricFamily("panoflow_instance_up", "gauge", "1 when an instance's HealthStatus is RUNNING")
+        healthy = MetricFamily("panoflow_instance_up", "gauge",
+                               "1 when an instance's HealthStatus is RUNNING")
         restarts = MetricFamily("panoflow_instance_restarts_total", "counter",
                                 "Times the daemon restarted an instance's process after it died")
         info = MetricFamily("panoflow_instance_info", "gauge", "An instance's status and health (always 1)")
@@ -253,7 +259,8 @@ class Api:
             restarts.add(view["process"]["restarts"], **labels)
             info.add(1, **labels, status=rec.status, health=view["health_status"])
         families = [up, uptime, by_status, healthy, restarts, info]
-        merged: dict[str, MetricFamily] = {}  # the apps' CloudWatch metrics, from their gateways (docs/aws.md)
+        # the apps' CloudWatch metrics, from their gateways (docs/aws.md)
+        merged: dict[str, MetricFamily] = {}
         for rec in records:
             gateway = self.manager.gateways.get(rec.instance_id)
             for family in gateway.families() if gateway is not None else []:
@@ -289,7 +296,8 @@ class Api:
             except ArchiveError as exc:
                 raise BadRequest(str(exc)) from None
             log.info("archive_stored", sha256=sha, size=size, entries=entries)
-            return web.json_response({"sha256": sha, "size": size, "entries": entries, "stored": True}, status=201)
+            return web.json_response({"sha256": sha, "size": size, "entries": entries, "stored": True},
+                                     status=201)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -314,8 +322,9 @@ class Api:
         body = await self._json(request)
         _check(self._deploy, body)
         rec = self.manager.create(
-            name=body["name"], archive=body["archive"], graph=body.get("graph"), overrides=body.get("overrides"),
-            cameras={k: list(v) for k, v in body.get("cameras", {}).items()}, params=dict(body.get("params", {})),
+            name=body["name"], archive=body["archive"], graph=body.get("graph"),
+            overrides=body.get("overrides"), cameras={k: list(v) for k, v in body.get("cameras", {}).items()},
+            params=dict(body.get("params", {})),
             description=body.get("description", ""), isolation=body.get("isolation"), aws=body.get("aws"),
             model_backends=body.get("model_backends"),
         )
@@ -357,7 +366,8 @@ class Api:
         text = "".join(line + "\n" for line in lines)
         if not follow_:
             return web.Response(text=text, content_type="text/plain", charset="utf-8")
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"})
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                           "Cache-Control": "no-store"})
         await resp.prepare(request)
         await resp.write(text.encode())
 

@@ -1,10 +1,10 @@
 """Application archives: how ``panoflow deploy`` ships an application folder to the daemon.
 
-The client packs ``graphs/``, ``packages/`` and ``assets/`` into a deterministic ``tar.gz`` (sorted names, zero
-times and owners), so the same folder always gives the same bytes and the daemon's content-addressed store (keyed
-by the archive's sha256) keeps one copy. The daemon extracts only what is safe: regular files, directories and
-links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded sizes
-(:mod:`panoflow.archives`, the extractor every archive goes through).
+The client packs ``graphs/``, ``packages/`` and ``assets/`` into a deterministic ``tar.gz`` (sorted names,
+zero times and owners), so the same folder always gives the same bytes and the daemon's content-addressed
+store (keyed by the archive's sha256) keeps one copy. The daemon extracts only what is safe: regular files,
+directories and links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded
+sizes (:mod:`panoflow.archives`, the extractor every archive goes through).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def pack_app(app_dir: Path, out: BinaryIO) -> str:
-    """Write ``app_dir``'s deployable folders to ``out`` as a deterministic tar.gz; return its sha256 (hex)."""
+    """Write ``app_dir``'s deployable folders to ``out`` as a deterministic tar.gz; return its sha256
+    (hex)."""
     app_dir = app_dir.resolve()
     present = [name for name in APP_FOLDERS if (app_dir / name).is_dir()]
     if "graphs" not in present or "packages" not in present:
@@ -63,7 +64,7 @@ def pack_app(app_dir: Path, out: BinaryIO) -> str:
             return len(data)
 
     sink = _Hashing()
-    gz = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6)  # type: ignore[arg-type]
+    gz = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6)
     with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for top in present:
             for path in _walk(app_dir / top):
@@ -90,7 +91,8 @@ def _safe_name(name: str) -> str:
         raise ArchiveError(f"unsafe name in archive: {name!r}")
     top = norm.split("/", 1)[0]
     if top not in APP_FOLDERS:
-        raise ArchiveError(f"unexpected entry {name!r}: an application archive holds only {', '.join(APP_FOLDERS)}")
+        raise ArchiveError(f"unexpected entry {name!r}: an application archive holds only "
+                           f"{', '.join(APP_FOLDERS)}")
     return norm
 
 
@@ -105,8 +107,8 @@ def _check_member(info: tarfile.TarInfo) -> None:
 def extract_archive(archive: Path, dest: Path) -> int:
     """Check ``archive`` (tar.gz) and extract it into the new folder ``dest`` (created atomically: a temporary
     sibling renamed into place) with panoflow's one safe extractor (:func:`panoflow.archives.safe_extract`).
-    Returns the number of entries. Raises :class:`ArchiveError` when unsafe or unreadable; ``dest`` is then not
-    created."""
+    Returns the number of entries. Raises :class:`ArchiveError` when unsafe or unreadable; ``dest`` is then
+    not created."""
     from panoflow import archives
 
     dest.parent.mkdir(parents=True, exist_ok=True)

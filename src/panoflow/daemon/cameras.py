@@ -27,7 +27,9 @@ def resolve_camera(value: str, registry_file: Path) -> str:
     except ImportError:  # a panoflow without the registry: URIs only
         if _is_uri(value):
             return value
-        raise CameraNotFound(f"camera {value!r} is not a URI, and this panoflow has no camera registry") from None
+        raise CameraNotFound(
+            f"camera {value!r} is not a URI, and this panoflow has no camera registry"
+        ) from None
     registry = CameraRegistry(registry_file)
     uri = camera_uri_for(value, registry, exists=lambda p: os.path.isabs(p) and os.path.exists(p))
     if uri == value and not _is_uri(value):

@@ -69,8 +69,8 @@ class DaemonClient:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise PanoflowError(f"cannot read the daemon's token from {token_file}: {exc.strerror}; pass "
-                                "--token-file (or set PANOFLOW_TOKEN_FILE) to the token file of panoflow serve's "
-                                "state directory") from None
+                                "--token-file (or set PANOFLOW_TOKEN_FILE) to the token file of panoflow "
+                                "serve's state directory") from None
         return cls(url, token)
 
     def _open(self, method: str, path: str, *, body: bytes | IO[bytes] | None = None,
@@ -89,8 +89,8 @@ class DaemonClient:
             raise DaemonError(exc.code, str(message)) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise DaemonUnavailable(f"cannot reach the panoflow daemon at {self.url}: {reason} (is panoflow serve "
-                                    "running? --daemon or PANOFLOW_DAEMON say where)") from None
+            raise DaemonUnavailable(f"cannot reach the panoflow daemon at {self.url}: {reason} (is panoflow "
+                                    "serve running? --daemon or PANOFLOW_DAEMON say where)") from None
 
     def call(self, method: str, path: str, payload: Any = None, timeout: float | None = None) -> Any:
         body = json.dumps(payload).encode() if payload is not None else None
@@ -107,7 +107,8 @@ class DaemonClient:
                 raise
         archive.seek(0)
         headers = {"Content-Type": "application/gzip", "Content-Length": str(size)}
-        with self._open("POST", "/archives", body=archive, headers=headers, timeout=max(self.timeout_s, 600)) as resp:
+        with self._open("POST", "/archives", body=archive, headers=headers,
+                        timeout=max(self.timeout_s, 600)) as resp:
             return dict(json.loads(resp.read()))
 
     def deploy(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +134,8 @@ class DaemonClient:
     def signal(self, ref: str, node: str, signal: str) -> dict[str, Any]:
         return dict(self.call("POST", f"/instances/{_q(ref)}/nodes/{_q(node)}/signal", {"signal": signal}))
 
-    def logs(self, ref: str, *, node: str | None = None, tail: int = 100, follow: bool = False) -> Iterator[str]:
+    def logs(self, ref: str, *, node: str | None = None, tail: int = 100,
+             follow: bool = False) -> Iterator[str]:
         query = {"tail": str(tail), "follow": "true" if follow else "false"}
         if node:
             query["node"] = node

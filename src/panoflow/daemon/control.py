@@ -1,4 +1,5 @@
-"""Client of an instance's control API (served by ``panoflow run --control unix:PATH``): status, metrics, signals."""
+"""Client of an instance's control API (served by ``panoflow run --control unix:PATH``): status, metrics,
+signals."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class ControlError(Exception):
 
 
 class ControlClient:
-    """One instance's control socket. Create it, use it, :meth:`close` it (one aiohttp session per instance)."""
+    """One instance's control socket. Create it, use it, :meth:`close` it (one aiohttp session per
+    instance)."""
 
     def __init__(self, socket_path: Path, timeout_s: float = 3.0):
         self.socket_path = socket_path

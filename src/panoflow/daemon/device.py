@@ -1,7 +1,7 @@
 """The daemon's side of the device, as its cloud connector sees it: :class:`DeviceContext`.
 
-It lives in the daemon, which builds it (:mod:`panoflow.daemon.server`); :mod:`panoflow.cloud_client` uses it. The
-connector contract is the :class:`panoflow.core.bases.DeviceContext` protocol, which this class satisfies.
+It lives in the daemon, which builds it (:mod:`panoflow.daemon.server`); :mod:`panoflow.cloud_client` uses it.
+The connector contract is the :class:`panoflow.core.bases.DeviceContext` protocol, which this class satisfies.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ __all__ = ["DeviceContext"]
 class DeviceContext:
     """What the daemon gives its cloud connector (a :class:`panoflow.core.bases.DeviceContext`).
 
-    ``restart(env)`` stops every instance (their desired state stays RUNNING) and re-executes the daemon with the
-    same argv and ``env`` (``None``: the current environment); ``metrics_text()`` is the daemon's ``/metrics``.
-    ``insecure_http``: ``--insecure-http`` was given (a plain-HTTP control plane is accepted; development only)."""
+    ``restart(env)`` stops every instance (their desired state stays RUNNING) and re-executes the daemon with
+    the same argv and ``env`` (``None``: the current environment); ``metrics_text()`` is the daemon's
+    ``/metrics``. ``insecure_http``: ``--insecure-http`` was given (a plain-HTTP control plane is accepted;
+    development only)."""
 
     manager: Manager
     paths: StatePaths

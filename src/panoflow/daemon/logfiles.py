@@ -38,8 +38,8 @@ __all__ = [
 MAX_BYTES = 10 * 1024 * 1024
 #: a line longer than this is cut (and its rest written as further lines)
 MAX_LINE = 64 * 1024
-#: at most this many log files are open at once per set of writers (the least recently written are closed; they
-#: reopen on their next line): an app cannot exhaust the daemon's descriptors
+#: at most this many log files are open at once per set of writers (the least recently written are closed;
+#: they reopen on their next line): an app cannot exhaust the daemon's descriptors
 MAX_OPEN_FILES = 64
 #: without the graph's node names, at most this many per-node log files per application (lines for more go to
 #: instance.log)
@@ -51,8 +51,8 @@ def backup_of(path: Path) -> Path:
 
 
 class RotatingWriter:
-    """Appends text lines to ``path``; when the file would pass ``max_bytes`` it becomes ``path.1`` (replacing the
-    previous backup) and a new file starts."""
+    """Appends text lines to ``path``; when the file would pass ``max_bytes`` it becomes ``path.1`` (replacing
+    the previous backup) and a new file starts."""
 
     def __init__(self, path: Path, max_bytes: int = MAX_BYTES):
         self.path = path
@@ -91,7 +91,8 @@ class RotatingWriter:
 
 
 class TeeStream(io.TextIOBase):
-    """A text stream for structlog: each line goes to ``echo`` (the terminal) and to a :class:`RotatingWriter`."""
+    """A text stream for structlog: each line goes to ``echo`` (the terminal) and to a
+    :class:`RotatingWriter`."""
 
     def __init__(self, echo: TextIO, writer: RotatingWriter):
         self._echo, self._writer = echo, writer
@@ -141,7 +142,8 @@ class LineSplitter:
 
 
 _NODE_LINE = re.compile(r"\[(?P<node>[^\]\s/]{1,128})\] ?(?P<text>.*)", re.DOTALL)
-#: a node name as a file name: Panorama's node-name characters, never "." or ".." (matched whole: no "\n" tail)
+#: a node name as a file name: Panorama's node-name characters, never "." or ".." (matched whole: no "\n"
+#: tail)
 _NODE_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,127}")
 
 
@@ -149,16 +151,18 @@ class OutputRouter:
     """Sorts an instance process's output lines into its log files.
 
     ``[node] text`` lines (the app's stdout/stderr, as ``panoflow run`` prefixes them) go to that node's
-    ``console_output``; JSON lines (panoflow's own structlog output) go to ``instance.log`` as they are; anything
-    else (start-up errors, the end-of-run summary) goes to ``instance.log`` wrapped in a JSON object. Every line is
-    redacted of URL credentials first. The last lines are kept for the failure reason of a start-up.
+    ``console_output``; JSON lines (panoflow's own structlog output) go to ``instance.log`` as they are;
+    anything else (start-up errors, the end-of-run summary) goes to ``instance.log`` wrapped in a JSON object.
+    Every line is redacted of URL credentials first. The last lines are kept for the failure reason of a
+    start-up.
 
     Only nodes of the graph get a file (``nodes``; without it, names that are valid node names, at most
-    :data:`MAX_NODE_LOGS` of them): an app printing ``[anything]`` cannot create files at will, and ``[..]`` is not a
-    node. Other ``[x]`` lines go to ``instance.log`` like any other output. At most :data:`MAX_OPEN_FILES` files
-    are open at once (docs/security.md)."""
+    :data:`MAX_NODE_LOGS` of them): an app printing ``[anything]`` cannot create files at will, and ``[..]``
+    is not a node. Other ``[x]`` lines go to ``instance.log`` like any other output. At most
+    :data:`MAX_OPEN_FILES` files are open at once (docs/security.md)."""
 
-    def __init__(self, logs_dir: Path, writers: dict[Path, RotatingWriter], nodes: Collection[str] | None = None):
+    def __init__(self, logs_dir: Path, writers: dict[Path, RotatingWriter],
+                 nodes: Collection[str] | None = None):
         self.logs_dir = logs_dir
         self._writers = writers  # shared with the other versions of the same application
         self.nodes = frozenset(nodes) if nodes is not None else None
@@ -218,7 +222,8 @@ class OutputRouter:
         self.event("instance_output", level="info", stream=stream, text=line)
 
     def event(self, event: str, level: str = "info", **fields: Any) -> None:
-        """A line of the daemon's own about this instance (started, exited, restarting) in its instance.log."""
+        """A line of the daemon's own about this instance (started, exited, restarting) in its
+        instance.log."""
         record = {"event": event, "level": level, "timestamp": _now(), **fields}
         self.instance_log().write_line(redact_text(json.dumps(record)))
 
@@ -271,7 +276,8 @@ async def follow(path: Path, poll_s: float = 0.25) -> AsyncIterator[str]:
         except FileNotFoundError:
             await anyio.sleep(poll_s)
             continue
-        if st.st_ino != ino or st.st_size < pos:  # rotated (or truncated): the new file is read from its start
+        # rotated (or truncated): the new file is read from its start
+        if st.st_ino != ino or st.st_size < pos:
             if ino is not None and st.st_ino != ino:  # first the rest of the old one, now the backup
                 for line in _read_from(backup_of(path), pos, partial):
                     yield line
@@ -280,8 +286,8 @@ async def follow(path: Path, poll_s: float = 0.25) -> AsyncIterator[str]:
             data = read_range(path, pos, st.st_size - pos)
             pos += len(data)
             *lines, partial = (partial + data).split(b"\n")
-            for line in lines:
-                yield line.decode("utf-8", "replace")
+            for raw in lines:
+                yield raw.decode("utf-8", "replace")
         else:
             await anyio.sleep(poll_s)
 

@@ -1,12 +1,12 @@
 """The device's application instances: deploy, replace, remove, signal, restore after a restart.
 
 A deployment is validated with panoflow's manifest loader and graph resolver *before* anything starts; its
-hostPorts are checked against every other instance's; then its process starts. Deploying a name that already runs
-replaces it: the new version starts, and the old one stops only once the new one runs (when both claim the same
-hostPort, the old one must let go of it first, and comes back if the new one fails). The new version is reported
-``DEPLOYMENT_SUCCEEDED`` only once the old one is removed (its process has exited and the API no longer lists it),
-so whoever waits for that status never sees both. Deployments run one at a time. Everything an instance needs to
-come back after a restart of the daemon is in ``instance.json``.
+hostPorts are checked against every other instance's; then its process starts. Deploying a name that already
+runs replaces it: the new version starts, and the old one stops only once the new one runs (when both claim
+the same hostPort, the old one must let go of it first, and comes back if the new one fails). The new version
+is reported ``DEPLOYMENT_SUCCEEDED`` only once the old one is removed (its process has exited and the API no
+longer lists it), so whoever waits for that status never sees both. Deployments run one at a time. Everything
+an instance needs to come back after a restart of the daemon is in ``instance.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ from panoflow.daemon.cameras import resolve_camera
 from panoflow.daemon.logfiles import OutputRouter, RotatingWriter
 from panoflow.daemon.model import InstanceRecord
 from panoflow.daemon.store import StatePaths, atomic_write_json, read_json
-from panoflow.daemon.supervisor import LaunchSpec, Supervisor, SupervisorConfig, isolation_flags, kill_leftover
+from panoflow.daemon.supervisor import (
+    LaunchSpec,
+    Supervisor,
+    SupervisorConfig,
+    isolation_flags,
+    kill_leftover,
+)
 from panoflow.exceptions import ManifestError, PanoflowError
 
 __all__ = ["Conflict", "DeployError", "Manager", "ManagerConfig", "NotFound", "QuotaExceeded"]
@@ -82,9 +88,9 @@ class _Plan:
 
 
 def _socket_dir(state_root: Path) -> Path:
-    """Where the instances' control sockets live: a short path (unix socket paths are limited to 107 bytes), the
-    same for the same state directory so that a daemon that was killed outright leaves no litter behind. Only a
-    private folder of ours is reused; anything else there makes way for a fresh random one."""
+    """Where the instances' control sockets live: a short path (unix socket paths are limited to 107 bytes),
+    the same for the same state directory so that a daemon that was killed outright leaves no litter behind.
+    Only a private folder of ours is reused; anything else there makes way for a fresh random one."""
     digest = hashlib.sha256(str(state_root).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"panoflow-{os.getuid()}-{digest}"
     try:
@@ -138,8 +144,8 @@ class Manager:
         out["health_status"] = sup.health if sup is not None and rec.status == m.DEPLOYMENT_SUCCEEDED else (
             m.NOT_AVAILABLE)
         out["process"] = sup.process_info() if sup is not None else {
-            "state": "stopped", "pid": None, "restarts": rec.restarts, "last_exit_code": None, "uptime_s": None,
-            "next_restart_in_s": None}
+            "state": "stopped", "pid": None, "restarts": rec.restarts, "last_exit_code": None,
+            "uptime_s": None, "next_restart_in_s": None}
         status = sup.status if sup is not None and sup.state == "running" else None
         out["nodes"] = self.nodes(rec)
         out["streams"] = (status or {}).get("streams") or {}
@@ -151,7 +157,8 @@ class Manager:
         sup = self.supervisors.get(rec.instance_id)
         status = sup.status if sup is not None and sup.state == "running" and sup.status_ok else None
         nodes = (status or {}).get("nodes") or {}
-        return [{"node_id": name, "kind": info.get("kind", ""), "current_status": info.get("status", m.NOT_AVAILABLE)}
+        return [{"node_id": name, "kind": info.get("kind", ""),
+                 "current_status": info.get("status", m.NOT_AVAILABLE)}
                 for name, info in sorted(nodes.items()) if isinstance(info, dict)]
 
     def display_owner(self) -> InstanceRecord | None:
@@ -166,9 +173,9 @@ class Manager:
         self._tg = tg
         self._sockets = _socket_dir(self.paths.root)
         if self.config.run_as is not None:
-            # Instances run unprivileged: they may pass through the state folder and the socket folder to their
-            # own subfolders (archives are world-readable), but never list them; token, registry and cloud
-            # credentials stay 0600.
+            # Instances run unprivileged: they may pass through the state folder and the socket folder to
+            # their own subfolders (archives are world-readable), but never list them; token, registry and
+            # cloud credentials stay 0600.
             os.chmod(self.paths.root, 0o711)
             os.chmod(self._sockets, 0o711)
             from panoflow.isolation.cgroups import delegate
@@ -186,7 +193,8 @@ class Manager:
                 log.warning("leftover_instance_killed", instance_id=rec.instance_id)
         for rec in records:
             if rec.status == m.DEPLOYMENT_IN_PROGRESS and rec.deployed_at is not None:
-                # it ran, and the daemon stopped while the version it replaces was being removed (removed below)
+                # it ran, and the daemon stopped while the version it replaces was being removed (removed
+                # below)
                 self._set(rec, m.DEPLOYMENT_SUCCEEDED, "running")
             elif rec.status in (m.DEPLOYMENT_PENDING, m.DEPLOYMENT_IN_PROGRESS):
                 self._set(rec, m.DEPLOYMENT_FAILED, "the daemon stopped before this deployment finished")
@@ -225,8 +233,8 @@ class Manager:
             raise NotFound(f"no uploaded application archive {archive} (POST it to /archives first)")
         replacing = any(r.name == name for r in self.active())
         if not replacing and len({r.name for r in self.active()}) >= self.config.max_instances:
-            raise QuotaExceeded(f"this device already runs {self.config.max_instances} application instances, "
-                                "its maximum; remove one first")
+            raise QuotaExceeded(f"this device already runs {self.config.max_instances} application "
+                                "instances, its maximum; remove one first")
         rec = InstanceRecord(instance_id=m.new_instance_id(), name=name, archive=archive, graph=graph,
                              cameras=cameras, params=params, has_overrides=overrides is not None,
                              description=description, isolation=dict(isolation or {}), aws=dict(aws or {}),
@@ -246,7 +254,8 @@ class Manager:
                 return
             try:
                 await self._deploy_locked(rec)
-            except Exception as exc:  # a bug, or the disk is full: this deployment fails, the daemon carries on
+            # a bug, or the disk is full: this deployment fails, the daemon carries on
+            except Exception as exc:
                 log.exception("deployment_crashed", instance_id=rec.instance_id)
                 self._fail(rec, f"internal error: {type(exc).__name__}: {exc}")
 
@@ -281,7 +290,8 @@ class Manager:
             return
         rec.deployed_at = time.time()  # it runs (a restart of the daemon from here on brings it back)
         if old is not None:  # the replaced version is gone before this one is reported done
-            self._set(rec, m.DEPLOYMENT_IN_PROGRESS, f"running; removing the replaced instance {old.instance_id}")
+            self._set(rec, m.DEPLOYMENT_IN_PROGRESS, "running; removing the replaced instance "
+                                                     f"{old.instance_id}")
             await self._remove(old)
         self._set(rec, m.DEPLOYMENT_SUCCEEDED, "running")
         log.info("deployment_succeeded", instance_id=rec.instance_id, name=rec.name)
@@ -315,27 +325,29 @@ class Manager:
         except PanoflowError as exc:
             raise DeployError(str(exc)) from None
         if len(resolved.code_nodes) != 1:
-            raise DeployError(f"the application has {len(resolved.code_nodes)} code nodes; panoflow runs exactly one "
-                              "business-logic node per application, as the Panorama appliance does")
+            raise DeployError(f"the application has {len(resolved.code_nodes)} code nodes; panoflow runs "
+                              "exactly one business-logic node per application, as the Panorama appliance "
+                              "does")
         ports = {host for spec in resolved.code_nodes.values() for _container, host in spec.inbound_ports}
         return _Plan(frozenset(ports))
 
     def _check_capacity(self, rec: InstanceRecord, old: InstanceRecord | None, plan: _Plan) -> None:
         others = [r for r in self.active() if r is not rec and r is not old and r.name != rec.name]
         if len({r.name for r in others}) >= self.config.max_instances:
-            raise DeployError(f"this device already runs {self.config.max_instances} application instances, its "
-                              "maximum")
+            raise DeployError(f"this device already runs {self.config.max_instances} application instances, "
+                              "its maximum")
         for other in others:
             taken = plan.host_ports & set(other.host_ports)
             if taken:
                 port = min(taken)
-                raise DeployError(f"hostPort {port} is already claimed by application instance {other.instance_id} "
-                                  f"({other.name}); choose another hostPort (8000-9000) in the overrides' "
-                                  "networkRoutingRules, or remove that instance first")
+                raise DeployError(f"hostPort {port} is already claimed by application instance "
+                                  f"{other.instance_id} ({other.name}); choose another hostPort (8000-9000) "
+                                  "in the overrides' networkRoutingRules, or remove that instance first")
 
     # ------------------------------------------------------------------ remove and signal
     async def remove(self, ref: str) -> list[InstanceRecord]:
-        """Remove an instance (by id), or every instance of an application (by name). Returns what was removed."""
+        """Remove an instance (by id), or every instance of an application (by name). Returns what was
+        removed."""
         if ref in self.records:
             targets = [self.records[ref]]
         else:
@@ -360,7 +372,8 @@ class Manager:
         self.records.pop(rec.instance_id, None)
         self.paths.remove_instance(rec.instance_id)
         log.info("instance_removed", instance_id=rec.instance_id, name=rec.name)
-        if not any(r.name == rec.name for r in self.records.values()):  # its last version: storage and logs go
+        # its last version: storage and logs go
+        if not any(r.name == rec.name for r in self.records.values()):
             for path in [p for p in self.writers if self.paths.app(rec.name) in p.parents]:
                 self.writers.pop(path).close()
             self.paths.remove_app(rec.name)
@@ -408,9 +421,10 @@ class Manager:
         return self.config.cameras_file or self.paths.cameras
 
     def _cameras(self, rec: InstanceRecord) -> dict[str, list[str]]:
-        """Each value resolved now (an unknown name fails the deployment). The URIs, passwords included, reach the
-        instance through its secrets pipe, never its command line or environment."""
-        return {node: [resolve_camera(v, self._registry()) for v in values] for node, values in rec.cameras.items()}
+        """Each value resolved now (an unknown name fails the deployment). The URIs, passwords included, reach
+        the instance through its secrets pipe, never its command line or environment."""
+        return {node: [resolve_camera(v, self._registry()) for v in values] for node,
+                values in rec.cameras.items()}
 
     def _graph_names(self, rec: InstanceRecord, *, packages: bool = False) -> set[str]:
         """The names of the instance's graph nodes (and, with ``packages``, of their packages), read from its
@@ -431,8 +445,8 @@ class Manager:
         return names - {""}
 
     def _registry_snapshot(self, rec: InstanceRecord) -> dict[str, str]:
-        """The registered cameras the instance's graph may name (camera nodes named like a registered camera, or
-        whose package is): the instance cannot read the registry itself."""
+        """The registered cameras the instance's graph may name (camera nodes named like a registered camera,
+        or whose package is): the instance cannot read the registry itself."""
         from panoflow.cameras import CameraRegistry
 
         names = self._graph_names(rec, packages=True)
@@ -454,14 +468,17 @@ class Manager:
                 preview_key=secrets.token_urlsafe(24),
                 run_as=self.config.run_as, aws=self._aws_for(rec),
                 run_args=[*isolation_flags(rec.isolation),
-                                *(f"--model-backend={node}={name}" for node, name in sorted(rec.model_backends.items()))],
+                                *(f"--model-backend={node}={name}" for node,
+                                  name in sorted(rec.model_backends.items()))],
             )
         return build
 
     def _supervise(self, rec: InstanceRecord, *, deploying: bool) -> Supervisor:
         self.paths.storage(rec.name).mkdir(parents=True, exist_ok=True)
-        # only the graph's nodes get a log file of their own (an app printing made-up "[name]" prefixes does not)
-        router = OutputRouter(self.paths.app_logs(rec.name), self.writers, nodes=self._graph_names(rec) or None)
+        # only the graph's nodes get a log file of their own (an app printing made-up "[name]" prefixes does
+        # not)
+        router = OutputRouter(self.paths.app_logs(rec.name), self.writers,
+                              nodes=self._graph_names(rec) or None)
 
         def on_restart(count: int) -> None:
             rec.restarts = count
@@ -476,8 +493,8 @@ class Manager:
         return sup
 
     async def _run_with_gateway(self, rec: InstanceRecord, sup: Supervisor) -> None:
-        """Run the instance with its AWS gateway beside it, in the daemon (which holds the device's credentials;
-        the instance, unprivileged, gets only what its sandbox maps: docs/aws.md)."""
+        """Run the instance with its AWS gateway beside it, in the daemon (which holds the device's
+        credentials; the instance, unprivileged, gets only what its sandbox maps: docs/aws.md)."""
         if self.config.aws is None:
             await sup.run()
             return
@@ -498,8 +515,8 @@ class Manager:
                 await gateway.stop()
 
     def _aws_for(self, rec: InstanceRecord) -> dict[str, Any] | None:
-        """What the instance's sandbox maps for its gateway (files as text: the instance cannot read the daemon's
-        state folder)."""
+        """What the instance's sandbox maps for its gateway (files as text: the instance cannot read the
+        daemon's state folder)."""
         gateway = self.gateways.get(rec.instance_id)
         if gateway is None:
             return None

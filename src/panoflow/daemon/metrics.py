@@ -1,9 +1,9 @@
 """The device's ``/metrics``: every instance's own Prometheus text, merged, plus the daemon's metrics.
 
 Written by hand on :mod:`panoflow.core.metrics` rather than with ``prometheus_client``: the instances already
-render their metrics as text, so the daemon's work is merging texts (one ``# HELP``/``# TYPE`` per family, as the
-exposition format requires, whichever instances report it) and adding a handful of gauges and counters of its
-own; a registry and collectors would add a dependency and nothing else.
+render their metrics as text, so the daemon's work is merging texts (one ``# HELP``/``# TYPE`` per family, as
+the exposition format requires, whichever instances report it) and adding a handful of gauges and counters of
+its own; a registry and collectors would add a dependency and nothing else.
 """
 
 from __future__ import annotations

@@ -54,8 +54,8 @@ def now_iso() -> str:
 
 @dataclass
 class InstanceRecord:
-    """One deployment of an application (``instance.json``). Camera URIs may hold credentials: the file is 0600
-    and :meth:`public` redacts them."""
+    """One deployment of an application (``instance.json``). Camera URIs may hold credentials: the file is
+    0600 and :meth:`public` redacts them."""
 
     instance_id: str
     name: str

@@ -25,13 +25,14 @@ DEPLOY_REQUEST: dict[str, Any] = {
     "required": ["name", "archive"],
     "properties": {
         "name": {"type": "string", "pattern": NAME_PATTERN,
-                 "description": "The application's name on this device; deploying a running name replaces it."},
+                 "description": ("The application's name on this device; deploying a running name "
+                                 "replaces it.")},
         "archive": {"type": "string", "pattern": SHA256_PATTERN,
                     "description": "sha256 of an archive uploaded with POST /archives."},
         "description": {"type": "string", "maxLength": 255},
         "graph": {"type": "string", "minLength": 8, "maxLength": 1024, "pattern": r"^graphs/[^\x00\\]+$",
-                  "description": "graph.json to deploy, relative to the application folder (default: the only "
-                                 "graphs/*/graph.json)."},
+                  "description": "graph.json to deploy, relative to the application folder (default: the "
+                                 "only graphs/*/graph.json)."},
         "overrides": {"type": "object", "description": "A nodeGraphOverrides document (override.json)."},
         "cameras": {
             "type": "object", "maxProperties": 64,
@@ -51,20 +52,23 @@ DEPLOY_REQUEST: dict[str, Any] = {
                 "memory_mib": {"type": "integer", "minimum": 16, "maximum": 1048576},
                 "cpus": {"type": "number", "minimum": 0.01, "maximum": 4096},
             },
-            "description": "The code nodes' sandbox: network (nat: outbound allowed; none), memory limit in MiB, "
-                           "CPU limit in cores (docs/isolation.md).",
+            "description": "The code nodes' sandbox: network (nat: outbound allowed; none), memory limit in "
+                           "MiB, CPU limit in cores (docs/isolation.md).",
         },
         "model_backends": {
             "type": "object", "maxProperties": 64,
             "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 2048,
                                      "pattern": r"^[A-Za-z0-9_.+-]+(://[^\s@]*)?$"},
-            "description": "Model node -> backend for it (onnxruntime, tensorrt, kserve+grpc://HOST:PORT/MODEL ...); "
-                           "no credentials in the URI (docs/inference.md).",
+            "description": "Model node -> backend for it (onnxruntime, tensorrt, "
+                           "kserve+grpc://HOST:PORT/MODEL ...); no credentials in the URI "
+                           "(docs/inference.md).",
         },
         "aws": {
             "type": "object", "additionalProperties": False,
-            "properties": {"role_arn": {"type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"}},
-            "description": "The instance's runtime role, assumed with STS from the device's credentials (docs/aws.md).",
+            "properties": {"role_arn": {
+                "type": "string", "pattern": r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$"}},
+            "description": ("The instance's runtime role, assumed with STS from the device's credentials "
+                            "(docs/aws.md)."),
         },
     },
 }
@@ -150,7 +154,8 @@ _ARCHIVE = {
     "type": "object",
     "required": ["sha256"],
     "properties": {"sha256": {"type": "string"}, "size": {"type": "integer"}, "entries": {"type": "integer"},
-                   "stored": {"type": "boolean", "description": "false when the same archive was already there"}},
+                   "stored": {"type": "boolean", "description": ("false when the same archive was already "
+                                                                 "there")}},
 }
 
 
@@ -158,7 +163,8 @@ def _json(schema: str) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
 
 
-def _resp(description: str, schema: str | None = None, content: dict[str, Any] | None = None) -> dict[str, Any]:
+def _resp(description: str, schema: str | None = None,
+          content: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"description": description}
     if schema:
         out.update(_json(schema))
@@ -171,11 +177,14 @@ _E400 = _resp("Bad request (the message says why)", "Error")
 _E401 = {"$ref": "#/components/responses/Unauthorized"}
 _E404 = _resp("No such instance (or archive)", "Error")
 _E409 = _resp("Conflict (instance not running, quota reached)", "Error")
-_NO_PICTURE = _resp("No picture to show (no instance with a display runs, or none has shown a frame yet)", "Error")
+_NO_PICTURE = _resp("No picture to show (no instance with a display runs, or none has shown a frame yet)",
+                    "Error")
 _REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string", "pattern": NAME_PATTERN},
         "description": "An instance id, or an application name (its running instance, else its newest)."}
-_NODE = {"name": "node", "in": "path", "required": True, "schema": {"type": "string", "pattern": NODE_PATTERN}}
-_TAIL = {"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100000, "default": 100},
+_NODE = {"name": "node", "in": "path", "required": True, "schema": {"type": "string",
+                                                                    "pattern": NODE_PATTERN}}
+_TAIL = {"name": "tail", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 100000,
+                                                   "default": 100},
          "description": "How many of the last lines to return (the backup file included)."}
 _FOLLOW = {"name": "follow", "in": "query", "schema": {"type": "boolean", "default": False},
            "description": "Keep the response open and send new lines as they are written."}
@@ -212,13 +221,14 @@ def openapi_document() -> dict[str, Any]:
         "/metrics": {"get": _op("metrics", "Prometheus metrics of the device and every instance", {
             "200": _resp("Prometheus text format 0.0.4", content=_TEXT)})},
         "/display.mjpg": {"get": _op("displayStream", "The device's HDMI output (the most recently started "
-                                     "instance's display) as MJPEG", {"200": _resp("MJPEG stream", content=_MJPEG)})},
+                                     "instance's display) as MJPEG",
+                                     {"200": _resp("MJPEG stream", content=_MJPEG)})},
         "/display.jpg": {"get": _op("displaySnapshot", "The HDMI output's latest picture", {
             "200": _resp("JPEG", content=_JPEG), "404": _NO_PICTURE})},
-        "/archives": {"post": _op("uploadArchive", "Upload an application folder (tar.gz of graphs/, packages/, "
-                                  "assets/); stored by its sha256", {
-            "201": _resp("Stored (or already there)", "Archive"), "400": _E400, "413": _resp("Too large", "Error")},
-            body={"required": True, "content": {
+        "/archives": {"post": _op("uploadArchive", "Upload an application folder (tar.gz of graphs/, "
+                                  "packages/, assets/); stored by its sha256", {
+            "201": _resp("Stored (or already there)", "Archive"), "400": _E400,
+            "413": _resp("Too large", "Error")}, body={"required": True, "content": {
                 "application/gzip": {"schema": {"type": "string", "format": "binary"}},
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}})},
         "/archives/{sha256}": {"get": _op("describeArchive", "Whether an archive is stored", {
@@ -229,11 +239,14 @@ def openapi_document() -> dict[str, Any]:
             "get": _op("listInstances", "Every application instance", {
                 "200": _resp("Instances", content={"application/json": {"schema": {
                     "type": "object", "required": ["instances"], "properties": {
-                        "instances": {"type": "array", "items": {"$ref": "#/components/schemas/Instance"}}}}}})}),
-            "post": _op("deploy", "Deploy an application (replaces the running instance of the same name once the "
-                        "new one runs); poll the instance until DEPLOYMENT_SUCCEEDED or DEPLOYMENT_FAILED", {
+                        "instances": {"type": "array",
+                                      "items": {"$ref": "#/components/schemas/Instance"}}}}}})}),
+            "post": _op("deploy", "Deploy an application (replaces the running instance of the same name "
+                        "once the new one runs); poll the instance until DEPLOYMENT_SUCCEEDED or "
+                        "DEPLOYMENT_FAILED", {
                 "202": _resp("Deployment accepted (DEPLOYMENT_PENDING)", "Instance"), "400": _E400,
-                "404": _E404, "409": _E409, "413": _resp("The request body is larger than the API takes", "Error")},
+                "404": _E404, "409": _E409, "413": _resp("The request body is larger than the API takes",
+                                                         "Error")},
                 body={"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/DeployRequest"}}}}),
         },
@@ -254,18 +267,22 @@ def openapi_document() -> dict[str, Any]:
             "404": _E404}, params=[_REF])},
         "/instances/{ref}/nodes/{node}/signal": {"post": _op("signalNode", "PAUSE or RESUME a camera node", {
             "200": _resp("The node's new status", content={"application/json": {"schema": {
-                "type": "object", "properties": {"node": {"type": "string"}, "status": {"type": "string"}}}}}),
+                "type": "object", "properties": {"node": {"type": "string"},
+                                                 "status": {"type": "string"}}}}}),
             "400": _E400, "404": _E404, "409": _E409},
             params=[_REF, _NODE], body={"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/SignalRequest"}}}})},
         "/instances/{ref}/logs": {"get": _op("instanceLogs", "The instance's log (JSON lines), or one node's "
                                              "console_output", {
             "200": _resp("Log lines", content=_TEXT), "400": _E400, "404": _E404},
-            params=[_REF, {"name": "node", "in": "query", "schema": {"type": "string", "pattern": NODE_PATTERN},
-                           "description": "A node's console_output instead of the instance log"}, _TAIL, _FOLLOW])},
+            params=[_REF, {"name": "node", "in": "query", "schema": {"type": "string",
+                                                                     "pattern": NODE_PATTERN},
+                           "description": "A node's console_output instead of the instance log"}, _TAIL,
+                    _FOLLOW])},
         "/instances/{ref}/preview.mjpg": {"get": _op("instancePreview", "The instance's display as MJPEG", {
             "200": _resp("MJPEG stream", content=_MJPEG), "404": _E404}, params=[_REF])},
-        "/instances/{ref}/preview.jpg": {"get": _op("instanceSnapshot", "The instance's latest display picture", {
+        "/instances/{ref}/preview.jpg": {"get": _op("instanceSnapshot",
+                                                    "The instance's latest display picture", {
             "200": _resp("JPEG", content=_JPEG), "404": _NO_PICTURE}, params=[_REF])},
     }
     return {
@@ -273,7 +290,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "panoflow device API", "version": __version__,
                  "description": "The panoflow daemon (`panoflow serve`): application instances, their nodes, "
                                 "logs, signals, previews and metrics. Every operation but /healthz needs "
-                                "`Authorization: Bearer <token>` (the token is in the state directory's `token`)."},
+                                "`Authorization: Bearer <token>` (the token is in the state directory's "
+                                "`token`)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,

@@ -2,12 +2,12 @@
 
 Every instance serves its display sink's MJPEG stream on a loopback port of its own (``panoflow run --preview
 127.0.0.1:0``). The daemon relays it, part by part, without re-encoding: the JPEGs arrive already encoded. The
-HDMI relay follows ownership: when another instance becomes the most recently started one, the stream switches to
-it without the client reconnecting.
+HDMI relay follows ownership: when another instance becomes the most recently started one, the stream switches
+to it without the client reconnecting.
 
-The daemon relays only loopback previews (``http://127.0.0.1:PORT/``, ``[::1]``, ``localhost``: :func:`loopback_url`):
-an app that reports another preview URL cannot make the daemon fetch from the network for it (SSRF;
-docs/security.md).
+The daemon relays only loopback previews (``http://127.0.0.1:PORT/``, ``[::1]``, ``localhost``:
+:func:`loopback_url`): an app that reports another preview URL cannot make the daemon fetch from the network
+for it (SSRF; docs/security.md).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ _STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=3, sock_read=No
 
 
 def loopback_url(url: str | None) -> str | None:
-    """``url`` when it is an ``http://`` preview on a loopback address with a port, else None (never relayed)."""
+    """``url`` when it is an ``http://`` preview on a loopback address with a port, else None (never
+    relayed)."""
     if not url:
         return None
     try:
@@ -106,7 +107,8 @@ async def relay_mjpeg(request: web.Request, session: aiohttp.ClientSession, pick
                         anyio.create_task_group() as tg:
                     tg.start_soon(watch, url, tg.cancel_scope)
                     async for jpeg in mjpeg_parts(upstream.content):
-                        head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                        head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                f"{len(jpeg)}\r\n\r\n")
                         await resp.write(head.encode() + jpeg + b"\r\n")
                     tg.cancel_scope.cancel()
             except (aiohttp.ClientError, asyncio.IncompleteReadError, ValueError, TimeoutError):

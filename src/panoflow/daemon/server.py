@@ -1,6 +1,7 @@
-"""``panoflow serve``: the device daemon's life. State first, then instances, then the HTTP endpoint, then the cloud
-connector (with ``--control-plane``); on SIGTERM or SIGINT the reverse (instances stop but stay desired, so the next
-start brings them back). A restart asked for by the connector (a REBOOT or OTA job) stops the same way and
+"""``panoflow serve``: the device daemon's life. State first, then instances, then the HTTP endpoint, then the
+cloud connector (with ``--control-plane``); on SIGTERM or SIGINT the reverse (instances stop but stay desired,
+so the next start brings them back). A restart asked for by the connector (a REBOOT or OTA job) stops the same
+way and
 :func:`serve` returns a :class:`Restart` for the caller to re-execute the daemon with."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
@@ -25,6 +26,9 @@ from panoflow.daemon.manager import Manager, ManagerConfig
 from panoflow.daemon.store import StatePaths, atomic_write_json, ensure_token, read_json
 from panoflow.daemon.supervisor import SupervisorConfig
 from panoflow.exceptions import PanoflowError
+
+if TYPE_CHECKING:
+    from panoflow.daemon.device import DeviceContext
 
 __all__ = ["DEFAULT_LISTEN", "DaemonConfig", "Restart", "serve"]
 
@@ -108,7 +112,8 @@ async def serve(config: DaemonConfig) -> Restart | None:
 
 
 class _Life:
-    """How the daemon's run ends: a signal, a restart asked for by the connector, or a fatal connector error."""
+    """How the daemon's run ends: a signal, a restart asked for by the connector, or a fatal connector
+    error."""
 
     def __init__(self) -> None:
         self.stop = anyio.Event()
@@ -142,7 +147,9 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
         try:
             await web.TCPSite(runner, config.host, config.port).start()
         except OSError as exc:  # before anything starts: a daemon that cannot listen starts no instance
-            raise PanoflowError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+            raise PanoflowError(
+                f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+            ) from None
         host, port = runner.addresses[0][:2]
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
         life = _Life()
@@ -152,7 +159,8 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
                 try:
                     await manager.start(tg)
                     atomic_write_json(paths.daemon_file, {"url": url, "pid": os.getpid()}, mode=0o644)
-                    log.info("daemon_listening", url=url, state_dir=str(paths.root), instances=len(manager.records))
+                    log.info("daemon_listening", url=url, state_dir=str(paths.root),
+                             instances=len(manager.records))
                     tg.start_soon(life.watch_signals, signals)
                     if connector is not None:
                         tg.start_soon(_run_connector, connector, cloud, life, _device_context(
@@ -175,18 +183,21 @@ async def _serve(config: DaemonConfig, paths: StatePaths) -> Restart | None:
     return life.restart
 
 
-def _device_context(config: DaemonConfig, manager: Manager, paths: StatePaths, api: Api, life: _Life) -> object:
+def _device_context(config: DaemonConfig, manager: Manager, paths: StatePaths, api: Api,
+                    life: _Life) -> DeviceContext:
     from panoflow.daemon.device import DeviceContext
 
     assert config.control_plane is not None
     return DeviceContext(manager=manager, paths=paths, control_plane=config.control_plane,
-                         provision=config.provision, restart=life.request_restart, metrics_text=api.metrics_text,
-                         cameras_file=config.cameras_file or paths.cameras, insecure_http=config.insecure_http)
+                         provision=config.provision, restart=life.request_restart,
+                         metrics_text=api.metrics_text, cameras_file=config.cameras_file or paths.cameras,
+                         insecure_http=config.insecure_http)
 
 
-async def _run_connector(connector: object, scope: anyio.CancelScope, life: _Life, device: object) -> None:
-    """Run the cloud connector; an error it raises (no credentials, a refused bundle) stops the daemon with that
-    message, a bug in it is logged and the daemon carries on without it."""
+async def _run_connector(connector: object, scope: anyio.CancelScope, life: _Life,
+                         device: DeviceContext) -> None:
+    """Run the cloud connector; an error it raises (no credentials, a refused bundle) stops the daemon with
+    that message, a bug in it is logged and the daemon carries on without it."""
     from panoflow.core.bases import CloudConnector
 
     assert isinstance(connector, CloudConnector)

@@ -6,18 +6,20 @@
     DIR/daemon.json                    where the running daemon listens (url, pid), for local clients
     DIR/logs/daemon.log[.1]            the device log (JSON lines)
     DIR/archives/<sha256>/             content-addressed application folders (graphs/, packages/, assets/)
-    DIR/apps/<name>/storage/           the app's /opt/aws/panorama/storage: kept across restarts and replacements
-    DIR/apps/<name>/logs/              instance.log[.1] and <node>/console_output[.1]: kept across restarts and
-                                       replacements, rotated at 10 MiB with one backup
-    DIR/instances/<id>/instance.json   one application instance: what was deployed, its status, its desired state
+    DIR/apps/<name>/storage/           the app's /opt/aws/panorama/storage: kept across restarts and
+                                       replacements
+    DIR/apps/<name>/logs/              instance.log[.1] and <node>/console_output[.1]: kept across
+                                       restarts and replacements, rotated at 10 MiB with one backup
+    DIR/instances/<id>/instance.json   one application instance: what was deployed, its status, its
+                                       desired state
     DIR/instances/<id>/overrides.json  the deployment's overrides, as given
     DIR/instances/<id>/state/          the instance's ``panoflow run --state-dir`` (code/, logs/, root/)
     DIR/instances/<id>/tmp/            its TMPDIR, emptied at every start
     DIR/cameras.json                   a camera registry (:mod:`panoflow.cameras`) when none is configured
                                        (``panoflow serve`` defaults to the one ``panoflow cameras`` edits)
 
-Every JSON file is written to a temporary file in the same directory, fsynced and renamed over the old one, so a
-crash leaves either the old or the new document, never half of one.
+Every JSON file is written to a temporary file in the same directory, fsynced and renamed over the old one, so
+a crash leaves either the old or the new document, never half of one.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def read_json(path: Path) -> Any:
 
 
 def ensure_token(path: Path) -> str:
-    """The daemon's bearer token: read it, or create it (mode 0600, never world-readable, not even briefly)."""
+    """The daemon's bearer token: read it, or create it (mode 0600, never world-readable, not even
+    briefly)."""
     try:
         token = path.read_text(encoding="utf-8").strip()
         if token:

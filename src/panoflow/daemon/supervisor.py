@@ -3,12 +3,12 @@
 The process is ``panoflow run`` (see :func:`instance_command`, the one place its command line is built), in a
 session of its own so that only the daemon signals it. When the daemon is root, the process runs as the
 unprivileged sandbox uid (it cannot read the daemon's token, the camera registry or the device's cloud
-credentials); it inherits none of the daemon's environment, and its secrets (camera URIs with passwords, parameter
-values) reach it through a pipe (``--secrets-fd``), never its command line. Its stdout and stderr are captured into the instance's
-log files (:class:`~panoflow.daemon.logfiles.OutputRouter`). It is *ready* once its control API says
-``"state": "running"``; a process that exits is restarted after 1 s, doubling to 30 s, reset once a run stayed
-healthy for 60 s. The first start of a deployment is not retried: its failure (with the process's last words) is
-the deployment's failure.
+credentials); it inherits none of the daemon's environment, and its secrets (camera URIs with passwords,
+parameter values) reach it through a pipe (``--secrets-fd``), never its command line. Its stdout and stderr
+are captured into the instance's log files (:class:`~panoflow.daemon.logfiles.OutputRouter`). It is *ready*
+once its control API says ``"state": "running"``; a process that exits is restarted after 1 s, doubling to 30
+s, reset once a run stayed healthy for 60 s. The first start of a deployment is not retried: its failure (with
+the process's last words) is the deployment's failure.
 """
 
 from __future__ import annotations
@@ -80,18 +80,21 @@ class LaunchSpec:
     registry: Mapping[str, str] = field(default_factory=dict)
     #: (uid, gid) the process runs as (the daemon is root), or None to keep the daemon's
     run_as: tuple[int, int] | None = None
-    #: the deployment's further ``panoflow run`` flags (``--network none``, ``--memory 512``, ``--model-backend``)
+    #: the deployment's further ``panoflow run`` flags (``--network none``, ``--memory 512``,
+    #: ``--model-backend``)
     run_args: Sequence[str] = ()
     #: what the sandbox maps for the instance's AWS gateway (ports, hosts, env, files as text), or None
     aws: Mapping[str, Any] | None = None
-    #: the capability its preview answers under (``http://127.0.0.1:PORT/KEY/``): other local users cannot watch
+    #: the capability its preview answers under (``http://127.0.0.1:PORT/KEY/``): other local users cannot
+    #: watch
     preview_key: str | None = None
 
 
 #: variables an instance process keeps from the daemon's environment: locale and numeric-library settings, and
-#: which panoflow runs (an OTA update's folder on PYTHONPATH, PANOFLOW_OTA_DIR); never credentials (AWS_*, PIP_*)
-PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                      "PYTHONPATH", "PANOFLOW_OTA_DIR")
+#: which panoflow runs (an OTA update's folder on PYTHONPATH, PANOFLOW_OTA_DIR); never credentials (AWS_*,
+#: PIP_*)
+PASSED_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                      "OMP_NUM_THREADS", "PYTHONPATH", "PANOFLOW_OTA_DIR")
 
 
 def instance_secrets(spec: LaunchSpec) -> bytes:
@@ -101,7 +104,8 @@ def instance_secrets(spec: LaunchSpec) -> bytes:
                        "preview_key": spec.preview_key}).encode()
 
 
-def instance_command(spec: LaunchSpec, python: str = sys.executable, secrets_fd: int | None = None) -> list[str]:
+def instance_command(spec: LaunchSpec, python: str = sys.executable,
+                     secrets_fd: int | None = None) -> list[str]:
     """The command line of an instance process (``panoflow run``, JSON logs on stderr): no secret on it."""
     cmd = [python, "-m", "panoflow", "--log-format", "json", "run", str(spec.app_dir)]
     if spec.graph is not None:
@@ -157,7 +161,8 @@ def _redacted(cmd: Sequence[str]) -> str:
 
 
 def kill_leftover(pid_file: Path, instance_id: str) -> bool:
-    """Kill an instance process a previous daemon left behind (it died without stopping it). True if one was."""
+    """Kill an instance process a previous daemon left behind (it died without stopping it). True if one
+    was."""
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -185,10 +190,11 @@ def process_alive(pid: int) -> bool:
 
 
 class Supervisor:
-    """Runs one instance until :meth:`stop`. ``deploying``: the first start is a deployment's (not retried)."""
+    """Runs one instance until :meth:`stop`. ``deploying``: the first start is a deployment's (not
+    retried)."""
 
-    def __init__(self, spec_factory: Callable[[], LaunchSpec], router: OutputRouter, config: SupervisorConfig, *,
-                 instance_id: str, restarts: int = 0, deploying: bool = True,
+    def __init__(self, spec_factory: Callable[[], LaunchSpec], router: OutputRouter, config: SupervisorConfig,
+                 *, instance_id: str, restarts: int = 0, deploying: bool = True,
                  signals: Callable[[], Mapping[str, str]] = dict,
                  on_restart: Callable[[int], None] | None = None, pid_file: Path | None = None):
         self._spec_factory = spec_factory
@@ -320,7 +326,8 @@ class Supervisor:
         await self._done.wait()
 
     async def _terminator(self, proc: anyio.abc.Process) -> None:
-        """Runs beside each process: once a stop is requested, SIGTERM, then SIGKILL after the grace period."""
+        """Runs beside each process: once a stop is requested, SIGTERM, then SIGKILL after the grace
+        period."""
         await self._stop_requested.wait()
         self.state = "stopping"
         self._signal(signal.SIGTERM, group=False)
@@ -330,7 +337,7 @@ class Supervisor:
             self.log.warning("instance_killed", grace_s=self.config.stop_grace_s)
             self._signal(signal.SIGKILL, group=True)
 
-    def _signal(self, sig: int, *, group: bool) -> None:
+    def _signal(self, sig: signal.Signals, *, group: bool) -> None:
         proc = self._proc
         if proc is None:
             return
@@ -361,11 +368,13 @@ class Supervisor:
         self._exited = anyio.Event()
         self._start_timed_out = False
         self.router.recent.clear()  # a failure's reason is this run's last words
-        owner = {"user": spec.run_as[0], "group": spec.run_as[1], "extra_groups": []} if spec.run_as else {}
+        # None: anyio's defaults (the daemon's own user and groups)
+        user, group = spec.run_as if spec.run_as else (None, None)
         try:
             proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, env=env, start_new_session=True,
-                                            pass_fds=(read_end,), **owner)
+                                            pass_fds=(read_end,), user=user, group=group,
+                                            extra_groups=[] if spec.run_as else None)
         except OSError as exc:
             os.close(write_end)
             return False, None, f"cannot start the instance process: {exc}"

@@ -1,7 +1,7 @@
 """The ``panoramasdk`` code runner: runs an unmodified Panorama application's entry script.
 
-The script (``runtimeDescriptor.entry``, e.g. ``python3 /panorama/app.py``) runs as a process of its own, in its
-own Python environment and a sandbox, talking to the runtime through the thin ``panoramasdk`` client: see
+The script (``runtimeDescriptor.entry``, e.g. ``python3 /panorama/app.py``) runs as a process of its own, in
+its own Python environment and a sandbox, talking to the runtime through the thin ``panoramasdk`` client: see
 :mod:`panoflow.plugins.appproc.runner`. (Native asyncio nodes installed as plugins run in-process instead:
 :mod:`panoflow.plugins.native_runner`.)
 """

@@ -1,4 +1,5 @@
-"""The ``http`` cloud connector: panoflow's device protocol (docs/device-protocol.md) over HTTP, as a plugin."""
+"""The ``http`` cloud connector: panoflow's device protocol (docs/device-protocol.md) over HTTP, as a
+plugin."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class HttpConnector(CloudConnector):
     name: ClassVar[str] = "http"
 
     async def run(self, device: DeviceContext) -> None:
-        """``device`` is the daemon's :class:`panoflow.daemon.device.DeviceContext`. Returns when the control plane
-        refuses the device (401/403): the daemon keeps running its instances."""
+        """``device`` is the daemon's :class:`panoflow.daemon.device.DeviceContext`. Returns when the control
+        plane refuses the device (401/403): the daemon keeps running its instances."""
         from panoflow.cloud_client.sync import run_device
         from panoflow.daemon.device import DeviceContext as DaemonDevice
 

@@ -1,10 +1,12 @@
-"""The ``native`` code runner: business logic written as one ``async def main(node)`` on panoflow's event loop.
+"""The ``native`` code runner: business logic written as one ``async def main(node)`` on panoflow's event
+loop.
 
-A code package opts in through its runtime descriptor, ``{"entry": {"path": "native", "name": "/panorama/app.py"}}``
-(``"name": "/panorama/app.py:run"`` names another coroutine function). Unlike Panorama code, which blocks a thread
-per ``node.call``, a native node awaits inference (:meth:`NativeNode.call`), so one node can keep many requests in
-flight and the batcher combines them. Its code runs on the event loop: blocking work belongs in
-``anyio.to_thread.run_sync``. See docs/inference.md and examples/native_counter.
+A code package opts in through its runtime descriptor,
+``{"entry": {"path": "native", "name": "/panorama/app.py"}}`` (``"name": "/panorama/app.py:run"`` names
+another coroutine function). Unlike Panorama code, which blocks a thread per ``node.call``, a native node
+awaits inference (:meth:`NativeNode.call`), so one node can keep many requests in flight and the batcher
+combines them. Its code runs on the event loop: blocking work belongs in ``anyio.to_thread.run_sync``. See
+docs/inference.md and examples/native_counter.
 """
 
 from __future__ import annotations
@@ -86,14 +88,15 @@ class NativeNode:
             yield batch
 
     async def call(self, first: Any, second: Any, time_out: float | None = None) -> tuple[Any, ...]:
-        """``await node.call({"data": x}, "model_node")`` (or ``call("model_node", {...})``, as in Panorama both
-        orders work): run the model node without blocking the event loop; returns a tuple of arrays in output
-        order. Concurrent calls (from tasks of this node or any other) are batched together. Raises KeyError for
-        an unknown model node, :class:`panoflow.ModelError` for inputs that do not fit, TimeoutError after
-        ``time_out`` seconds."""
+        """``await node.call({"data": x}, "model_node")`` (or ``call("model_node", {...})``, as in Panorama
+        both orders work): run the model node without blocking the event loop; returns a tuple of arrays in
+        output order. Concurrent calls (from tasks of this node or any other) are batched together. Raises
+        KeyError for an unknown model node, :class:`panoflow.ModelError` for inputs that do not fit,
+        TimeoutError after ``time_out`` seconds."""
         name, inputs = (first, second) if isinstance(first, str) else (second, first)
         if not isinstance(name, str):
-            raise TypeError("call() needs the model node name (a str), e.g. await node.call({'data': x}, 'model')")
+            raise TypeError("call() needs the model node name (a str), e.g. await node.call({'data': x}, "
+                            "'model')")
         acall = getattr(self._io, "acall", None)
         if acall is not None:
             result: tuple[Any, ...] = await acall(name, inputs, time_out)
@@ -162,7 +165,8 @@ class NativeRunner(CodeRunner):
                 raise
             log.exception("native_node_failed", node_id=spec.node_id, error=str(exc))
             first = _first_leaf(exc)
-            raise NodeError(f"native node raised {type(first).__name__}: {first}", node_id=spec.node_id) from exc
+            raise NodeError(f"native node raised {type(first).__name__}: {first}",
+                            node_id=spec.node_id) from exc
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

@@ -1,9 +1,11 @@
-"""The ``onnxruntime`` model backend: ONNX Runtime on the CPU, and on the GPU when onnxruntime-gpu is installed.
+"""The ``onnxruntime`` model backend: ONNX Runtime on the CPU, and on the GPU when onnxruntime-gpu is
+installed.
 
 Execution providers: ``CUDAExecutionProvider`` first when this onnxruntime has it (the ``onnxruntime-gpu``
-package) and a device is there, then ``CPUExecutionProvider``. ``options``: ``providers`` (a list, overriding that
-choice), ``intra_op_num_threads``, ``inter_op_num_threads``, ``graph_optimization_level`` (``all`` default,
-``extended``, ``basic``, ``disable``). ONNX Runtime releases the GIL while it runs, so other threads keep going.
+package) and a device is there, then ``CPUExecutionProvider``. ``options``: ``providers`` (a list, overriding
+that choice), ``intra_op_num_threads``, ``inter_op_num_threads``, ``graph_optimization_level`` (``all``
+default, ``extended``, ``basic``, ``disable``). ONNX Runtime releases the GIL while it runs, so other threads
+keep going.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ log = structlog.get_logger(__name__)
 _DTYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(uint16)": "uint16", "tensor(int16)": "int16",
-    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(uint32)": "uint32", "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
+    "tensor(int32)": "int32", "tensor(int64)": "int64", "tensor(uint32)": "uint32",
+    "tensor(uint64)": "uint64", "tensor(bool)": "bool",
 }
 
 
@@ -86,7 +88,8 @@ class OnnxRuntimeBackend(ModelBackend):
         if providers[0] not in self.providers:
             log.warning("onnxruntime_provider_fallback", node_id=files.node_id, wanted=providers[0],
                         using=self.providers[0])
-        self.inputs = tuple(TensorInfo(i.name, _dims(i.shape), ort_dtype(i.type)) for i in self.session.get_inputs())
+        self.inputs = tuple(TensorInfo(i.name, _dims(i.shape),
+                                       ort_dtype(i.type)) for i in self.session.get_inputs())
         self.outputs = tuple(
             TensorInfo(o.name, _dims(o.shape or ()), ort_dtype(o.type)) for o in self.session.get_outputs())
         self.batch_limit: int | None = None
@@ -98,11 +101,12 @@ class OnnxRuntimeBackend(ModelBackend):
 
     def run(self, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
         feeds = inputs if all(type(v) is np.ndarray for v in inputs.values()) else {
-            k: v.get() if hasattr(v, "__cuda_array_interface__") else v for k, v in inputs.items()}  # CuPy -> host
+            # CuPy -> host
+            k: v.get() if hasattr(v, "__cuda_array_interface__") else v for k, v in inputs.items()}
         return tuple(self.session.run(self._output_names, feeds))
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None
 
 
 @hookimpl

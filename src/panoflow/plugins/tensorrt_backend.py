@@ -1,11 +1,13 @@
-"""The ``tensorrt`` model backend: a TensorRT engine built from the model's ONNX file, run on CuPy device buffers.
+"""The ``tensorrt`` model backend: a TensorRT engine built from the model's ONNX file, run on CuPy device
+buffers.
 
-Needs an NVIDIA GPU, TensorRT 10's Python package and CuPy (``pip install 'panoflow[gpu]'``). Importing this module
-never imports them; :meth:`TensorRtBackend.available` says what is missing. The engine is built once (FP16 when the
-descriptor's ``precisionMode`` is ``FP16``, else FP32; a dynamic batch axis gets one optimisation profile from 1 to
-``max_batch``) and cached under the model's cache folder, keyed by the model archive's digest, the GPU, its compute
-capability, the TensorRT version, the precision and the profile shapes. ``options``: ``device`` (GPU index, 0),
-``workspace_mb`` (1024), ``max_batch`` (from the inference settings), ``cache_dir`` (overrides the model's).
+Needs an NVIDIA GPU, TensorRT 10's Python package and CuPy (``pip install 'panoflow[gpu]'``). Importing this
+module never imports them; :meth:`TensorRtBackend.available` says what is missing. The engine is built once
+(FP16 when the descriptor's ``precisionMode`` is ``FP16``, else FP32; a dynamic batch axis gets one
+optimisation profile from 1 to ``max_batch``) and cached under the model's cache folder, keyed by the model
+archive's digest, the GPU, its compute capability, the TensorRT version, the precision and the profile shapes.
+``options``: ``device`` (GPU index, 0), ``workspace_mb`` (1024), ``max_batch`` (from the inference settings),
+``cache_dir`` (overrides the model's).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _gpu_facts(cp: Any, device: int) -> tuple[str, str]:
 
 
 class TensorRtBackend(ModelBackend):
-    """One TensorRT engine and execution context per model node; inputs and outputs pass through CuPy arrays."""
+    """One TensorRT engine and execution context per model node; inputs and outputs pass through CuPy
+    arrays."""
 
     name = "tensorrt"
     priority = 100
@@ -49,15 +52,15 @@ class TensorRtBackend(ModelBackend):
     def available(cls) -> tuple[bool, str]:
         try:
             import tensorrt  # noqa: F401
-        except Exception as exc:  # ImportError, or a broken install that fails loading its libraries
+        except Exception as exc:  # noqa: BLE001 (ImportError, or a broken install failing to load its libraries)
             return False, f"TensorRT is not installed or does not load ({exc}); pip install 'panoflow[gpu]'"
         try:
             import cupy
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (as for tensorrt)
             return False, f"CuPy is not installed or does not load ({exc}); pip install 'panoflow[gpu]'"
         try:
             count = int(cupy.cuda.runtime.getDeviceCount())
-        except Exception as exc:  # CUDARuntimeError: no driver, no device
+        except Exception as exc:  # noqa: BLE001 (CUDARuntimeError: no driver, no device)
             return False, f"no usable NVIDIA GPU ({exc})"
         return (True, "") if count > 0 else (False, "no NVIDIA GPU found")
 
@@ -79,7 +82,8 @@ class TensorRtBackend(ModelBackend):
             runtime = trt.Runtime(self._logger)
             self.engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
             if self.engine is None:
-                raise ModelError(f"TensorRT could not load the cached engine {engine_path}; delete it to rebuild",
+                raise ModelError(f"TensorRT could not load the cached engine {engine_path}; delete it to "
+                                 "rebuild",
                                  node_id=files.node_id)
             self.context = self.engine.create_execution_context()
             self.stream = cp.cuda.Stream(non_blocking=True)
@@ -120,7 +124,8 @@ class TensorRtBackend(ModelBackend):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise ModelError(f"TensorRT cannot parse {files.path.name}: {errors}", node_id=node)
         config = builder.create_builder_config()
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.get("workspace_mb", 1024)) << 20)
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
+                                     int(options.get("workspace_mb", 1024)) << 20)
         if files.precision == "FP16":
             config.set_flag(trt.BuilderFlag.FP16)
         opt = builder.create_optimization_profile()
@@ -134,8 +139,9 @@ class TensorRtBackend(ModelBackend):
             for axis in range(1, len(dims)):
                 if dims[axis] < 0:
                     if len(fill) != len(dims):
-                        raise ModelError(f"input {tensor.name!r} has a dynamic axis {axis}; the descriptor must "
-                                         "give its size (mlModelDescriptor.inputs[].shape)", node_id=node)
+                        raise ModelError(f"input {tensor.name!r} has a dynamic axis {axis}; the descriptor "
+                                         "must give its size "
+                                         "(mlModelDescriptor.inputs[].shape)", node_id=node)
                     dims[axis] = int(fill[axis])
             if dims[0] < 0:
                 low, high = [1, *dims[1:]], [max_batch, *dims[1:]]
@@ -157,7 +163,8 @@ class TensorRtBackend(ModelBackend):
 
     # ------------------------------------------------------------------ running
     def run(self, inputs: Mapping[str, Any]) -> tuple[Any, ...]:
-        """Copy the inputs to the GPU (CuPy arrays are used in place), run the engine, copy the outputs back."""
+        """Copy the inputs to the GPU (CuPy arrays are used in place), run the engine, copy the outputs
+        back."""
         cp, ctx = self._cp, self.context
         with cp.cuda.Device(self.device), self.stream:
             keep = []

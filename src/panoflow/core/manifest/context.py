@@ -65,7 +65,8 @@ class Context:
         for i, node in enumerate(self.graph.nodes):
             self.graph_nodes.setdefault(node.name, NodeAt(node, self.graph_file, f"{GRAPH_ROOT}/nodes/{i}"))
         for i, ref in enumerate(self.graph.packages):
-            self.graph_listed.setdefault(ref.qualified, Listed(ref, self.graph_file, f"{GRAPH_ROOT}/packages/{i}"))
+            self.graph_listed.setdefault(ref.qualified, Listed(ref, self.graph_file,
+                                                               f"{GRAPH_ROOT}/packages/{i}"))
         if self.overrides is not None:
             for i, node in enumerate(self.overrides.nodes):
                 self.override_nodes.setdefault(

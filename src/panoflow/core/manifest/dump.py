@@ -2,8 +2,8 @@
 
 The output validates against Panorama's schemas and parses back to an equal model (load -> dump -> load is the
 identity on models). Optional keys are written only when they differ from the schema's default, and keys the
-models do not keep (``description`` of a graph, ``maxConnections``, ``patchVersion``, descriptor ``events``...) are
-not written.
+models do not keep (``description`` of a graph, ``maxConnections``, ``patchVersion``, descriptor
+``events``...) are not written.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def _interface(iface: Interface) -> dict[str, Any]:
 @singledispatch
 def to_json(model: Any) -> dict[str, Any]:
     """The JSON document (a ``dict`` ready for :func:`json.dumps`) of a :class:`NodeGraph`,
-    :class:`GraphOverrides`, :class:`PackageConfig`, :class:`ModelDescriptor` or :class:`RuntimeDescriptor`."""
+    :class:`GraphOverrides`, :class:`PackageConfig`, :class:`ModelDescriptor` or
+    :class:`RuntimeDescriptor`."""
     raise TypeError(f"to_json() does not know {type(model).__name__}")
 
 
@@ -126,7 +127,8 @@ def _(overrides: GraphOverrides) -> dict[str, Any]:
         "packages": [_ref(r) for r in overrides.packages],
         "nodes": [_node(n) for n in overrides.nodes],
         "nodeOverrides": [
-            {"replace": o.replace, "with": [{"name": name} for name in o.with_]} for o in overrides.node_overrides
+            {"replace": o.replace,
+             "with": [{"name": name} for name in o.with_]} for o in overrides.node_overrides
         ],
     }
     if overrides.routing_rules:

@@ -1,9 +1,10 @@
 """Strict JSON reading for manifests, and the small path/pointer helpers every manifest module shares.
 
-Python's :func:`json.loads` is lenient where a manifest must not be: it keeps the last of two equal keys, accepts
-``NaN``/``Infinity``, turns ``1e400`` into ``inf`` and lets ``\\ud800`` escapes through as lone surrogates (which
-later fail to print). :func:`loads_strict` rejects all of these, and reports undecodable UTF-8 and syntax errors
-with their line and column. Every failure is a :class:`~panoflow.exceptions.ManifestError` holding
+Python's :func:`json.loads` is lenient where a manifest must not be: it keeps the last of two equal keys,
+accepts ``NaN``/``Infinity``, turns ``1e400`` into ``inf`` and lets ``\\ud800`` escapes through as lone
+surrogates (which later fail to print). :func:`loads_strict` rejects all of these, and reports undecodable
+UTF-8 and syntax errors with their line and column. Every failure is a
+:class:`~panoflow.exceptions.ManifestError` holding
 :class:`~panoflow.exceptions.Problem` values; nothing else escapes, whatever the bytes.
 """
 
@@ -64,14 +65,20 @@ def read_manifest_bytes(path: Path, file: str) -> bytes:
     except FileNotFoundError:
         raise ManifestError([Problem(file, "", "file not found", "check the path")]) from None
     except IsADirectoryError:
-        raise ManifestError([Problem(file, "", "is a directory, not a JSON file", "name the JSON file")]) from None
+        raise ManifestError([Problem(file, "", "is a directory, not a JSON file",
+                                     "name the JSON file")]) from None
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        hint = "name a regular JSON file" if isinstance(exc, OSError) and exc.errno == 0 else "check its permissions"
+        hint = (
+            "name a regular JSON file"
+            if isinstance(exc, OSError) and exc.errno == 0
+            else "check its permissions"
+        )
         raise ManifestError([Problem(file, "", f"cannot read the file: {reason}", hint)]) from None
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(
-            [Problem(file, "", f"file is larger than {MAX_MANIFEST_BYTES} bytes", "is this really a manifest?")]
+            [Problem(file, "", f"file is larger than {MAX_MANIFEST_BYTES} bytes",
+                     "is this really a manifest?")]
         )
     return data
 
@@ -125,7 +132,8 @@ def _scan(doc: Any, file: str, dups: _Duplicates) -> list[Problem]:
         if len(path) > MAX_DEPTH:
             if not too_deep:  # once is enough
                 problems.append(
-                    Problem(file, join_pointer(path), f"nested more than {MAX_DEPTH} levels deep", "no manifest is")
+                    Problem(file, join_pointer(path), f"nested more than {MAX_DEPTH} levels deep",
+                            "no manifest is")
                 )
             too_deep = True
             continue
@@ -134,7 +142,8 @@ def _scan(doc: Any, file: str, dups: _Duplicates) -> list[Problem]:
                 if _has_surrogate(key):
                     continue  # reported below, as an invalid escape
                 problems.append(
-                    Problem(file, join_pointer((*path, key)), f"duplicate key {key!r}", "keep only one of them")
+                    Problem(file, join_pointer((*path, key)), f"duplicate key {key!r}",
+                            "keep only one of them")
                 )
             for key, item in value.items():
                 if _has_surrogate(key):
@@ -176,7 +185,8 @@ def loads_strict(data: bytes | str, file: str) -> Any:
     except RecursionError:
         raise ManifestError([Problem(file, "", "JSON nested too deeply", "no manifest is")]) from None
     except ValueError as exc:  # NaN/Infinity, integers with too many digits
-        raise ManifestError([Problem(file, "", f"invalid JSON: {exc}", "use plain, finite JSON numbers")]) from None
+        raise ManifestError([Problem(file, "", f"invalid JSON: {exc}",
+                                     "use plain, finite JSON numbers")]) from None
     problems = _scan(doc, file, dups)
     if problems:
         raise ManifestError(problems)

@@ -23,7 +23,8 @@ from panoflow.exceptions import ManifestError, Problem
 __all__ = ["find_graph", "load_application", "validate_application"]
 
 def find_graph(app_dir: Path) -> Path:
-    """The one ``graphs/*/graph.json`` of ``app_dir``; :class:`ManifestError` when there is none or several."""
+    """The one ``graphs/*/graph.json`` of ``app_dir``; :class:`ManifestError` when there is none or
+    several."""
     graphs_dir = app_dir / "graphs"
     try:
         found = sorted(p for p in graphs_dir.glob("*/graph.json") if p.is_file())
@@ -74,7 +75,8 @@ def _load_packages(app_dir: Path, graph: NodeGraph, overrides: GraphOverrides | 
     return packages, broken
 
 
-def _load(app_dir: Path, graph: Path | None, overrides: Path | None) -> tuple[Application | None, list[Problem]]:
+def _load(app_dir: Path, graph: Path | None, overrides: Path | None) -> tuple[Application | None,
+                                                                              list[Problem]]:
     app_dir = Path(app_dir)
     try:
         is_dir = app_dir.is_dir()

@@ -1,8 +1,9 @@
 """Typed, immutable models of a Panorama application's files.
 
-They mirror the JSON documents one to one (``graph.json``, overrides, ``package.json``, ``descriptor.json``), with
-camelCase keys turned into snake_case. Parsing lives in :mod:`.parse`, checks in :mod:`.schema`, :mod:`.semantic`, :mod:`.overrides` and :mod:`.routing`; these
-classes only hold data and know how to turn themselves back into JSON (``to_json``) for round trips.
+They mirror the JSON documents one to one (``graph.json``, overrides, ``package.json``, ``descriptor.json``),
+with camelCase keys turned into snake_case. Parsing lives in :mod:`.parse`, checks in :mod:`.schema`,
+:mod:`.semantic`, :mod:`.overrides` and :mod:`.routing`; these classes only hold data and know how to turn
+themselves back into JSON (``to_json``) for round trips.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 __all__ = [
     "PARAMETER_TYPES",
@@ -37,7 +38,7 @@ __all__ = [
     "TensorSpec",
 ]
 
-ParamValue = Union[bool, int, float, str]
+ParamValue = bool | int | float | str
 PARAMETER_TYPES: tuple[str, ...] = ("boolean", "float32", "int32", "string")
 Category = Literal["media_source", "media_sink", "business_logic", "ml_model"]
 
@@ -69,8 +70,8 @@ class PackageRef:
 
 @dataclass(frozen=True)
 class GraphNode:
-    """A node in ``nodeGraph.nodes``: either a parameter (interface is a scalar type, ``value`` set) or a node whose
-    interface is ``account::PACKAGE.interface``."""
+    """A node in ``nodeGraph.nodes``: either a parameter (interface is a scalar type, ``value`` set) or a node
+    whose interface is ``account::PACKAGE.interface``."""
 
     name: str
     interface: str
@@ -241,7 +242,8 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelDescriptor:
-    """``{"mlModelDescriptor": {...}}``. panoflow adds ``framework: "ONNX"`` to Panorama's three frameworks."""
+    """``{"mlModelDescriptor": {...}}``. panoflow adds ``framework: "ONNX"`` to Panorama's three
+    frameworks."""
 
     envelope_version: str
     framework: str
@@ -261,15 +263,16 @@ class RuntimeDescriptor:
     environment: tuple[tuple[str, str], ...] = ()
 
 
-Descriptor = Union[ModelDescriptor, RuntimeDescriptor]
+Descriptor = ModelDescriptor | RuntimeDescriptor
 
 
 @dataclass(frozen=True)
 class LoadedPackage:
-    """A package as found on disk (or synthesised, for the stock ``panorama::`` packages: ``builtin`` is True).
+    """A package as found on disk (or synthesised, for the stock ``panorama::`` packages: ``builtin`` is
+    True).
 
-    ``descriptors`` maps asset name -> its descriptor; ``files`` maps asset name -> the asset file found locally
-    (verified against the SHA-256 in its name), when there is one.
+    ``descriptors`` maps asset name -> its descriptor; ``files`` maps asset name -> the asset file found
+    locally (verified against the SHA-256 in its name), when there is one.
     """
 
     ref: PackageRef

@@ -1,12 +1,13 @@
 """Checks of deploy-time overrides (``nodeGraphOverrides.nodeOverrides``) against the graph they apply to.
 
 * ``replace`` names a graph node marked ``overridable: true``, at most once;
-* ``with`` names nodes the overrides define, at least one; a parameter node is replaced by exactly one parameter
-  node of the same type, an interface node by interface nodes that offer the ports the graph's edges use;
-* when overrides are given, every ``overrideMandatory: true`` node is replaced (without overrides that is left to
-  deploy time, like Panorama does). A camera or parameter node may instead be bound when the application runs
-  (``--camera NODE=URI``, a registered camera, ``--param NODE=VALUE``): for those an unreplaced node is a warning
-  here, and :func:`panoflow.core.graph.resolve` requires the binding, with or without overrides alike.
+* ``with`` names nodes the overrides define, at least one; a parameter node is replaced by exactly one
+  parameter node of the same type, an interface node by interface nodes that offer the ports the graph's edges
+  use;
+* when overrides are given, every ``overrideMandatory: true`` node is replaced (without overrides that is left
+  to deploy time, like Panorama does). A camera or parameter node may instead be bound when the application
+  runs (``--camera NODE=URI``, a registered camera, ``--param NODE=VALUE``): for those an unreplaced node is a
+  warning here, and :func:`panoflow.core.graph.resolve` requires the binding, with or without overrides alike.
 """
 
 from __future__ import annotations
@@ -41,15 +42,18 @@ def _check_stand_in(ctx: Context, target: NodeAt, new: NodeAt, count: int, point
     old_node, new_node = target.node, new.node
     if old_node.is_parameter != new_node.is_parameter:
         kind = "parameter" if old_node.is_parameter else "interface"
-        ctx.error(ctx.overrides_file, pointer, f"{old_node.name!r} is a {kind} node, {new_node.name!r} is not",
+        ctx.error(ctx.overrides_file, pointer,
+                  f"{old_node.name!r} is a {kind} node, {new_node.name!r} is not",
                   f"replace a {kind} node with a {kind} node")
         return
     if old_node.is_parameter:
         if old_node.interface != new_node.interface:
             ctx.error(ctx.overrides_file, pointer, f"{old_node.name!r} is {old_node.interface} but "
-                      f"{new_node.name!r} is {new_node.interface}", f"make {new_node.name!r} a {old_node.interface}")
+                      f"{new_node.name!r} is {new_node.interface}",
+                      f"make {new_node.name!r} a {old_node.interface}")
         if count > 1:
-            ctx.error(ctx.overrides_file, pointer, f"parameter node {old_node.name!r} is replaced by {count} nodes",
+            ctx.error(ctx.overrides_file, pointer, f"parameter node {old_node.name!r} is replaced by {count} "
+                                                   "nodes",
                       "replace a parameter node with exactly one parameter node")
         return
     if ctx.interface_of(old_node) is None or ctx.interface_of(new_node) is None:
@@ -61,11 +65,13 @@ def _check_stand_in(ctx: Context, target: NodeAt, new: NodeAt, count: int, point
                       f"{port!r} like the {old_node.name!r} it replaces", "the graph's edges need that port")
 
 
-def _check_rule(ctx: Context, j: int, replaced: dict[str, str], used: dict[str, list[tuple[str, bool]]]) -> None:
+def _check_rule(ctx: Context, j: int, replaced: dict[str, str],
+                used: dict[str, list[tuple[str, bool]]]) -> None:
     rule = ctx.overrides.node_overrides[j]  # type: ignore[union-attr]
     at = f"{OVERRIDES_ROOT}/nodeOverrides/{j}"
     if rule.replace in replaced:
-        ctx.error(ctx.overrides_file, f"{at}/replace", f"{rule.replace!r} is already replaced at {replaced[rule.replace]}",
+        ctx.error(ctx.overrides_file, f"{at}/replace", f"{rule.replace!r} is already replaced at "
+                                                       f"{replaced[rule.replace]}",
                   "replace each node once, listing all its stand-ins in one 'with'")
         return
     replaced[rule.replace] = at
@@ -100,13 +106,15 @@ def check_overrides(ctx: Context) -> None:
     for name, at in ctx.graph_nodes.items():
         if not at.node.override_mandatory or name in replaced:
             continue
-        message = (f"node {name!r} must be overridden ({ctx.graph_file} marks it overrideMandatory) but these "
-                   "overrides do not replace it")
+        message = (f"node {name!r} must be overridden ({ctx.graph_file} marks it overrideMandatory) but "
+                   "these overrides do not replace it")
         fix = f'add {{"replace": "{name}", "with": [...]}} to nodeOverrides'
         iface = ctx.interface_of(at.node)
         if at.node.is_parameter:
-            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message, f"{fix}, or run it with --param {name}=VALUE")
+            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message, f"{fix}, or run it with --param "
+                                                                  f"{name}=VALUE")
         elif iface is not None and iface.category == "media_source":
-            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message, f"{fix}, or run it with --camera {name}=URI")
+            ctx.warn(ctx.overrides_file, OVERRIDES_ROOT, message,
+                     f"{fix}, or run it with --camera {name}=URI")
         else:
             ctx.error(ctx.overrides_file, OVERRIDES_ROOT, message, fix)

@@ -6,13 +6,14 @@ Where a descriptor comes from, for each asset that needs one (model and containe
 
 1. ``assets/<descriptorUri>`` when the implementation names one and that file exists;
 2. else, in the package folder, the ``descriptor_<words>.json`` whose ``_``-separated words all appear in the
-   asset's name, the one with most words winning (pose_estimation keeps ``descriptor_people_detection.json`` for
-   asset ``people_detection_model`` and ``descriptor_pose_estimation_4.json`` for ``pose_estimation_model_4``);
+   asset's name, the one with most words winning (pose_estimation keeps ``descriptor_people_detection.json``
+   for asset ``people_detection_model`` and ``descriptor_pose_estimation_4.json`` for
+   ``pose_estimation_model_4``);
 3. else ``descriptor.json`` in the package folder;
 4. else none: the descriptor is absent locally (fine for validation; running needs it).
 
-Asset files are looked up in ``assets/`` by their ``assetUri``; a file named ``<sha256>.<ext>`` must hash to that
-name. Files that are not there are simply absent: samples do not ship model archives.
+Asset files are looked up in ``assets/`` by their ``assetUri``; a file named ``<sha256>.<ext>`` must hash to
+that name. Files that are not there are simply absent: samples do not ship model archives.
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def _is_file(path: Path) -> bool:
 
 
 def file_sha256(path: Path | str) -> str:
-    """The SHA-256 (hex) of a file's bytes: what names a Panorama asset (``assets/<sha256>.tar.gz``). The one copy
-    of this helper: the model store, the compiler, packaging and the device's assembly all verify or name assets
-    with it. Raises OSError when the file cannot be read."""
+    """The SHA-256 (hex) of a file's bytes: what names a Panorama asset (``assets/<sha256>.tar.gz``). The one
+    copy of this helper: the model store, the compiler, packaging and the device's assembly all verify or name
+    assets with it. Raises OSError when the file cannot be read."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -92,10 +93,12 @@ def _check_hash(path: Path, file: str) -> list[Problem]:
         stat = path.stat()
         actual = _sha256(str(path), stat.st_size, stat.st_mtime_ns)
     except OSError as exc:
-        return [Problem(file, "", f"cannot read the asset file: {exc.strerror or exc}", "check its permissions")]
+        return [Problem(file, "", f"cannot read the asset file: {exc.strerror or exc}",
+                        "check its permissions")]
     if actual != match.group(1):
         return [Problem(file, "", f"content does not match the SHA-256 in its name (it hashes to {actual})",
-                        "re-add the asset (panorama-cli names assets after their SHA-256) or restore the file")]
+                        "re-add the asset (panorama-cli names assets after their SHA-256) or restore the "
+                        "file")]
     return []
 
 
@@ -166,7 +169,8 @@ def _load_descriptors(app_dir: Path, folder: Path, config: PackageConfig,
         if got != kind:
             problems.append(Problem(
                 file, "", f"asset {asset!r} needs a {_KIND_KEY[kind]}, this is a {_KIND_KEY[got]}",
-                "model assets are described by mlModelDescriptor, code (container) assets by runtimeDescriptor"))
+                "model assets are described by mlModelDescriptor, code (container) assets by "
+                "runtimeDescriptor"))
             continue
         descriptors[asset] = parsed.model
     return descriptors
@@ -196,7 +200,8 @@ def _assumed_model_package(ref: PackageRef, interfaces: Sequence[str]) -> Packag
         version=ref.version,
         assets=(),
         interfaces=tuple(
-            Interface(name, "ml_model", "model_asset", (Port("video_in", "media"),), (Port("video_out", "media"),))
+            Interface(name, "ml_model", "model_asset", (Port("video_in", "media"),),
+                      (Port("video_out", "media"),))
             for name in (interfaces or ("interface",))
         ),
     )
@@ -210,11 +215,12 @@ def _read_config(app_dir: Path, folder: Path, ref: PackageRef, interfaces: Seque
         desc = parse_descriptor(_read_or_empty(folder / "descriptor.json"), "")
         if isinstance(desc.model, ModelDescriptor):
             config = _assumed_model_package(ref, interfaces)
+            names = ", ".join(repr(i.name) for i in config.interfaces)
             problems.append(Problem(
-                file, "", "package.json is missing; assuming a model package described by descriptor.json "
-                f"(interface {', '.join(repr(i.name) for i in config.interfaces)}: ml_model, video_in -> video_out)",
-                "add the package.json (some published samples leave it out and generate it in their notebook)",
-                "warning"))
+                file, "", "package.json is missing; assuming a model package described by "
+                f"descriptor.json (interface {names}: ml_model, video_in -> video_out)",
+                "add the package.json (some published samples leave it out and generate it in their "
+                "notebook)", "warning"))
             return config
     try:
         parsed = parse_package(read_manifest_bytes(path, file), file)
@@ -225,10 +231,12 @@ def _read_config(app_dir: Path, folder: Path, ref: PackageRef, interfaces: Seque
     if parsed.model is None:
         return None
     problems.extend(check_package(parsed.model, file))
-    for key, want, got in (("name", ref.name, parsed.model.name), ("version", ref.version, parsed.model.version)):
+    for key, want, got in (("name", ref.name, parsed.model.name),
+                           ("version", ref.version, parsed.model.version)):
         if got and got != want:
-            problems.append(Problem(file, f"/nodePackage/{key}", f"{key} {got!r} does not match the folder and the "
-                                    f"graph, which say {want!r}", f"make the {key} {want!r} everywhere"))
+            problems.append(Problem(file, f"/nodePackage/{key}", f"{key} {got!r} does not match the folder "
+                                    "and the graph, which say "
+                                    f"{want!r}", f"make the {key} {want!r} everywhere"))
     return parsed.model
 
 
@@ -241,8 +249,8 @@ def _read_or_empty(path: Path) -> bytes:
 
 
 def load_package(app_dir: Path, ref: PackageRef, interfaces: Sequence[str] = ()) -> PackageLoad:
-    """Load ``packages/<ref.folder_name>/`` under ``app_dir``. ``interfaces`` are the interface names the graph
-    uses from it (used only when a model package's package.json must be assumed)."""
+    """Load ``packages/<ref.folder_name>/`` under ``app_dir``. ``interfaces`` are the interface names the
+    graph uses from it (used only when a model package's package.json must be assumed)."""
     folder = app_dir / "packages" / ref.folder_name
     try:
         exists = folder.is_dir()

@@ -1,9 +1,9 @@
 """Bytes in, frozen models out: strict JSON, Panorama's schema, then conversion to :mod:`.models`.
 
-Each ``parse_*`` function takes the raw bytes of one document and the name to report it under, and never raises:
-it returns a :class:`Parsed` holding the model (``None`` when the document has errors) and every problem found.
-Conversion only runs on schema-valid documents, so it can rely on their shape. Results are memoised on the
-exact bytes, which makes re-validating an unchanged application cheap.
+Each ``parse_*`` function takes the raw bytes of one document and the name to report it under, and never
+raises: it returns a :class:`Parsed` holding the model (``None`` when the document has errors) and every
+problem found. Conversion only runs on schema-valid documents, so it can rely on their shape. Results are
+memoised on the exact bytes, which makes re-validating an unchanged application cheap.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class Parsed(Generic[T]):
 
 
 def _freeze(value: Any) -> Any:
-    """Read-only deep copy of free-form JSON (asset requirements): objects -> mappingproxy, arrays -> tuples."""
+    """Read-only deep copy of free-form JSON (asset requirements): objects -> mappingproxy, arrays ->
+    tuples."""
     if isinstance(value, dict):
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
@@ -181,7 +182,8 @@ def _descriptor(doc: Mapping[str, Any]) -> Descriptor:
             envelope_version=raw["envelopeVersion"],
             framework=raw["framework"],
             inputs=tuple(
-                TensorSpec(name=t["name"], shape=tuple(t["shape"]), type=t.get("type", "")) for t in raw["inputs"]
+                TensorSpec(name=t["name"], shape=tuple(t["shape"]),
+                           type=t.get("type", "")) for t in raw["inputs"]
             ),
             framework_version=raw.get("frameworkVersion", ""),
             precision_mode=raw.get("precisionMode", "FP32"),
@@ -215,10 +217,12 @@ def _envelope(doc: Any, kind: str, file: str) -> list[Problem]:
     wanted = " or ".join(repr(k) for k in keys)
     if not present:
         return [Problem(file, "", f"missing the top-level key {wanted}", f"is this a {kind} file?")]
-    return [Problem(file, "", f"holds both {wanted}", "a descriptor describes either a model or code, not both")]
+    return [Problem(file, "", f"holds both {wanted}", "a descriptor describes either a model or code, not "
+                                                      "both")]
 
 
-#: documents up to this size are memoised (manifests are a few kB; a cache of huge inputs would only eat memory)
+#: documents up to this size are memoised (manifests are a few kB; a cache of huge inputs would only eat
+#: memory)
 _CACHE_LIMIT = 64 * 1024
 
 
@@ -239,7 +243,8 @@ def _parse_uncached(kind: DocumentKind, data: bytes, file: str) -> Parsed[Any]:
     if any(p.severity == "error" for p in problems):
         return Parsed(None, tuple(sorted(problems)))
     if kind == "overrides" and doc["nodeGraphOverrides"].get("edges"):
-        problems.append(Problem(file, "/nodeGraphOverrides/edges", "edges in overrides are not applied by panoflow",
+        problems.append(Problem(file, "/nodeGraphOverrides/edges", "edges in overrides are not applied by "
+                                                                   "panoflow",
                                 "overrides replace nodes; keep the edges in graph.json", "warning"))
     return Parsed(_KINDS[kind][1](doc), tuple(sorted(problems)))
 

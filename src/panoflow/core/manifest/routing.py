@@ -3,8 +3,8 @@
 * ``node`` exists (a graph node, or for rules in overrides also an override node) and is not a parameter;
 * its interface declares ``containerPort`` in ``network.inboundPorts``;
 * ``hostPort`` is given and within 8000-9000 (the range Panorama appliances open to applications);
-* no host port is used twice: within one file, and after the overrides' rules replace the graph's rules for the
-  same node and container port.
+* no host port is used twice: within one file, and after the overrides' rules replace the graph's rules for
+  the same node and container port.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def _check_rule(ctx: Context, rule: RoutingRule, file: str, at: str, in_override
         iface = ctx.interface_of(found.node)
         declared = [p.port for p in iface.inbound_ports] if iface else None
         if declared is not None and rule.container_port not in declared:
-            ctx.error(file, f"{at}/containerPort", f"interface {found.node.interface} does not declare inbound port "
+            ctx.error(file, f"{at}/containerPort", f"interface {found.node.interface} does not declare "
+                      "inbound port "
                       f"{rule.container_port}", "declare it in its package.json under network.inboundPorts "
                       f"(declared: {listing(declared)})")
     if not rule.host_port:
@@ -52,7 +53,8 @@ def check_routing(ctx: Context) -> None:
             at = f"{root}/networkRoutingRules/{i}"
             _check_rule(ctx, rule, file, at, in_overrides)
             if rule.host_port and rule.host_port in seen:
-                ctx.error(file, f"{at}/hostPort", f"hostPort {rule.host_port} is already used at {seen[rule.host_port]}",
+                ctx.error(file, f"{at}/hostPort", f"hostPort {rule.host_port} is already used at "
+                                                  f"{seen[rule.host_port]}",
                           "forward each host port to one container port")
             elif rule.host_port:
                 seen[rule.host_port] = at
@@ -65,5 +67,6 @@ def check_routing(ctx: Context) -> None:
             continue
         first = owner.setdefault(rule.host_port, (file, at))
         if first != (file, at) and first[0] != file:
-            ctx.error(file, f"{at}/hostPort", f"hostPort {rule.host_port} is also used by {first[0]} {first[1]}",
+            ctx.error(file, f"{at}/hostPort", f"hostPort {rule.host_port} is also used by {first[0]} "
+                                              f"{first[1]}",
                       "forward each host port to one container port")

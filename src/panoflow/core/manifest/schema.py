@@ -1,21 +1,21 @@
 """Structural validation of manifests against Panorama's own JSON schemas (draft-07), offline.
 
 The schemas ship with panoflow (``panoflow/schemas/panorama/``, verbatim copies) and are served to
-:mod:`jsonschema` through a :class:`referencing.Registry` holding every file under a fixed, never-fetched base URI,
-so their relative ``$ref``\\ s resolve without a network. Documents are checked against the versioned schemas
-(``ver_2021-01-01/...``): the top-level files only wrap those in a one-branch ``oneOf``, which would bury every
-error one level deeper.
+:mod:`jsonschema` through a :class:`referencing.Registry` holding every file under a fixed, never-fetched base
+URI, so their relative ``$ref``\\ s resolve without a network. Documents are checked against the versioned
+schemas (``ver_2021-01-01/...``): the top-level files only wrap those in a one-branch ``oneOf``, which would
+bury every error one level deeper.
 
 Two deliberate departures from Panorama's schemas, both explicit:
 
-* **Extensions** (``panoflow/schemas/panoflow/mlModelDescriptor.schema.json``): a descriptor is validated against
-  Panorama's schema, then an error on a property that the extension schema lists is forgiven when the value is
-  valid under the extension's schema for that property. That is how ``"framework": "ONNX"`` passes while
-  ``"framework": "CAFFE"`` still fails with Panorama's own enum message. (Draft-07 cannot widen an enum through
-  ``$ref``/``allOf``, and editing the copies would hide what panoflow adds.)
+* **Extensions** (``panoflow/schemas/panoflow/mlModelDescriptor.schema.json``): a descriptor is validated
+  against Panorama's schema, then an error on a property that the extension schema lists is forgiven when the
+  value is valid under the extension's schema for that property. That is how ``"framework": "ONNX"`` passes
+  while ``"framework": "CAFFE"`` still fails with Panorama's own enum message. (Draft-07 cannot widen an enum
+  through ``$ref``/``allOf``, and editing the copies would hide what panoflow adds.)
 * **Known real-world deviation**: published GPU samples spell the ``hardware_access`` requirement's list
-  ``nvAccelerators`` instead of ``inferenceAccelerators``. Such a requirement loads with a *warning*; the list is
-  validated (and parsed) under its schema name.
+  ``nvAccelerators`` instead of ``inferenceAccelerators``. Such a requirement loads with a *warning*; the list
+  is validated (and parsed) under its schema name.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from panoflow.core.manifest.schema_errors import problems_from_errors
 from panoflow.exceptions import Problem
 
 if TYPE_CHECKING:
-    from importlib.resources.abc import Traversable
+    from importlib.abc import Traversable
 
 __all__ = ["MAX_PATTERN_INPUT", "SCHEMA_BASE_URI", "DocumentKind", "schema_problems"]
 
@@ -78,9 +78,9 @@ def _schema_files(folder: Traversable, prefix: str = "") -> list[tuple[str, Any]
 def _registry() -> Registry:
     """Every bundled schema, keyed by ``SCHEMA_BASE_URI + <path under panoflow/schemas/>``.
 
-    All of them are draft-07; their ``$schema`` key is left out of the in-memory copies because jsonschema picks
-    the validator class from ``$schema`` at every ``$ref``, which would swap panoflow's bounded-``pattern`` Draft-07
-    validator back for the stock one."""
+    All of them are draft-07; their ``$schema`` key is left out of the in-memory copies because jsonschema
+    picks the validator class from ``$schema`` at every ``$ref``, which would swap panoflow's
+    bounded-``pattern`` Draft-07 validator back for the stock one."""
     root = resources.files("panoflow") / "schemas"
     pairs = []
     for rel, contents in _schema_files(root):
@@ -92,7 +92,8 @@ def _registry() -> Registry:
 
 def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
     """Draft-07 ``pattern``, except that over-long strings fail without running the regular expression: the
-    edge pattern (``^[...]+\\.?[...]+$``) backtracks quadratically, and no Panorama name comes near the limit."""
+    edge pattern (``^[...]+\\.?[...]+$``) backtracks quadratically, and no Panorama name comes near the
+    limit."""
     if not validator.is_type(instance, "string"):
         return
     if len(instance) > MAX_PATTERN_INPUT:
@@ -102,7 +103,9 @@ def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -
 
 
 #: Draft-07 with the bounded ``pattern`` keyword
-_Draft7 = jsonschema.validators.extend(jsonschema.Draft7Validator, validators={"pattern": _bounded_pattern})
+# types-jsonschema leaves extend() unannotated
+_Draft7 = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft7Validator, validators={"pattern": _bounded_pattern})
 
 
 @cache
@@ -150,13 +153,15 @@ def _accept_nv_accelerators(doc: Any, file: str) -> tuple[Any, list[Problem]]:
                     fixed = copy.deepcopy(doc)
                 target = fixed["nodePackage"]["assets"][a]["implementations"][i]["requirements"][r]
                 target["inferenceAccelerators"] = target.pop("nvAccelerators")
-                where = ("nodePackage", "assets", a, "implementations", i, "requirements", r, "nvAccelerators")
+                where = ("nodePackage", "assets", a, "implementations", i, "requirements", r,
+                         "nvAccelerators")
                 warnings.append(
                     Problem(
                         file,
                         join_pointer(where),
                         "'nvAccelerators' is not in Panorama's schema; read as 'inferenceAccelerators'",
-                        "rename the key to 'inferenceAccelerators' (some published GPU samples use the old name)",
+                        "rename the key to 'inferenceAccelerators' (some published GPU samples use the old "
+                        "name)",
                         "warning",
                     )
                 )
@@ -164,8 +169,9 @@ def _accept_nv_accelerators(doc: Any, file: str) -> tuple[Any, list[Problem]]:
 
 
 def schema_problems(doc: Any, kind: DocumentKind, file: str) -> tuple[Any, list[Problem]]:
-    """Validate a parsed document of ``kind``; returns the document to parse (with known deviations normalised)
-    and every problem found (warnings included), each pointing at the offending value in ``file``."""
+    """Validate a parsed document of ``kind``; returns the document to parse (with known deviations
+    normalised) and every problem found (warnings included), each pointing at the offending value in
+    ``file``."""
     warnings: list[Problem] = []
     if kind == "package":
         doc, warnings = _accept_nv_accelerators(doc, file)

@@ -2,8 +2,8 @@
 
 jsonschema's own messages repeat the whole offending instance (a full ``nodeGraph`` for a top-level error) and
 say "is not valid under any of the given schemas" for every ``oneOf`` (node kinds, port types, requirements).
-Here each error gets the JSON pointer of the offending value, a short message built from the failing keyword, and
-a one-line hint. For ``oneOf``/``anyOf`` the branch the author evidently meant is chosen (the one whose
+Here each error gets the JSON pointer of the offending value, a short message built from the failing keyword,
+and a one-line hint. For ``oneOf``/``anyOf`` the branch the author evidently meant is chosen (the one whose
 discriminator, ``interface`` or ``type``, matches) and its errors are reported instead.
 """
 
@@ -31,7 +31,8 @@ _PATTERNS: dict[str, str] = {
     r"^[$A-Z_a-z0-9\-]+::[A-Z_a-z0-9\-]+\.[A-Z_a-z0-9\-]+$": (
         'write it as ACCOUNT::PACKAGE.INTERFACE, e.g. "123456789012::MY_CODE.interface"'
     ),
-    r"^[a-zA-Z0-9_\-]+\.?[a-z_A-Z0-9\-]+$": 'write it as NODE.PORT (e.g. "code_node.video_in") or a parameter name',
+    r"^[a-zA-Z0-9_\-]+\.?[a-z_A-Z0-9\-]+$": ('write it as NODE.PORT (e.g. "code_node.video_in") or a '
+                                             'parameter name'),
     r"^[0-9]+\.[A-Za-z0-9.]+$": 'write it as a version like "1.8"',
 }
 _PARENT_LABEL = {
@@ -72,8 +73,8 @@ def _label(path: Sequence[Any]) -> str:
 
 
 def _owner(path: Sequence[Any], document: Any) -> tuple[str, str]:
-    """(``node 'NAME' (nodes/5)``, the field below the node such as ``value``) when ``path`` points inside a named
-    node of ``document``, else ``("", "")``."""
+    """(``node 'NAME' (nodes/5)``, the field below the node such as ``value``) when ``path`` points inside a
+    named node of ``document``, else ``("", "")``."""
     for i in range(len(path) - 2, 0, -1):
         if path[i - 1] == "nodes" and isinstance(path[i], int):
             node: Any = document
@@ -116,7 +117,7 @@ def _one_of(error: ValidationError, file: str, document: Any = None) -> list[Pro
             elif (len(path) == len(base) + 1 and path[:-1] == base and path[-1] in _DISCRIMINATORS
                   and sub.validator in ("const", "enum", "pattern")):
                 disc_key = str(path[-1])
-                value = sub.validator_value
+                value: Any = sub.validator_value  # always set on an error a validator yielded
                 if sub.validator == "const":
                     expected.append(repr(value))
                 elif sub.validator == "enum":
@@ -132,19 +133,21 @@ def _one_of(error: ValidationError, file: str, document: Any = None) -> list[Pro
     ptr = join_pointer(base)
     if type_rejects and len(type_rejects) == len(branches):
         words = " or ".join(dict.fromkeys(_types(t) for t in type_rejects))
-        return [Problem(file, ptr, f"expected {words}, got {describe_value(error.instance)}", "fix the value's type")]
+        return [Problem(file, ptr, f"expected {words}, got {describe_value(error.instance)}",
+                        "fix the value's type")]
     if disc_key and isinstance(error.instance, dict):
         value = error.instance.get(disc_key)
         options = ", ".join(dict.fromkeys(expected))
         if forms:
             options = f"{options} or {' or '.join(forms)}" if options else " or ".join(forms)
-        return [Problem(file, join_pointer((*base, disc_key)), f"{describe_value(value)} is not a valid {disc_key}",
+        return [Problem(file, join_pointer((*base, disc_key)), f"{describe_value(value)} is not a valid "
+                                                               f"{disc_key}",
                         f"use {options}")]
     return [Problem(file, ptr, "does not match any of the allowed forms", "compare it with the schema")]
 
 
 def _explain(error: ValidationError, file: str, document: Any = None) -> list[Problem]:
-    kw, val, inst = error.validator, error.validator_value, error.instance
+    kw, val, inst = str(error.validator), error.validator_value, error.instance
     path = list(error.absolute_path)
     ptr = join_pointer(path)
     label = _label(path)
@@ -165,7 +168,8 @@ def _explain(error: ValidationError, file: str, document: Any = None) -> list[Pr
             if key in allowed:
                 continue
             close = difflib.get_close_matches(key, allowed, n=1) if len(key) <= 64 else []
-            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys here: {', '.join(allowed) or 'none'}"
+            hint = f"did you mean {close[0]!r}?" if close else ("allowed keys here: "
+                                                                f"{', '.join(allowed) or 'none'}")
             problems.append(Problem(file, join_pointer((*path, key)), f"unknown key {key!r}", hint))
         return problems
     if kw == "dependencies" and isinstance(inst, dict) and isinstance(val, dict):
@@ -217,8 +221,8 @@ def _message(kw: str, val: Any, inst: Any, label: str) -> tuple[str, str]:
 def problems_from_errors(errors: Iterable[ValidationError], file: str, limit: int = 100,
                          document: Any = None) -> list[Problem]:
     """One problem (or a few, for several missing/unknown keys) per schema error, without duplicates; past
-    ``limit`` problems, one last problem says how many more errors there are. With the validated ``document``, an
-    error inside a graph node names the node (``node 'threshold' (nodes/5) value must be a number...``)."""
+    ``limit`` problems, one last problem says how many more errors there are. With the validated ``document``,
+    an error inside a graph node names the node (``node 'threshold' (nodes/5) value must be a number...``)."""
     found: dict[Problem, None] = {}
     more = 0
     for error in errors:
@@ -228,5 +232,6 @@ def problems_from_errors(errors: Iterable[ValidationError], file: str, limit: in
         found.update(dict.fromkeys(_explain(error, file, document)))
     problems = list(found)
     if more:
-        problems.append(Problem(file, "", f"{more} more schema error(s) not shown", "fix the ones above first"))
+        problems.append(Problem(file, "", f"{more} more schema error(s) not shown",
+                                "fix the ones above first"))
     return problems

@@ -7,8 +7,8 @@
 * overrides (:mod:`.overrides`) and network routing rules (:mod:`.routing`).
 
 A package that is listed but not found is an error naming the nodes that need it and the folder looked for,
-except a camera created in the Panorama console (an override node standing in for a ``media_source`` node): that
-is a warning, the camera is bound at run time.
+except a camera created in the Panorama console (an override node standing in for a ``media_source`` node):
+that is a warning, the camera is bound at run time.
 """
 
 from __future__ import annotations
@@ -41,24 +41,28 @@ def _unique(names: Iterable[tuple[str, str]], file: str, what: str) -> list[Prob
 def check_package(config: PackageConfig, file: str) -> list[Problem]:
     """Checks inside one package.json: unique names, interfaces naming existing assets, port defaults."""
     root = "/nodePackage"
-    problems = _unique(((a.name, f"{root}/assets/{i}/name") for i, a in enumerate(config.assets)), file, "asset")
+    problems = _unique(((a.name, f"{root}/assets/{i}/name") for i, a in enumerate(config.assets)), file,
+                       "asset")
     problems += _unique(((f.name, f"{root}/interfaces/{i}/name") for i, f in enumerate(config.interfaces)),
                         file, "interface")
     assets = [a.name for a in config.assets]
     for i, iface in enumerate(config.interfaces):
         at = f"{root}/interfaces/{i}"
         for side, ports in (("inputs", iface.inputs), ("outputs", iface.outputs)):
-            problems += _unique(((p.name, f"{at}/{side}/{k}/name") for k, p in enumerate(ports)), file, "port")
+            problems += _unique(((p.name, f"{at}/{side}/{k}/name") for k, p in enumerate(ports)), file,
+                                "port")
             for k, port in enumerate(ports):
                 ptype = BUILTIN_PARAMETER_TYPES.get(port.type)
                 message = ptype.check(port.default) if ptype and port.default is not None else ""
                 if message:
-                    problems.append(Problem(file, f"{at}/{side}/{k}/default", message, f"give a {port.type} value"))
+                    problems.append(Problem(file, f"{at}/{side}/{k}/default", message,
+                                            f"give a {port.type} value"))
         problems += _unique(((str(p.port), f"{at}/network/inboundPorts/{k}/port")
                              for k, p in enumerate(iface.inbound_ports)), file, "inbound port")
         if assets and iface.asset and iface.asset not in assets:
-            problems.append(Problem(file, f"{at}/asset", f"interface {iface.name!r} names asset {iface.asset!r}, "
-                                    "which the package does not define", f"assets here: {listing(assets)}"))
+            problems.append(Problem(file, f"{at}/asset", f"interface {iface.name!r} names asset "
+                                    f"{iface.asset!r}, which the package does not "
+                                    "define", f"assets here: {listing(assets)}"))
     return problems
 
 
@@ -66,7 +70,8 @@ def _check_names(ctx: Context) -> None:
     g = ctx.graph
     ctx.problems += _unique(((n.name, f"{GRAPH_ROOT}/nodes/{i}/name") for i, n in enumerate(g.nodes)),
                             ctx.graph_file, "node name")
-    ctx.problems += _unique(((r.qualified, f"{GRAPH_ROOT}/packages/{i}/name") for i, r in enumerate(g.packages)),
+    ctx.problems += _unique(((r.qualified, f"{GRAPH_ROOT}/packages/{i}/name") for i,
+                             r in enumerate(g.packages)),
                             ctx.graph_file, "package")
     if ctx.overrides is None:
         return
@@ -77,13 +82,15 @@ def _check_names(ctx: Context) -> None:
                              for i, r in enumerate(o.packages)), ctx.overrides_file, "package")
     for at in ctx.override_nodes.values():
         if at.node.name in ctx.graph_nodes:
-            ctx.error(at.file, f"{at.pointer}/name", f"override node {at.node.name!r} has the name of a graph node",
+            ctx.error(at.file, f"{at.pointer}/name", f"override node {at.node.name!r} has the name of a "
+                                                     "graph node",
                       "give override nodes new names and replace graph nodes with nodeOverrides")
     for name, listed in ctx.override_listed.items():
         other = ctx.graph_listed.get(name)
         if other is not None and other.ref.version != listed.ref.version:
-            ctx.error(listed.file, f"{listed.pointer}/version", f"package {name} is version {listed.ref.version} "
-                      f"here but {other.ref.version} in {other.file}", "use one version of each package")
+            ctx.error(listed.file, f"{listed.pointer}/version", f"package {name} is version "
+                      f"{listed.ref.version} here but {other.ref.version} in "
+                      f"{other.file}", "use one version of each package")
 
 
 def _nodes(ctx: Context) -> list[NodeAt]:
@@ -102,7 +109,8 @@ def _check_node_packages(ctx: Context) -> dict[str, list[NodeAt]]:
         if not listed:
             where = "nodeGraphOverrides.packages" if at.in_overrides else "nodeGraph.packages"
             ctx.error(at.file, f"{at.pointer}/interface", f"node {node.name!r} uses package {node.package}, "
-                      f"which {where} does not list", f'add {{"name": "{node.package}", "version": ...}} to {where}')
+                      f"which {where} does not list", f'add {{"name": "{node.package}", "version": ...}} to '
+                                                      f'{where}')
             continue
         package = ctx.packages.get(node.package)
         if package is None:
@@ -125,18 +133,23 @@ def _check_missing_packages(ctx: Context, missing: Mapping[str, list[NodeAt]]) -
         needers = missing.get(name, [])
         node_names = listing(repr(at.node.name) for at in needers)
         if not needers:
-            ctx.warn(listed.file, listed.pointer, f"package {name} {listed.ref.version} is listed but not found "
-                     f"(looked for {folder}) and no node uses it", "remove it from packages, or add the folder")
+            ctx.warn(listed.file, listed.pointer, f"package {name} {listed.ref.version} is listed but not "
+                     f"found (looked for {folder}) and no node uses "
+                     "it", "remove it from packages, or add the folder")
             continue
-        cameras = [at for at in needers if at.in_overrides and _replaces_camera(ctx, stand_ins.get(at.node.name))]
+        cameras = [
+            at for at in needers if at.in_overrides and _replaces_camera(ctx, stand_ins.get(at.node.name))
+        ]
         if len(cameras) == len(needers):
             binds = listing(f"--camera {at.node.name}=URI" for at in needers).replace(", ", " ")
-            ctx.warn(listed.file, listed.pointer, f"camera package {name} (node {node_names}) is not in {folder}: "
-                     "it is created in the Panorama console, so panoflow binds the camera at run time",
+            ctx.warn(listed.file, listed.pointer, f"camera package {name} (node {node_names}) is not in "
+                     f"{folder}: it is created in the Panorama console, so panoflow binds the camera at run "
+                     "time",
                      f"bind it when running: {binds}")
             continue
-        ctx.error(listed.file, listed.pointer, f"package {name} {listed.ref.version}, needed by node {node_names}, "
-                  f"is not in {folder}", f"add the package folder {folder} or fix the package name/version")
+        ctx.error(listed.file, listed.pointer, f"package {name} {listed.ref.version}, needed by node "
+                  f"{node_names}, is not in "
+                  f"{folder}", f"add the package folder {folder} or fix the package name/version")
 
 
 def _replaces_camera(ctx: Context, replaced: str | None) -> bool:
@@ -150,15 +163,17 @@ def _check_edges(ctx: Context) -> None:
         at = f"{GRAPH_ROOT}/edges/{i}"
         types = []
         for end, output in (("producer", True), ("consumer", False)):
-            name, port = (edge.producer_node, edge.producer_port) if output else (edge.consumer_node, edge.consumer_port)
+            name, port = ((edge.producer_node, edge.producer_port) if output
+                          else (edge.consumer_node, edge.consumer_port))
             found = ctx.graph_nodes.get(name)
             if found is None:
-                ctx.error(ctx.graph_file, f"{at}/{end}", f"edge {end} names node {name!r}, which the graph does "
-                          "not have", "use the name of a node in nodeGraph.nodes")
+                ctx.error(ctx.graph_file, f"{at}/{end}", f"edge {end} names node {name!r}, which the graph "
+                          "does not have", "use the name of a node in nodeGraph.nodes")
                 continue
             types.append(_endpoint_type(ctx, found.node, port, output, f"{at}/{end}"))
         if len(types) == 2 and types[0] and types[1] and types[0] != types[1]:
-            ctx.error(ctx.graph_file, at, f"{edge.producer} gives {types[0]} but {edge.consumer} takes {types[1]}",
+            ctx.error(ctx.graph_file, at, f"{edge.producer} gives {types[0]} but {edge.consumer} takes "
+                                          f"{types[1]}",
                       "connect ports of the same type (media to media, a parameter to an input of its type)")
 
 
@@ -178,7 +193,8 @@ def _endpoint_type(ctx: Context, node: GraphNode, port: str, output: bool, point
         return found.type
     names = listing(p.name for p in ((iface.outputs if output else iface.inputs) if iface else ()))
     if not port:
-        ctx.error(ctx.graph_file, pointer, f"node {node.name!r} is not a parameter node: name its {side} port",
+        ctx.error(ctx.graph_file, pointer,
+                  f"node {node.name!r} is not a parameter node: name its {side} port",
                   f'write "{node.name}.PORT" ({side}s: {names})')
     elif iface is not None:  # else the package or interface is missing: reported elsewhere
         other = ctx.port(node, port, output=not output)

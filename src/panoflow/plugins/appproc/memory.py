@@ -1,10 +1,10 @@
 """Shared-memory segments that carry frames between the runtime and an application process.
 
 Each segment is a ``memfd`` holding one frame, mapped once on each side; its descriptor is sent to the
-application the first time it is used (SCM_RIGHTS). A segment is reused for a later frame only when both sides are
-done with it: the application reported it released (its last array on it was garbage) and no array the runtime made
-on it (frames the app put, now with sinks) is alive. The pool grows to what is in flight and reuses segments of a
-fitting size, so steady state maps and faults no new memory.
+application the first time it is used (SCM_RIGHTS). A segment is reused for a later frame only when both sides
+are done with it: the application reported it released (its last array on it was garbage) and no array the
+runtime made on it (frames the app put, now with sinks) is alive. The pool grows to what is in flight and
+reuses segments of a fitting size, so steady state maps and faults no new memory.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Segment:
     app_holds: bool = False  # delivered to the app and not released by it yet
     sent: bool = False  # the app has this segment's descriptor
     views: int = 0  # live runtime arrays on it
-    source: Any = field(default=None, repr=False)  # the image last copied in (kept alive while the app holds it)
+    # the image last copied in (kept alive while the app holds it)
+    source: Any = field(default=None, repr=False)
 
     def array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray:
         return np.ndarray(shape, dtype=dtype, buffer=self.mm)
@@ -80,8 +81,9 @@ class FramePool:
                     self._destroy(max(self._free, key=lambda s: s.size))
                 else:
                     raise PoolExhausted(
-                        f"the application holds {len(self._segments)} frames without letting them go (at most "
-                        f"{self.max_segments}); keep copies (image.copy()) of frames you keep, not the frames"
+                        f"the application holds {len(self._segments)} frames without letting them go (at "
+                        f"most {self.max_segments}); keep copies (image.copy()) of frames you keep, not the "
+                        "frames"
                     )
             seg_id, self._next = self._next, self._next + 1
             size = max(nbytes, 1)
@@ -141,7 +143,7 @@ class FramePool:
         self._segments.pop(seg.id, None)
         if seg in self._free:
             self._free.remove(seg)
-        # Never mm.close(): numpy arrays on the mapping hold the mmap object, not a buffer export, so closing it
-        # under a frame still in a sink would leave that frame pointing at unmapped memory. The mapping goes when
-        # its last array does; the descriptor can go now.
+        # Never mm.close(): numpy arrays on the mapping hold the mmap object, not a buffer export, so closing
+        # it under a frame still in a sink would leave that frame pointing at unmapped memory. The mapping
+        # goes when its last array does; the descriptor can go now.
         os.close(seg.fd)

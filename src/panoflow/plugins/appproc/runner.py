@@ -3,15 +3,16 @@
 The steps, for the node's package:
 
 1. lay out its files as its container would see them (its built code asset, or its source tree placed as the
-   Dockerfile says) and find its Python environment (:func:`panoflow.packaging.pyenv.app_environment`: the asset's
-   own requirements, on the interpreter its descriptor asks for);
-2. start ``python -m panoramasdk._bootstrap ENTRY`` in a sandbox (:mod:`panoflow.isolation`): its own uid, mount,
-   pid and network namespaces; ``/panorama`` read-only, ``/opt/aws/panorama/{logs,storage}`` writable, the thin SDK
-   client at ``/opt/panoflow/sdk``; a clean environment; one end of a socket pair inherited as ``PANOFLOW_SDK_FD``;
-3. answer the SDK's requests on the node's ports (:class:`~panoflow.plugins.appproc.server.AppServer`), copy its
-   stdout/stderr into ``console_output`` and, prefixed with the node's name, onto panoflow's own streams;
-4. report how it ended: its inputs ran out or it returned (done), it exited with a status or raised (NodeError with
-   its words), or it was killed (by its memory limit, or by a stop that it did not honour in time).
+   Dockerfile says) and find its Python environment (:func:`panoflow.packaging.pyenv.app_environment`: the
+   asset's own requirements, on the interpreter its descriptor asks for);
+2. start ``python -m panoramasdk._bootstrap ENTRY`` in a sandbox (:mod:`panoflow.isolation`): its own uid,
+   mount, pid and network namespaces; ``/panorama`` read-only, ``/opt/aws/panorama/{logs,storage}`` writable,
+   the thin SDK client at ``/opt/panoflow/sdk``; a clean environment; one end of a socket pair inherited as
+   ``PANOFLOW_SDK_FD``;
+3. answer the SDK's requests on the node's ports (:class:`~panoflow.plugins.appproc.server.AppServer`), copy
+   its stdout/stderr into ``console_output`` and, prefixed with the node's name, onto panoflow's own streams;
+4. report how it ended: its inputs ran out or it returned (done), it exited with a status or raised (NodeError
+   with its words), or it was killed (by its memory limit, or by a stop that it did not honour in time).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -67,6 +69,9 @@ def prepare_launch(ctx: CodeNodeContext) -> AppLaunch:
     archive = find_code_asset(spec.package, spec.interface.asset)
     envs_dir = ctx.options.envs_dir or state / "envs"
     if archive is None:
+        if spec.package.directory is None:  # graph resolution refuses a missing package before this
+            raise NodeError(f"its code package packages/{spec.package.ref.folder_name} is missing",
+                            node_id=spec.node_id)
         staged = stage_code(spec.package.directory, state / "code" / spec.node_id, node_id=spec.node_id)
         env = app_environment(None, envs_dir=envs_dir, requested=requested, node_id=spec.node_id)
         return AppLaunch(staged.root, staged.workdir, env, {})
@@ -159,10 +164,11 @@ def _start(ctx: CodeNodeContext, launch: AppLaunch, isolation: AppIsolation, chi
     if not isolation.sandbox:
         sdk_parent = str(Path(panoramasdk.__file__).parent.parent)
         cwd = str(launch.root / launch.workdir.lstrip("/"))
-        sandbox = SandboxSpec(argv=argv, cwd=cwd, env=_environment(ctx, launch, sdk_parent, fd), pass_fds=[fd],
-                              name=_cgroup_name(ctx))
+        sandbox = SandboxSpec(argv=argv, cwd=cwd, env=_environment(ctx, launch, sdk_parent, fd),
+                              pass_fds=[fd], name=_cgroup_name(ctx))
         log.warning("app_not_sandboxed", node_id=spec.node_id,
-                    hint="--unsafe-no-sandbox is for development only: the app runs with panoflow's privileges")
+                    hint="--unsafe-no-sandbox is for development only: the app runs with panoflow's "
+                         "privileges")
         return unsafe_start(sandbox, stdout=_PIPE, stderr=_PIPE)
     uid = isolation.uid or DEFAULT_SANDBOX_UID
     if os.geteuid() == 0:
@@ -194,7 +200,9 @@ _PIPE = -1  # subprocess.PIPE
 
 
 def _cgroup_name(ctx: CodeNodeContext) -> str:
-    clean = "".join(c if c.isalnum() or c in "_.-" else "-" for c in f"{ctx.options.instance_id}.{ctx.spec.node_id}")
+    clean = "".join(
+        c if c.isalnum() or c in "_.-" else "-" for c in f"{ctx.options.instance_id}.{ctx.spec.node_id}"
+    )
     return clean.strip("-.")[:63] or "app"
 
 
@@ -257,7 +265,7 @@ def _stop(proc: Any) -> None:
         proc.terminate()
         try:
             proc.wait(timeout=STOP_GRACE_S)
-        except Exception:  # subprocess.TimeoutExpired
+        except subprocess.TimeoutExpired:
             log.warning("app_killed", pid=proc.pid, grace_s=STOP_GRACE_S)
             proc.kill()
             proc.wait()

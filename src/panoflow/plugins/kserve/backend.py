@@ -1,13 +1,14 @@
-"""The ``kserve`` model backend: a model node run by a remote KServe V2 server (Triton, KServe, MLServer, OpenVINO
-Model Server) over gRPC or HTTP/REST.
+"""The ``kserve`` model backend: a model node run by a remote KServe V2 server (Triton, KServe, MLServer,
+OpenVINO Model Server) over gRPC or HTTP/REST.
 
-At load it reads the server model's metadata (retrying until ``connect_timeout``) and checks it against the model
-package's own ONNX file: the same input and output names, dtypes and compatible shapes, so that the app gets what
-the local ``onnxruntime`` backend would give it, or the node fails at start-up with both sides named. Each
-(batched) call is one request with binary tensors; a request the server answers UNAVAILABLE is retried with
-back-off while the server is thought up. During an outage calls fail at once with :class:`~panoflow.ModelError`
-(the app can catch it and keep going), one log line marks its start and one its end, and the first request that
-gets through ends it. The caller's ``time_out`` is honoured by the model set; ``timeout`` caps each request.
+At load it reads the server model's metadata (retrying until ``connect_timeout``) and checks it against the
+model package's own ONNX file: the same input and output names, dtypes and compatible shapes, so that the app
+gets what the local ``onnxruntime`` backend would give it, or the node fails at start-up with both sides
+named. Each (batched) call is one request with binary tensors; a request the server answers UNAVAILABLE is
+retried with back-off while the server is thought up. During an outage calls fail at once with
+:class:`~panoflow.ModelError` (the app can catch it and keep going), one log line marks its start and one its
+end, and the first request that gets through ends it. The caller's ``time_out`` is honoured by the model set;
+``timeout`` caps each request.
 """
 
 from __future__ import annotations
@@ -27,8 +28,13 @@ from panoflow.core.metrics import MetricFamily
 from panoflow.exceptions import ModelError
 from panoflow.plugins.kserve.endpoint import EXAMPLE, Endpoint, EndpointError, parse_endpoint
 from panoflow.plugins.kserve.health import RemoteHealth
-from panoflow.plugins.kserve.transport import (EventLoopThread, RemoteCallError, RemoteTensor, Transport,
-                                               open_transport)
+from panoflow.plugins.kserve.transport import (
+    EventLoopThread,
+    RemoteCallError,
+    RemoteTensor,
+    Transport,
+    open_transport,
+)
 
 __all__ = ["KServeBackend", "onnx_signature"]
 
@@ -47,8 +53,14 @@ def _np_dtype(datatype: str) -> str:
 
 
 def _show(tensors: Any) -> str:
-    return "[" + ", ".join(f"{t.name} {t.dtype} [" + ",".join("N" if d is None else str(d) for d in t.shape) + "]"
-                           for t in tensors) + "]"
+    return (
+        "["
+        + ", ".join(
+            f"{t.name} {t.dtype} [" + ",".join("N" if d is None else str(d) for d in t.shape) + "]"
+            for t in tensors
+        )
+        + "]"
+    )
 
 
 def _fits(a: TensorInfo, b: TensorInfo) -> bool:
@@ -71,10 +83,11 @@ def onnx_signature(path: Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo
 
 
 def _local_signature(files: ModelFiles) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]] | None:
-    """The model package's own ONNX signature, or None when it cannot be read (the descriptor check applies)."""
+    """The model package's own ONNX signature, or None when it cannot be read (the descriptor check
+    applies)."""
     try:
         return onnx_signature(files.path)
-    except Exception as exc:  # not ONNX, or unreadable
+    except Exception as exc:  # noqa: BLE001 (not ONNX, or unreadable)
         log.warning("kserve_local_model_unreadable", node_id=files.node_id, model=files.path.name,
                     error=f"{type(exc).__name__}: {exc}")
         return None
@@ -89,7 +102,7 @@ class KServeBackend(ModelBackend):
     @classmethod
     def available(cls) -> tuple[bool, str]:
         try:
-            import tritonclient.grpc.aio  # noqa: F401
+            import tritonclient.grpc.aio
             import tritonclient.http.aio  # noqa: F401
         except ImportError as exc:
             return False, f"tritonclient is not installed ({exc}): pip install 'panoflow[kserve]'"
@@ -99,8 +112,10 @@ class KServeBackend(ModelBackend):
         self.node_id = files.node_id
         uri = options.get("uri")
         if not uri:
-            raise ModelError(f"the kserve backend needs its server: --model-backend {files.node_id}={EXAMPLE}",
-                             node_id=files.node_id)
+            raise ModelError(
+                f"the kserve backend needs its server: --model-backend {files.node_id}={EXAMPLE}",
+                node_id=files.node_id,
+            )
         try:
             self.endpoint: Endpoint = parse_endpoint(str(uri))
         except EndpointError as exc:
@@ -158,7 +173,8 @@ class KServeBackend(ModelBackend):
                                      + f": {exc.message}", node_id=self.node_id) from None
                 if exc.code not in ("UNAVAILABLE", "DEADLINE_EXCEEDED") or left <= delay:
                     raise ModelError(f"cannot read the model's metadata from {where} within "
-                                     f"{self.endpoint.connect_timeout_s:g} s: {exc}", node_id=self.node_id) from None
+                                     f"{self.endpoint.connect_timeout_s:g} s: {exc}",
+                                     node_id=self.node_id) from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, _MAX_BACKOFF_S)
 
@@ -167,7 +183,8 @@ class KServeBackend(ModelBackend):
         """The server's tensors as TensorInfo, outputs in the model file's order; both sides must agree."""
         def info(tensors: list[RemoteTensor]) -> tuple[TensorInfo, ...]:
             try:
-                return tuple(TensorInfo(t.name, tuple(None if d < 0 else d for d in t.shape), _np_dtype(t.datatype))
+                return tuple(TensorInfo(t.name, tuple(None if d < 0 else d for d in t.shape),
+                                        _np_dtype(t.datatype))
                              for t in tensors)
             except ValueError as exc:
                 raise ModelError(f"the server's model at {self.endpoint.describe()}: {exc}",
@@ -184,10 +201,12 @@ class KServeBackend(ModelBackend):
         for kind, remote, mine in (("inputs", inputs, local[0]), ("outputs", outputs, local[1])):
             by_name = {t.name: t for t in remote}
             if set(by_name) != {t.name for t in mine} or not all(_fits(by_name[t.name], t) for t in mine):
-                problems.append(f"{kind}: the server has {_show(remote)}, {files.path.name} has {_show(mine)}")
+                problems.append(
+                    f"{kind}: the server has {_show(remote)}, {files.path.name} has {_show(mine)}"
+                )
         if problems:
-            raise ModelError(f"the server's model {self.endpoint.describe()} does not match the model package's "
-                             f"{files.path.name}: " + "; ".join(problems), node_id=self.node_id)
+            raise ModelError(f"the server's model {self.endpoint.describe()} does not match the model "
+                             f"package's {files.path.name}: " + "; ".join(problems), node_id=self.node_id)
         order = {t.name: i for i, t in enumerate(local[1])}
         return inputs, tuple(sorted(outputs, key=lambda t: order[t.name]))
 
@@ -198,7 +217,8 @@ class KServeBackend(ModelBackend):
         try:
             return tuple(self._loop.run(self._infer(arrays)))
         except RemoteCallError as exc:
-            error = ModelError(f"remote inference at {self.endpoint.describe()} failed: {exc}", node_id=self.node_id)
+            error = ModelError(f"remote inference at {self.endpoint.describe()} failed: {exc}",
+                               node_id=self.node_id)
             error.reported = True  # type: ignore[attr-defined]  # RemoteHealth logged it (once per outage)
             raise error from None
 
@@ -228,7 +248,8 @@ class KServeBackend(ModelBackend):
         return self.health.status()
 
     def metric_families(self, node_id: str) -> list[MetricFamily]:
-        """``panoflow_remote_inference_seconds`` (histogram), ``..._errors_total{code}``, ``panoflow_remote_model_up``."""
+        """``panoflow_remote_inference_seconds`` (histogram), ``..._errors_total{code}``,
+        ``panoflow_remote_model_up``."""
         return self.health.metric_families(node_id)
 
     def close(self) -> None:
@@ -236,6 +257,6 @@ class KServeBackend(ModelBackend):
         if transport is not None and not self._loop.loop.is_closed():
             try:
                 self._loop.run(asyncio.wait_for(transport.close(), 2.0))
-            except Exception as exc:  # closing a connection to a server that is gone
+            except Exception as exc:  # noqa: BLE001 (closing a connection to a server that is gone)
                 log.debug("kserve_close_failed", node_id=self.node_id, error=str(exc))
         self._loop.close()

@@ -1,7 +1,7 @@
 """Where a remote model lives: the ``kserve+<transport>://`` URI given to ``--model-backend`` (no I/O here).
 
-Form: ``kserve+grpc://HOST[:PORT]/MODEL[/VERSION][?OPTION=VALUE&...]``; transports ``grpc`` (default port 8001),
-``grpcs`` (gRPC over TLS), ``http`` (default port 8000), ``https``. Options:
+Form: ``kserve+grpc://HOST[:PORT]/MODEL[/VERSION][?OPTION=VALUE&...]``; transports ``grpc`` (default port
+8001), ``grpcs`` (gRPC over TLS), ``http`` (default port 8000), ``https``. Options:
 
 - ``timeout``: seconds one request may take (default 10);
 - ``connect_timeout``: seconds to reach the server and read the model's metadata at start-up (default 10);
@@ -68,7 +68,9 @@ def _number(name: str, text: str, *, integer: bool = False, minimum: float = 0.0
     try:
         value = int(text) if integer else float(text)
     except ValueError:
-        raise EndpointError(f"option {name}={text!r} is not a{'n integer' if integer else ' number'}") from None
+        raise EndpointError(
+            f"option {name}={text!r} is not a{'n integer' if integer else ' number'}"
+        ) from None
     if not math.isfinite(value) or value < minimum:
         raise EndpointError(f"option {name}={text!r} must be at least {minimum:g}")
     return value
@@ -99,7 +101,9 @@ def parse_endpoint(uri: str) -> Endpoint:
         raise EndpointError("the endpoint must not have a #fragment")
     path = [unquote(p) for p in parts.path.split("/") if p]
     if not 1 <= len(path) <= 2:
-        raise EndpointError(f"the endpoint's path must be /MODEL or /MODEL/VERSION, not {parts.path or '/'!r}")
+        raise EndpointError(
+            f"the endpoint's path must be /MODEL or /MODEL/VERSION, not {parts.path or '/'!r}"
+        )
     for piece in path:
         if not _NAME.match(piece):
             raise EndpointError(f"{piece!r} is not a model name or version (letters, digits, '_', '.', '-')")
@@ -120,5 +124,6 @@ def parse_endpoint(uri: str) -> Endpoint:
             fields[key if key == "token_file" else f"{key}_file"] = Path(value)
     if ("cert_file" in fields) != ("key_file" in fields):
         raise EndpointError("a client certificate needs both cert= and key=")
-    return Endpoint(transport=transport.rstrip("s"), tls=tls, host=host, port=port or DEFAULT_PORTS[transport],
+    return Endpoint(transport=transport.rstrip("s"), tls=tls, host=host,
+                    port=port or DEFAULT_PORTS[transport],
                     model=path[0], version=path[1] if len(path) > 1 else "", **fields)  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
-"""What the ``kserve`` backend knows about its server: outages (logged once each), request latency and errors by
-status code, as Prometheus families for ``/metrics`` and a dict for status output."""
+"""What the ``kserve`` backend knows about its server: outages (logged once each), request latency and errors
+by status code, as Prometheus families for ``/metrics`` and a dict for status output."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class HistogramFamily(MetricFamily):
 
 
 class RemoteHealth:
-    """Counters and the outage state of one model node's server. Updated from the client's event loop thread."""
+    """Counters and the outage state of one model node's server. Updated from the client's event loop
+    thread."""
 
     def __init__(self, node_id: str, endpoint: str):
         self.node_id, self.endpoint = node_id, endpoint
@@ -80,7 +81,8 @@ class RemoteHealth:
                           failed_calls=failed)
 
     def failed(self, code: str, message: str) -> None:
-        """Count a failed request; log the first failure of an outage (or of each other code until a success)."""
+        """Count a failed request; log the first failure of an outage (or of each other code until a
+        success)."""
         with self._lock:
             self.errors[code] += 1
             self.last_error = f"{code}: {message}"

@@ -123,7 +123,8 @@ class _Grpc:
 
         try:
             md = await self.client.get_model_metadata(self.endpoint.model, self.endpoint.version,
-                                                      headers=self.headers, as_json=True, client_timeout=timeout)
+                                                      headers=self.headers, as_json=True,
+                                                      client_timeout=timeout)
         except InferenceServerException as exc:
             raise _grpc_error(exc) from None
         return _tensors(md.get("inputs", [])), _tensors(md.get("outputs", []))

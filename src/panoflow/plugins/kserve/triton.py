@@ -1,14 +1,15 @@
-"""A Triton Inference Server model repository from an application's model nodes (``panoflow export-triton-repo``).
+"""A Triton Inference Server model repository from an application's model nodes
+(``panoflow export-triton-repo``).
 
 Layout (what Triton's ``--model-repository`` reads; other V2 servers serve the same ``model.onnx``)::
 
     OUT/<model node>/config.pbtxt
     OUT/<model node>/1/model.onnx
 
-``config.pbtxt`` names the ``onnxruntime_onnx`` platform and the model's inputs and outputs. When every input and
-output has a dynamic first axis, ``max_batch_size`` is set and ``dynamic_batching`` lets Triton merge requests from
-several devices (``dims`` then leave out the batch axis); otherwise ``max_batch_size: 0`` and full shapes. A
-dynamic axis the descriptor compiled to a size gets that size; others stay ``-1``.
+``config.pbtxt`` names the ``onnxruntime_onnx`` platform and the model's inputs and outputs. When every input
+and output has a dynamic first axis, ``max_batch_size`` is set and ``dynamic_batching`` lets Triton merge
+requests from several devices (``dims`` then leave out the batch axis); otherwise ``max_batch_size: 0`` and
+full shapes. A dynamic axis the descriptor compiled to a size gets that size; others stay ``-1``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def triton_config(name: str, inputs: tuple[TensorInfo, ...], outputs: tuple[Tens
     """``config.pbtxt`` text for an ONNX model, and the ``max_batch_size`` it sets (0: no batching)."""
     for t in (*inputs, *outputs):
         if t.dtype not in _TYPES:
-            raise ValueError(f"tensor {t.name!r} has type {t.dtype}, which Triton's ONNX backend has no type for")
+            raise ValueError(f"tensor {t.name!r} has type {t.dtype}, which Triton's ONNX backend has no type "
+                             "for")
     batched = max_batch > 0 and all(t.shape and t.shape[0] is None for t in (*inputs, *outputs))
     size = max_batch if batched else 0
     text = (f"name: {json.dumps(name)}\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: {size}\n"

@@ -1,8 +1,9 @@
 """RTSP cameras: the ``rtsp``, ``rtspt`` and ``rtsp+ffmpeg`` media sources.
 
 aiortsp speaks RTSP and receives RTP (over TCP or UDP); panoflow depacketizes H.264/H.265 itself, decodes with
-PyAV in one thread per camera, reconnects forever with capped back-off, and scales pictures above 2 megapixels down
-to 1920x1080's area like the Panorama appliance. FFmpeg's demuxer stays available per camera (``backend=ffmpeg``).
+PyAV in one thread per camera, reconnects forever with capped back-off, and scales pictures above 2 megapixels
+down to 1920x1080's area like the Panorama appliance. FFmpeg's demuxer stays available per camera
+(``backend=ffmpeg``).
 """
 
 from __future__ import annotations

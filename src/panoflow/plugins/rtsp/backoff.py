@@ -1,9 +1,9 @@
 """Reconnection policy and state reporting for cameras.
 
-:class:`Backoff` gives exponential delays with jitter, capped: ``retry_min * 2**n`` scaled by a random factor in
-``[0.5, 1]``, never above ``retry_max``. A camera that streamed resets it, so a restart of the camera is followed
-by a quick retry. :class:`CameraState` logs each state change exactly once (a camera refusing a password every
-second logs one line, not one per attempt); the URL it logs is always redacted.
+:class:`Backoff` gives exponential delays with jitter, capped: ``retry_min * 2**n`` scaled by a random factor
+in ``[0.5, 1]``, never above ``retry_max``. A camera that streamed resets it, so a restart of the camera is
+followed by a quick retry. :class:`CameraState` logs each state change exactly once (a camera refusing a
+password every second logs one line, not one per attempt); the URL it logs is always redacted.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class Backoff:
 class CameraState:
     """Logs ``camera_*`` events once per change of (state, reason), bound to the stream id and redacted URL.
 
-    States: ``connecting`` (first attempt), ``streaming`` (first frame of a session), ``down`` (retrying, with a
-    reason), ``stopped``. Repeating the same failure is silent; ``failures`` counts every attempt anyway.
+    States: ``connecting`` (first attempt), ``streaming`` (first frame of a session), ``down`` (retrying, with
+    a reason), ``stopped``. Repeating the same failure is silent; ``failures`` counts every attempt anyway.
     """
 
     def __init__(self, log: Any):

@@ -1,8 +1,9 @@
 """Capture time of a picture: its RTP timestamp mapped to wall-clock time.
 
-An RTCP sender report pairs an NTP wall-clock time with an RTP timestamp of the same instant; with one, any RTP
-timestamp of that stream maps to the camera's wall clock (``ntp + (rtp - rtp_sr) / clock_rate``, with 32-bit
-wrap-around). Until the first report arrives (some cameras never send one) the arrival time is used instead.
+An RTCP sender report pairs an NTP wall-clock time with an RTP timestamp of the same instant; with one, any
+RTP timestamp of that stream maps to the camera's wall clock (``ntp + (rtp - rtp_sr) / clock_rate``, with
+32-bit wrap-around). Until the first report arrives (some cameras never send one) the arrival time is used
+instead.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class RtpClock:
         return self._anchor is not None
 
     def on_sender_report(self, ntp_time: float, rtp_ts: int) -> None:
-        """Record an RTCP SR: ``ntp_time`` in seconds since the Unix epoch, ``rtp_ts`` the matching timestamp."""
+        """Record an RTCP SR: ``ntp_time`` in seconds since the Unix epoch, ``rtp_ts`` the matching
+        timestamp."""
         self.reports += 1
         if self.use_reports and ntp_time > 0:
             self._anchor = (ntp_time, rtp_ts & (_WRAP - 1))

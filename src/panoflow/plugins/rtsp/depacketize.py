@@ -4,8 +4,9 @@ A depacketizer is pure: it sees payload, sequence number, RTP timestamp and mark
 access units (one picture each). It never decodes and never blocks; the caller decides what to do with damaged
 units (``intact`` is False when a packet of the unit was lost) and when to wait for a keyframe.
 
-Parameter sets from the SDP (``sprop-parameter-sets``, ``sprop-vps/sps/pps``) are put in front of every keyframe
-that does not carry its own; parameter sets seen in-band replace them, so a camera that changes resolution works.
+Parameter sets from the SDP (``sprop-parameter-sets``, ``sprop-vps/sps/pps``) are put in front of every
+keyframe that does not carry its own; parameter sets seen in-band replace them, so a camera that changes
+resolution works.
 """
 
 from __future__ import annotations

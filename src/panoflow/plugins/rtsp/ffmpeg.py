@@ -1,9 +1,10 @@
 """The FFmpeg fallback: FFmpeg's own RTSP demuxer (through PyAV) for cameras aiortsp cannot handle.
 
-Selected per camera with ``backend=ffmpeg`` or the ``rtsp+ffmpeg://`` scheme. A reader thread demuxes packets and
-offers them to the same bounded :class:`~panoflow.plugins.rtsp.decode.Intake` as the aiortsp path, so decoding,
-scaling, drops, stall detection and reconnection behave the same. Capture times are arrival times (PyAV does not
-expose FFmpeg's RTCP clock mapping). FFmpeg's errors carry the URL (with its password): only ``strerror`` is used.
+Selected per camera with ``backend=ffmpeg`` or the ``rtsp+ffmpeg://`` scheme. A reader thread demuxes packets
+and offers them to the same bounded :class:`~panoflow.plugins.rtsp.decode.Intake` as the aiortsp path, so
+decoding, scaling, drops, stall detection and reconnection behave the same. Capture times are arrival times
+(PyAV does not expose FFmpeg's RTCP clock mapping). FFmpeg's errors carry the URL (with its password): only
+``strerror`` is used.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def _explain(exc: BaseException, settings: RtspSettings) -> str:
 
 
 def _read(settings: RtspSettings, intake: Intake, stop: threading.Event) -> str:
-    """Demux until the stream ends or ``stop`` is set; returns why. Raises SessionEnded / UnsupportedStream."""
+    """Demux until the stream ends or ``stop`` is set; returns why. Raises SessionEnded /
+    UnsupportedStream."""
     timeout = settings.options["timeout"]
     options = {"rtsp_transport": settings.transport, "timeout": str(int(timeout * 1_000_000))}
     try:

@@ -46,11 +46,13 @@ class SessionEnded(Exception):
 
 
 class UnsupportedStream(Exception):
-    """The camera offers something panoflow can never decode (another codec, no video): retrying is pointless."""
+    """The camera offers something panoflow can never decode (another codec, no video): retrying is
+    pointless."""
 
 
 class _Connection(RTSPConnection):
-    """aiortsp's connection, except that undecodable data closes it quietly instead of printing a traceback."""
+    """aiortsp's connection, except that undecodable data closes it quietly instead of printing a
+    traceback."""
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -77,7 +79,8 @@ class _UDPTransport(UDPTransport):
     """aiortsp's UDP transport with a socket-pair allocation that never leaks a socket."""
 
     @classmethod
-    def get_socket_pair(cls, bind_address: str | None = None, retry: int = 10) -> tuple[socket.socket, socket.socket]:
+    def get_socket_pair(cls, bind_address: str | None = None,
+                        retry: int = 10) -> tuple[socket.socket, socket.socket]:
         for _ in range(retry):
             first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -98,7 +101,8 @@ class _UDPTransport(UDPTransport):
 
 
 class Receiver(RTPTransportClient):
-    """Subscribed to the transport: RTP -> access units -> :class:`Intake`; RTCP -> clock and end of stream."""
+    """Subscribed to the transport: RTP -> access units -> :class:`Intake`; RTCP -> clock and end of
+    stream."""
 
     def __init__(self, depacketizer: Depacketizer, clock: RtpClock, payload_type: int | None, intake: Intake,
                  on_end: Callable[[str], None]):
@@ -180,8 +184,9 @@ def _media(session: RTSPMediaSession, settings: RtspSettings) -> tuple[Depacketi
 
 async def run_session(settings: RtspSettings, intake: Intake, decoder: FrameDecoder,
                       on_streaming: Callable[[Receiver], None]) -> None:
-    """Run one session until it ends. Always raises: :class:`SessionEnded` (retry) or :class:`UnsupportedStream`
-    (give up); cancellation tears the session down politely (bounded by ``TEARDOWN_GRACE_S``)."""
+    """Run one session until it ends. Always raises: :class:`SessionEnded` (retry) or
+    :class:`UnsupportedStream` (give up); cancellation tears the session down politely (bounded by
+    ``TEARDOWN_GRACE_S``)."""
     opts = settings.options
     ended = anyio.Event()
     reasons: list[str] = []
@@ -268,8 +273,8 @@ async def _watch(settings: RtspSettings, session: RTSPMediaSession, receiver: Re
         progress = max(started, decoder.last_progress, receiver.intake.last_overflow)
         if now - progress > stall_timeout:
             if receiver.depacketizer.packets == 0 and settings.transport == "udp":
-                raise SessionEnded(f"no RTP packet arrived over UDP for {stall_timeout:g} s (a firewall or NAT "
-                                   "in the way? transport=tcp avoids it)")
+                raise SessionEnded(f"no RTP packet arrived over UDP for {stall_timeout:g} s (a firewall or "
+                                   "NAT in the way? transport=tcp avoids it)")
             what = "no frame" if streaming else "no picture decoded"
             raise SessionEnded(f"{what} for {stall_timeout:g} s (stalled)")
         if now >= next_keepalive:

@@ -22,7 +22,8 @@ log = structlog.get_logger(__name__)
 
 class TilingSink(MediaSink):
     """Consumes batches, keeps the newest frame of every stream seen (in order of first appearance: tiles stay
-    put) and hands them to :meth:`_process` in a worker thread of its own (one at a time, off the event loop)."""
+    put) and hands them to :meth:`_process` in a worker thread of its own (one at a time, off the event
+    loop)."""
 
     option_table: ClassVar[Mapping[str, Option]]
 

@@ -1,14 +1,13 @@
 """The ``display`` sink, panoflow's HDMI output: overlays drawn, streams tiled, served as an MJPEG preview.
 
 Options: ``size`` (``WIDTHxHEIGHT``; default the stream's own size for one stream, 1280x720 for several),
-``preview`` (``HOST:PORT`` to serve ``http://HOST:PORT/``; port 0 picks a free one, see :attr:`DisplaySink.port`),
-``quality`` (JPEG quality, default 80).
+``preview`` (``HOST:PORT`` to serve ``http://HOST:PORT/``; port 0 picks a free one, see
+:attr:`DisplaySink.port`), ``quality`` (JPEG quality, default 80).
 """
 
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,8 +50,8 @@ DISPLAY_OPTIONS: Mapping[str, Option] = {
 class DisplaySink(TilingSink):
     """Draws every stream's overlays, tiles the streams into one picture and (with ``preview``) serves it.
 
-    :attr:`last_output` is the latest composed picture; :attr:`port` and :attr:`url` the preview's address once
-    it is listening.
+    :attr:`last_output` is the latest composed picture; :attr:`port` and :attr:`url` the preview's address
+    once it is listening.
     """
 
     name = "display"

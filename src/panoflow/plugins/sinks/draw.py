@@ -1,7 +1,8 @@
 """Overlay rendering and tiling, shared by the display and record sinks.
 
-Everything here runs in a sink's worker thread, never on the event loop. Overlays are drawn on a copy (or on the
-tiled canvas, itself a new array): a frame's ``image`` is never written to. Coordinates of :class:`Label` and
+Everything here runs in a sink's worker thread, never on the event loop. Overlays are drawn on a copy (or on
+the tiled canvas, itself a new array): a frame's ``image`` is never written to. Coordinates of :class:`Label`
+and
 :class:`Rect` are relative to the picture, in [0, 1].
 """
 
@@ -40,7 +41,8 @@ Region = tuple[int, int, int, int]  # x, y, width, height in canvas pixels
 
 
 def host_array(image: Any) -> np.ndarray:
-    """``image`` as a numpy array on the CPU (CuPy arrays are copied over; numpy ones are returned as they are)."""
+    """``image`` as a numpy array on the CPU (CuPy arrays are copied over; numpy ones are returned as they
+    are)."""
     if isinstance(image, np.ndarray):
         return image
     get = getattr(image, "get", None)
@@ -48,7 +50,8 @@ def host_array(image: Any) -> np.ndarray:
 
 
 def grid_shape(n: int) -> tuple[int, int]:
-    """``(columns, rows)`` of the smallest near-square grid holding ``n`` tiles: 1 -> 1x1, 2 -> 2x1, 4 -> 2x2."""
+    """``(columns, rows)`` of the smallest near-square grid holding ``n`` tiles: 1 -> 1x1, 2 -> 2x1, 4 ->
+    2x2."""
     cols = max(1, math.ceil(math.sqrt(n)))
     return cols, max(1, math.ceil(n / cols))
 

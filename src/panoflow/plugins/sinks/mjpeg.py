@@ -1,9 +1,9 @@
 """MJPEG preview over HTTP (aiohttp): the browser equivalent of Panorama's HDMI output.
 
-``GET /`` a tiny HTML page, ``GET /stream.mjpg`` a ``multipart/x-mixed-replace`` JPEG stream, ``GET /snapshot.jpg``
-the latest picture. JPEG is encoded only when someone asks (a connected client or a snapshot), once per picture
-however many clients watch, in a worker thread. A slow client simply gets the newest picture when it is ready for
-one: nothing is queued per client, so memory never grows.
+``GET /`` a tiny HTML page, ``GET /stream.mjpg`` a ``multipart/x-mixed-replace`` JPEG stream,
+``GET /snapshot.jpg`` the latest picture. JPEG is encoded only when someone asks (a connected client or a
+snapshot), once per picture however many clients watch, in a worker thread. A slow client simply gets the
+newest picture when it is ready for one: nothing is queued per client, so memory never grows.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ class MjpegFeed:
             self._changed = None
 
     async def jpeg(self) -> tuple[int, bytes] | None:
-        """``(version, JPEG bytes)`` of the latest picture (encoded at most once per version), or None if none."""
+        """``(version, JPEG bytes)`` of the latest picture (encoded at most once per version), or None if
+        none."""
         if self._encode_lock is None:
             self._encode_lock = anyio.Lock()
         async with self._encode_lock:
@@ -89,7 +90,8 @@ class MjpegFeed:
             await self._event().wait()
         return None if self.closing else await self.jpeg()
 
-    # ---- aiohttp handlers (mountable on another app, e.g. the daemon's) --------------------------------------
+    # ---- aiohttp handlers (mountable on another app, e.g. the daemon's)
+    # --------------------------------------
     async def handle_page(self, request: web.Request) -> web.Response:
         page = _PAGE.format(title=html.escape(self.title))
         return web.Response(text=page, content_type="text/html")
@@ -136,8 +138,9 @@ class PreviewServer:
         self.feed = feed
         self.host = host
         self.port = port
-        #: a capability: with a key, the preview answers only under ``/KEY/`` (a daemon's instances: the daemon
-        #: learns the URL over the instance's private control socket; other local users cannot watch the camera)
+        #: a capability: with a key, the preview answers only under ``/KEY/`` (a daemon's instances: the
+        #: daemon learns the URL over the instance's private control socket; other local users cannot watch
+        #: the camera)
         self.key = key
         self._runner: web.AppRunner | None = None
 

@@ -42,7 +42,8 @@ RECORD_OPTIONS: Mapping[str, Option] = {
 
 
 class RecordSink(TilingSink):
-    """Tiles and draws like :class:`~panoflow.plugins.sinks.display.DisplaySink`, then encodes each picture."""
+    """Tiles and draws like :class:`~panoflow.plugins.sinks.display.DisplaySink`, then encodes each
+    picture."""
 
     name = "record"
     option_table = RECORD_OPTIONS
