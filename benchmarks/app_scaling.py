@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_line  # noqa: E402
-from tests.conftest import _TraversableTemp  # noqa: E402
+from tests.support.tempdirs import TraversableTemp  # noqa: E402
 from tests.media import make_clip  # noqa: E402
-from tests.runtime.apptemplate import write_app  # noqa: E402
+from tests.support.apps import write_app  # noqa: E402
 
 APP = """
 import json, time
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
-        work = _TraversableTemp._open(Path(tmp))  # the sandbox's uid must reach the app's files
+        work = TraversableTemp.open_for_sandbox(Path(tmp))  # the sandbox's uid must reach the app's files
         app = write_app(work / "app", code=APP % {"work": args.work_ms / 1e3})
         clip = make_clip(work / "clip.mp4", frames=args.frames, size=(320, 240))
         alone, together = [], []

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from tests.inference.modelpkg import conv_model  # noqa: E402
+from tests.support.models import conv_model  # noqa: E402
 
 __all__ = ["bare_rate", "call_rate", "open_model", "streams_rate"]
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import PASS_THROUGH  # noqa: E402
 from benchmarks.decode_baseline import bare_decode_fps  # noqa: E402
-from tests.conftest import _TraversableTemp  # noqa: E402
+from tests.support.tempdirs import TraversableTemp  # noqa: E402
 from tests.media import make_clip  # noqa: E402
-from tests.runtime.apptemplate import write_app  # noqa: E402
+from tests.support.apps import write_app  # noqa: E402
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = _TraversableTemp._open(Path(tmp))  # the sandbox's uid must reach the app's files
+        work = TraversableTemp.open_for_sandbox(Path(tmp))  # the sandbox's uid must reach the app's files
         app = write_app(work / "app", code=PASS_THROUGH)
         for size in args.sizes.split(","):
             clip = make_clip(work / f"{size}.mp4", frames=args.frames, size=SIZES[size])

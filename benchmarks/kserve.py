@@ -35,8 +35,8 @@ from benchmarks.inference import streams_rate  # noqa: E402
 from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
 from panoflow.plugins.kserve import KServeBackend  # noqa: E402
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from tests.inference.kserve_fixtures import KServeServer  # noqa: E402
-from tests.inference.modelpkg import conv_model  # noqa: E402
+from tests.inference.kserve_harness import KServeServer  # noqa: E402
+from tests.support.models import conv_model  # noqa: E402
 
 __all__ = ["measure"]
 

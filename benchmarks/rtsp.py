@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from panoflow.plugins.sources import TestPattern
 from tests.rtsp.helpers import PANOFLOW_LAUNCHER
-from tests.rtsp.server import GstServer, gst_unavailable, h264_launch
-from tests.runtime.apptemplate import write_app
+from tests.support.rtsp import GstServer, gst_unavailable, h264_launch
+from tests.support.apps import write_app
 
 FPS = 30
 #: A pass-through app (``put(get())``) that also reads each picture's painted frame index: frames received

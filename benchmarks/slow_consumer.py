@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_line()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        from tests.runtime.apptemplate import write_app
+        from tests.support.apps import write_app
 
         app = write_app(work / "app", code=APP % {"period": period})
         clip = make_clip(work / "cam.mp4", frames=300, size=size)  # 10 s, looped

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import cpu_seconds, machine_line, open_fds, panoflow_cmd, rss_mib, threads
-from tests.rtsp.server import GstServer, gst_unavailable, h264_launch
+from tests.support.rtsp import GstServer, gst_unavailable, h264_launch
 
 FPS = 30
 START_AT_S = 20.0  # "start" figures: both apps streaming, imports and first connections done
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: {reason}")
         return 0
     from tests.media import make_clip
-    from tests.runtime.apptemplate import write_app
+    from tests.support.apps import write_app
 
     from benchmarks.common import PASS_THROUGH
 

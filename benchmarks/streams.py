@@ -158,8 +158,8 @@ def bare_cores_per_camera(clip: Path, frames: int = 150, repeat: int = 3) -> flo
 
 def run_point(kind: str, count: int, clip: Path, work: Path, duration: float,
               profile: bool = False) -> dict[str, float | str | list[str]]:
-    from tests.rtsp.server import GstServer, h264_launch
-    from tests.runtime.apptemplate import write_app
+    from tests.support.rtsp import GstServer, h264_launch
+    from tests.support.apps import write_app
 
     server = None
     if kind == "rtsp":
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="py-spy the RTSP run at N cameras")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON (for run-all)")
     args = ap.parse_args(argv)
-    from tests.rtsp.server import gst_unavailable
+    from tests.support.rtsp import gst_unavailable
 
     kinds = args.kinds.split(",")
     if "rtsp" in kinds and gst_unavailable():

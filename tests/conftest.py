@@ -1,13 +1,26 @@
-"""Suite-wide fixtures."""
+"""Suite-wide fixtures, and the shared fixture plugins of :mod:`tests.support` registered once for every folder."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+
+if TYPE_CHECKING:
+    from tests.support.tempdirs import TraversableTemp
+
+# before anything imports tests.support: plain asserts in the helpers report their values, as in test modules
+pytest.register_assert_rewrite("tests.support")
+
+#: fixtures shared across folders (pytest allows ``pytest_plugins`` only in this, the rootdir's conftest)
+pytest_plugins = [
+    "tests.support.control_plane",
+    "tests.support.daemons",
+    "tests.support.rtsp",
+    "tests.support.wheels",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -22,40 +35,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class _TraversableTemp:
-    """pytest's temporary folders, passable (o+x, never listable) by the unprivileged uid that application
-    sandboxes and a root daemon's instances run as. pytest makes them 0700; a device's state folder
-    (/var/lib/panoflow) is reachable the same way."""
-
-    def __init__(self, factory: pytest.TempPathFactory):
-        self._factory = factory
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._factory, name)
-
-    @staticmethod
-    def _open(path: Path) -> Path:
-        if os.geteuid() == 0:
-            for folder in (path, *path.parents):
-                if folder == Path(tempfile.gettempdir()) or folder == folder.parent:
-                    break
-                mode = folder.stat().st_mode & 0o777
-                if not mode & 0o001:
-                    os.chmod(folder, mode | 0o011)
-        return path
-
-    def getbasetemp(self) -> Path:
-        return self._open(self._factory.getbasetemp())
-
-    def mktemp(self, basename: str, numbered: bool = True) -> Path:
-        return self._open(self._factory.mktemp(basename, numbered))
-
-
 @pytest.fixture(scope="session")
-def tmp_path_factory(tmp_path_factory: pytest.TempPathFactory) -> _TraversableTemp:
-    return _TraversableTemp(tmp_path_factory)
+def tmp_path_factory(tmp_path_factory: pytest.TempPathFactory) -> TraversableTemp:
+    """pytest's, its folders passable by the sandbox uid (:class:`tests.support.tempdirs.TraversableTemp`)."""
+    from tests.support.tempdirs import TraversableTemp
+
+    return TraversableTemp(tmp_path_factory)
 
 
 @pytest.fixture
 def tmp_path(tmp_path: Path) -> Path:
-    return _TraversableTemp._open(tmp_path)
+    """pytest's, passable by the sandbox uid."""
+    from tests.support.tempdirs import TraversableTemp
+
+    return TraversableTemp.open_for_sandbox(tmp_path)

@@ -34,7 +34,7 @@ from panoflow import ops  # noqa: E402
 from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from panoflow.plugins.tensorrt_backend import TensorRtBackend  # noqa: E402
-from tests.inference.modelpkg import conv_model  # noqa: E402
+from tests.support.models import conv_model  # noqa: E402
 
 BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRtBackend}
 Row = tuple[str, str, str, float | None, str]  # benchmark, path, batch, rate, note

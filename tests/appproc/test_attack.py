@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.appproc.apps import attack_app, wait_json
-from tests.daemon.conftest import SECRETS, Daemon, live
+from tests.support.apps import attack_app, wait_json
+from tests.support.daemons import SECRETS, Daemon, live
 
 pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces"),

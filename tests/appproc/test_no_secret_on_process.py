@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.appproc.apps import param_app, wait_json
-from tests.daemon.conftest import SECRETS, Daemon
+from tests.support.apps import param_app, wait_json
+from tests.support.daemons import SECRETS, Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

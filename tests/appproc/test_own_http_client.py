@@ -21,10 +21,9 @@ import pytest
 from panoflow.isolation import SandboxSpec
 from panoflow.isolation.host import find_tools
 from panoflow.isolation.layout import Tools, command
-from tests.appproc.apps import read_json, status_app
-from tests.daemon.apps import routing_overrides
-from tests.daemon.conftest import Daemon
 from tests.daemon.test_inbound_ports import _free_port
+from tests.support.apps import read_json, routing_overrides, status_app
+from tests.support.daemons import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.appproc.apps import RECT, RECT_BGR, TEXT_ORIGIN, pinned_app, read_json, wait_json
-from tests.daemon.conftest import Daemon, live
 from tests.media import decode_bgr, make_clip
+from tests.support.apps import RECT, RECT_BGR, TEXT_ORIGIN, pinned_app, read_json, wait_json
+from tests.support.daemons import Daemon, live
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -24,8 +24,8 @@ FRAMES = 150  # the sample's first metrics epoch
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory, sample_wheels: Path) -> Path:
-    return pinned_app(tmp_path_factory.mktemp("pinned") / "app", sample_wheels)
+def sample(tmp_path_factory: pytest.TempPathFactory, pinned_wheels: Path) -> Path:
+    return pinned_app(tmp_path_factory.mktemp("pinned") / "app", pinned_wheels)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.controlplane.conftest import moto_url  # noqa: F401  (the shared moto server fixture)
-from tests.daemon.conftest import make_daemon  # noqa: F401
 from tests.media import make_clip
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import write_app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -122,7 +120,7 @@ def test_offline_metrics_on_the_instance_metrics(app: Path, clip: Path, tmp_path
     assert "refused" not in out + err
 
 
-def test_offline_metrics_on_the_device_metrics(app: Path, clip: Path, make_daemon: Any) -> None:  # noqa: F811
+def test_offline_metrics_on_the_device_metrics(app: Path, clip: Path, make_daemon: Any) -> None:
     d = make_daemon()
     r = d.cli("deploy", str(app), "--name", "sample", "--camera", f"camera_node=file://{clip}?loop=1&realtime=1")
     assert r.returncode == 0, r.stderr
@@ -140,7 +138,7 @@ def test_offline_metrics_on_the_device_metrics(app: Path, clip: Path, make_daemo
 
 
 def test_profile_and_endpoint_land_the_metric_in_moto(app: Path, clip: Path, tmp_path: Path,
-                                                      moto_url: str) -> None:  # noqa: F811
+                                                      moto_url: str) -> None:
     creds = tmp_path / "credentials"
     creds.write_text("[edge]\naws_access_key_id = AKIDEXAMPLE1\naws_secret_access_key = s3cr3t-never-shown\n")
     proc, _sock = _run(app, clip, tmp_path / "s", "--aws-credentials", str(creds), "--aws-profile", "edge",

@@ -17,8 +17,7 @@ import pytest
 
 from panoflow.aws import AwsError, AwsGateway, AwsSettings, CredentialCache, credential_source
 from panoflow.aws.credentials import AssumeRoleSource, AwsCredentials, BotocoreSource, LocalSource
-from tests.aws.conftest import running
-from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
+from tests.aws.runner import running
 
 ROLE = "arn:aws:iam::123456789012:role/app"
 

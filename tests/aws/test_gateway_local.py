@@ -11,7 +11,7 @@ from pathlib import Path
 
 from panoflow.aws import AwsGateway, AwsSettings
 from panoflow.core.metrics import render
-from tests.aws.conftest import base_env, need_bwrap, run_app, running
+from tests.aws.runner import base_env, need_bwrap, run_app, running
 
 LABELS = 'namespace="PanoflowTestApp",metric="AverageInferenceTime",unit="Milliseconds",' \
          'application_name="aws-panorama-sample",device_id="dev-1"'

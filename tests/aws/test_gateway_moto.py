@@ -14,8 +14,7 @@ import boto3
 import pytest
 
 from panoflow.aws import AwsGateway, AwsSettings
-from tests.aws.conftest import base_env, need_bwrap, run_app, running
-from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
+from tests.aws.runner import base_env, need_bwrap, run_app, running
 
 ROLE = "arn:aws:iam::123456789012:role/{}"
 

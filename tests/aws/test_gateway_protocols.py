@@ -16,8 +16,7 @@ from botocore.serialize import create_serializer
 from botocore.utils import percent_encode_sequence
 
 from panoflow.aws import AwsGateway, AwsSettings
-from tests.aws.conftest import running
-from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
+from tests.aws.runner import running
 
 MODEL = botocore.session.get_session().get_service_model("cloudwatch")
 PROTOCOLS = ("query", "json", "smithy-rpc-v2-cbor")

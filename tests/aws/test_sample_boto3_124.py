@@ -15,13 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.appproc.apps import PACKAGE, _build
-from tests.appproc.conftest import sample_wheels  # noqa: F401  (the pinned wheels, cached)
 from tests.aws.test_apps_end_to_end import PUT_METRIC, _metric_line, _unix_get, _wait
-from tests.controlplane.conftest import moto_url  # noqa: F401
-from tests.daemon.conftest import clips, make_daemon  # noqa: F401
 from tests.media import make_clip
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import PACKAGE, build_code_asset, write_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")]
 
@@ -44,14 +40,14 @@ while True:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory: pytest.TempPathFactory, sample_wheels: Path) -> Path:  # noqa: F811
+def sample(tmp_path_factory: pytest.TempPathFactory, pinned_wheels: Path) -> Path:
     root = tmp_path_factory.mktemp("sample") / "app"
     write_app(root, code="import json\n" + SAMPLE)
     pkg = root / PACKAGE
     (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n"
                                     "RUN pip3 install -r /panorama/requirements.txt\n")
     (pkg / "src" / "requirements.txt").write_text("boto3==1.24.*\n")
-    _build(root, sample_wheels)
+    build_code_asset(root, pinned_wheels)
     return root
 
 
@@ -84,7 +80,7 @@ def test_offline_three_epochs_on_run_metrics(sample: Path, clip450: Path, tmp_pa
     assert "refused" not in out and "NoCredentialsError" not in out + err
 
 
-def test_offline_on_serve_metrics(sample: Path, clip450: Path, make_daemon: Any) -> None:  # noqa: F811
+def test_offline_on_serve_metrics(sample: Path, clip450: Path, make_daemon: Any) -> None:
     d = make_daemon()
     r = d.cli("deploy", str(sample), "--name", "sample",
               "--camera", f"camera_node=file://{clip450}?realtime=1&loop=1")
@@ -100,7 +96,7 @@ def test_offline_on_serve_metrics(sample: Path, clip450: Path, make_daemon: Any)
 
 
 def test_profile_and_endpoint_land_in_moto(sample: Path, clip450: Path, tmp_path: Path,
-                                           moto_url: str) -> None:  # noqa: F811
+                                           moto_url: str) -> None:
     creds = tmp_path / "credentials"
     creds.write_text("[edge]\naws_access_key_id = AKIDSAMPLE124\naws_secret_access_key = never-in-a-log-124\n")
     proc = subprocess.Popen(

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cloud_client.conftest import ControlPlaneServer, join, panoflow_argv, publish_app, wait
-from tests.daemon.conftest import Daemon
+from tests.support.cli import panoflow_argv
+from tests.support.daemons import Daemon
+from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
 
 
 def _create(cp: ControlPlaneServer, device_id: str, app: dict[str, Any], **kwargs: Any) -> str:

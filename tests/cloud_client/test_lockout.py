@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cloud_client.conftest import ControlPlaneServer, join, publish_app, wait
 from tests.cloud_client.test_device import _create, _pids, _running
-from tests.daemon.conftest import Daemon
+from tests.support.daemons import Daemon
+from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
 
 
 def _events(daemon: Daemon) -> list[dict[str, Any]]:

@@ -20,9 +20,10 @@ import pytest
 
 from panoflow import __version__
 from panoflow.cloud_client.jobs import OTA_FILE, ota_environment
-from tests.cloud_client.conftest import ACCOUNT, ControlPlaneServer, join, publish_app, wait
 from tests.cloud_client.test_device import _create, _pids, _running
-from tests.daemon.conftest import Daemon
+from tests.support.apps import ACCOUNT
+from tests.support.daemons import Daemon
+from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "99.1.0"

@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.compiler.conftest import Model, fixed_input, package_model, panoflow
+from tests.compiler.models import Model, fixed_input, package_model, panoflow
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the envs
 

@@ -19,7 +19,7 @@ from panoflow.controlplane import ControlPlane, open_store
 from panoflow.core.graph import resolve
 from panoflow.core.manifest import load_application
 from panoflow.modelstore import ModelStore
-from tests.compiler.conftest import Model, Packaged, fixed_input, package_model, tar_folder
+from tests.compiler.models import Model, Packaged, fixed_input, package_model, tar_folder
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the converter environments
 

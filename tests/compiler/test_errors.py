@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compiler.conftest import Model, Packaged, package_model, panoflow, tar_folder
+from tests.compiler.models import Model, Packaged, package_model, panoflow, tar_folder
 from tests.compiler.test_run import run_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the converter environments

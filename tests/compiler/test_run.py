@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.compiler.conftest import Model, package_model, references
+from tests.compiler.models import Model, package_model, references
 
 pytestmark = [
     pytest.mark.slow,

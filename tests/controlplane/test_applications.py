@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from panoflow.controlplane import ControlPlane
-from tests.controlplane.conftest import APP, deploy, error_of
+from tests.support.control_plane import APP, deploy, error_of
 
 
 def test_create_and_describe(pano: Any, device: str, graph_text: str, overrides_text: str) -> None:

@@ -31,7 +31,7 @@ from panoflow.controlplane.assets import (
     check_key,
     open_assets,
 )
-from tests.controlplane.conftest import moto_url, raw_request  # noqa: F401 - moto_url is a fixture
+from tests.support.control_plane import raw_request
 
 BUCKET = "pf-assets"
 

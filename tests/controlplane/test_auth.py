@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from panoflow.controlplane import AccessKey, ControlPlane, open_store, serve_in_thread
-from tests.controlplane.conftest import error_of, make_client, raw_request, signed_headers
+from tests.support.control_plane import error_of, make_client, raw_request, signed_headers
 
 
 def test_unsigned_request_is_denied(endpoint: str) -> None:

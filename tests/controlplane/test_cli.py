@@ -15,7 +15,7 @@ import botocore.exceptions
 import pytest
 
 from panoflow.controlplane import create_access_key, open_store
-from tests.controlplane.conftest import make_client
+from tests.support.control_plane import make_client
 
 #: runs the CLI with the control-plane command registered even before panoflow.cli.COMMANDS lists it
 _MAIN = ("import sys, panoflow.cli as c\n"

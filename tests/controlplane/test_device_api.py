@@ -25,8 +25,7 @@ from panoflow.controlplane.provisioning import hash_token, read_bundle
 from panoflow.controlplane.service.fleet import LOG_CAP, parse_sync_report
 from panoflow.controlplane.store import Store
 from panoflow.core.manifest import parse_package
-
-from .conftest import APP, deploy, make_client, raw_request, signed_headers
+from tests.support.control_plane import APP, deploy, make_client, raw_request, signed_headers
 
 SYNC = "/_panoflow/device/v1/sync"
 

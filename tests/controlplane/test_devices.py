@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from panoflow.controlplane.provisioning import CLAIM_TTL, hash_token, read_bundle
 from panoflow.controlplane.store import Store
-from tests.controlplane.conftest import error_of
+from tests.support.control_plane import error_of
 
 
 def test_provision_returns_a_claim_bundle(pano: Any, store: Store) -> None:

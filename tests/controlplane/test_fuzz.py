@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from panoflow.controlplane import AccessKey, ControlPlane, serve_in_thread
-from tests.controlplane.conftest import raw_request, signed_headers
+from tests.support.control_plane import raw_request, signed_headers
 
 EXAMPLES = min(int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "100")), 300)
 _SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.controlplane.conftest import error_of
+from tests.support.control_plane import error_of
 
 
 def test_reboot_and_ota_jobs(pano: Any, device: str) -> None:

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from panoflow.controlplane import ControlPlane
 from panoflow.core.manifest import load_application
-from tests.controlplane.conftest import error_of
+from tests.support.control_plane import error_of
 
 MODEL = b"model archive bytes"
 DESCRIPTOR = json.dumps({"mlModelDescriptor": {"envelopeVersion": "2021-01-01", "framework": "PYTORCH",

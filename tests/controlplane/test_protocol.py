@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from panoflow.controlplane import ControlPlane, load_model, open_store
 from panoflow.controlplane.store import Store, migrations
-from tests.controlplane.conftest import error_of
+from tests.support.control_plane import error_of
 
 
 def test_every_model_operation_routes_to_itself() -> None:

@@ -15,10 +15,16 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from panoflow.controlplane.store import Row, Store, StoreError, migrations, open_store
-from tests.controlplane.conftest import postgres_schema
+from tests.support.control_plane import postgres_schema
 
 # each example is 25 transactions (and the suite runs it on both backends): at most 100 even under CI
 EXAMPLES = min(int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "30")), 100)

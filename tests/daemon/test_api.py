@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 import io
 import json
 import os
 import stat
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon.apps import counter_app
-from tests.daemon.conftest import Daemon, live
+from tests.support.apps import counter_app
+from tests.support.daemons import Daemon, live
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

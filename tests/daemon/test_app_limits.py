@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import Daemon
 from tests.daemon.test_lifecycle import events
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import write_app
+from tests.support.daemons import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces and cgroups")
 

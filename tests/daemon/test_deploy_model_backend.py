@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.conftest import Daemon
-from tests.inference.apps import write_model_app
+from tests.support.apps import write_model_app
+from tests.support.daemons import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.apps import routing_overrides, server_app
-from tests.daemon.conftest import Daemon
+from tests.support.apps import routing_overrides, server_app
+from tests.support.daemons import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from panoflow.daemon.supervisor import process_alive
-from tests.daemon.apps import broken_app, counter_app
-from tests.daemon.conftest import Daemon, live
+from tests.support.apps import broken_app, counter_app
+from tests.support.daemons import Daemon, live
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

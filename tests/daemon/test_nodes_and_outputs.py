@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.daemon.apps import counter_app
-from tests.daemon.conftest import Daemon, live, panoflow_argv
 from tests.media import make_clip
+from tests.support.apps import counter_app
+from tests.support.cli import panoflow_argv
+from tests.support.daemons import Daemon, live
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -210,7 +211,7 @@ def test_a_registered_camera_by_name(make_daemon: Any, clips: dict[str, Path], t
     import http.server
     import secrets
 
-    from tests.daemon.conftest import SECRETS
+    from tests.support.daemons import SECRETS
 
     cameras = pytest.importorskip("panoflow.cameras")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clips["a"].parent))

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
 from panoflow.daemon.openapi import openapi_document
-from tests.daemon.conftest import Daemon
+from tests.support.daemons import Daemon
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.apps import counter_app
-from tests.daemon.conftest import SECRETS, Daemon, live, log_files
+from tests.support.apps import counter_app
+from tests.support.daemons import SECRETS, Daemon, live, log_files
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 

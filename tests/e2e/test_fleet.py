@@ -23,9 +23,11 @@ import botocore.exceptions
 import pytest
 
 from panoflow.controlplane.boto import client as panorama_client
-from tests.cloud_client.conftest import built_counter_app, wait
-from tests.daemon.conftest import SECRETS, Daemon, panoflow_argv
-from tests.rtsp.server import GstServer, free_port, h264_launch
+from tests.support.apps import built_counter_app
+from tests.support.cli import panoflow_argv
+from tests.support.daemons import SECRETS, Daemon
+from tests.support.fleet import wait
+from tests.support.rtsp import GstServer, free_port, h264_launch
 
 ACCOUNT = "123456789012"
 HEARTBEAT = "1"

@@ -1,32 +1,22 @@
-"""Fixtures for the inference tests: real ONNX models on disk, loaded through the real backends and batcher."""
+"""Fixtures for the inference tests: real ONNX models on disk, loaded through the real backends and batcher, and a
+real KServe V2 server for the session (:mod:`tests.inference.kserve_harness`)."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
-from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
-from panoflow.plugins.tensorrt_backend import TensorRtBackend
-from tests.inference.modelpkg import conv_model
-
-BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRtBackend}
+from panoflow.core.inference import InferenceSettings, ModelSet
+from tests.inference.kserve_harness import KServeServer, served_models
+from tests.inference.modelfiles import BACKENDS, model_files
+from tests.support.models import conv_model
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def model_files(path: Path, model: bytes, *, node_id: str = "model_node", shape: tuple[int, ...] | None = None,
-                precision: str = "FP32", input_name: str = "data") -> ModelFiles:
-    """Write ``model`` to ``path`` and describe it as the model store would."""
-    path.write_bytes(model)
-    inputs = (TensorInfo(input_name, shape),) if shape else ()
-    return ModelFiles(node_id, path, hashlib.sha256(model).hexdigest(), "ONNX", precision, inputs, path.parent)
 
 
 @pytest.fixture
@@ -59,3 +49,15 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "a": make_clip(d / "a.mp4", frames=40, size=(320, 240), seed=1),
         "b": make_clip(d / "b.mkv", frames=25, size=(320, 240), container="mkv", seed=2),
     }
+
+
+@pytest.fixture(scope="session")
+def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeServer]:
+    """A KServe V2 server for the whole session (tests that kill or pause a server start their own)."""
+    folder = tmp_path_factory.mktemp("kserve")
+    server = KServeServer(served_models(folder / "models"), folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -1,7 +1,7 @@
 """A real KServe V2 inference server for the remote-backend tests: KServe's own Python ``ModelServer`` (from PyPI)
 serving ONNX models through ONNX Runtime, over REST (binary tensor extension) and gRPC.
 
-Run as a script (the tests start it in a child process, see :mod:`tests.inference.kserve_fixtures`)::
+Run as a script (the tests start it in a child process, see :mod:`tests.inference.kserve_harness`)::
 
     python -m tests.inference.kserve_server --model NAME=PATH.onnx [--model ...] --http-port P --grpc-port Q
         [--ssl-certfile CERT --ssl-keyfile KEY] [--token-file FILE] [--threads N]

@@ -13,10 +13,10 @@ import onnxruntime as ort
 import pytest
 
 from panoflow import ops
-from tests.inference.apps import write_model_app
-from tests.inference.modelpkg import conv_model
 from tests.media import decode_bgr
-from tests.runtime.conftest import run_panoflow
+from tests.support.apps import write_model_app
+from tests.support.cli import run_panoflow
+from tests.support.models import conv_model
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces")
 

@@ -20,8 +20,8 @@ from panoflow.core.plugins import build_plugins
 from panoflow.exceptions import ModelError
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
 from panoflow.plugins.tensorrt_backend import TensorRtBackend
-from tests.inference.conftest import BACKENDS, model_files
-from tests.inference.modelpkg import conv_model
+from tests.inference.modelfiles import BACKENDS, model_files
+from tests.support.models import conv_model
 
 TRT_OK, TRT_WHY = TensorRtBackend.available()
 needs_tensorrt = pytest.mark.skipif(not TRT_OK, reason=f"tensorrt backend unavailable here: {TRT_WHY}")

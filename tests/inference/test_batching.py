@@ -13,7 +13,7 @@ import pytest
 
 from panoflow.core.inference import InferenceTimeout, ModelSet
 from panoflow.exceptions import ModelError
-from tests.inference.modelpkg import conv_model
+from tests.support.models import conv_model
 
 Open = Callable[..., ModelSet]
 
@@ -221,7 +221,7 @@ def test_dynamic_spatial_axes_take_the_descriptor_shape(tmp_path: Path, open_mod
 def test_applications_in_one_process_share_a_batcher_through_a_pool(tmp_path: Path) -> None:
     """Two applications (two model sets) using the same model package: their requests are batched together."""
     from panoflow.core.inference import InferenceSettings, ModelPool
-    from tests.inference.conftest import BACKENDS, model_files
+    from tests.inference.modelfiles import BACKENDS, model_files
 
     model = conv_model(size=(48, 48), channels=48, depth=3)
     pool = ModelPool()

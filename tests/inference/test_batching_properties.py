@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
-from tests.inference.modelpkg import conv_model
+from tests.support.models import conv_model
 
 EXAMPLES = min(int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "100")), 500)
 SIZE = (6, 6)

@@ -16,11 +16,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.inference.apps import write_model_app
-from tests.inference.kserve_fixtures import SHAPE, KServeServer, kserve_server, own_server  # noqa: F401
-from tests.inference.modelpkg import conv_model
+from tests.inference.kserve_harness import SHAPE, KServeServer, own_server
 from tests.inference.test_app_e2e import PANORAMA_APP, _hashes
-from tests.runtime.conftest import run_panoflow
+from tests.support.apps import write_model_app
+from tests.support.cli import run_panoflow
+from tests.support.models import conv_model
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces")
 
@@ -59,7 +59,7 @@ while True:
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_panorama_app_on_a_remote_server_gets_what_onnxruntime_returns_for_every_frame(
-        tmp_path: Path, clips: dict[str, Path], kserve_server: KServeServer, transport: str) -> None:  # noqa: F811
+        tmp_path: Path, clips: dict[str, Path], kserve_server: KServeServer, transport: str) -> None:
     model = conv_model(size=SHAPE[2:], seed=7)
     assert model == kserve_server.models["conv"].read_bytes()  # the server serves the package's own model
     app = write_model_app(tmp_path / "app", PANORAMA_APP, model=model, shape=SHAPE)

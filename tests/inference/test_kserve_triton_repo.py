@@ -11,8 +11,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from panoflow.cli import main
-from tests.inference.apps import write_model_app
-from tests.inference.modelpkg import conv_model
+from tests.support.apps import write_model_app
+from tests.support.models import conv_model
 
 
 def _config(folder: Path) -> model_config_pb2.ModelConfig:

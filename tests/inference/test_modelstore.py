@@ -14,8 +14,8 @@ from panoflow.core.graph import ModelSpec, resolve
 from panoflow.core.manifest import load_application
 from panoflow.exceptions import ManifestError, ModelError
 from panoflow.modelstore import ModelStore
-from tests.inference.apps import write_model_app
-from tests.inference.modelpkg import conv_model, tar_gz
+from tests.support.apps import write_model_app
+from tests.support.models import conv_model, tar_gz
 
 ONNX = conv_model()
 

@@ -23,7 +23,7 @@ from panoflow.exceptions import NodeError
 from panoflow.modelstore import ModelStore
 from panoflow.plugins.native_runner import NativeRunner
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
-from tests.inference.modelpkg import conv_model
+from tests.support.models import conv_model
 
 Open = Callable[..., ModelSet]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "native_counter"

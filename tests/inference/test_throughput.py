@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from benchmarks.inference import bare_rate, open_model, streams_rate
-from tests.inference.modelpkg import conv_model
+from tests.support.models import conv_model
 
 STREAMS = 8
 SIZE = 64

@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 
 from panoflow.isolation import DEFAULT_SANDBOX_UID, Mount, SandboxedProcess, SandboxSpec
-
-from .conftest import HostServer, require, run_probe
+from tests.isolation.probes import HostServer, require, run_probe
 
 #: the host uid the sandbox runs as: 64000 under a root launcher (as on a device), the caller's own otherwise
 UID = DEFAULT_SANDBOX_UID if os.geteuid() == 0 else os.getuid()

@@ -9,8 +9,7 @@ import pytest
 
 from panoflow.exceptions import SandboxError
 from panoflow.isolation import DEFAULT_SANDBOX_UID, Mount, SandboxSpec, host_problems, start
-
-from .conftest import interpreter, require, require_root
+from tests.isolation.probes import interpreter, require, require_root
 
 
 def test_missing_helpers_name_the_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

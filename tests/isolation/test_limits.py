@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from panoflow.isolation import Limits, SandboxedProcess, SandboxSpec, host_problems, start, unsafe_start
-
-from .conftest import interpreter, require, run_probe
+from tests.isolation.probes import interpreter, require, run_probe
 
 HOG = r"""
 import json, sys

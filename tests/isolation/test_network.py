@@ -21,8 +21,7 @@ import pytest
 
 from panoflow.exceptions import SandboxError
 from panoflow.isolation import SandboxSpec, host_problems, start
-
-from .conftest import HostServer, free_port, interpreter, require, require_root, run_probe
+from tests.isolation.probes import HostServer, free_port, interpreter, require, require_root, run_probe
 
 CONNECT = r"""
 import json, os, socket, sys

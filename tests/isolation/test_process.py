@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from panoflow.isolation import SandboxedProcess, SandboxSpec, start
-
-from .conftest import interpreter, require
+from tests.isolation.probes import interpreter, require
 
 
 def _started(network: str, code: str, *, ready_line: bool = False) -> SandboxedProcess:

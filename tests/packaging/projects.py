@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 
 ACCOUNT = "123456789012"
 CODE = f"{ACCOUNT}-CODE-1.0"

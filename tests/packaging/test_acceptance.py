@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.inference.modelpkg import conv_model
-from tests.packaging.conftest import FakeDocker, Result
+from tests.packaging.commands import FakeDocker, Result
 from tests.packaging.projects import ACCOUNT, CODE
-from tests.runtime.conftest import run_panoflow
+from tests.support.cli import run_panoflow
+from tests.support.models import conv_model
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces")
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from panoflow.core.manifest import load_application
-from tests.inference.modelpkg import conv_model, tar_gz
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 from tests.packaging.projects import new_project, package_json
+from tests.support.models import conv_model, tar_gz
 
 MODEL = "123456789012-MODEL-1.0"
 

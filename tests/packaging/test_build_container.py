@@ -15,7 +15,7 @@ from panoflow.core.manifest import validate_application
 from panoflow.packaging.codeasset import prepare_code_asset
 from panoflow.packaging.pyenv import app_environment
 from panoflow.packaging.wheels import pip_requests
-from tests.packaging.conftest import FakeDocker, Result
+from tests.packaging.commands import FakeDocker, Result
 from tests.packaging.projects import STYLES, build, code_package, new_project, package_json
 
 

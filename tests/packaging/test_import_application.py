@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from panoflow.core.manifest import validate_application
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "panorama-apps"
 APPS = sorted(p.parent.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("packages") if p.is_dir())

@@ -3,13 +3,10 @@ from PyPI into .cache/wheels), real interpreters (pyenv's 3.8 where this machine
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.metadata
 import json
 import os
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -34,47 +31,20 @@ from panoflow.packaging.pyenv import (
     device_default_environment,
     prune_environments,
 )
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 from tests.packaging.projects import build, code_package, new_project, package_json
 from tests.packaging.test_codeasset import code_asset_file, run_python
 from tests.packaging.wheelfactory import make_wheel
+from tests.support.wheels import PINNED, WHEEL_CACHE, fetch_wheels
 
-REPO = Path(__file__).resolve().parents[2]
-WHEEL_CACHE = REPO / ".cache" / "wheels" / "app-env"
-#: what the developer guide's sample pins, plus what opencv 4.6 needs (its wheels are built against numpy 1.x)
-PINNED = ["opencv-python-headless==4.6.0.66", "numpy<2", "boto3==1.24.*"]
 PY38 = find_interpreter("python3.8")
 needs_py38 = pytest.mark.skipif(PY38 is None, reason="no python3.8 on this machine (pyenv install 3.8 adds one)")
-
-
-def _fetch(dest: Path, python: str, requirements: list[str]) -> None:
-    """``pip download`` ``requirements`` for ``python`` into the shared cache once (a lock keeps parallel runs from
-    fetching twice)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
-    done = dest / f".done-{python}-{key}"
-    with open(dest / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
-                               "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
-                               "-d", str(dest), *requirements], capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot fetch {requirements} from PyPI: {proc.stderr.strip()[-400:]}")
-        done.write_text("\n".join(requirements))
-
-
-@pytest.fixture(scope="session")
-def pinned_wheels() -> Path:
-    _fetch(WHEEL_CACHE, default_interpreter().short_version, PINNED)
-    return WHEEL_CACHE
 
 
 @pytest.fixture(scope="session")
 def numpy38() -> Path:
     """numpy 1.24's wheel for CPython 3.8 (compiled, from PyPI)."""
-    _fetch(WHEEL_CACHE, "3.8", ["numpy==1.24.4"])
+    fetch_wheels(WHEEL_CACHE, "3.8", ["numpy==1.24.4"])
     return next(WHEEL_CACHE.glob("numpy-1.24.4-cp38-cp38-*.whl"))
 
 

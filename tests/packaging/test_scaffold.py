@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from panoflow.core.manifest import validate_application
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 
 
 def _errors(app: Path) -> list[str]:

@@ -11,7 +11,7 @@ import panoramasdk
 from panoflow.core.frame import Frame, Label, Rect
 
 if TYPE_CHECKING:
-    from tests.panoramasdk.conftest import Harness
+    from tests.panoramasdk.harness import Harness
 
 
 def get_one(harness: Harness) -> tuple[panoramasdk.node, panoramasdk.media, Frame]:

@@ -11,10 +11,10 @@ import panoramasdk
 from panoflow.core.ports import CodeNodeIO
 from panoramasdk import _client
 from panoramasdk._client import StreamsExhausted
-from tests.panoramasdk.conftest import serve
+from tests.panoramasdk.harness import serve
 
 if TYPE_CHECKING:
-    from tests.panoramasdk.conftest import Harness
+    from tests.panoramasdk.harness import Harness
 
 
 def test_public_names() -> None:

@@ -10,7 +10,7 @@ import pytest
 from panoflow.core.frame import Frame, Label, Rect
 from panoflow.plugins.sinks import DisplaySink, NullSink
 from panoflow.plugins.sinks.draw import RECT_COLOR, compose, grid_shape
-from tests.plugins.conftest import feed_sink, frame
+from tests.support.sources_and_sinks import feed_sink, frame
 
 pytestmark = pytest.mark.anyio
 

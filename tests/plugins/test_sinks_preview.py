@@ -20,7 +20,7 @@ from panoflow.core.frame import Frame, Rect
 from panoflow.plugins.sinks import DisplaySink
 from panoflow.plugins.sinks.mjpeg import BOUNDARY
 from panoflow.plugins.sources import TestPattern
-from tests.plugins.conftest import frame
+from tests.support.sources_and_sinks import frame
 
 pytestmark = pytest.mark.anyio
 

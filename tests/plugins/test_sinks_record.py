@@ -14,7 +14,7 @@ from panoflow.core.frame import Frame, Rect
 from panoflow.core.plugins import build_plugins
 from panoflow.plugins.sinks import DisplaySink, NullSink, RecordSink
 from panoflow.plugins.sources import FileSource, TestPattern, TestSource, read_index
-from tests.plugins.conftest import feed_sink, frame
+from tests.support.sources_and_sinks import feed_sink, frame
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from panoflow.plugins.rtsp.depacketize import (
     rtp_payload,
 )
 from tests.media import decode_bgr, make_clip
-from tests.rtsp.conftest import make_hevc_clip
+from tests.support.rtsp import make_hevc_clip
 
 EXAMPLES = int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "200"))
 

@@ -26,7 +26,7 @@ from panoflow.plugins.rtsp.decode import CodedPicture, Intake, NewStream, Offer,
 from panoflow.plugins.rtsp.options import DEFAULT_MAX_DELAY_MS, parse_rtsp_uri
 from tests.media import decode_bgr, read_index
 from tests.rtsp.helpers import Frames, mismatches, run_source
-from tests.rtsp.server import GstServer, h264_launch
+from tests.support.rtsp import GstServer, h264_launch
 
 Servers = Callable[..., GstServer]
 

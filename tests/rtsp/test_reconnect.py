@@ -20,7 +20,7 @@ from panoflow.core.ports import InputTimeout, MediaInput
 from panoflow.plugins.rtsp import RtspSource
 from tests.media import decode_bgr
 from tests.rtsp.helpers import Frames, mismatches
-from tests.rtsp.server import GstServer, h264_launch
+from tests.support.rtsp import GstServer, h264_launch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rtsp]
 

@@ -17,8 +17,8 @@ import panoflow.cli.run
 from panoflow.cameras import CameraRegistry
 from tests.media import decode_bgr
 from tests.rtsp.helpers import PANOFLOW_LAUNCHER
-from tests.rtsp.server import GstServer, h264_launch, vp8_launch
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import write_app
+from tests.support.rtsp import GstServer, h264_launch, vp8_launch
 
 pytestmark = [
     pytest.mark.rtsp,

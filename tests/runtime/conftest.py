@@ -1,24 +1,15 @@
+"""Fixtures for the runtime tests: two real clips (``panoflow run`` itself: :func:`tests.support.cli.run_panoflow`)."""
+
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 
-def run_panoflow(*args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
-    """``panoflow ...`` in a child process (the sandbox needs a process of its own), JSON logs on stderr."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "panoflow", "--log-format", "json", *args],
-        capture_output=True, text=True, timeout=timeout, env=env, **kw,  # type: ignore[call-overload]
-    )
-
-
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``a``: 40 frames of 320x240 H.264 in MP4; ``b``: 25 frames in Matroska."""
     from tests.media import make_clip
 
     d = tmp_path_factory.mktemp("clips")

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.apps import SERVER
-from tests.runtime.apptemplate import write_app
+from tests.support.apps import SERVER, write_app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -173,8 +172,8 @@ def test_metrics_include_inference_time(tmp_path: Path) -> None:
     """A model node's batches, items and run time reach the instance's /metrics."""
     import http.client
 
-    from tests.inference.apps import write_model_app
     from tests.media import make_clip
+    from tests.support.apps import write_model_app
 
     code = """
 import numpy as np

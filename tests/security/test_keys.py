@@ -14,8 +14,8 @@ from botocore.exceptions import ClientError
 from panoflow.controlplane import AccessKey, create_access_key
 from panoflow.controlplane.keys import delete_key, list_keys, rotate_key, set_status
 from panoflow.controlplane.store import Store
-from tests.controlplane.conftest import error_of, make_client, raw_request, signed_headers
-from tests.daemon.conftest import panoflow_argv
+from tests.support.cli import panoflow_argv
+from tests.support.control_plane import error_of, make_client, raw_request, signed_headers
 
 
 def _client(endpoint: str, key: AccessKey) -> Any:

@@ -18,8 +18,8 @@ from panoflow.cloud_client.client import CloudClient
 from panoflow.cloud_client.jobs import Jobs
 from panoflow.controlplane import ControlPlane
 from panoflow.controlplane.service.jobs import ota_wheel_key
-from tests.controlplane.conftest import error_of
 from tests.controlplane.test_device_api import claimed
+from tests.support.control_plane import error_of
 
 VERSION = "99.9.0"
 

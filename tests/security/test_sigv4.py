@@ -15,7 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from panoflow.controlplane import AccessKey
-from tests.controlplane.conftest import raw_request
+from tests.support.control_plane import raw_request
 
 
 def _sign(endpoint: str, key: AccessKey, method: str, path: str, body: bytes = b"", *,

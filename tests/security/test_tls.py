@@ -20,7 +20,7 @@ from panoflow.controlplane import ControlPlane, create_access_key, open_store, s
 from panoflow.controlplane.tls import issue_server_certificate, server_context
 from panoflow.daemon.store import StatePaths
 from panoflow.exceptions import CloudError
-from tests.controlplane.conftest import make_client
+from tests.support.control_plane import make_client
 
 
 class Plane:

@@ -1,5 +1,8 @@
-"""Small applications of our own, each reproducing one trait of a published Panorama sample (never its code):
+"""Apps whose code does one thing a test watches for, written on :mod:`tests.support.apps.layout`. Each
+reproduces one trait of a published Panorama sample (never its code) or of an app a device runs:
 
+* :func:`counter_app`: counts its starts in its storage and passes frames on (:func:`broken_app`: the same with an
+  edge into a port it lacks; :func:`built_counter_app`: the same with its code asset built);
 * :func:`pinned_app`: aws-panorama-sample's pinned numpy-1 library (opencv 4.6, numpy<2, boto3 1.24) in its own
   requirements.txt, built with ``panoflow build-container``, drawing with cv2 in place on ``stream.image``;
 * :func:`status_app`: debug-server's HTTP server on containerPort 80 and its own client thread calling the device's
@@ -7,7 +10,7 @@
 * :func:`attack_app`: a hostile app trying every way out of its sandbox that issue 13 lists, recording each answer;
 * :func:`param_app`: keeps a digest of a parameter's value (proof that it arrived) and counts its frames.
 
-Every app writes what it saw as JSON into ``/opt/aws/panorama/storage`` for the test to read.
+The last four write what they saw as JSON into ``/opt/aws/panorama/storage``; :func:`wait_json` reads it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,64 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.daemon.apps import server_app
-from tests.runtime.apptemplate import write_app
+from tests.support.apps.layout import ACCOUNT, server_app, write_app
+from tests.support.cli import panoflow_argv
+
+#: counts its starts in its storage, reports whether its temporary directory came back empty, then passes frames on
+COUNTER = """
+import os, tempfile
+
+class App(panoramasdk.node):
+    def __init__(self):
+        super().__init__()
+
+app = App()
+path = "/opt/aws/panorama/storage/counter.txt"
+n = int(open(path).read()) + 1 if os.path.exists(path) else 1
+with open(path, "w") as f:
+    f.write(str(n))
+scratch = os.path.join(tempfile.gettempdir(), "scratch.txt")
+state = "leftover" if os.path.exists(scratch) else "clean"
+open(scratch, "w").write("x")
+print(f"start {n} version {app.inputs.p_str.get()} tmp {state}", flush=True)
+while True:
+    app.outputs.video_out.put(app.inputs.video_in.get())
+"""
+
+
+def counter_app(root: Path, *, on_signal: bool = False) -> Path:
+    """The counter app; ``on_signal``: its camera node waits for a RESUME signal (``launch: onSignal``)."""
+    write_app(root, code=COUNTER)
+    if on_signal:
+        graph_file = root / "graphs" / "test_app" / "graph.json"
+        graph = json.loads(graph_file.read_text())
+        for node in graph["nodeGraph"]["nodes"]:
+            if node["name"] == "camera_node":
+                node["launch"] = "onSignal"
+        graph_file.write_text(json.dumps(graph, indent=2))
+    return root
+
+
+def broken_app(root: Path) -> Path:
+    """The counter app with an edge into an input port its code node does not have."""
+    counter_app(root)
+    graph_file = root / "graphs" / "test_app" / "graph.json"
+    graph_file.write_text(graph_file.read_text().replace('"code_node.video_in"', '"code_node.nope_in"'))
+    return root
+
+
+def built_counter_app(root: Path) -> tuple[Path, Path]:
+    """The counter app with its code asset built (code asset + descriptor in assets/, as RegisterPackageVersion
+    wants); returns the app folder and its code package folder."""
+    root = counter_app(root)
+    pkg = root / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
+    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
+    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset", "--package-path",
+                                     f"packages/{pkg.name}", "--docker", "never", "--no-index"),
+                       cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    return root, pkg
+
 
 PACKAGE = "packages/123456789012-TEST_CODE-1.0"
 
@@ -71,7 +130,7 @@ App().run()
 """
 
 
-def _build(app: Path, wheels: Path) -> None:
+def build_code_asset(app: Path, wheels: Path) -> None:
     """``panoflow build-container`` for the app's code package, offline from ``wheels`` (as the tests build)."""
     proc = subprocess.run(
         [sys.executable, "-m", "panoflow", "build-container", "--container-asset-name", "code_asset",
@@ -92,7 +151,7 @@ def pinned_app(root: Path, wheels: Path) -> Path:
                                     "RUN pip3 install -r /panorama/requirements.txt\n")
     (pkg / "src" / "requirements.txt").write_text(
         "opencv-python-headless==4.6.0.66\nnumpy<2\nboto3==1.24.*\n")
-    _build(root, wheels)
+    build_code_asset(root, wheels)
     return root
 
 

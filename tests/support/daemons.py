@@ -1,4 +1,5 @@
-"""A real ``panoflow serve`` in a child process on a free loopback port, its HTTP API and the client commands.
+"""Real ``panoflow serve`` processes on a free loopback port, their HTTP API and client commands (fixtures:
+``make_daemon``, ``clips``).
 
 Every daemon a test starts records its state directory, token and the passwords its tests used; once the whole
 session is over, :func:`_no_secrets_in_logs` greps every log file those daemons (and their instances) wrote.
@@ -10,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,23 +20,13 @@ from typing import Any
 
 import pytest
 
-from panoflow.daemon.supervisor import process_alive
+from tests.support.cli import panoflow_argv
 
-#: runs the ``panoflow`` CLI with the daemon's commands registered even where ``panoflow.cli.COMMANDS`` does not
-#: list them yet
-PANOFLOW = (
-    "import sys, panoflow.cli as c\n"
-    "c.COMMANDS = tuple(dict.fromkeys(c.COMMANDS + ('serve', 'device')))\n"
-    "raise SystemExit(c.main())\n"
-)
+__all__ = ["LOG_NAMES", "SECRETS", "STATE_DIRS", "Daemon", "live", "log_files", "panoflow_argv"]
 
 SECRETS: list[str] = []
 STATE_DIRS: list[Path] = []
 LOG_NAMES = ("daemon.log", "instance.log", "console_output", "serve.stderr", "serve.stdout")
-
-
-def panoflow_argv(*args: str) -> list[str]:
-    return [sys.executable, "-c", PANOFLOW, "--log-format", "json", *args]
 
 
 class Daemon:
@@ -100,6 +90,10 @@ class Daemon:
 
     def instance_pids(self) -> list[int]:
         """Live processes (instances) whose command line mentions this daemon's state directory."""
+        from panoflow.daemon.supervisor import (
+            process_alive,  # this plugin loads for every test: import on use
+        )
+
         pids = []
         needle = str(self.state_dir).encode()
         for entry in Path("/proc").iterdir():
@@ -189,7 +183,8 @@ def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tests.media import make_clip
+    """Two 30-frame clips for the daemons' cameras."""
+    from tests.media import make_clip  # PyAV only where a test asks for clips
 
     d = tmp_path_factory.mktemp("daemon-clips")
     return {"a": make_clip(d / "a.mp4", frames=30, seed=1), "b": make_clip(d / "b.mp4", frames=30, seed=2)}

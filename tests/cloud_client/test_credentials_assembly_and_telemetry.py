@@ -1,8 +1,10 @@
 """The device side's parts on their own: credentials, the client's failure kinds, assembly, the log buffer and
-tailer, status mapping, the OTA failure path. Real files, real HTTP over loopback, a real pip."""
+tailer, status mapping, the OTA failure path. Real files, real HTTP over loopback (an asset server of our own,
+:class:`AssetServer`), a real pip."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -11,11 +13,13 @@ import random
 import socket
 import stat
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from panoflow.cloud_client.assemble import AssemblyError, assemble, content_id
 from panoflow.cloud_client.client import Backoff, CloudClient, Offline, Refused
@@ -30,7 +34,61 @@ from panoflow.cloud_client.jobs import Jobs, ota_environment
 from panoflow.cloud_client.sync import map_status, network_interfaces
 from panoflow.cloud_client.telemetry import MAX_BATCH_BYTES, LogBuffer, LogTailer, Source
 from panoflow.daemon.logfiles import RotatingWriter
-from tests.cloud_client.conftest import AssetServer
+
+
+class AssetServer:
+    """Serves ``files[key]`` at ``/_panoflow/assets/<key>`` (404 otherwise), ``status`` overrides every answer."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.status: int | None = None
+        self.url = ""
+        self.requests: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        self.requests.append(key)
+        if self.status is not None:
+            return web.json_response({"Code": "AccessDeniedException", "Message": "go away"}, status=self.status)
+        if key not in self.files:
+            return web.json_response({"Code": "NotFoundException", "Message": f"no asset {key}"}, status=404)
+        return web.Response(body=self.files[key])
+
+
+@pytest.fixture
+def asset_server() -> Iterator[AssetServer]:
+    server = AssetServer()
+    app = web.Application()
+    app.router.add_get("/_panoflow/assets/{key:.*}", server.handle)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    ready = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        ready.set()
+        loop.run_forever()
+        # a connection the server was still accepting when the loop stopped (a loaded machine runs its callbacks
+        # late) is cancelled and its transport closed, instead of being destroyed pending with the loop
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # the closed transports' connection_lost callbacks
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield server
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)  # the server closes its connections
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
 
 GRAPH = json.dumps({"nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [], "nodes": [], "edges": []}})
 

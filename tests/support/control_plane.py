@@ -1,5 +1,6 @@
-"""Fixtures: a real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client, over each
-store backend (`store` is parametrized: SQLite, and PostgreSQL when scripts/test started one)."""
+"""A real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client, over each store
+backend (fixtures: ``store`` is parametrized: SQLite, and PostgreSQL when scripts/test started one; ``pano``,
+``device``, ``endpoint``...), helpers for raw and SigV4-signed requests, and a real moto server (``moto_url``)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from panoflow.controlplane import AccessKey, ControlPlane, create_access_key, open_store, serve_in_thread
-from panoflow.controlplane.boto import client as panorama_client
-from panoflow.controlplane.store import Store
+if TYPE_CHECKING:  # imported where used: this plugin loads for every test, most never start a control plane
+    from panoflow.controlplane import AccessKey, ControlPlane
+    from panoflow.controlplane.store import Store
 
 APP = Path(__file__).parents[1] / "fixtures" / "panorama-apps" / "debug-server" / "graphs" / "my-app"
 
@@ -61,6 +59,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
+    from panoflow.controlplane import open_store
+
     s = open_store(store_url)
     yield s
     s.close()
@@ -68,16 +68,22 @@ def store(store_url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def key(store: Store) -> AccessKey:
+    from panoflow.controlplane import create_access_key
+
     return create_access_key(store)
 
 
 @pytest.fixture
 def plane(store: Store, tmp_path: Path) -> ControlPlane:
+    from panoflow.controlplane import ControlPlane
+
     return ControlPlane(store, assets=tmp_path / "assets")
 
 
 @pytest.fixture
 def endpoint(plane: ControlPlane) -> Iterator[str]:
+    from panoflow.controlplane import serve_in_thread
+
     with serve_in_thread(plane) as url:
         yield url
 
@@ -85,6 +91,8 @@ def endpoint(plane: ControlPlane) -> Iterator[str]:
 def make_client(endpoint: str, key_id: str, secret: str, verify: str | None = None) -> Any:
     """A boto3 panorama client for ``endpoint``; ``verify``: the CA file of an https:// endpoint."""
     from botocore.config import Config
+
+    from panoflow.controlplane.boto import client as panorama_client
 
     return panorama_client(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key_id,
                            aws_secret_access_key=secret, config=Config(retries={"max_attempts": 1}),
@@ -120,6 +128,10 @@ def deploy(pano: Any, device: str, graph: str, **kwargs: Any) -> str:
 def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: dt.datetime | None = None,
                    body: bytes = b"") -> dict[str, str]:
     """SigV4 headers as botocore computes them, for a raw request (optionally at another time ``when``)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
     when = when or dt.datetime.now(dt.timezone.utc)
     req = AWSRequest(method=method, url=endpoint + path, headers={}, data=body)
     stamp = when.strftime("%Y%m%dT%H%M%SZ")
@@ -160,7 +172,7 @@ def error_of(exc: Any) -> tuple[str, int, str]:
     return r["Error"]["Code"], r["ResponseMetadata"]["HTTPStatusCode"], r["Error"]["Message"]
 
 
-__all__ = ["deploy", "error_of", "make_client", "postgres_schema", "raw_request", "signed_headers"]
+__all__ = ["APP", "deploy", "error_of", "make_client", "postgres_schema", "raw_request", "signed_headers"]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""The real test camera: GStreamer's RTSP server (tests/fixtures/gst_rtsp_server.py) as a child process.
+"""The real test camera: GStreamer's RTSP server (tests/fixtures/gst_rtsp_server.py) as a child process, the
+fixtures that start it (``gst`` skips where it cannot run, ``servers`` starts and stops them) and the H.265 clip
+it serves (``hevc_clip``).
 
-It runs under Debian's ``/usr/bin/python3`` (``gi`` does not import in a virtual environment). Every mount gets
-its own pipeline per client, so a new client starts at the file's first frame.
+The server runs under Debian's ``/usr/bin/python3`` (``gi`` does not import in a virtual environment). Every
+mount gets its own pipeline per client, so a new client starts at the file's first frame.
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = os.environ.get("PANOFLOW_GST_PYTHON", "/usr/bin/python3")  # Debian's, where gi imports
@@ -118,3 +124,56 @@ class GstServer:
             self.proc.wait()
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def gst() -> None:
+    """Skips the test (with the reason) where the GStreamer RTSP server cannot run."""
+    reason = gst_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def servers(gst: None) -> Iterator[Callable[..., GstServer]]:
+    """``servers(mounts, auth=None)`` starts a server; every one is stopped at the end of the test."""
+    started: list[GstServer] = []
+
+    def start(mounts: dict[str, str], **kw: object) -> GstServer:
+        server = GstServer(mounts, **kw)  # type: ignore[arg-type]
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def make_hevc_clip(path: Path, *, frames: int, size: tuple[int, int], fps: int = 30, seed: int = 0) -> Path:
+    """H.265 (libx265, no B-frames, closed GOP of ``fps``) in MP4, from the same pattern as ``make_clip``."""
+    import av  # PyAV only where a test makes a clip
+
+    from panoflow.plugins.sources import TestPattern
+
+    pattern = TestPattern(size, seed=seed)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx265", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {
+            "preset": "veryfast", "tune": "zerolatency",
+            "x265-params": f"log-level=error:bframes=0:keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1",
+        }
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern.render(i), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def hevc_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 frames of 320x240 H.265 in MP4."""
+    return make_hevc_clip(tmp_path_factory.mktemp("rtsp-hevc") / "hevc.mp4", frames=60, size=(320, 240), seed=14)

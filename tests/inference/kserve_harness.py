@@ -1,8 +1,9 @@
-"""Fixtures for the ``kserve`` backend tests: a real KServe V2 server (:mod:`tests.inference.kserve_server`, KServe's
+"""The ``kserve`` backend tests' server: a real KServe V2 server (:mod:`tests.inference.kserve_server`, KServe's
 Python ModelServer from PyPI) in a child process on free loopback ports, readiness awaited on its health endpoint
 with a deadline, always stopped; and a throw-away CA with a server certificate for 127.0.0.1.
 
-Import the fixtures into a test module (``from tests.inference.kserve_fixtures import kserve_server``).
+The session's shared server is the ``kserve_server`` fixture of tests/inference/conftest.py; tests that kill,
+pause or secure a server start their own with :func:`own_server`.
 """
 
 from __future__ import annotations
@@ -25,11 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.support.models import conv_model
 
-from tests.inference.modelpkg import conv_model
-
-__all__ = ["SHAPE", "KServeServer", "TlsFiles", "TlsTerminator", "kserve_server", "make_tls", "own_server",
+__all__ = ["SHAPE", "KServeServer", "TlsFiles", "TlsTerminator", "make_tls", "own_server",
            "served_models"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,18 +274,6 @@ def own_server(folder: Path, *, tls: TlsFiles | None = None, token_file: Path | 
                ) -> Iterator[KServeServer]:
     """A server of the test's own (to kill, pause or secure), started and ready; stopped on leaving."""
     server = KServeServer(served_models(folder / "models"), folder, tls=tls, token_file=token_file)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def kserve_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeServer]:
-    """A KServe V2 server for the whole session (tests that kill or pause a server start their own)."""
-    folder = tmp_path_factory.mktemp("kserve")
-    server = KServeServer(served_models(folder / "models"), folder)
     try:
         server.start()
         yield server
