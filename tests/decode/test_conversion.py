@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from panoflow.plugins.sources import FileSource, read_index
-from tests.decode.conftest import FRAMES
+from tests.decode.decoders import FRAMES
 from tests.decode.helpers import SlowConsumer, decode_units, digest
 from tests.decode.test_reporting import _get
 from tests.media import decode_bgr, make_clip

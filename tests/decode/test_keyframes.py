@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from panoflow.plugins.decoders import DECODERS
 from panoflow.plugins.sources import FileSource, read_index
 from panoflow.plugins.uri import format_source_uri, parse_source_uri
-from tests.decode.conftest import FRAMES, GOP, FlakyDecoder
+from tests.decode.decoders import FRAMES, GOP, FlakyDecoder
 from tests.decode.helpers import decode_units, digest
 from tests.media import decode_bgr, make_clip
 from tests.support.sources_and_sinks import run_source

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from panoflow.plugins.rtsp import RtspSource
-from tests.decode.conftest import FlakyDecoder
+from tests.decode.decoders import FlakyDecoder
 from tests.media import decode_bgr, make_clip, read_index
 from tests.rtsp.helpers import Frames, mismatches, run_source
 from tests.support.rtsp import GstServer, h264_launch, h265_launch

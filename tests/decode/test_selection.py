@@ -22,7 +22,7 @@ from panoflow.plugins.decoders import (
 )
 from panoflow.plugins.rtsp.source import RtspSource
 from panoflow.plugins.sources import FileSource, read_index
-from tests.decode.conftest import FRAMES, GOP, FlakyDecoder, UnavailableDecoder
+from tests.decode.decoders import FRAMES, GOP, FlakyDecoder, UnavailableDecoder
 from tests.decode.helpers import access_units, decode_units, digest
 from tests.media import decode_bgr
 from tests.support.sources_and_sinks import run_source

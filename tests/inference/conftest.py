@@ -15,11 +15,6 @@ from tests.support.models import conv_model
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def open_models(tmp_path: Path) -> Iterator[Callable[..., ModelSet]]:
     """``open_models(model_bytes, shape=..., **settings)`` -> a ModelSet with one node ``model_node`` on
     onnxruntime; every set opened is closed after the test."""

@@ -16,11 +16,6 @@ from tests.panoramasdk.harness import CAMERAS, Harness, serve
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def harness() -> Iterator[Harness]:
     video: Inbox[Frame] = Inbox("code.video_in", "queue", CAMERAS)
     hdmi: Inbox[Frame] = Inbox("hdmi.video_in", "queue")

@@ -6,21 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import structlog
 
 from tests.media import make_clip
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _default_structlog() -> None:
-    """In-process CLI tests configure structlog onto a captured stream that pytest closes afterwards: start each
-    plugin test from structlog's defaults so our log calls never write to a closed file."""
-    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
