@@ -366,6 +366,15 @@ async def test_pause_resume_remove_and_logs(open_console: Opener, plane: Control
     assert "hello &lt;b&gt;" in text and "instance started" not in text
     status, text = await browser.page(f"/console/instances/{instance_id}/logs?node=nope")
     assert status == 400 and "has no node" in text
+    # the preview lives on the device: the page links its console at the address it reported
+    interfaces = [{"Name": "eth0", "IpAddress": "192.0.2.7"}]
+    plane.device_sync(device, {"SoftwareVersion": "0.1.0", "NetworkInterfaces": interfaces, "Instances": []})
+    _status, text = await browser.page(f"/console/instances/{instance_id}/preview")
+    assert 'id="preview-unavailable"' in text
+    assert 'href="http://192.0.2.7:7700/console/instances"' in text
+    _status, text = await browser.page("/console/devices")
+    heartbeat = re.search(r'class="device-heartbeat">([^<]*)<', text)
+    assert heartbeat and heartbeat[1].endswith("UTC"), text
     resp = await browser.post(f"/console/instances/{instance_id}/remove")
     assert resp.status == 303
     described = plane.call("DescribeApplicationInstance", {"ApplicationInstanceId": instance_id})

@@ -239,7 +239,9 @@ class PlanePages:
             rows.append({"id": d["DeviceId"], "name": d.get("Name") or d["DeviceId"],
                          "status": " / ".join(str(x) for x in (d.get("ProvisioningStatus"),
                                                               d.get("DeviceConnectionStatus")) if x),
-                         "heartbeat": _when(item.get("LastUpdatedTime")),
+                         # the time of its last sync: the network status it reports with every one
+                         "heartbeat": _when((d.get("CurrentNetworkingStatus") or {}).get("LastUpdatedTime"))
+                         or "never",
                          "version": d.get("CurrentSoftware") or "",
                          "job": " ".join(str(x) for x in (job.get("JobType"), job.get("Status")) if x)})
         return self.console.render(request, session, Page("devices.html", "Devices", {"devices": rows}))

@@ -168,7 +168,7 @@ def build_overrides(graph: NodeGraph, form: Mapping[str, str], cameras: Sequence
         if f.kind == "boolean":
             text = "true" if text.lower() in ("true", "on", "1", "yes") else "false"
             values[f.node] = text
-        elif text == "" and f.kind != "string":
+        elif text == "" and (f.kind != "string" or f.default is None):
             if f.required or f.default is None:
                 errors.setdefault(f.node, []).append(f"{f.label}: enter a {f.kind} value")
             continue
