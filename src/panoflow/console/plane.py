@@ -14,6 +14,8 @@ import datetime as dt
 import hmac
 import ipaddress
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -447,10 +449,11 @@ class PlanePages:
 
 
 def mount_plane_console(app: web.Application, plane: ControlPlane, *,
-                        session_ttl_s: float | None = None) -> Console:
+                        session_ttl_s: float | None = None,
+                        clock: Callable[[], float] = time.monotonic) -> Console:
     """Serve the console for ``plane`` at ``/console/`` on ``app`` (before any catch-all route)."""
     backend = PlaneBackend(plane)
-    console = Console(backend, session_ttl_s=session_ttl_s)
+    console = Console(backend, session_ttl_s=session_ttl_s, clock=clock)
     console.mount(app)
     PlanePages(console, backend).mount(app)
     return console

@@ -129,9 +129,12 @@ def _environment() -> jinja2.Environment:
 class Console:
     """One console mounted on one aiohttp application."""
 
-    def __init__(self, backend: Backend, *, session_ttl_s: float | None = None):
+    def __init__(self, backend: Backend, *, session_ttl_s: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        """``session_ttl_s``: how long a sign-in lasts (8 hours by default); ``clock``: the sessions' clock
+        (tests move it forward instead of waiting)."""
         self.backend = backend
-        self.sessions = SessionStore(session_ttl_s or DEFAULT_TTL_S)
+        self.sessions = SessionStore(session_ttl_s or DEFAULT_TTL_S, clock)
         self._failures: dict[str, deque[float]] = {}  # client address -> times of its failed sign-ins
         self.env = _environment()
         self._static = {name: (resources.files("panoflow.console") / "static" / name).read_bytes()
