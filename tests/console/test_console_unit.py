@@ -447,6 +447,7 @@ async def test_device_console_signs_in_with_the_daemon_token(tmp_path: Path) -> 
     from panoflow.daemon.api import Api
     from panoflow.daemon.logfiles import tail_lines
     from panoflow.daemon.manager import Manager
+    from panoflow.daemon.model import InstanceRecord, new_instance_id
     from panoflow.daemon.store import StatePaths
 
     paths = StatePaths(tmp_path / "state")
@@ -471,6 +472,22 @@ async def test_device_console_signs_in_with_the_daemon_token(tmp_path: Path) -> 
         assert 'id="deploy-link"' not in text
         status, text = await browser.page("/console/instances/nope")
         assert status == 404 and "No application instance" in text
+        # a deployed (stopped) instance: its page, its log file, no preview, and pausing says why not
+        rec = InstanceRecord(new_instance_id(), "greeter", "0" * 64, status="DEPLOYMENT_SUCCEEDED")
+        api.manager.records[rec.instance_id] = rec
+        logs = paths.app_logs("greeter")
+        logs.mkdir(parents=True)
+        (logs / "instance.log").write_text("started <ok>\n" + f"token={token}\n")
+        status, text = await browser.page("/console/instances")
+        assert f'id="instance-{rec.instance_id}"' in text and ">greeter</a>" in text
+        status, text = await browser.page(f"/console/instances/{rec.instance_id}")
+        assert status == 200 and 'id="instance-status">DEPLOYMENT_SUCCEEDED' in text
+        status, text = await browser.page(f"/console/instances/{rec.instance_id}/logs")
+        assert "started &lt;ok&gt;" in text and token not in text  # escaped, and redacted
+        status, text = await browser.page(f"/console/instances/{rec.instance_id}/preview")
+        assert 'id="preview-unavailable"' in text and "no preview now" in text
+        resp = await browser.post(f"/console/instances/{rec.instance_id}/nodes/camera_node/pause")
+        assert resp.status == 409 and "is not running" in await resp.text()
         # the API itself still wants the bearer token: the console cookie opens only /console/
         resp = await client.get("/instances")
         assert resp.status == 401
