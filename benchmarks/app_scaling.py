@@ -1,11 +1,12 @@
-"""Two application instances on two cores: does a CPU-bound app scale, now that its Python has a GIL of its own?
+"""Two application instances on two cores: does a CPU-bound app scale, now that its Python has a GIL of its
+own?
 
     .venv/bin/python benchmarks/app_scaling.py [--frames 120] [--work-ms 20]
 
 Each app spends ``--work-ms`` of pure-Python work per frame (what a tracker or post-processing loop does); its
-frames come from a small file read as fast as the app takes them. Same command, alternating: one ``panoflow run``
-alone, then two at once; the figure is the frames/s of the two together over the one alone (2.0 is perfect
-scaling on two free cores). The app's own timer is used: from its first frame to its last.
+frames come from a small file read as fast as the app takes them. Same command, alternating: one
+``panoflow run`` alone, then two at once; the figure is the frames/s of the two together over the one alone
+(2.0 is perfect scaling on two free cores). The app's own timer is used: from its first frame to its last.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine_line  # noqa: E402
-from tests.support.tempdirs import TraversableTemp  # noqa: E402
-from tests.media import make_clip  # noqa: E402
-from tests.support.apps import write_app  # noqa: E402
+from benchmarks.common import machine_line
+from tests.media import make_clip
+from tests.support.apps import write_app
+from tests.support.tempdirs import TraversableTemp
 
 APP = """
 import json, time

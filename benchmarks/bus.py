@@ -3,15 +3,17 @@
 Run: ``.venv/bin/python benchmarks/bus.py [--frames N] [--repeat R]``.
 
 Rows:
-- ``same-thread``: put then get in one thread (no waiting, no wake-ups): the floor every other row is compared to.
+- ``same-thread``: put then get in one thread (no waiting, no wake-ups): the floor every other row is compared
+  to.
 - ``queue.SimpleQueue``: the standard library's cheapest thread-safe queue, same thread, for scale.
 - ``threads``: one producer thread putting each of ``frames`` frames into ``k`` inboxes in turn, each drained
   by its own consumer thread. Cost = wall time / (frames x k). ``delivered`` is the share of put frames the
-  consumers got (``latest`` and ``queue`` drop when consumers fall behind; ``block`` never drops). The producer
-  never waits here, so it keeps the GIL for whole switch intervals and lossy consumers starve: for those policies
-  the figure is the cost of a put.
-- ``latency``: the same topology with a paced producer (one frame per ``--period-ms``, as a camera or decoder that
-  releases the GIL between frames): put-to-get latency of each hop, median and 99th percentile, in microseconds.
+  consumers got (``latest`` and ``queue`` drop when consumers fall behind; ``block`` never drops). The
+  producer never waits here, so it keeps the GIL for whole switch intervals and lossy consumers starve: for
+  those policies the figure is the cost of a put.
+- ``latency``: the same topology with a paced producer (one frame per ``--period-ms``, as a camera or decoder
+  that releases the GIL between frames): put-to-get latency of each hop, median and 99th percentile, in
+  microseconds.
 
 The issue's target is <= 20 us per frame per hop. Figures are medians of ``--repeat`` runs in this process.
 """
@@ -166,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load}, "
-        f"switch interval {sys.getswitchinterval() * 1e3:.0f} ms, {args.frames} frames, median of {args.repeat}"
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load}, switch interval "
+        f"{sys.getswitchinterval() * 1e3:.0f} ms, {args.frames} frames, median of {args.repeat}"
     )
     print(
         f"{'case':<30}{'policy':<10}{'consumers':>10}{'us/frame/hop':>14}{'x baseline':>12}{'delivered':>11}"
@@ -194,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             worst = max(worst, cost)
             p50, p99 = latency(policy, k, args.paced_frames, args.period_ms / 1e3)
             print(
-                f"{'threads, a put per inbox':<30}{policy:<10}{k:>10}{cost:>14.2f}{cost / base:>12.2f}{share:>11.0%}"
-                f"{p50:>13.1f}{p99:>9.1f}"
+                f"{'threads, a put per inbox':<30}{policy:<10}{k:>10}{cost:>14.2f}{cost / base:>12.2f}"
+                f"{share:>11.0%}{p50:>13.1f}{p99:>9.1f}"
             )
     verdict = "meets" if worst <= 20 else "MISSES"
     print(f"worst threaded cost {worst:.2f} us/frame/hop: {verdict} the 20 us target")

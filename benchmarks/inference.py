@@ -2,11 +2,11 @@
 
     .venv/bin/python benchmarks/inference.py [--batch 8] [--size 224] [--seconds 0.5] [--rounds 10]
 
-(a) a bare ``onnxruntime.InferenceSession`` at batch 1 and at batch N; (b) ``ModelSet.call`` (what ``node.call``
-runs) once per frame from one thread; (c) N threads, as N camera streams would, each calling once per frame: the
-batcher combines them into batches of up to N. Figures are frames (items) per second, medians over alternating
-rounds in this one process; each ratio is the median of per-round ratios (both sides measured back to back), so the
-ratios hold on a noisy machine. The acceptance ratio is (c) / (a at batch N).
+(a) a bare ``onnxruntime.InferenceSession`` at batch 1 and at batch N; (b) ``ModelSet.call`` (what
+``node.call`` runs) once per frame from one thread; (c) N threads, as N camera streams would, each calling
+once per frame: the batcher combines them into batches of up to N. Figures are frames (items) per second,
+medians over alternating rounds in this one process; each ratio is the median of per-round ratios (both sides
+measured back to back), so the ratios hold on a noisy machine. The acceptance ratio is (c) / (a at batch N).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
-from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from tests.support.models import conv_model  # noqa: E402
+from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
+from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
+from tests.support.models import conv_model
 
 __all__ = ["bare_rate", "call_rate", "open_model", "streams_rate"]
 
@@ -37,7 +37,8 @@ __all__ = ["bare_rate", "call_rate", "open_model", "streams_rate"]
 def open_model(model: bytes, folder: Path, shape: tuple[int, ...], max_batch: int) -> ModelSet:
     path = folder / "bench.onnx"
     path.write_bytes(model)
-    files = ModelFiles("model_node", path, hashlib.sha256(model).hexdigest(), inputs=(TensorInfo("data", shape),))
+    files = ModelFiles("model_node", path, hashlib.sha256(model).hexdigest(),
+                       inputs=(TensorInfo("data", shape),))
     return ModelSet.open({"model_node": files}, {"onnxruntime": OnnxRuntimeBackend},
                          InferenceSettings(max_batch=max_batch, backend="onnxruntime"))
 
@@ -60,7 +61,8 @@ def call_rate(ms: ModelSet, x: np.ndarray, seconds: float) -> float:
 
 
 def streams_rate(ms: ModelSet, x: np.ndarray, streams: int, seconds: float) -> float:
-    """Items per second of ``streams`` threads each calling ``ModelSet.call`` on its own frame ``x`` in a loop."""
+    """Items per second of ``streams`` threads each calling ``ModelSet.call`` on its own frame ``x`` in a
+    loop."""
     counts = [0] * streams
     start = threading.Barrier(streams + 1)
     stop = threading.Event()
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=8, help="streams, and the bare session's batch (default 8)")
     ap.add_argument("--size", type=int, default=224, help="model input height and width (default 224)")
-    ap.add_argument("--seconds", type=float, default=0.5, help="length of one timed measurement (default 0.5)")
+    ap.add_argument("--seconds", type=float, default=0.5,
+                    help="length of one timed measurement (default 0.5)")
     ap.add_argument("--rounds", type=int, default=10, help="alternating rounds; medians are reported")
     args = ap.parse_args(argv)
     n, size = args.batch, args.size
@@ -123,15 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         ("(a) bare ORT session, batch 1", med["bare1"], "baseline", 1.0),
         (f"(a) bare ORT session, batch {n}", med["bareN"], "(a) batch 1", paired("bareN", "bare1")),
         ("(b) node.call per frame, 1 stream", med["call"], "(a) batch 1", paired("call", "bare1")),
-        (f"(c) node.call, {n} streams, batched", med["streams"], f"(a) batch {n}", paired("streams", "bareN")),
+        (f"(c) node.call, {n} streams, batched", med["streams"], f"(a) batch {n}",
+         paired("streams", "bareN")),
         (f"(c) node.call, {n} streams, batched", med["streams"], "(a) batch 1", paired("streams", "bare1")),
     ]
     print(f"{'path':<38} {'frames/s':>10}  {'vs':<14} {'ratio':>7}")
     for name, rate, vs, ratio in rows:
         print(f"{name:<38} {rate:>10.1f}  {vs:<14} {ratio:>6.2f}x")
-    print(f"(model: conv net 3x{size}x{size}, 3+1 conv layers of 32 channels; {args.rounds} alternating rounds of "
-          f"{args.seconds} s per path, medians; onnxruntime {ort.__version__} CPU; mean batch formed in (c): "
-          f"{formed[0] / max(1, formed[1]):.2f})")
+    print(f"(model: conv net 3x{size}x{size}, 3+1 conv layers of 32 channels; {args.rounds} alternating "
+          f"rounds of {args.seconds} s per path, medians; onnxruntime {ort.__version__} CPU; mean batch "
+          f"formed in (c): {formed[0] / max(1, formed[1]):.2f})")
     return 0
 
 

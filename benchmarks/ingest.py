@@ -1,14 +1,15 @@
-"""Ingest: file -> pass-through Panorama app -> null sink, against a bare PyAV decode-to-BGR loop over the same file.
+"""Ingest: file -> pass-through Panorama app -> null sink, against a bare PyAV decode-to-BGR loop over the
+same file.
 
     .venv/bin/python benchmarks/ingest.py [--sizes 720p,1080p] [--frames 600] [--repeat 3]
 
 Both sides run in the same command, alternating, so the ratio holds on a noisy shared machine, and both run as
-a fresh process (the bare loop in a child interpreter, like ``panoflow run``): a warm process reuses the pages of
-the previous frame's array, a fresh one faults them in, and comparing a warm loop with a cold run measures the
-allocator, not panoflow. The warm in-process bare loop is printed too, for reference. panoflow's figure
-is the runtime's own steady-state frames/s (from ``--summary-json``: first to last frame through the bus with the
-app consuming, excluding interpreter start-up and file opening, as the bare loop's timer does), over the same clip
-and frame count.
+a fresh process (the bare loop in a child interpreter, like ``panoflow run``): a warm process reuses the pages
+of the previous frame's array, a fresh one faults them in, and comparing a warm loop with a cold run measures
+the allocator, not panoflow. The warm in-process bare loop is printed too, for reference. panoflow's figure
+is the runtime's own steady-state frames/s (from ``--summary-json``: first to last frame through the bus with
+the app consuming, excluding interpreter start-up and file opening, as the bare loop's timer does), over the
+same clip and frame count.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import PASS_THROUGH  # noqa: E402
-from benchmarks.decode_baseline import bare_decode_fps  # noqa: E402
-from tests.support.tempdirs import TraversableTemp  # noqa: E402
-from tests.media import make_clip  # noqa: E402
-from tests.support.apps import write_app  # noqa: E402
+from benchmarks.common import PASS_THROUGH
+from benchmarks.decode_baseline import bare_decode_fps
+from tests.media import make_clip
+from tests.support.apps import write_app
+from tests.support.tempdirs import TraversableTemp
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -42,7 +43,8 @@ def bare_child_fps(clip: Path, frames: int) -> float:
 
 def panoflow_fps(app: Path, clip: Path, frames: int, work: Path) -> float:
     summary = work / "summary.json"
-    cmd = [sys.executable, "-m", "panoflow", "--log-format", "json", "--log-level", "warning", "run", str(app),
+    cmd = [sys.executable, "-m", "panoflow", "--log-format", "json", "--log-level", "warning", "run",
+           str(app),
            "--camera", f"camera_node={clip}", "--frames", str(frames), "--state-dir", str(work / "state"),
            "--summary-json", str(summary)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)

@@ -1,14 +1,14 @@
-"""Remote inference: 8 camera streams batched through the ``kserve`` backend (a KServe V2 server on loopback, gRPC
-and HTTP) against the same through the local ``onnxruntime`` backend, in one run.
+"""Remote inference: 8 camera streams batched through the ``kserve`` backend (a KServe V2 server on loopback,
+gRPC and HTTP) against the same through the local ``onnxruntime`` backend, in one run.
 
     .venv/bin/python -m benchmarks.kserve [--streams 8] [--size 112] [--seconds 1] [--rounds 3]
 
-Each path: ``--streams`` threads each call ``ModelSet.call`` once per frame (what ``node.call`` runs), the batcher
-combines them. Reported: frames/s and the ratio to local ORT (median of per-round ratios, paths measured back to
-back in alternating rounds), and the mean time one call takes; "added latency per call" is the remote call's
-minus the local one's, with 8 streams and with 1 (medians over rounds). The server (KServe's Python ModelServer, from the tests) runs
-ONNX Runtime with its default threads, as the local backend does, on the same cores: the ratio prices the
-protocol, the copies and the server's Python, not a faster machine.
+Each path: ``--streams`` threads each call ``ModelSet.call`` once per frame (what ``node.call`` runs), the
+batcher combines them. Reported: frames/s and the ratio to local ORT (median of per-round ratios, paths
+measured back to back in alternating rounds), and the mean time one call takes; "added latency per call" is
+the remote call's minus the local one's, with 8 streams and with 1 (medians over rounds). The server (KServe's
+Python ModelServer, from the tests) runs ONNX Runtime with its default threads, as the local backend does, on
+the same cores: the ratio prices the protocol, the copies and the server's Python, not a faster machine.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import structlog
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.inference import streams_rate  # noqa: E402
-from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
-from panoflow.plugins.kserve import KServeBackend  # noqa: E402
-from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from tests.inference.kserve_harness import KServeServer  # noqa: E402
-from tests.support.models import conv_model  # noqa: E402
+from benchmarks.inference import streams_rate
+from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
+from panoflow.plugins.kserve import KServeBackend
+from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
+from tests.inference.kserve_harness import KServeServer
+from tests.support.models import conv_model
 
 __all__ = ["measure"]
 
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         batch = formed[name][0] / max(1, formed[name][1])
         print(f"{name:<14} {med[name]:>9.1f} {ratio:>8.2f}x {batch:>11.2f} {p50:>20.2f} {added:>+9.2f} "
               f"{p50_1:>19.2f} {added1:>+9.2f}")
-    print(f"(the server alone: one raw binary REST call with http.client, batch 1: {raw:.1f} ms; the HTTP rows "
-          "are bound by KServe's Python REST server, the gRPC rows by the model)")
-    print(f"({n} streams calling once per frame, batched up to {n}; model: conv net 3x{size}x{size}, 3+1 conv "
-          f"layers of 32 channels; {args.rounds} alternating rounds of {args.seconds} s per path, medians; "
-          f"server: KServe ModelServer + onnxruntime {ort.__version__} on the same CPU, loopback)")
+    print(f"(the server alone: one raw binary REST call with http.client, batch 1: {raw:.1f} ms; the HTTP "
+          "rows are bound by KServe's Python REST server, the gRPC rows by the model)")
+    print(f"({n} streams calling once per frame, batched up to {n}; model: conv net 3x{size}x{size}, 3+1 "
+          f"conv layers of 32 channels; {args.rounds} alternating rounds of {args.seconds} s per path, "
+          f"medians; server: KServe ModelServer + onnxruntime {ort.__version__} on the same CPU, loopback)")
     return 0
 
 

@@ -1,17 +1,19 @@
-"""RTSP ingest capacity: how many 720p30 cameras ``panoflow run`` keeps up with, aiortsp path vs FFmpeg's demuxer.
+"""RTSP ingest capacity: how many 720p30 cameras ``panoflow run`` keeps up with, aiortsp path vs FFmpeg's
+demuxer.
 
-    .venv/bin/python benchmarks/rtsp.py [--counts 1,2,4,6,8,10,12,14,16] [--duration 7] [--backends aiortsp,ffmpeg]
+    .venv/bin/python benchmarks/rtsp.py [--counts 1,2,4,6,8,10,12,14,16] [--duration 7] \\
+        [--backends aiortsp,ffmpeg]
 
 One GStreamer RTSP server (the test camera, ``tests/fixtures/gst_rtsp_server.py``) serves a camera-like 720p30
-H.264 clip (about 2.5 Mbit/s: a moving pattern with sensor noise, GOP 30, no B-frames) from one shared mount, so
-the server's own cost does not grow with the number of clients. For each camera count, and alternating the two
-backends so machine drift hits both alike, ``panoflow run`` runs a pass-through app (``put(get())``, null display)
-on N cameras over RTP/TCP for ``--duration`` seconds after a 2 s warm-up. The app reads the frame index painted
-in each picture, so it knows how many frames each camera sent meanwhile: a camera is *real time* when the app
-received at least 95 % of them and 95 % of its frames reached the app within 500 ms of the camera's best-delivered
-frame (by frame index against the 30 fps schedule, so both backends are judged by the same clock). The capacity is
-the largest N where every camera is; each point is the best of ``--repeat`` runs. The server shares the machine's
-cores with panoflow.
+H.264 clip (about 2.5 Mbit/s: a moving pattern with sensor noise, GOP 30, no B-frames) from one shared mount,
+so the server's own cost does not grow with the number of clients. For each camera count, and alternating the
+two backends so machine drift hits both alike, ``panoflow run`` runs a pass-through app (``put(get())``, null
+display) on N cameras over RTP/TCP for ``--duration`` seconds after a 2 s warm-up. The app reads the frame
+index painted in each picture, so it knows how many frames each camera sent meanwhile: a camera is *real time*
+when the app received at least 95 % of them and 95 % of its frames reached the app within 500 ms of the
+camera's best-delivered frame (by frame index against the 30 fps schedule, so both backends are judged by the
+same clock). The capacity is the largest N where every camera is; each point is the best of ``--repeat`` runs.
+The server shares the machine's cores with panoflow.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from panoflow.plugins.sources import TestPattern
 from tests.rtsp.helpers import PANOFLOW_LAUNCHER
-from tests.support.rtsp import GstServer, gst_unavailable, h264_launch
 from tests.support.apps import write_app
+from tests.support.rtsp import GstServer, gst_unavailable, h264_launch
 
 FPS = 30
 #: A pass-through app (``put(get())``) that also reads each picture's painted frame index: frames received
@@ -160,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs = [measure(app, clip, backend, count, args.duration, work) for _ in range(args.repeat)]
                 r = max(runs, key=lambda x: (x["real_time"], x["min_share"], -x["p95_latency"]))
                 rows.append((count, backend, r))
-                print(f"{count:>3} cameras  {backend:<8} frames to the app: worst {100 * r['min_share']:5.1f} %  "
-                      f"mean {100 * r['mean_share']:5.1f} %   p95 delay beyond the best frame "
-                      f"{1000 * r['p95_latency']:6.0f} ms   {'real time' if r['real_time'] else 'BEHIND'}",
+                print(f"{count:>3} cameras  {backend:<8} frames to the app: worst "
+                      f"{100 * r['min_share']:5.1f} %  mean {100 * r['mean_share']:5.1f} %   p95 delay "
+                      f"beyond the best frame {1000 * r['p95_latency']:6.0f} ms   "
+                      f"{'real time' if r['real_time'] else 'BEHIND'}",
                       flush=True)
                 if r["real_time"]:
                     capacity[backend] = max(capacity[backend], count)
@@ -177,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         ratio = f"{capacity[backend] / base:.2f}x" if base else "-"
         print(f"| {backend} | {capacity[backend]} | {ratio} |")
-    print(f"(cpus: {os.cpu_count()}; pass-through app, null display, RTP over TCP, {args.duration:g} s per run; "
-          "'ratio' is against the FFmpeg demuxer measured in the same command)")
+    print(f"(cpus: {os.cpu_count()}; pass-through app, null display, RTP over TCP, {args.duration:g} s per "
+          "run; 'ratio' is against the FFmpeg demuxer measured in the same command)")
     return 0
 
 

@@ -4,11 +4,11 @@
                                                  [--png benchmarks/slow_consumer.png] [--json FILE]
 
 The camera is a ``realtime`` looping 720p30 H.264 file (``--camera camera_node=clip.mp4 --realtime --loop``:
-paced by its timestamps, bus policy ``latest``, as a live camera). ``panoflow run`` runs an app that, for every
-frame it gets, records ``time.time() - media.time_stamp`` (the frame's age when ``get()`` returned: from the moment
-the source emitted it, paced to the camera's schedule, to the app receiving it) and then sleeps ``--period-ms``
-(the "work"), so it can take only one frame in three: the rest must be dropped, not queued. The benchmark
-samples the process's RSS and open descriptors from ``/proc`` every second.
+paced by its timestamps, bus policy ``latest``, as a live camera). ``panoflow run`` runs an app that, for
+every frame it gets, records ``time.time() - media.time_stamp`` (the frame's age when ``get()`` returned: from
+the moment the source emitted it, paced to the camera's schedule, to the app receiving it) and then sleeps
+``--period-ms`` (the "work"), so it can take only one frame in three: the rest must be dropped, not queued.
+The benchmark samples the process's RSS and open descriptors from ``/proc`` every second.
 
 Targets: latency p95 <= 2 consumer periods (200 ms); RSS growth < 5 % between minute 1 and the end.
 Writes a PNG of latency (per 5 s bin: p50, p95, max) and RSS over time with Pillow.
@@ -152,13 +152,15 @@ def main(argv: list[str] | None = None) -> int:
             print(err[-3000:], file=sys.stderr)
             raise SystemExit(f"panoflow run failed with {proc.returncode}")
         summary = json.loads((work / "summary.json").read_text())
-        rows = [line.split(",") for line in (state / "storage" / "latency.csv").read_text().splitlines() if line]
+        rows = [
+            line.split(",") for line in (state / "storage" / "latency.csv").read_text().splitlines() if line
+        ]
     lat = [(float(a) - wall0, float(b)) for a, b in rows]  # seconds since the process started
     values = [x for _, x in lat]
     p50, p95, p99, worst = (percentile(values, q) for q in (50, 95, 99, 100))
     # RSS swings by a few frame buffers (2.7 MB each at 720p) from second to second as the allocator maps and
-    # unmaps them, so compare medians over a minute: minute 1 (60-120 s) against the last minute, and fit a line
-    # through everything after minute 1 to show a trend (a leak) apart from the swings
+    # unmaps them, so compare medians over a minute: minute 1 (60-120 s) against the last minute, and fit a
+    # line through everything after minute 1 to show a trend (a leak) apart from the swings
     span = min(60.0, max(10.0, (rss[-1][0] - 60.0) / 2))
     at_1min = [r for t, r in rss if 60.0 <= t < 60.0 + span] or [rss[len(rss) // 10][1]]
     at_end = [r for t, r in rss if t >= rss[-1][0] - span]
@@ -176,18 +178,19 @@ def main(argv: list[str] | None = None) -> int:
     table = [
         "| measure | value | target | verdict |",
         "| --- | --- | --- | --- |",
-        f"| frame latency p50 / p95 / p99 / max | {p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} / "
+        (f"| frame latency p50 / p95 / p99 / max | {p50 * 1e3:.1f} / {p95 * 1e3:.1f} / {p99 * 1e3:.1f} / "
         f"{worst * 1e3:.1f} ms | p95 <= {2 * args.period_ms:g} ms (2 consumer periods) | "
-        f"{'met' if lat_ok else 'MISSED'} |",
+        f"{'met' if lat_ok else 'MISSED'} |"),
         f"| p95 in consumer periods | {p95 / period:.2f} | <= 2 | {'met' if lat_ok else 'MISSED'} |",
-        f"| RSS, median of minute 1 -> median of the last minute | {base:.1f} -> {end:.1f} MiB "
-        f"({growth:+.2f} %) | < 5 % growth | {'met' if rss_ok else 'MISSED'} |",
+        (f"| RSS, median of minute 1 -> median of the last minute | {base:.1f} -> {end:.1f} MiB "
+        f"({growth:+.2f} %) | < 5 % growth | {'met' if rss_ok else 'MISSED'} |"),
         f"| RSS trend after minute 1 (least squares) | {slope:+.3f} MiB/min | | |",
-        f"| RSS min / max over the run | {min(r for _, r in rss):.1f} / {max(r for _, r in rss):.1f} MiB | | |",
+        (f"| RSS min / max over the run | {min(r for _, r in rss):.1f} / {max(r for _, r in rss):.1f} MiB | "
+         "| |"),
         f"| open descriptors start -> end | {fds[0][1]} -> {fds[-1][1]} | | |",
         f"| threads start -> end | {thr[0][1]} -> {thr[-1][1]} | | |",
-        f"| frames: produced / to the app / dropped (latest) | {stream['frames']} / {stream['delivered']} / "
-        f"{stream['dropped']} | app takes ~{1 / (period + 0.001):.1f}/s, the rest dropped | |",
+        (f"| frames: produced / to the app / dropped (latest) | {stream['frames']} / {stream['delivered']} / "
+        f"{stream['dropped']} | app takes ~{1 / (period + 0.001):.1f}/s, the rest dropped | |"),
     ]
     print(f"machine: {machine}")
     print("\n".join(table))
@@ -195,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
           f"plot: {args.png})")
     if args.json:
         args.json.write_text(json.dumps({
-            "machine": machine, "table": table, "p50_ms": p50 * 1e3, "p95_ms": p95 * 1e3, "rss_growth_pct": growth, "rss_slope_mib_min": slope,
+            "machine": machine, "table": table, "p50_ms": p50 * 1e3, "p95_ms": p95 * 1e3,
+            "rss_growth_pct": growth, "rss_slope_mib_min": slope,
             "minutes": args.minutes, "met": lat_ok and rss_ok, "latency_met": lat_ok, "rss_met": rss_ok,
-            "when": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["benchmarks/slow_consumer.py", *(argv or sys.argv[1:])]),
+            "when": time.strftime("%Y-%m-%d %H:%M"),
+            "command": " ".join(["benchmarks/slow_consumer.py", *(argv or sys.argv[1:])]),
         }, indent=2))
     return 0
 

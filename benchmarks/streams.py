@@ -1,4 +1,5 @@
-"""Streams: how many 720p30 live cameras one ``panoflow run`` keeps up with on one input port (pass-through app).
+"""Streams: how many 720p30 live cameras one ``panoflow run`` keeps up with on one input port (pass-through
+app).
 
     .venv/bin/python benchmarks/streams.py [--kinds rtsp,file] [--counts 4,8,12,16,20,24,28] [--duration 10]
                                            [--profile N] [--json FILE]
@@ -6,21 +7,21 @@
 Two kinds of camera, ramped in camera count until the first count that is not real time:
 
 - ``rtsp``: N sessions (RTP over TCP, panoflow's aiortsp path) to one GStreamer RTSP server on this machine,
-  all on one shared mount serving a camera-like 720p30 H.264 clip (about 2.5 Mbit/s: a moving pattern with sensor
-  noise, GOP 30, no B-frames). The server shares the cores with panoflow.
-- ``file``: N ``realtime`` looping files (``clip.mp4?realtime=1&loop=1``, the same clip): each camera decodes in
-  panoflow and is paced by its timestamps. No server.
+  all on one shared mount serving a camera-like 720p30 H.264 clip (about 2.5 Mbit/s: a moving pattern with
+  sensor noise, GOP 30, no B-frames). The server shares the cores with panoflow.
+- ``file``: N ``realtime`` looping files (``clip.mp4?realtime=1&loop=1``, the same clip): each camera decodes
+  in panoflow and is paced by its timestamps. No server.
 
 A pass-through app (``put(get())`` to the unwatched output) records, for every fresh frame in a ``--duration``
 window after a warm-up, its latency ``time.time() - media.time_stamp`` (RTSP: from the server's capture time
-given by RTCP sender reports, same machine clock, to the app receiving it; file: from the frame's paced emission
-to the app). *Real time*: every camera delivered >= 95 % of 30 fps x window to the app and the p95 latency over
-all frames is <= 200 ms. The app also reads its own process's CPU seconds and the server's from ``/proc`` at
-the window's edges, so the table separates what panoflow costs per camera (CPU seconds per camera-second) from
-what the server costs, and projects the count for 2 cores given to panoflow alone.
+given by RTCP sender reports, same machine clock, to the app receiving it; file: from the frame's paced
+emission to the app). *Real time*: every camera delivered >= 95 % of 30 fps x window to the app and the p95
+latency over all frames is <= 200 ms. The app also reads its own process's CPU seconds and the server's from
+``/proc`` at the window's edges, so the table separates what panoflow costs per camera (CPU seconds per
+camera-second) from what the server costs, and projects the count for 2 cores given to panoflow alone.
 
-``--profile N`` also samples the panoflow process with py-spy (non-blocking, Python frames: time inside PyAV or NumPy shows on the calling line) for
-the window at N RTSP cameras and prints the top functions by own time.
+``--profile N`` also samples the panoflow process with py-spy (non-blocking, Python frames: time inside PyAV
+or NumPy shows on the calling line) for the window at N RTSP cameras and prints the top functions by own time.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def py_spy_top(pid: int, seconds: float, out: Path, limit: int = 25) -> list[str
         frames = stack.split(";")
         count = int(n)
         leaf = frames[-1]
-        idle = any(k in leaf for k in ("futex", "epoll_wait", "poll (", "select (", "nanosleep", "clock_nanosleep",
+        idle = any(k in leaf for k in ("futex", "epoll_wait", "poll (", "select (", "nanosleep",
+                                       "clock_nanosleep",
                                         "pthread_cond", "sem_wait", "__GI___poll", "do_futex"))
         if idle:
             continue
@@ -158,8 +160,8 @@ def bare_cores_per_camera(clip: Path, frames: int = 150, repeat: int = 3) -> flo
 
 def run_point(kind: str, count: int, clip: Path, work: Path, duration: float,
               profile: bool = False) -> dict[str, float | str | list[str]]:
-    from tests.support.rtsp import GstServer, h264_launch
     from tests.support.apps import write_app
+    from tests.support.rtsp import GstServer, h264_launch
 
     server = None
     if kind == "rtsp":
@@ -204,9 +206,10 @@ def run_point(kind: str, count: int, clip: Path, work: Path, duration: float,
     real_time = min(shares) >= 0.95 and p95 <= LATENCY_BOUND
     return {"kind": kind, "count": count, "min_share": min(shares), "mean_share": sum(shares) / len(shares),
             "p50": p50, "p95": p95, "worst_p95": worst_p95, "flow_cores": flow_cpu / window,
-            "server_cores": server_cpu / window if server else 0.0, "server_cores_run": outside[0] if server else 0.0,
-            # per camera-second of video delivered (30 frames): the same as per camera-second when in real time,
-            # and not flattered when a loaded machine made the source drop frames it then never decoded
+            "server_cores": server_cpu / window if server else 0.0,
+            "server_cores_run": outside[0] if server else 0.0,
+            # per camera-second of video delivered (30 frames): the same as per camera-second when in real
+            # time, and not flattered when a loaded machine made the source drop frames it then never decoded
             "flow_per_cam": flow_cpu / max(1e-9, len(every) / FPS), "real_time": real_time, "profile": top}
 
 
@@ -235,21 +238,24 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         clip = camera_clip(work / "cam720.mp4", WARMUP_S + args.duration + 10)
         mbit = os.path.getsize(clip) * 8 / (WARMUP_S + args.duration + 10) / 1e6
-        print(f"clip: 1280x720 {FPS} fps, {mbit:.1f} Mbit/s (encoded in {time.monotonic() - t0:.0f} s)", flush=True)
+        print(f"clip: 1280x720 {FPS} fps, {mbit:.1f} Mbit/s (encoded in {time.monotonic() - t0:.0f} s)",
+              flush=True)
         bare = [bare_cores_per_camera(clip)]
         failed: set[str] = set()
         for count in counts:
             for kind in kinds:
                 if kind in failed and not (kind == "rtsp" and count == args.profile):
                     continue
-                r = run_point(kind, count, clip, work, args.duration, profile=kind == "rtsp" and count == args.profile)
+                r = run_point(kind, count, clip, work, args.duration,
+                              profile=kind == "rtsp" and count == args.profile)
                 if r["profile"]:
-                    profile = [f"py-spy, {count} RTSP cameras, panoflow process, own time (idle waits excluded):",
+                    profile = [(f"py-spy, {count} RTSP cameras, panoflow process, own time (idle waits "
+                                "excluded):"),
                                *r["profile"]]
                 rows.append(r)
                 print(f"{count:>3} {kind:<5} worst {100 * r['min_share']:5.1f} % of 30 fps, latency p50 "
-                      f"{1e3 * r['p50']:6.1f} p95 {1e3 * r['p95']:6.1f} ms, panoflow {r['flow_cores']:.2f} cores "
-                      f"({r['flow_per_cam']:.3f}/camera), server {r['server_cores']:.2f} cores  "
+                      f"{1e3 * r['p50']:6.1f} p95 {1e3 * r['p95']:6.1f} ms, panoflow {r['flow_cores']:.2f} "
+                      f"cores ({r['flow_per_cam']:.3f}/camera), server {r['server_cores']:.2f} cores  "
                       f"{'real time' if r['real_time'] else 'BEHIND'}", flush=True)
                 if not r["real_time"]:
                     failed.add(kind)
@@ -257,43 +263,48 @@ def main(argv: list[str] | None = None) -> int:
                 break
         bare.append(bare_cores_per_camera(clip))
     bare_cost = min(bare)
-    table = ["| cameras | kind | worst camera, share of 30 fps | latency p50 / p95 (ms) | worst camera p95 (ms) | "
-             "panoflow cores | panoflow CPU s per camera-s | server cores (window / whole run) | real time |",
+    table = [("| cameras | kind | worst camera, share of 30 fps | latency p50 / p95 (ms) | worst camera p95 "
+             "(ms) | panoflow cores | panoflow CPU s per camera-s | server cores (window / whole run) | real "
+             "time |"),
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         table.append(f"| {r['count']} | {r['kind']} | {100 * r['min_share']:.1f} % | {1e3 * r['p50']:.1f} / "
                      f"{1e3 * r['p95']:.1f} | {1e3 * r['worst_p95']:.1f} | {r['flow_cores']:.2f} | "
                      f"{r['flow_per_cam']:.3f} | {r['server_cores']:.2f} / {r['server_cores_run']:.2f} | "
                      f"{'yes' if r['real_time'] else 'no'} |")
-    summary = ["| kind | cameras in real time (measured, server sharing the 2 cores) | panoflow CPU s per "
+    summary = [("| kind | cameras in real time (measured, server sharing the 2 cores) | panoflow CPU s per "
                "camera-s (median over real-time points) | vs bare PyAV decode + BGR (same run) | projected "
-               "cameras on 2 cores for panoflow alone |",
+               "cameras on 2 cores for panoflow alone |"),
                "| --- | --- | --- | --- | --- |"]
     capacity = {}
     for kind in kinds:
         ok = [r for r in rows if r["kind"] == kind and r["real_time"]]
         capacity[kind] = max((r["count"] for r in ok), default=0)
-        per = sorted(r["flow_per_cam"] for r in ok) or sorted(r["flow_per_cam"] for r in rows if r["kind"] == kind)
+        per = sorted(r["flow_per_cam"] for r in ok) or sorted(
+            r["flow_per_cam"] for r in rows if r["kind"] == kind
+        )
         med = per[len(per) // 2] if per else float("nan")
         capacity[f"{kind}_per_cam"] = med
         summary.append(f"| {kind} | {capacity[kind]} | {med:.3f} | {med / bare_cost:.2f}x | {2 / med:.0f} "
                        f"(2 / CPU per camera; at 85 % load {1.7 / med:.0f}) |")
-    summary.append(f"| bare PyAV loop, same clip (best of {len(bare)} checks, start and end of the run) | - | "
-                   f"{bare_cost:.3f} | 1.00x | {2 / bare_cost:.0f} |")
+    summary.append(f"| bare PyAV loop, same clip (best of {len(bare)} checks, start and end of the run) | - "
+                   f"| {bare_cost:.3f} | 1.00x | {2 / bare_cost:.0f} |")
     capacity["bare_per_cam"] = bare_cost
     print(f"machine: {machine}")
     print("\n".join(table))
     print()
     print("\n".join(summary))
-    print(f"(pass-through app, unwatched output; {args.duration:g} s window after {WARMUP_S:g} s warm-up per point; "
-          f"real time = every camera >= 95 % of 30 fps and p95 latency <= {LATENCY_BOUND * 1e3:.0f} ms)")
+    print(f"(pass-through app, unwatched output; {args.duration:g} s window after {WARMUP_S:g} s warm-up per "
+          f"point; real time = every camera >= 95 % of 30 fps and p95 latency <= {LATENCY_BOUND * 1e3:.0f} "
+          "ms)")
     if profile:
         print()
         print("\n".join(profile))
     if args.json:
         args.json.write_text(json.dumps({
             "machine": machine, "table": table, "summary": summary, "profile": profile, "rows": rows,
-            "capacity": capacity, "met": capacity.get("rtsp", 0) >= 20, "when": time.strftime("%Y-%m-%d %H:%M"),
+            "capacity": capacity, "met": capacity.get("rtsp", 0) >= 20,
+            "when": time.strftime("%Y-%m-%d %H:%M"),
             "command": " ".join(["benchmarks/streams.py", *(argv if argv is not None else sys.argv[1:])]),
         }, indent=2))
     return 0

@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/gpu/compare.py [--size 224] [--batches 1,8] [--seconds 1] [--results FILE]
 
-Paths (each through ``ModelSet.call``, the code ``node.call`` runs, host arrays in and out): ONNX Runtime on the
-CPU, ONNX Runtime with the CUDA execution provider (needs onnxruntime-gpu), TensorRT FP32 and FP16 (needs
-``panoflow[gpu]``). Preprocessing: ``ops.preprocess`` of a 1920x1080 BGR frame to 1x3x224x224, numpy against CuPy
-(frame already on the GPU, and with its upload counted). Paths that cannot run here are listed with the reason.
-Prints a table and appends it, with a hardware line, to ``--results`` (default benchmarks/RESULTS.md). Ratios are
-against ORT-CPU at the same batch and numpy, measured in the same run.
+Paths (each through ``ModelSet.call``, the code ``node.call`` runs, host arrays in and out): ONNX Runtime on
+the CPU, ONNX Runtime with the CUDA execution provider (needs onnxruntime-gpu), TensorRT FP32 and FP16 (needs
+``panoflow[gpu]``). Preprocessing: ``ops.preprocess`` of a 1920x1080 BGR frame to 1x3x224x224, numpy against
+CuPy (frame already on the GPU, and with its upload counted). Paths that cannot run here are listed with the
+reason. Prints a table and appends it, with a hardware line, to ``--results`` (default benchmarks/RESULTS.md).
+Ratios are against ORT-CPU at the same batch and numpy, measured in the same run.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from panoflow import ops  # noqa: E402
-from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo  # noqa: E402
-from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from panoflow.plugins.tensorrt_backend import TensorRtBackend  # noqa: E402
-from tests.support.models import conv_model  # noqa: E402
+from panoflow import ops
+from panoflow.core.inference import InferenceSettings, ModelFiles, ModelSet, TensorInfo
+from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
+from panoflow.plugins.tensorrt_backend import TensorRtBackend
+from tests.support.models import conv_model
 
 BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "tensorrt": TensorRtBackend}
 Row = tuple[str, str, str, float | None, str]  # benchmark, path, batch, rate, note
@@ -61,7 +61,8 @@ def hardware() -> str:
         pass
     gpu = "no GPU"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20, check=True).stdout.strip()
         gpu = out.splitlines()[0] if out else gpu
     except (OSError, subprocess.SubprocessError):
@@ -70,7 +71,7 @@ def hardware() -> str:
     for mod in ("onnxruntime", "tensorrt", "cupy", "numpy"):
         try:
             versions.append(f"{mod} {__import__(mod).__version__}")
-        except Exception:  # not installed (or broken): say so in the line
+        except Exception:  # noqa: BLE001 (not installed, or broken: say so in the line)
             versions.append(f"{mod} -")
     import os
 
@@ -125,7 +126,7 @@ def preprocessing(seconds: float) -> list[Row]:
 
         if cp.cuda.runtime.getDeviceCount() == 0:
             raise RuntimeError("no GPU")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 (no CuPy, no driver, no device: the row says why)
         return [*rows, ("preprocess 1080p->224", "CuPy", "1", None, f"CuPy with a GPU is needed ({exc})")]
     on_gpu = cp.asarray(frame)
 

@@ -1,21 +1,23 @@
 """The frame bus: one bounded :class:`Inbox` per consuming node, fed by one or more producer streams.
 
-Decoders and Panorama code run in worker threads, so an inbox is built on :mod:`threading` (one lock, conditions
-sharing it) and offers awaitable variants (:meth:`Inbox.aget`, :meth:`Inbox.aget_batch`, :meth:`Inbox.aput`) for
-asyncio code. An awaiting task parks an asyncio future that the thread making progress resolves with
-``loop.call_soon_threadsafe``: no worker thread is held, and cancelling the task removes its waiter.
+Decoders and Panorama code run in worker threads, so an inbox is built on :mod:`threading` (one lock,
+conditions sharing it) and offers awaitable variants (:meth:`Inbox.aget`, :meth:`Inbox.aget_batch`,
+:meth:`Inbox.aput`) for asyncio code. An awaiting task parks an asyncio future that the thread making progress
+resolves with ``loop.call_soon_threadsafe``: no worker thread is held, and cancelling the task removes its
+waiter.
 
 Every stream of an inbox has its own bounded queue, so memory is bounded under every :class:`Policy`:
 
 ``latest``
-    one pending item per stream; a new item replaces it (the replaced one is counted as dropped). Live cameras.
+    one pending item per stream; a new item replaces it (the replaced one is counted as dropped). Live
+    cameras.
 ``queue(n)``
     FIFO of at most ``n`` items per stream; when full the oldest is dropped (counted).
 ``block(n)``
     FIFO of at most ``n`` items per stream; when full :meth:`Inbox.put` waits (back-pressure). Lossless.
 
-Items are passed by reference: a frame's pixels are never copied. Consumers take items fairly, round-robin across
-streams. Counters obey ``put == delivered + dropped + depth`` per stream at every instant.
+Items are passed by reference: a frame's pixels are never copied. Consumers take items fairly, round-robin
+across streams. Counters obey ``put == delivered + dropped + depth`` per stream at every instant.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _POLICY_RE = re.compile(r"^\s*(latest|queue|block)\s*(?:\(\s*([0-9]+)\s*\))?\s*$
 
 @dataclass(frozen=True)
 class Policy:
-    """How an inbox treats a stream whose queue is full. ``size`` 0 means the kind's default (queue 8, block 4)."""
+    """How an inbox treats a stream whose queue is full. ``size`` 0 means the kind's default (queue 8, block
+    4)."""
 
     kind: PolicyKind
     size: int = 0
@@ -64,9 +67,8 @@ class Policy:
         """``"latest"``, ``"queue"``, ``"queue(8)"``, ``"block"`` or ``"block(4)"`` (spaces allowed)."""
         match = _POLICY_RE.match(text) if isinstance(text, str) else None
         if match is None:
-            raise ValueError(
-                f"invalid bus policy {text!r}: expected latest, queue, queue(N), block or block(N) with N >= 1"
-            )
+            raise ValueError(f"invalid bus policy {text!r}: expected latest, queue, queue(N), block or "
+                             "block(N) with N >= 1")
         kind, size = match.group(1), match.group(2)
         if size is not None and int(size) < 1:
             raise ValueError(f"invalid bus policy {text!r}: the size must be >= 1")
@@ -99,7 +101,8 @@ class InboxStats:
     total: StreamStats
 
     def snapshot(self) -> dict[str, Any]:
-        """Plain dicts for JSON, logs and metrics: the totals at the top level, each stream under ``streams``."""
+        """Plain dicts for JSON, logs and metrics: the totals at the top level, each stream under
+        ``streams``."""
         return {
             "name": self.name,
             "policy": self.policy,
@@ -109,7 +112,8 @@ class InboxStats:
 
 
 class BusClosed(PanoflowError):
-    """Raised by an inbox's ``get`` once it is closed (or every stream has ended) and nothing is left to take."""
+    """Raised by an inbox's ``get`` once it is closed (or every stream has ended) and nothing is left to
+    take."""
 
 
 class _Stream:
@@ -188,7 +192,8 @@ class Inbox(Generic[T]):
     def __repr__(self) -> str:
         return f"<Inbox {self.name!r} {self.policy} streams={list(self._streams)} depth={self._depth}>"
 
-    # ---- producers -------------------------------------------------------------------------------------------
+    # ---- producers
+    # -------------------------------------------------------------------------------------------
     def add_stream(self, stream: str) -> None:
         """Announce a producer stream. Idempotent; an ended stream stays ended."""
         with self._lock:
@@ -262,8 +267,9 @@ class Inbox(Generic[T]):
                 _wake_all(self._agetters)
 
     def close(self, drain: bool = True) -> None:
-        """Stop the inbox: blocked and later puts return False; ``get*`` raise :class:`BusClosed` once drained.
-        With ``drain=False`` pending items are discarded (counted as dropped) so the consumer stops at once."""
+        """Stop the inbox: blocked and later puts return False; ``get*`` raise :class:`BusClosed` once
+        drained. With ``drain=False`` pending items are discarded (counted as dropped) so the consumer stops
+        at once."""
         with self._lock:
             self._closed = True
             if not drain:
@@ -278,7 +284,8 @@ class Inbox(Generic[T]):
             self._not_empty.notify_all()
             _wake_all(self._agetters)
 
-    # ---- consumers -------------------------------------------------------------------------------------------
+    # ---- consumers
+    # -------------------------------------------------------------------------------------------
     def get(self, timeout: float | None = None) -> tuple[str, T]:
         """Take the next item, round-robin across streams (FIFO within one). Blocks up to ``timeout`` seconds
         (``None`` forever, 0 polls). Raises TimeoutError, or :class:`BusClosed` when finished and drained."""
@@ -302,7 +309,8 @@ class Inbox(Generic[T]):
         """:meth:`get_batch` for asyncio code."""
         return await self._aget(self._take_batch)
 
-    # ---- state -----------------------------------------------------------------------------------------------
+    # ---- state
+    # -----------------------------------------------------------------------------------------------
     @property
     def streams(self) -> tuple[str, ...]:
         return tuple(self._streams)
@@ -345,7 +353,8 @@ class Inbox(Generic[T]):
             )
         return InboxStats(self.name, str(self.policy), per, total)
 
-    # ---- internals (called with the lock held) ---------------------------------------------------------------
+    # ---- internals (called with the lock held)
+    # ---------------------------------------------------------------
     def _producer_stream(self, stream: str) -> _Stream:
         st = self._streams.get(stream)
         if st is None:
@@ -375,10 +384,8 @@ class Inbox(Generic[T]):
         items.append(item)
         st.put += 1
         self._depth += 1
-        if len(items) > st.high:
-            st.high = len(items)
-        if self._depth > self._high:
-            self._high = self._depth
+        st.high = max(st.high, len(items))
+        self._high = max(self._high, self._depth)
         if self._getters:
             self._not_empty.notify()
         if self._agetters:
@@ -455,10 +462,9 @@ class Inbox(Generic[T]):
     def _forget(
         waiters: deque[asyncio.Future[None]], fut: asyncio.Future[None], pass_on: Callable[[], None]
     ) -> None:
-        """A parked task was cancelled: drop its waiter, or, if it had already been woken, wake the next one so
-        the wake-up is not lost."""
+        """A parked task was cancelled: drop its waiter, or, if it had already been woken, wake the next one
+        so the wake-up is not lost."""
         try:
             waiters.remove(fut)
         except ValueError:
             pass_on()
-

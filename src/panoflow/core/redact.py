@@ -1,19 +1,21 @@
 """The one credential redactor: URLs, free text and nested structures. Used by logs (``panoflow.log``), status
-output, ``stream_uri``, error messages, uploaded device logs and the control plane's answers (docs/security.md).
+output, ``stream_uri``, error messages, uploaded device logs and the control plane's answers
+(docs/security.md).
 
 What is masked (``***``):
 
-* the password of any ``scheme://user:password@host`` URL, whatever characters it holds (``@``, ``/``, ``?``, ``#``,
-  ``:``): everything between the first ``:`` after the user and the *last* ``@`` of the URL. A URL whose path holds
-  an ``@`` after a port (``http://h:8080/x@y``) loses a little more than its password; never less;
-* secret query or ``name=value`` values (up to the next whitespace or ``&``, so a quote or ``#`` after one is masked
-  too): :data:`SECRET_NAMES` (``X-Amz-Signature``, ``X-Amz-Security-Token``,
+* the password of any ``scheme://user:password@host`` URL, whatever characters it holds (``@``, ``/``, ``?``,
+  ``#``, ``:``): everything between the first ``:`` after the user and the *last* ``@`` of the URL. A URL
+  whose path holds an ``@`` after a port (``http://h:8080/x@y``) loses a little more than its password; never
+  less;
+* secret query or ``name=value`` values (up to the next whitespace or ``&``, so a quote or ``#`` after one is
+  masked too): :data:`SECRET_NAMES` (``X-Amz-Signature``, ``X-Amz-Security-Token``,
   ``X-Amz-Credential``, ``token``, ``access_token``, ``api_key``, ``password``...), in any case;
 * the value of every application parameter on a command line (``--param NAME=VALUE``, ``--param=NAME=VALUE``):
   parameters are how Panorama apps receive API keys;
 * in structures (:func:`redact_value`): the value under any key that names a secret (:data:`SECRET_KEYS`:
-  ``Password``, ``SecretAccessKey``, ``Token``, ``ClaimToken``, ``Authorization``...), every string anywhere, to any
-  depth.
+  ``Password``, ``SecretAccessKey``, ``Token``, ``ClaimToken``, ``Authorization``...), every string anywhere,
+  to any depth.
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ _URI_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*)://")
 SECRET_NAMES = frozenset({
     "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token", "refresh_token",
     "id_token", "auth_token", "session_token", "api_key", "apikey", "private_key", "signature", "sig",
-    "x_amz_signature", "x_amz_security_token", "x_amz_credential", "authorization", "credential", "credentials",
+    "x_amz_signature", "x_amz_security_token", "x_amz_credential", "authorization", "credential",
+    "credentials",
 })
-#: names that are secrets only in a URL's query (``?key=...``, as Google API keys): elsewhere ``key`` is an asset key
+#: names that are secrets only in a URL's query (``?key=...``, as Google API keys): elsewhere ``key`` is an
+#: asset key
 QUERY_ONLY_NAMES = frozenset({"key"})
-#: structure keys whose values are secrets (compared in lower case without ``_``/``-``), besides :data:`SECRET_NAMES`
+#: structure keys whose values are secrets (compared in lower case without ``_``/``-``), besides
+#: :data:`SECRET_NAMES`
 SECRET_KEYS = frozenset({
-    "password", "secretaccesskey", "awssecretaccesskey", "sessiontoken", "securitytoken", "token", "claimtoken",
-    "authorization", "apikey", "secret", "clientsecret", "accesstoken", "refreshtoken", "privatekey", "keypem",
-    "dbpassword", "pgpassword",
+    "password", "secretaccesskey", "awssecretaccesskey", "sessiontoken", "securitytoken", "token",
+    "claimtoken",
+    "authorization", "apikey", "secret", "clientsecret", "accesstoken", "refreshtoken", "privatekey",
+    "keypem", "dbpassword", "pgpassword",
 })
 _MAX_DEPTH = 32
 
@@ -65,7 +71,8 @@ def _norm(name: str) -> str:
 
 
 def is_secret_key(name: str) -> bool:
-    """Whether a structure key or parameter name holds a secret (``Password``, ``api_key``, ``X-Amz-Signature``)."""
+    """Whether a structure key or parameter name holds a secret (``Password``, ``api_key``,
+    ``X-Amz-Signature``)."""
     norm = _norm(name)
     return norm in SECRET_NAMES or norm.replace("_", "") in SECRET_KEYS
 
@@ -94,7 +101,9 @@ def _userinfo(scheme: str, rest: str) -> str:
 
 def _pairs(text: str) -> str:
     def mask(m: re.Match[str]) -> str:
-        secret = is_secret_key(m["name"]) or (_norm(m["name"]) in QUERY_ONLY_NAMES and m["lead"] in ("?", "&"))
+        secret = is_secret_key(m["name"]) or (
+            _norm(m["name"]) in QUERY_ONLY_NAMES and m["lead"] in ("?", "&")
+        )
         if not secret or not m["value"] or m["value"] == MASK:
             return m.group(0)
         return f"{m['lead']}{m['name']}={MASK}"
@@ -118,15 +127,16 @@ def redact_url(url: str) -> str:
 
 
 def redact_value(value: Any, _depth: int = 0) -> Any:
-    """``value`` with secrets masked to any depth: strings through :func:`redact_text`, mappings' values under a
-    secret key (:func:`is_secret_key`) replaced by ``***``, lists/tuples/sets element by element. Other objects are
-    returned as they are (a log renderer calls ``repr``/``str`` on them: redact that text instead)."""
+    """``value`` with secrets masked to any depth: strings through :func:`redact_text`, mappings' values under
+    a secret key (:func:`is_secret_key`) replaced by ``***``, lists/tuples/sets element by element. Other
+    objects are returned as they are (a log renderer calls ``repr``/``str`` on them: redact that text
+    instead)."""
     if isinstance(value, str):
         return redact_text(value)
     if _depth >= _MAX_DEPTH:
         return MASK
     if isinstance(value, Mapping):
-        return {k: (MASK if isinstance(k, str) and is_secret_key(k) and value[k] not in (None, "")
+        return {k: (MASK if isinstance(k, str) and is_secret_key(k) and v not in (None, "")
                     else redact_value(v, _depth + 1)) for k, v in value.items()}
     if isinstance(value, tuple):
         return tuple(redact_value(v, _depth + 1) for v in value)
@@ -136,8 +146,8 @@ def redact_value(value: Any, _depth: int = 0) -> Any:
 
 
 def with_credentials(url: str, username: str | None, password: str | None) -> str:
-    """``url`` with ``username[:password]@`` (percent-encoded) in front of its host: what a camera client needs.
-    The result holds a secret: never log it (log :func:`redact_url` of it)."""
+    """``url`` with ``username[:password]@`` (percent-encoded) in front of its host: what a camera client
+    needs. The result holds a secret: never log it (log :func:`redact_url` of it)."""
     if username is None:
         return url
     auth = quote(username, safe="")

@@ -1,13 +1,14 @@
 """``package-application``: upload a project's packages and register their versions with a control plane.
 
-:func:`plan_upload` works out, per package, what panorama-cli uploads (every non-system asset file and descriptor
-in ``assets/``, checked against the SHA-256 in its name, and package.json, whose SHA-256 is the patch version).
-:class:`ControlPlaneUploader` (from :func:`uploader_for`) talks to a panoflow control plane: ``CreatePackage`` for
-the StorageLocation, a signed ``HEAD`` then ``PUT /_panoflow/assets/<key>`` per file (skipping what is already
-there: files are content addressed, so running it again uploads nothing), the manifest, ``RegisterPackageVersion``
-(marked latest) and ``DescribePackageVersion`` until it is registered. Credentials are the usual AWS ones
-(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or a profile) holding a key from ``panoflow control-plane keys
-create``.
+:func:`plan_upload` works out, per package, what panorama-cli uploads (every non-system asset file and
+descriptor in ``assets/``, checked against the SHA-256 in its name, and package.json, whose SHA-256 is the
+patch version).
+:class:`ControlPlaneUploader` (from :func:`uploader_for`) talks to a panoflow control plane: ``CreatePackage``
+for the StorageLocation, a signed ``HEAD`` then ``PUT /_panoflow/assets/<key>`` per file (skipping what is
+already there: files are content addressed, so running it again uploads nothing), the manifest,
+``RegisterPackageVersion`` (marked latest) and ``DescribePackageVersion`` until it is registered. Credentials
+are the usual AWS ones (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` or a profile) holding a key from
+``panoflow control-plane keys create``.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ _SHA_NAME = re.compile(r"^([0-9a-f]{64})\.")
 
 @dataclass(frozen=True)
 class PackageUpload:
-    """One ``RegisterPackageVersion``: package ``name`` at ``version``, patch version = SHA-256 of package.json."""
+    """One ``RegisterPackageVersion``: package ``name`` at ``version``, patch version = SHA-256 of
+    package.json."""
 
     folder: PackageFolder
     name: str
     version: str
     patch_version: str
-    files: tuple[Path, ...] = field(default_factory=tuple)  # assets/ files to upload (binaries and descriptors)
+    # assets/ files to upload (binaries and descriptors)
+    files: tuple[Path, ...] = field(default_factory=tuple)
 
 
 class Uploader(Protocol):
@@ -79,15 +82,17 @@ def plan_upload(project: Project, only: Sequence[PackageFolder] = ()) -> list[Pa
                         continue
                     path = project.assets / uri
                     if "/" in uri or not path.is_file():
-                        raise PackagingError(f"{project.display(folder.package_json)}: asset {asset.get('name')!r} "
-                                             f"names assets/{uri}, which is not there; build or add it first")
+                        raise PackagingError(f"{project.display(folder.package_json)}: asset "
+                                             f"{asset.get('name')!r} names assets/{uri}, which is not there; "
+                                             "build or add it first")
                     named = _SHA_NAME.match(uri)
                     if named and file_sha256(path) != named.group(1):
-                        raise PackagingError(f"assets/{uri} does not match the SHA-256 in its name; rebuild it")
+                        raise PackagingError(f"assets/{uri} does not match the SHA-256 in its name; rebuild "
+                                             "it")
                     files.append(path)
         plans.append(PackageUpload(folder, str(body.get("name") or folder.name),
-                                   str(body.get("version") or folder.version), hashlib.sha256(data).hexdigest(),
-                                   tuple(dict.fromkeys(files))))
+                                   str(body.get("version") or folder.version),
+                                   hashlib.sha256(data).hexdigest(), tuple(dict.fromkeys(files))))
     return plans
 
 
@@ -100,8 +105,8 @@ _ADDED_BY = {
 
 
 def _check_interfaces_have_assets(project: Project, folder: PackageFolder, body: Any) -> None:
-    """Every interface's ``asset`` must be one of the package's assets: a code package whose code asset was never
-    built would register, then fail on the device."""
+    """Every interface's ``asset`` must be one of the package's assets: a code package whose code asset was
+    never built would register, then fail on the device."""
     if not isinstance(body, dict):
         return
     assets = {a.get("name") for a in body.get("assets", []) or [] if isinstance(a, dict)}
@@ -116,13 +121,13 @@ def _check_interfaces_have_assets(project: Project, folder: PackageFolder, body:
         how = _ADDED_BY.get(str(category), "add the asset to the package's assets")
         what = "code asset" if category == "business_logic" else "model asset" if category == "ml_model" \
             else "asset"
-        raise PackagingError(f"{project.display(folder.package_json)}: interface {interface.get('name')!r} runs "
-                             f"{what} {asset!r}, which was never built or added; run "
+        raise PackagingError(f"{project.display(folder.package_json)}: interface {interface.get('name')!r} "
+                             f"runs {what} {asset!r}, which was never built or added; run "
                              f"{how.format(asset=asset, package=package)} first")
 
 
-_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key from `panoflow control-plane keys "
-                     "create` (run where the control plane's database is)")
+_CREDENTIALS_HINT = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key from `panoflow control-plane "
+                     "keys create` (run where the control plane's database is)")
 #: how long to wait for a version to reach REGISTER_COMPLETED
 REGISTER_TIMEOUT = 120.0
 
@@ -143,8 +148,12 @@ class ControlPlaneUploader:
         self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
         self.timeout = timeout
         sess = session()
-        self.region = (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or sess.region_name
-                       or "us-east-1")
+        self.region = (
+            os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or sess.region_name
+            or "us-east-1"
+        )
         creds = sess.get_credentials()
         if creds is None:
             raise PackagingError(f"no credentials for the control plane at {self.url}: {_CREDENTIALS_HINT}")
@@ -156,8 +165,8 @@ class ControlPlaneUploader:
     # -- errors ---------------------------------------------------------------------------------------------
 
     def _unreachable(self, reason: object) -> PackagingError:
-        return PackagingError(f"cannot reach the control plane at {self.url} ({reason}); check the URL and that "
-                              "`panoflow control-plane serve` runs there")
+        return PackagingError(f"cannot reach the control plane at {self.url} ({reason}); check the URL and "
+                              "that `panoflow control-plane serve` runs there")
 
     def _api(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
         from botocore.exceptions import (
@@ -176,7 +185,9 @@ class ControlPlaneUploader:
             if status == 403 or err.get("Code") in ("AccessDeniedException", "UnrecognizedClientException"):
                 raise PackagingError(f"the control plane at {self.url} refused the credentials ({message}): "
                                      f"{_CREDENTIALS_HINT}") from None
-            raise PackagingError(f"{what} failed at {self.url}: {err.get('Code', status)}: {message}") from None
+            raise PackagingError(
+                f"{what} failed at {self.url}: {err.get('Code', status)}: {message}"
+            ) from None
         except NoCredentialsError:
             raise PackagingError(f"no credentials for the control plane at {self.url}: {_CREDENTIALS_HINT}") \
                 from None
@@ -217,8 +228,8 @@ class ControlPlaneUploader:
             return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, socket.timeout):
-                raise PackagingError(f"the control plane at {self.url} did not answer within {self.timeout:.0f} s "
-                                     f"({method} {key})") from None
+                raise PackagingError(f"the control plane at {self.url} did not answer within "
+                                     f"{self.timeout:.0f} s ({method} {key})") from None
             raise self._unreachable(exc) from None
         finally:
             conn.close()
@@ -238,11 +249,16 @@ class ControlPlaneUploader:
         raise PackagingError(f"{what} failed at {self.url}: {code}: {message}")
 
     def _put_file(self, key: str, path: Path, label: str) -> bool:
-        """Upload ``path`` to ``key`` unless the control plane already holds those bytes; True when uploaded."""
+        """Upload ``path`` to ``key`` unless the control plane already holds those bytes; True when
+        uploaded."""
         size = path.stat().st_size
         sha = file_sha256(path)
         status, headers, body = self._request("HEAD", key)
-        if status == 200 and headers.get("content-length") == str(size) and headers.get("x-panoflow-sha256") == sha:
+        if (
+            status == 200
+            and headers.get("content-length") == str(size)
+            and headers.get("x-panoflow-sha256") == sha
+        ):
             self.progress(f"  {label} ({size} bytes): skipped, already uploaded")
             return False
         if status not in (200, 404):
@@ -296,8 +312,9 @@ def package_application(project: Project, control_plane: str | None,
     """Check every package, then upload and register each with the control plane at ``control_plane``."""
     plans = plan_upload(project, only)
     if not control_plane:
-        raise PackagingError("package-application needs --control-plane URL (a panoflow control plane, started with "
-                             "`panoflow control-plane serve`); --dry-run lists what would be uploaded")
+        raise PackagingError("package-application needs --control-plane URL (a panoflow control plane, "
+                             "started with `panoflow control-plane serve`); --dry-run lists what would be "
+                             "uploaded")
     uploader = uploader_for(control_plane)
     for plan in plans:
         uploader.upload(plan)

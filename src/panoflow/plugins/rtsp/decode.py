@@ -33,7 +33,8 @@ from panoflow.core.frame import Frame
 from panoflow.plugins.decode_budget import KeyframeGate, PictureConverter
 from panoflow.plugins.decoders import DecoderSetup, StreamDecoder
 
-__all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "Offer", "Skipped", "UnitQueue", "scaled_size"]
+__all__ = ["CodedPicture", "FrameDecoder", "Intake", "NewStream", "Offer", "Skipped", "UnitQueue",
+           "scaled_size"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +59,8 @@ class NewStream:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """One drop episode, handed to the decoder just before the keyframe it restarts at: the decoder fell more than
-    ``max_delay`` behind, so the queue dropped ``dropped`` access units instead of decoding them late."""
+    """One drop episode, handed to the decoder just before the keyframe it restarts at: the decoder fell more
+    than ``max_delay`` behind, so the queue dropped ``dropped`` access units instead of decoding them late."""
 
     dropped: int
     behind: float  # seconds the oldest unit had waited when the queue started dropping
@@ -75,7 +76,8 @@ class Offer(enum.Enum):
 
     QUEUED = "queued"
     FULL = "full"  # refused: the queue holds ``size`` items (the caller counts it)
-    LATE = "late"  # dropped: the queue skips to the next keyframe after falling behind (counted in dropped_late)
+    # dropped: the queue skips to the next keyframe after falling behind (counted in dropped_late)
+    LATE = "late"
 
     def __bool__(self) -> bool:
         return self is Offer.QUEUED
@@ -102,7 +104,8 @@ class UnitQueue:
         self._items: deque[tuple[float, Item]] = deque()  # (clock() when queued, item)
         self._cond = threading.Condition()
         self._closed = False
-        self._episode: tuple[int, float, float] | None = None  # waiting for a keyframe: (dropped, behind, since)
+        # waiting for a keyframe: (dropped, behind, since)
+        self._episode: tuple[int, float, float] | None = None
         self.high_water = 0
         self.dropped_late = 0  # access units dropped because the decoder fell behind
         self.episodes = 0  # drop episodes (one Skipped marker each)
@@ -133,8 +136,8 @@ class UnitQueue:
             return Offer.QUEUED
 
     def take(self, timeout: float) -> Item | None:
-        """The oldest item, or None after ``timeout`` seconds, once closed, or when it dropped every queued unit
-        for being late (see the class)."""
+        """The oldest item, or None after ``timeout`` seconds, once closed, or when it dropped every queued
+        unit for being late (see the class)."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
@@ -149,7 +152,8 @@ class UnitQueue:
             return item
 
     def _skip(self, now: float, behind: float) -> Skipped | None:
-        """Drop up to the first queued keyframe still within ``max_delay`` (or everything, and wait for one)."""
+        """Drop up to the first queued keyframe still within ``max_delay`` (or everything, and wait for
+        one)."""
         assert self.max_delay is not None
         restart = next((i for i, (queued, item) in enumerate(self._items)
                         if i and isinstance(item, CodedPicture) and item.keyframe
@@ -293,9 +297,9 @@ class FrameDecoder:
             if item is None:
                 continue
             if isinstance(item, NewStream):
-                # slice threads only: frame threading would hold pictures back (latency on a live camera); 1 by
-                # default: cameras already decode in parallel (a thread each), and per-camera slice threads cost
-                # ~12 % more CPU per frame in wake-ups (benchmarks/source_path.py); 0 = FFmpeg's choice
+                # slice threads only: frame threading would hold pictures back (latency on a live camera); 1
+                # by default: cameras already decode in parallel (a thread each), and per-camera slice threads
+                # cost ~12 % more CPU per frame in wake-ups (benchmarks/source_path.py); 0 = FFmpeg's choice
                 self.video.start(DecoderSetup(item.codec, item.extradata, threads=self.threads))
                 started = True
                 continue
@@ -321,7 +325,8 @@ class FrameDecoder:
         self.log.warning(
             "late_frames_dropped", dropped=skipped.dropped, behind_ms=round(skipped.behind * 1e3),
             max_delay_ms=round((queue.max_delay or 0.0) * 1e3), waited_for_keyframe=skipped.waited,
-            skipped_ms=round(skipped.seconds * 1e3), dropped_late_total=queue.dropped_late, episode=queue.episodes,
+            skipped_ms=round(skipped.seconds * 1e3), dropped_late_total=queue.dropped_late,
+            episode=queue.episodes,
         )
 
     def _deliver(self, picture: Any, wall: float) -> bool:

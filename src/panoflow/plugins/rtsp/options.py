@@ -1,10 +1,10 @@
 """RTSP camera URIs and their options.
 
 ``rtsp://user:pw@cam/stream?transport=udp&stall_timeout=3``. In panoflow ``rtsp://`` means RTP over TCP
-(interleaved on the RTSP connection: works through NAT and firewalls), ``transport=udp`` asks for RTP over UDP,
-``rtspt://`` forces TCP, and ``rtsp+ffmpeg://`` (or ``backend=ffmpeg``) reads the camera with FFmpeg's own RTSP
-demuxer instead of aiortsp. Query parameters that are not panoflow options stay in the camera URL (many cameras
-select channels with them, ``?channel=1&subtype=0``).
+(interleaved on the RTSP connection: works through NAT and firewalls), ``transport=udp`` asks for RTP over
+UDP, ``rtspt://`` forces TCP, and ``rtsp+ffmpeg://`` (or ``backend=ffmpeg``) reads the camera with FFmpeg's
+own RTSP demuxer instead of aiortsp. Query parameters that are not panoflow options stay in the camera URL
+(many cameras select channels with them, ``?channel=1&subtype=0``).
 """
 
 from __future__ import annotations
@@ -94,10 +94,10 @@ def _format_off(value: Any) -> str:
 
 
 #: Default age bound of the decoder queue. A drop costs the rest of a GOP (the decoder restarts at the next
-#: keyframe: 1-2 s of pictures on typical cameras), so the bound sits well above the queueing delay of cameras that
-#: keep up (p95 frame latency 80 ms at 10 RTSP cameras on 2 cores, 162 ms at 12 already behind; benchmarks/
-#: analysis.md, Streams), with room for keyframe-decode and scheduling spikes, and at half the ~1 s a full
-#: 32-unit queue reached under overload.
+#: keyframe: 1-2 s of pictures on typical cameras), so the bound sits well above the queueing delay of cameras
+#: that keep up (p95 frame latency 80 ms at 10 RTSP cameras on 2 cores, 162 ms at 12 already behind;
+#: benchmarks/ analysis.md, Streams), with room for keyframe-decode and scheduling spikes, and at half the ~1
+#: s a full 32-unit queue reached under overload.
 DEFAULT_MAX_DELAY_MS = 500.0
 
 
@@ -105,7 +105,8 @@ RTSP_OPTIONS: Mapping[str, Option] = {
     o.name: o
     for o in (
         Option("transport", _choice("tcp", "udp"), "tcp", "RTP over TCP (interleaved, default) or UDP"),
-        Option("backend", _choice("aiortsp", "ffmpeg"), "aiortsp", "RTSP client: aiortsp, or FFmpeg's demuxer"),
+        Option("backend", _choice("aiortsp", "ffmpeg"), "aiortsp",
+               "RTSP client: aiortsp, or FFmpeg's demuxer"),
         Option("auth", _choice("any", "basic", "digest"), "any", "authentication schemes the client may use"),
         Option("timeout", _seconds, 5.0, "seconds to wait for the camera to connect and answer a request"),
         Option("stall_timeout", _seconds, 5.0, "reconnect when no frame arrived for this many seconds"),
@@ -116,7 +117,8 @@ RTSP_OPTIONS: Mapping[str, Option] = {
             "scale pictures larger than this area down to it, keeping the aspect ratio (off: never)",
             _format_downscale,
         ),
-        Option("timestamps", _choice("rtcp", "arrival"), "rtcp", "capture time from RTCP sender reports or arrival"),
+        Option("timestamps", _choice("rtcp", "arrival"), "rtcp", "capture time from RTCP sender reports or "
+                                                                 "arrival"),
         Option("buffer", parse_positive_int, 32, "access units queued for the decoder before drops"),
         Option("max_delay_ms", _max_delay_ms, DEFAULT_MAX_DELAY_MS,
                "when the decoder falls this far behind (oldest queued unit, ms), drop to the next keyframe "
@@ -158,7 +160,8 @@ class RtspSettings:
 
 
 def parse_rtsp_uri(uri: str, options: Mapping[str, Any] | None = None) -> RtspSettings:
-    """Parse a camera URI; ``options`` (command-line) win over the query. Raises ValueError (credential-free)."""
+    """Parse a camera URI; ``options`` (command-line) win over the query. Raises ValueError
+    (credential-free)."""
     where = redact_url(uri)
     try:
         parts = urlsplit(uri)

@@ -1,11 +1,11 @@
 """The ``rtsp`` media source: a camera read with aiortsp (or FFmpeg's demuxer), reconnecting forever.
 
-Three parts per camera: the network side on the event loop (:mod:`.session`: RTSP, RTP, depacketizing), a bounded
-queue of access units, and one decoder thread (:mod:`.decode`) that emits frames. The source never ends on its own
-while the camera is merely unreachable: every failure (first connection included) is retried with capped
-exponential back-off, and the app's ``get()`` keeps working on its other cameras meanwhile (the missing one is
-re-delivered with ``is_cached=True`` by the port). Only a stream that can never work (an unsupported codec, no
-video) raises :class:`~panoflow.SourceError`.
+Three parts per camera: the network side on the event loop (:mod:`.session`: RTSP, RTP, depacketizing), a
+bounded queue of access units, and one decoder thread (:mod:`.decode`) that emits frames. The source never
+ends on its own while the camera is merely unreachable: every failure (first connection included) is retried
+with capped exponential back-off, and the app's ``get()`` keeps working on its other cameras meanwhile (the
+missing one is re-delivered with ``is_cached=True`` by the port). Only a stream that can never work (an
+unsupported codec, no video) raises :class:`~panoflow.SourceError`.
 """
 
 from __future__ import annotations
@@ -124,7 +124,9 @@ class RtspSource(MediaSource):
 
     def _drops(self) -> dict[str, int]:
         i = self.intake
-        return {"dropped": i.dropped_full + i.dropped_waiting + i.damaged + self.queue.dropped_late} if i else {}
+        return (
+            {"dropped": i.dropped_full + i.dropped_waiting + i.damaged + self.queue.dropped_late} if i else {}
+        )
 
     async def _decode(self, scope: anyio.CancelScope) -> None:
         assert self.decoder is not None
