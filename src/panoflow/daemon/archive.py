@@ -1,7 +1,8 @@
 """Application archives: how ``panoflow deploy`` ships an application folder to the daemon.
 
 The client packs ``graphs/``, ``packages/`` and ``assets/`` into a deterministic ``tar.gz`` (sorted names,
-zero times and owners), so the same folder always gives the same bytes and the daemon's content-addressed
+zero times and owners: :class:`panoflow.packaging.archive.TreeArchive`, the writer every archive panoflow
+makes goes through), so the same folder always gives the same bytes and the daemon's content-addressed
 store (keyed by the archive's sha256) keeps one copy. The daemon extracts only what is safe: regular files,
 directories and links that stay inside the folder; no absolute names, no ``..``, no devices or fifos, bounded
 sizes (:mod:`panoflow.archives`, the extractor every archive goes through).
@@ -10,8 +11,6 @@ sizes (:mod:`panoflow.archives`, the extractor every archive goes through).
 from __future__ import annotations
 
 import gzip
-import hashlib
-import io
 import os
 import posixpath
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from panoflow.exceptions import PanoflowError
+from panoflow.packaging.archive import TreeArchive
 
 __all__ = ["APP_FOLDERS", "ArchiveError", "extract_archive", "pack_app"]
 
@@ -34,53 +34,19 @@ class ArchiveError(PanoflowError, ValueError):
     """An uploaded archive is not a safe, readable application folder."""
 
 
-def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    if info.isdir():
-        info.mode = 0o755
-    elif info.isfile():
-        info.mode = 0o755 if info.mode & 0o111 else 0o644
-    return info
-
-
 def pack_app(app_dir: Path, out: BinaryIO) -> str:
-    """Write ``app_dir``'s deployable folders to ``out`` as a deterministic tar.gz; return its sha256
-    (hex)."""
+    """Write ``app_dir``'s deployable folders to ``out`` as a deterministic tar.gz (panoflow's one
+    deterministic writer, :class:`panoflow.packaging.archive.TreeArchive`); return its sha256 (hex). A link
+    leaving the folder, or anything but files, folders and links, is refused here
+    (:class:`~panoflow.packaging.project.PackagingError`) rather than by the daemon."""
     app_dir = app_dir.resolve()
     present = [name for name in APP_FOLDERS if (app_dir / name).is_dir()]
     if "graphs" not in present or "packages" not in present:
         raise ArchiveError(f"{app_dir} is not a Panorama application folder (it needs graphs/ and packages/)")
-    digest = hashlib.sha256()
-
-    class _Hashing(io.RawIOBase):
-        def writable(self) -> bool:
-            return True
-
-        def write(self, data: bytes) -> int:  # type: ignore[override]
-            digest.update(data)
-            out.write(data)
-            return len(data)
-
-    sink = _Hashing()
-    gz = gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, compresslevel=6)
-    with gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for top in present:
-            for path in _walk(app_dir / top):
-                tar.add(path, arcname=path.relative_to(app_dir).as_posix(), recursive=False, filter=_reset)
-    return digest.hexdigest()
-
-
-def _walk(root: Path) -> list[Path]:
-    """``root`` and everything under it, sorted, without following directory links."""
-    out = [root]
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        base = Path(dirpath)
-        for name in sorted(dirnames + filenames):
-            out.append(base / name)
-    return out
+    archive = TreeArchive()
+    for top in present:
+        archive.add_tree(top, app_dir / top)
+    return archive.write(out)
 
 
 def _safe_name(name: str) -> str:

@@ -6,8 +6,12 @@ executables, 0644 the rest) and a gzip header without name or time. Symbolic lin
 inside the archive; anything else (devices, sockets) is refused.
 
 :func:`filter_archive` copies the members of a tar archive that a predicate keeps into a new plain tar, streaming,
-so a multi-gigabyte ``docker export`` can be cut down to ``panorama/`` before :func:`panoflow.modelstore.safe_extract`
+so a multi-gigabyte ``docker export`` can be cut down to ``panorama/`` before :func:`panoflow.archives.safe_extract`
 extracts it.
+
+:class:`TreeArchive` is the one deterministic tar writer: code assets, model archives, container exports and
+the application archives ``panoflow deploy`` sends (:func:`panoflow.daemon.archive.pack_app`) are all written
+by it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from panoflow.packaging.project import PackagingError
+from panoflow.packaging.project import PackagingError, _HashingWriter
 
 __all__ = ["TreeArchive", "filter_archive", "member_name"]
 
@@ -94,9 +98,11 @@ class TreeArchive:
                 else:
                     raise PackagingError(f"{path} is not a regular file, folder or link; remove it from the package")
 
-    def write(self, out: BinaryIO) -> None:
-        """Write the gzip-compressed archive to ``out``."""
-        with gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=0, compresslevel=_GZIP_LEVEL) as gz, \
+    def write(self, out: BinaryIO) -> str:
+        """Write the gzip-compressed archive to ``out``; return its SHA-256 (hex)."""
+        hashing = _HashingWriter(out)
+        with gzip.GzipFile(filename="", fileobj=hashing, mode="wb", mtime=0,
+                           compresslevel=_GZIP_LEVEL) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name in sorted(self._entries):
                 kind, source = self._entries[name]
@@ -118,6 +124,7 @@ class TreeArchive:
                     data = bytes(source)  # type: ignore[call-overload]
                     info.size, info.mode = len(data), 0o755 if kind == "bytes-x" else 0o644
                     tar.addfile(info, io.BytesIO(data))
+        return hashing.digest.hexdigest()
 
 
 def filter_archive(archive: Path, keep: Callable[[str], bool], out: BinaryIO) -> int:
