@@ -210,6 +210,11 @@ async def test_read_only_key_sees_no_controls_and_a_forged_post_is_refused(open_
         resp = await browser.post(path, form)
         assert resp.status == 403, path
         assert "This access key is read-only" in await resp.text()
+    # a refused htmx click says why, in the page's messages
+    resp = await browser.post(f"/console/devices/{device}/reboot", headers={"HX-Request": "true"})
+    assert resp.status == 403 and resp.headers["HX-Retarget"] == "#messages"
+    text = await resp.text()
+    assert "This access key is read-only" in text and "<html" not in text
     assert plane.call("ListDevicesJobs", {"DeviceId": device})["DeviceJobs"] == []
     assert plane.call("ListApplicationInstances", {})["ApplicationInstances"] == []
 

@@ -180,6 +180,8 @@ class Console:
                     return self._refused(request, session, READ_ONLY)
                 return await handler(request, session)
             except ConsoleError as exc:
+                if request.headers.get("HX-Request"):
+                    return self._hx_message(request, session, str(exc), exc.status)
                 page = Page("message.html", "Something went wrong" if exc.status >= 500 else "Not done",
                             {"back": request.headers.get("Referer", "").startswith(self._origin(request))
                              and request.headers["Referer"] or None}, status=exc.status)
@@ -195,8 +197,18 @@ class Console:
         app.router.add_route(method, ROOT + path, wrapped)
 
     def _refused(self, request: web.Request, session: Session, message: str) -> web.Response:
+        if request.headers.get("HX-Request"):
+            return self._hx_message(request, session, message, 403)
         return self.render(request, session, Page("message.html", "Request refused", status=403),
                            messages=[("error", message)])
+
+    def _hx_message(self, request: web.Request, session: Session, message: str, status: int) -> web.Response:
+        """An error for an htmx request: the message goes into the page's ``#messages`` (htmx is configured to
+        swap error answers too, so a refused click says why)."""
+        response = self.render(request, session, Page("messages.html", "", {"status": status}, status=status),
+                               messages=[("error", message)], fragment=True)
+        response.headers.update({"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"})
+        return response
 
     @staticmethod
     def _origin(request: web.Request) -> str:
