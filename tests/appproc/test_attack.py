@@ -1,7 +1,8 @@
-"""A hostile application deployed to a real ``panoflow serve`` running as root (as on a device) tries every way out
-that issue 13 lists: the daemon's token, the camera registry (a camera registered with a password), the device's
-cloud credentials, /etc/shadow, writing /tmp and /etc on the host, listing host processes, secrets in its
-environment, the daemon's API on 127.0.0.1. Every attempt is denied, and it still gets its frames."""
+"""A hostile application deployed to a real ``panoflow serve`` running as root (as on a device) tries every
+way out that issue 13 lists: the daemon's token, the camera registry (a camera registered with a password),
+the device's cloud credentials, /etc/shadow, writing /tmp and /etc on the host, listing host processes,
+secrets in its environment, the daemon's API on 127.0.0.1. Every attempt is denied, and it still gets its
+frames."""
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
 
     CameraRegistry(d.state_dir / "cameras.json").add("lobby", "rtsp://192.0.2.10:554/stream", "viewer",
                                                      camera_password)
-    cloud = d.state_dir / "cloud.json"  # the device's control-plane credentials, where the cloud client keeps them
+    # the device's control-plane credentials, where the cloud client keeps them
+    cloud = d.state_dir / "cloud.json"
     cloud.write_text(json.dumps({"device_id": "device-1", "token": cloud_token}))
     cloud.chmod(0o600)
     mark = f"pf-attack-{secrets.token_hex(6)}"
@@ -73,7 +75,8 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     commands = list(seen["processes"].values())
     assert len(commands) <= 3, commands
     assert all("bwrap" in c or "panoramasdk._bootstrap" in c for c in commands), commands
-    assert not any(" serve " in c or "pasta" in c for c in commands)  # no daemon, not even its sandbox's pasta
+    # no daemon, not even its sandbox's pasta
+    assert not any(" serve " in c or "pasta" in c for c in commands)
     # nothing of the daemon's environment
     environ = seen["environ"]
     assert not {"AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "PIP_INDEX_URL"} & set(environ), sorted(environ)
@@ -85,14 +88,16 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     caps = {line.split(":")[0]: line.split(":")[1].strip() for line in seen["status"]}
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapBnd"] == "0000000000000000", caps
     assert caps["NoNewPrivs"] == "1"
-    # the instance's runtime process (outside the sandbox, the daemon's privileges dropped) cannot read them either
+    # the instance's runtime process (outside the sandbox, the daemon's privileges dropped) cannot read them
+    # either
     runtime = Path(f"/proc/{d.instance('hostile')['process']['pid']}/status").read_text()
     uid = int(runtime.split("\nUid:")[1].split()[0])
     assert uid != 0
     record = next((d.state_dir / "instances").glob("*/instance.json"))
     for path in (d.state_dir / "token", d.state_dir / "cameras.json", cloud, record):
         probe = subprocess.run([sys.executable, "-c", "import sys; open(sys.argv[1]).read()", str(path)],
-                               user=uid, group=uid, extra_groups=[], capture_output=True, text=True, check=False)
+                               user=uid, group=uid, extra_groups=[], capture_output=True, text=True,
+                               check=False)
         assert probe.returncode == 1 and "PermissionError" in probe.stderr, (path, probe.stderr)
     # and the frames keep coming after all that
     wait_json(storage, lambda s: s["frames"] >= seen["frames"] + 30, 20, lambda s: f"frames stopped at {s}")

@@ -1,6 +1,7 @@
-"""No camera password, ``--param`` value or daemon token on any process's command line or in its environment while
-an instance that uses them runs under ``panoflow serve``: every process of the daemon's tree (the daemon, the
-instance's runtime, pasta, bubblewrap, the app) and, for good measure, every other process of the host."""
+"""No camera password, ``--param`` value or daemon token on any process's command line or in its environment
+while an instance that uses them runs under ``panoflow serve``: every process of the daemon's tree (the
+daemon, the instance's runtime, pasta, bubblewrap, the app) and, for good measure, every other process of the
+host."""
 
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ def camera_server(clips: dict[str, Path]) -> Iterator[int]:
 
 
 @pytest.mark.slow
-def test_no_password_param_or_token_on_any_process(make_daemon: Any, clips: dict[str, Path], camera_server: int,
-                                                   tmp_path: Path) -> None:
+def test_no_password_param_or_token_on_any_process(make_daemon: Any, clips: dict[str, Path],
+                                                   camera_server: int, tmp_path: Path) -> None:
     password, param = f"pw-{secrets.token_hex(10)}", f"param-{secrets.token_hex(10)}"
     SECRETS.extend([password, param])
     d: Daemon = make_daemon()
@@ -83,7 +84,9 @@ def test_no_password_param_or_token_on_any_process(make_daemon: Any, clips: dict
     tree = _tree(d.proc.pid)
     commands = {pid: _read(pid, "cmdline").replace(b"\0", b" ") for pid in tree}
     kinds = {
-        "instance runtime": [p for p, c in commands.items() if b" run " in c and str(d.state_dir).encode() in c],
+        "instance runtime": [
+            p for p, c in commands.items() if b" run " in c and str(d.state_dir).encode() in c
+        ],
         "pasta": [p for p, c in commands.items() if c.split(b" ")[0].endswith(b"/pasta")],
         "bwrap": [p for p in tree if _read(p, "comm").strip() == b"bwrap"],
         "app": [p for p, c in commands.items() if b"panoramasdk._bootstrap" in c and b"bwrap" not in c],

@@ -1,6 +1,6 @@
-"""debug-server's traits: the app serves HTTP on containerPort 80 (hostPort confirmed by an override) and a thread
-of its own calls the device's hostPort; both its own client and the host get the ``/status`` answer, under
-``panoflow run`` and under a root ``panoflow serve``."""
+"""debug-server's traits: the app serves HTTP on containerPort 80 (hostPort confirmed by an override) and a
+thread of its own calls the device's hostPort; both its own client and the host get the ``/status`` answer,
+under ``panoflow run`` and under a root ``panoflow serve``."""
 
 from __future__ import annotations
 
@@ -35,8 +35,10 @@ def _host_status(port: int) -> dict[str, Any]:
         return dict(json.loads(resp.read()))
 
 
-def _wait_for_answers(storage: Path, host_port: int, token: str, alive: Callable[[], str | None]) -> dict[str, Any]:
-    """What the app's own client saw once it got its answer, after the host got the same answer at hostPort."""
+def _wait_for_answers(storage: Path, host_port: int, token: str,
+                      alive: Callable[[], str | None]) -> dict[str, Any]:
+    """What the app's own client saw once it got its answer, after the host got the same answer at
+    hostPort."""
     expected = {"status": "running", "path": "/status", "token": token}
     deadline = time.monotonic() + 45
     while True:
@@ -52,12 +54,14 @@ def _wait_for_answers(storage: Path, host_port: int, token: str, alive: Callable
 
 
 def _check_device_address(seen: dict[str, Any], token: str) -> None:
-    """At the device's address (debug-server's client calls ``http://DEVICE_IP:8080/status``) the app reaches its own
-    hostPort through the nftables rule in its network namespace, where the host has ``nft`` (docs/isolation.md)."""
+    """At the device's address (debug-server's client calls ``http://DEVICE_IP:8080/status``) the app reaches
+    its own hostPort through the nftables rule in its network namespace, where the host has ``nft``
+    (docs/isolation.md)."""
     tools = find_tools()
     assert seen["device_address"], seen
     if tools is None or tools.nft is None:
-        pytest.skip("no nft here (apt-get install nftables): the device's address cannot lead to the app's port")
+        pytest.skip("no nft here (apt-get install nftables): the device's address cannot lead to the app's "
+                    "port")
     assert seen["device"].get("answer") == {"status": "running", "path": "/status", "token": token}, seen
 
 

@@ -1,6 +1,7 @@
-"""aws-panorama-sample's traits: a code package pinning a numpy-1 library (opencv 4.6, numpy<2, boto3 1.24) in its
-own requirements.txt, built with ``panoflow build-container``, drawing with cv2 in place on ``stream.image``; run
-with ``panoflow run --record`` on a real H.264 clip and deployed to a real root ``panoflow serve``."""
+"""aws-panorama-sample's traits: a code package pinning a numpy-1 library (opencv 4.6, numpy<2, boto3 1.24) in
+its own requirements.txt, built with ``panoflow build-container``, drawing with cv2 in place on
+``stream.image``; run with ``panoflow run --record`` on a real H.264 clip and deployed to a real root
+``panoflow serve``."""
 
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ def clip150(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _drawn(frame: np.ndarray) -> tuple[bool, bool]:
-    """Whether ``frame`` shows the app's filled rectangle (below the text, where only the fill is) and its white
-    text (inside the rectangle), after H.264 compression."""
+    """Whether ``frame`` shows the app's filled rectangle (below the text, where only the fill is) and its
+    white text (inside the rectangle), after H.264 compression."""
     x0, y0, x1, y1 = RECT
     fill = frame[y0 + 70:y1 - 4, x0 + 4:x1 - 4].reshape(-1, 3).astype(float)
-    rect = bool(np.abs(fill.mean(axis=0) - RECT_BGR).max() < 25 and np.abs(fill - RECT_BGR).max(axis=1).mean() < 30)
+    rect = bool(
+        np.abs(fill.mean(axis=0) - RECT_BGR).max() < 25 and np.abs(fill - RECT_BGR).max(axis=1).mean() < 30
+    )
     tx, ty = TEXT_ORIGIN
     text_area = frame[ty - 35:ty + 2, tx:tx + 70].reshape(-1, 3)
     text = bool((text_area.min(axis=1) > 190).sum() > 100)
@@ -60,8 +63,8 @@ def test_pinned_numpy1_app_draws_in_place_under_run(sample: Path, clip150: Path,
     assert seen["frames"] == FRAMES
     assert seen["cv2"] == "4.6.0" and seen["numpy"].startswith("1.") and seen["boto3"].startswith("1.24.")
     assert importlib.metadata.version("numpy").startswith("2.")
-    assert subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
-                          text=True, check=True).stdout.startswith("2.")
+    assert subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.startswith("2.")
     console = (state / "logs" / "code_node" / "console_output").read_text()
     assert f"libraries 4.6.0 {seen['numpy']} {seen['boto3']}" in console and f"frames {FRAMES}" in console
     assert f"{FRAMES} frames, {FRAMES} to the app, 0 dropped" in proc.stdout + proc.stderr
@@ -79,9 +82,11 @@ def test_pinned_numpy1_app_draws_in_place_under_run(sample: Path, clip150: Path,
 @pytest.mark.timeout(240)
 @pytest.mark.slow
 @pytest.mark.timeout(360)  # a loaded CI machine (stress-ng beside the suite) ran the app at 2 frames/s
-def test_pinned_numpy1_app_processes_its_frames_under_serve(sample: Path, clip150: Path, make_daemon: Any) -> None:
+def test_pinned_numpy1_app_processes_its_frames_under_serve(sample: Path, clip150: Path,
+                                                            make_daemon: Any) -> None:
     d: Daemon = make_daemon("state", "--start-timeout", "180")
-    r = d.cli("deploy", str(sample), "--name", "pinned", "--camera", f"camera_node={live(clip150)}", timeout=200)
+    r = d.cli("deploy", str(sample), "--name", "pinned", "--camera", f"camera_node={live(clip150)}",
+              timeout=200)
     assert r.returncode == 0, r.stderr + d.stderr()[-3000:]
     storage = d.state_dir / "apps" / "pinned" / "storage" / "frames.json"
     seen = wait_json(storage, lambda s: s["frames"] >= FRAMES, 240,

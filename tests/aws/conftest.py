@@ -1,5 +1,6 @@
-"""Fixtures for the AWS gateway tests: boto3 1.24 (what aws-panorama-sample pins) installed at test time into its
-own folder, and log capture through panoflow's own structlog set-up (the app runner: :mod:`tests.aws.runner`)."""
+"""Fixtures for the AWS gateway tests: boto3 1.24 (what aws-panorama-sample pins) installed at test time into
+its own folder, and log capture through panoflow's own structlog set-up (the app runner:
+:mod:`tests.aws.runner`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _pip(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def old_boto3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding boto3 1.24 and its dependencies (wheels cached under .cache/wheels; PyPI on a miss)."""
+    """A folder holding boto3 1.24 and its dependencies (wheels cached under .cache/wheels; PyPI on a
+    miss)."""
     target = tmp_path_factory.mktemp("boto3-1.24")
     WHEELS.mkdir(parents=True, exist_ok=True)
     install = ("install", "--no-index", "--find-links", str(WHEELS), "--target", str(target), *OLD_BOTO3)

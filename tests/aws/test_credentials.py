@@ -63,7 +63,8 @@ def test_missing_botocore_names_the_extra(creds_file: Path) -> None:
             f"try:\n    credential_source(AwsSettings(credentials_file={str(creds_file)!r}))\n"
             "except AwsError as exc:\n    print(exc)\n"
             "print(type(credential_source(AwsSettings())).__name__)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=True).stdout
     assert "pip install 'panoflow[aws]'" in out
     assert out.strip().endswith("LocalSource")  # offline devices run without botocore
 
@@ -80,7 +81,8 @@ class _Clocked:
         if self.fail:
             raise AwsError("the source is down")
         self.count += 1
-        return AwsCredentials(f"AKID{self.count}", "s", "t", self.clock[0] + dt.timedelta(seconds=self.lifetime))
+        return AwsCredentials(f"AKID{self.count}", "s", "t",
+                              self.clock[0] + dt.timedelta(seconds=self.lifetime))
 
 
 def test_cache_refreshes_at_half_life_and_rides_out_a_failed_refresh() -> None:
@@ -112,7 +114,8 @@ def test_local_credentials_are_random_per_instance() -> None:
     assert a.access_key_id != b.access_key_id and a.secret_access_key != b.secret_access_key
 
 
-def test_gateway_start_fails_with_the_reason_or_waits_for_credentials(tmp_path: Path, creds_file: Path) -> None:
+def test_gateway_start_fails_with_the_reason_or_waits_for_credentials(tmp_path: Path,
+                                                                      creds_file: Path) -> None:
     settings = AwsSettings(credentials_file=creds_file, role_arn=ROLE, endpoints={"sts": "http://127.0.0.1:9"})
     with pytest.raises(AwsError, match=f"cannot assume {ROLE}"):
         asyncio.run(AwsGateway(settings, instance_id="x", state_dir=tmp_path, tls=False).start())

@@ -1,7 +1,8 @@
-"""An offline instance (no credentials): the app's own boto3, current and 1.24, with only the gateway's environment,
-puts CloudWatch metrics that show as Prometheus families, uses the local S3 folder (size cap, traversal refused),
-and gets a fast ClientError from every service panoflow does not serve. boto3 1.24 reaches the gateway through
-AWS hostnames resolved in a bubblewrap sandbox's /etc/hosts and the device CA (AWS_CA_BUNDLE)."""
+"""An offline instance (no credentials): the app's own boto3, current and 1.24, with only the gateway's
+environment, puts CloudWatch metrics that show as Prometheus families, uses the local S3 folder (size cap,
+traversal refused), and gets a fast ClientError from every service panoflow does not serve. boto3 1.24 reaches
+the gateway through AWS hostnames resolved in a bubblewrap sandbox's /etc/hosts and the device CA
+(AWS_CA_BUNDLE)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def test_metrics_from_current_boto3_show_on_metrics(tmp_path: Path) -> None:
 
 
 def test_boto3_1_24_offline_in_a_sandbox(tmp_path: Path, old_boto3: Path) -> None:
-    """aws-panorama-sample's pinned SDK: CloudWatch over the query protocol via the TLS listener, S3 path-style
-    through the config file, unserved services fail fast; nothing but the gateway is reachable."""
+    """aws-panorama-sample's pinned SDK: CloudWatch over the query protocol via the TLS listener, S3
+    path-style through the config file, unserved services fail fast; nothing but the gateway is reachable."""
     need_bwrap()
     gw = AwsGateway(AwsSettings(s3_cap_bytes=2000), instance_id="app-1", state_dir=tmp_path / "state")
     with running(gw):

@@ -1,8 +1,8 @@
-"""With credentials, against a real moto server as AWS (STS AssumeRole, CloudWatch): the app's own boto3 (current,
-and 1.24 inside a bubblewrap sandbox) gets the role's credentials from its instance's gateway, its PutMetricData
-lands in moto through ``--aws-endpoint cloudwatch=URL``, credentials expire and are refreshed mid-run without the
-app noticing, two instances with different roles see only their own credentials (another's token: 403), and no
-secret appears in the gateway's logs or in the app's environment."""
+"""With credentials, against a real moto server as AWS (STS AssumeRole, CloudWatch): the app's own boto3
+(current, and 1.24 inside a bubblewrap sandbox) gets the role's credentials from its instance's gateway, its
+PutMetricData lands in moto through ``--aws-endpoint cloudwatch=URL``, credentials expire and are refreshed
+mid-run without the app noticing, two instances with different roles see only their own credentials (another's
+token: 403), and no secret appears in the gateway's logs or in the app's environment."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def _secrets_of(gw: AwsGateway) -> list[str]:
     return [creds.secret_access_key, creds.session_token, gw.token]
 
 
-def test_role_credentials_and_metrics_land_in_moto(tmp_path: Path, moto_url: str, device_file: tuple[Path, str],
-                                                   logs: io.StringIO) -> None:
+def test_role_credentials_and_metrics_land_in_moto(tmp_path: Path, moto_url: str,
+                                                   device_file: tuple[Path, str], logs: io.StringIO) -> None:
     device, device_secret = device_file
     with running(_gateway(tmp_path, moto_url, device, "app-a")) as gw:
         box = gw.sandbox()
@@ -57,9 +57,11 @@ def test_role_credentials_and_metrics_land_in_moto(tmp_path: Path, moto_url: str
     assert out["access_keys"][0].startswith("ASIA")  # moto's AssumeRole answer, not the device's key
     names = {(m["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])))
              for m in _moto_metrics(moto_url, "RoleApp")}
-    assert ("AverageInferenceTime", (("Application Name", "aws-panorama-sample"), ("Device ID", "dev-1"))) in names
+    assert ("AverageInferenceTime",
+            (("Application Name", "aws-panorama-sample"), ("Device ID", "dev-1"))) in names
     assert "AWS_ENDPOINT_URL" not in env  # with credentials, services not redirected go to AWS itself
-    assert set(box.hosts) == {"monitoring.us-east-1.amazonaws.com", "sts.amazonaws.com", "sts.us-east-1.amazonaws.com"}
+    assert set(box.hosts) == {"monitoring.us-east-1.amazonaws.com", "sts.amazonaws.com",
+                              "sts.us-east-1.amazonaws.com"}
     text = logs.getvalue()
     assert "aws_credentials_fetched" in text
     for secret in [device_secret, *served]:
@@ -70,8 +72,8 @@ def test_role_credentials_and_metrics_land_in_moto(tmp_path: Path, moto_url: str
 def test_boto3_1_24_role_metrics_land_in_moto_through_the_sandbox(tmp_path: Path, moto_url: str,
                                                                   device_file: tuple[Path, str],
                                                                   old_boto3: Path) -> None:
-    """boto3 1.24 cannot be pointed elsewhere: monitoring.us-east-1.amazonaws.com resolves to the gateway's TLS
-    listener (device CA via AWS_CA_BUNDLE), which forwards to moto with Host and signature untouched."""
+    """boto3 1.24 cannot be pointed elsewhere: monitoring.us-east-1.amazonaws.com resolves to the gateway's
+    TLS listener (device CA via AWS_CA_BUNDLE), which forwards to moto with Host and signature untouched."""
     need_bwrap()
     with running(_gateway(tmp_path, moto_url, device_file[0], "app-a")) as gw:
         box = gw.sandbox()
@@ -85,9 +87,9 @@ def test_boto3_1_24_role_metrics_land_in_moto_through_the_sandbox(tmp_path: Path
 @pytest.mark.parametrize("sdk", ["current", "1.24"])
 def test_credentials_expire_and_refresh_mid_run(tmp_path: Path, moto_url: str, device_file: tuple[Path, str],
                                                 sdk: str, request: pytest.FixtureRequest) -> None:
-    """The gateway serves an expiry just past the SDK's 15-minute refresh window and renews from STS after half a
-    second: over a 6-second run the SDK fetches new role credentials several times and every call succeeds
-    (boto3 1.24 inside the sandbox, through the TLS listener)."""
+    """The gateway serves an expiry just past the SDK's 15-minute refresh window and renews from STS after
+    half a second: over a 6-second run the SDK fetches new role credentials several times and every call
+    succeeds (boto3 1.24 inside the sandbox, through the TLS listener)."""
     if sdk == "1.24":
         need_bwrap()
     gw = _gateway(tmp_path, moto_url, device_file[0], "app-a", max_lifetime=902, refresh_margin=901.5)

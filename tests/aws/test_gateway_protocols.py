@@ -1,7 +1,7 @@
 """Each CloudWatch wire protocol end to end over HTTP: requests serialized by botocore's own serializers for
-query, JSON and rpc-v2-cbor are accepted by the gateway, and its answers (success, a bad request, an operation it
-does not serve) parse with botocore's own parsers for that protocol into what an SDK returns or raises. S3 through
---aws-endpoint s3=moto keeps HEAD's Content-Length."""
+query, JSON and rpc-v2-cbor are accepted by the gateway, and its answers (success, a bad request, an operation
+it does not serve) parse with botocore's own parsers for that protocol into what an SDK returns or raises. S3
+through --aws-endpoint s3=moto keeps HEAD's Content-Length."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_protocols_round_trip_through_botocore(tmp_path: Path, protocol: str) ->
     assert other["status"] == 501 and other["Error"]["Code"] == "NotImplemented"
     assert "PutMetricData only" in other["Error"]["Message"]
     gauge, _ = gw.families()
-    assert gauge.samples == [({"namespace": "N", "metric": "Latency", "unit": "Seconds", "device_id": "d"}, 3.5)]
+    assert gauge.samples == [({"namespace": "N", "metric": "Latency", "unit": "Seconds", "device_id": "d"},
+                              3.5)]
 
 
 def test_s3_forwarded_to_moto_keeps_head_length(tmp_path: Path, moto_url: str) -> None:
@@ -86,8 +87,8 @@ def test_unreachable_endpoint_is_an_sdk_error(tmp_path: Path) -> None:
 
 
 def test_s3_virtual_hosted_and_path_style_reach_the_same_object(tmp_path: Path) -> None:
-    """A virtual-hosted address (the bucket in the Host name, as old SDKs send to BUCKET.s3.amazonaws.com) and a
-    path-style one name the same object; a path escaping the bucket in the raw request target is refused."""
+    """A virtual-hosted address (the bucket in the Host name, as old SDKs send to BUCKET.s3.amazonaws.com) and
+    a path-style one name the same object; a path escaping the bucket in the raw request target is refused."""
     with running(AwsGateway(AwsSettings(), instance_id="v", state_dir=tmp_path, tls=False)) as gw:
         def send(method: str, target: str, host: str, body: bytes | None = None) -> tuple[int, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", gw.http_port, timeout=30)

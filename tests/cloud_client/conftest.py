@@ -1,5 +1,6 @@
-"""Fixtures for the device-side integration tests: a real control plane (in a thread, restartable on the same port
-and database; :mod:`tests.support.fleet`) and the counter app built with a template-job camera to register on it."""
+"""Fixtures for the device-side integration tests: a real control plane (in a thread, restartable on the same
+port and database; :mod:`tests.support.fleet`) and the counter app built with a template-job camera to
+register on it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def cp(tmp_path: Path) -> Iterator[ControlPlaneServer]:
 
 @pytest.fixture(scope="session")
 def cloud_app(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> dict[str, Any]:
-    """The built counter app, its camera node a template-job camera package ``CAM`` that streams a test clip."""
+    """The built counter app, its camera node a template-job camera package ``CAM`` that streams a test
+    clip."""
     root, pkg = built_counter_app(tmp_path_factory.mktemp("cloud-app") / "app")
     graph_file = root / "graphs" / "test_app" / "graph.json"
     graph = json.loads(graph_file.read_text())["nodeGraph"]

@@ -37,7 +37,8 @@ from panoflow.daemon.logfiles import RotatingWriter
 
 
 class AssetServer:
-    """Serves ``files[key]`` at ``/_panoflow/assets/<key>`` (404 otherwise), ``status`` overrides every answer."""
+    """Serves ``files[key]`` at ``/_panoflow/assets/<key>`` (404 otherwise), ``status`` overrides every
+    answer."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -49,7 +50,8 @@ class AssetServer:
         key = request.match_info["key"]
         self.requests.append(key)
         if self.status is not None:
-            return web.json_response({"Code": "AccessDeniedException", "Message": "go away"}, status=self.status)
+            return web.json_response({"Code": "AccessDeniedException", "Message": "go away"},
+                                     status=self.status)
         if key not in self.files:
             return web.json_response({"Code": "NotFoundException", "Message": f"no asset {key}"}, status=404)
         return web.Response(body=self.files[key])
@@ -72,8 +74,9 @@ def asset_server() -> Iterator[AssetServer]:
         server.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
         ready.set()
         loop.run_forever()
-        # a connection the server was still accepting when the loop stopped (a loaded machine runs its callbacks
-        # late) is cancelled and its transport closed, instead of being destroyed pending with the loop
+        # a connection the server was still accepting when the loop stopped (a loaded machine runs its
+        # callbacks late) is cancelled and its transport closed, instead of being destroyed pending with the
+        # loop
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
@@ -96,8 +99,8 @@ GRAPH = json.dumps({"nodeGraph": {"envelopeVersion": "2021-01-01", "packages": [
 def _desired(assets: list[dict[str, Any]], manifest: Any = None, name: str = "people") -> dict[str, Any]:
     return {"ApplicationInstanceId": "applicationInstance-abc", "Name": name, "DesiredState": "RUNNING",
             "ManifestPayload": GRAPH, "ManifestOverridesPayload": None, "Packages": [
-                {"Account": "panorama", "Name": "abstract_rtsp_media_source", "Version": "1.0", "Manifest": None,
-                 "Assets": []},
+                {"Account": "panorama", "Name": "abstract_rtsp_media_source", "Version": "1.0",
+                 "Manifest": None, "Assets": []},
                 {"Account": "123456789012", "Name": "CODE", "Version": "1.0", "PatchVersion": "p1",
                  "Manifest": manifest if manifest is not None else {"nodePackage": {"name": "CODE"}},
                  "Assets": assets}]}
@@ -125,8 +128,8 @@ def test_credentials_file_is_private_and_round_trips(tmp_path: Path) -> None:
 def test_bundle_read_and_clear_errors(tmp_path: Path) -> None:
     from panoflow.controlplane.provisioning import make_bundle
 
-    bundle = make_bundle(device_id="device-x", device_name="edge", account_id="123456789012", region="us-east-1",
-                         now=dt.datetime.now(dt.timezone.utc))
+    bundle = make_bundle(device_id="device-x", device_name="edge", account_id="123456789012",
+                         region="us-east-1", now=dt.datetime.now(dt.timezone.utc))
     (tmp_path / "b.zip").write_bytes(bundle.data)
     assert read_bundle_file(tmp_path / "b.zip")["ClaimToken"] == bundle.token
     (tmp_path / "bad.zip").write_bytes(b"not a zip")
@@ -155,7 +158,8 @@ def _free_port() -> int:
 
 @pytest.mark.anyio
 async def test_failures_are_offline_or_refused(asset_server: AssetServer, tmp_path: Path) -> None:
-    async with CloudClient(f"http://127.0.0.1:{_free_port()}", "t", insecure_http=True, timeout_s=3) as client:
+    async with CloudClient(f"http://127.0.0.1:{_free_port()}", "t", insecure_http=True,
+                           timeout_s=3) as client:
         with pytest.raises(Offline, match="cannot reach"):
             await client.sync({})
     asset_server.status = 403
@@ -203,7 +207,8 @@ async def test_assembly_refuses_a_sha_mismatch(asset_server: AssetServer, tmp_pa
 
 
 @pytest.mark.anyio
-async def test_assembly_refuses_a_null_manifest_and_bad_names(asset_server: AssetServer, tmp_path: Path) -> None:
+async def test_assembly_refuses_a_null_manifest_and_bad_names(asset_server: AssetServer,
+                                                              tmp_path: Path) -> None:
     desired = _desired([])
     desired["Packages"][1]["Manifest"] = None
     async with CloudClient(asset_server.url, "t", insecure_http=True) as client:
@@ -259,7 +264,8 @@ def test_tailer_reads_appended_lines_across_rotation(tmp_path: Path) -> None:
 def test_status_mapping() -> None:
     report = map_status("DEPLOYMENT_SUCCEEDED", "RUNNING", {"camera_node": "PAUSED", "code_node": "STARTING"},
                         "running")
-    assert report == {"Status": "DEPLOYMENT_SUCCEEDED", "HealthStatus": "RUNNING", "StatusDescription": "running",
+    assert report == {"Status": "DEPLOYMENT_SUCCEEDED", "HealthStatus": "RUNNING",
+                      "StatusDescription": "running",
                       "NodeStatuses": {"camera_node": "PAUSED", "code_node": "NOT_AVAILABLE"}}
     assert map_status("WHATEVER", "odd", {}, "x" * 999)["HealthStatus"] == "NOT_AVAILABLE"
     assert len(map_status("REMOVAL_SUCCEEDED", "NOT_AVAILABLE", {}, "x" * 999)["StatusDescription"]) == 255
@@ -285,7 +291,8 @@ async def test_ota_that_cannot_install_fails_and_keeps_the_running_version(
     jobs = Jobs(tmp_path, restarts.append, report_now)
     pinned = {"Version": "99.0.0", "Sha256": "0" * 64}
     assert jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0", "Ota": pinned})
-    assert not jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0", "Ota": pinned})  # once
+    # once
+    assert not jobs.take({"JobId": "job-1", "JobType": "OTA", "ImageVersion": "99.0.0", "Ota": pinned})
     await jobs.run("job-1")
     (status,) = jobs.statuses()
     assert status["Status"] == "FAILED" and "pip install failed" in status["Reason"]

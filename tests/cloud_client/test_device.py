@@ -50,11 +50,18 @@ def test_deploy_signal_logs_and_remove(make_daemon: Callable[..., Daemon], cp: C
     wait(lambda: cp.nodes(instance_id).get("camera_node") == "PAUSED", 20, "camera_node PAUSED")
     assert daemon.instance("people")["signals"] == {"camera_node": "PAUSE"}
 
-    logs = wait(lambda: [line for line in cp.operator_get(f"/_panoflow/devices/{device_id}/logs?limit=1000")["Lines"]
-                         if line.get("Instance") == instance_id and "start 1" in (line.get("Line") or "")],
-                30, "the app's console output in the control plane")
+    logs = wait(
+        lambda: [
+            line
+            for line in cp.operator_get(f"/_panoflow/devices/{device_id}/logs?limit=1000")["Lines"]
+            if line.get("Instance") == instance_id and "start 1" in (line.get("Line") or "")
+        ],
+        30,
+        "the app's console output in the control plane",
+    )
     assert logs[0]["Node"] == "code_node"
-    metrics = wait(lambda: cp.operator_get(f"/_panoflow/devices/{device_id}/metrics").get("Text"), 20, "metrics")
+    metrics = wait(lambda: cp.operator_get(f"/_panoflow/devices/{device_id}/metrics").get("Text"), 20,
+                   "metrics")
     assert "panoflow_device_up" in metrics and "panoflow_cloud_log_lines_dropped_total 0" in metrics
 
     # a new version replacing the old one: deployed under the old one's daemon name, swapped without a gap
@@ -103,7 +110,8 @@ def test_reboot_outage_and_failed_ota(make_daemon: Callable[..., Daemon], cp: Co
     wait(lambda: cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE", 40, "ONLINE again")
     cp.pano.signal_application_instance_node_instances(
         ApplicationInstanceId=instance_id, NodeSignals=[{"NodeInstanceId": "camera_node", "Signal": "PAUSE"}])
-    wait(lambda: cp.nodes(instance_id).get("camera_node") == "PAUSED", 20, "camera_node PAUSED after the outage")
+    wait(lambda: cp.nodes(instance_id).get("camera_node") == "PAUSED", 20,
+         "camera_node PAUSED after the outage")
     assert _pids(daemon) == running
 
     # OTA to a version pip cannot find: FAILED with pip's words, the device keeps running as it was

@@ -51,7 +51,8 @@ def _connections_to(pid: int, port: int) -> int:
 
 def _post(url: str, token: str, body: Any = None, context: ssl.SSLContext | None = None) -> int:
     req = urllib.request.Request(url, data=json.dumps(body or {}).encode(), method="POST",
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=10, context=context) as resp:
             return int(resp.status)

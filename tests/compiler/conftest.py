@@ -15,7 +15,8 @@ from tests.compiler.models import BUILDERS, Model, fixed_input, in_env, referenc
 
 @pytest.fixture(scope="session")
 def converter_envs() -> dict[str, Path]:
-    """The three converter environments (created here only when ``scripts/test`` did not create them first)."""
+    """The three converter environments (created here only when ``scripts/test`` did not create them
+    first)."""
     options = CompileOptions()
     return {fw: ensure_environment(spec, options.converters_dir, options.pip, print)
             for fw, spec in ENVIRONMENTS.items()}
@@ -31,7 +32,8 @@ def models(converter_envs: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     built = [
         Model("squeezenet", "PYTORCH", root / "squeezenet", "build_pytorch.py", "", "data", (1, 3, 224, 224)),
         Model("gluon", "MXNET", root / "mxnet" / "gluon", "build_mxnet.py", "gluon", "data", (1, 3, 64, 64)),
-        Model("ssd_mxnet", "MXNET", root / "mxnet" / "ssd", "build_mxnet.py", "ssd", "data", (1, 3, 128, 128)),
+        Model("ssd_mxnet", "MXNET", root / "mxnet" / "ssd", "build_mxnet.py", "ssd", "data",
+              (1, 3, 128, 128)),
         Model("ssd_tf", "TENSORFLOW", root / "tf" / "saved", "build_tensorflow.py", "saved", "image_tensor",
               (1, 96, 96, 3), "NHWC", "uint8"),
         Model("frozen_tf", "TENSORFLOW", root / "tf" / "frozen", "build_tensorflow.py", "frozen", "input",

@@ -1,6 +1,6 @@
-"""``panoflow compile-model`` on real models of each framework, packaged by ``add-raw-model``: the ONNX model equals
-the source framework within 1e-4 on a fixed input, the measured difference is printed and recorded, and a batch
-axis is dynamic where the graph allows it."""
+"""``panoflow compile-model`` on real models of each framework, packaged by ``add-raw-model``: the ONNX model
+equals the source framework within 1e-4 on a fixed input, the measured difference is printed and recorded, and
+a batch axis is dynamic where the graph allows it."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ FRAMEWORK_MODELS = ["squeezenet", "gluon", "ssd_mxnet", "ssd_tf", "frozen_tf", "
 
 
 @pytest.mark.parametrize("key", FRAMEWORK_MODELS)
-def test_compile_model_matches_the_source_framework(key: str, models: dict[str, Model], tmp_path: Path) -> None:
+def test_compile_model_matches_the_source_framework(key: str, models: dict[str, Model],
+                                                    tmp_path: Path) -> None:
     model = models[key]
     packaged = package_model(model, tmp_path / "project")
     out = tmp_path / "out" / "model.onnx"
@@ -59,7 +60,8 @@ def test_output_names_and_order_follow_the_source_framework(models: dict[str, Mo
         packaged = package_model(models[key], tmp_path / key)
         out = tmp_path / f"{key}.onnx"
         done = panoflow("compile-model", "--model-local-path", str(packaged.archive), "--descriptor-path",
-                        str(packaged.descriptor), "--output", str(out), "--cache-dir", str(tmp_path / "cache"))
+                        str(packaged.descriptor), "--output", str(out), "--cache-dir",
+                        str(tmp_path / "cache"))
         assert done.returncode == 0, done.stderr
         session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         outputs[key] = [(o.name, o.shape[1:]) for o in session.get_outputs()]
@@ -67,8 +69,8 @@ def test_output_names_and_order_follow_the_source_framework(models: dict[str, Mo
     assert [name for name, _ in outputs["ssd_mxnet"]] == ["ids", "scores", "bboxes"]
     assert outputs["ssd_mxnet"][2][1] == [32, 4]
     # the TensorFlow Object Detection API's four outputs, in the signature's (sorted) order
-    assert [name for name, _ in outputs["ssd_tf"]] == ["detection_boxes", "detection_classes", "detection_scores",
-                                                       "num_detections"]
+    assert [name for name, _ in outputs["ssd_tf"]] == ["detection_boxes", "detection_classes",
+                                                       "detection_scores", "num_detections"]
 
 
 def test_two_processes_compile_a_model_once_and_a_second_load_compiles_nothing(models: dict[str, Model],

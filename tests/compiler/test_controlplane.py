@@ -1,6 +1,7 @@
-"""The control plane compiles at RegisterPackageVersion, as Panorama did with SageMaker Neo: the compiled model is a
-generated asset of the version (listed in its Assets, so devices download it), and a device's model store runs it
-without compiling; a model that cannot be compiled is recorded in StatusDescription and left to the device."""
+"""The control plane compiles at RegisterPackageVersion, as Panorama did with SageMaker Neo: the compiled
+model is a generated asset of the version (listed in its Assets, so devices download it), and a device's model
+store runs it without compiling; a model that cannot be compiled is recorded in StatusDescription and left to
+the device."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from panoflow.core.manifest import load_application
 from panoflow.modelstore import ModelStore
 from tests.compiler.models import Model, Packaged, fixed_input, package_model, tar_folder
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the converter environments
+# the first test may create the converter environments
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _register(plane: ControlPlane, packaged: Packaged) -> tuple[str, str]:
@@ -45,7 +47,8 @@ def _doc(plane: ControlPlane, package_id: str, patch: str) -> dict[str, object]:
     return dict(row.doc)
 
 
-def test_register_stores_the_compiled_model_and_devices_run_it(models: dict[str, Model], tmp_path: Path) -> None:
+def test_register_stores_the_compiled_model_and_devices_run_it(models: dict[str, Model],
+                                                               tmp_path: Path) -> None:
     model = models["gluon"]
     packaged = package_model(model, tmp_path / "app")
     plane = ControlPlane(open_store(f"sqlite:///{tmp_path / 'cp.db'}"), assets=tmp_path / "store")
@@ -69,17 +72,20 @@ def test_register_stores_the_compiled_model_and_devices_run_it(models: dict[str,
     assert hashlib.sha256((device_assets / entry["FileName"]).read_bytes()).hexdigest() == entry["Sha256"]
     app = packaged.project
     spec = resolve(load_application(app), cameras={"camera_node": ["/clip.mp4"]}).models["model_node"]
-    offline = ModelCompiler(CompileOptions(converters_dir=tmp_path / "no-converters", pip=PipSource(no_index=True)))
+    offline = ModelCompiler(CompileOptions(converters_dir=tmp_path / "no-converters",
+                                           pip=PipSource(no_index=True)))
     files = ModelStore(tmp_path / "device-models", compiler=offline).prepare(spec)
     assert files.path == device_assets / entry["FileName"]  # nothing compiled on the device
-    assert files.cache_dir is not None and tmp_path / "device-models" in files.cache_dir.parents  # engines go there
+    # engines go there
+    assert files.cache_dir is not None and tmp_path / "device-models" in files.cache_dir.parents
     assert not (tmp_path / "no-converters").exists()
     session = ort.InferenceSession(str(files.path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"data": fixed_input(model)})
     np.testing.assert_allclose(got[0], model.fixed_output[0], rtol=0, atol=1e-4)
 
 
-def test_a_model_that_cannot_be_compiled_is_left_to_the_device(models: dict[str, Model], tmp_path: Path) -> None:
+def test_a_model_that_cannot_be_compiled_is_left_to_the_device(models: dict[str, Model],
+                                                               tmp_path: Path) -> None:
     model = models["gluon"]
     only_symbol = tmp_path / "symbol-only"
     only_symbol.mkdir()
@@ -93,6 +99,7 @@ def test_a_model_that_cannot_be_compiled_is_left_to_the_device(models: dict[str,
     assert record["Status"] == "FAILED" and "net-<epoch>.params" in record["Reason"]
     described = plane.call("DescribePackageVersion", {"PackageId": package_id, "PackageVersion": "1.0"})
     assert described["Status"] == "REGISTER_COMPLETED"
-    assert described["StatusDescription"].startswith("model asset model_asset was not compiled: model archive ")
+    assert described["StatusDescription"].startswith("model asset model_asset was not compiled: model "
+                                                     "archive ")
     assert packaged.descriptor.name in described["StatusDescription"]
     assert json.dumps(doc["Assets"])  # the package's own files are still registered

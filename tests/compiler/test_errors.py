@@ -1,6 +1,6 @@
 """Bad model packages give one clear error naming the archive and the descriptor (no traceback), from
-``compile-model`` and from ``panoflow run``; a model the converter cannot reproduce within the tolerance is refused
-with both numbers; an offline machine without a wheelhouse is told what to do."""
+``compile-model`` and from ``panoflow run``; a model the converter cannot reproduce within the tolerance is
+refused with both numbers; an offline machine without a wheelhouse is told what to do."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from tests.compiler.models import Model, Packaged, package_model, panoflow, tar_folder
 from tests.compiler.test_run import run_app
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may create the converter environments
+# the first test may create the converter environments
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _compile(packaged: Packaged, tmp_path: Path, *extra: str):  # type: ignore[no-untyped-def]
@@ -82,15 +83,21 @@ def test_wrong_input_name(models: dict[str, Model], clip: Path, tmp_path: Path) 
     proc = run_app(packaged.project, clip, tmp_path / "state")
     assert proc.returncode == 1
     line = _one_error(proc.stderr)
-    assert "no input named 'image'" in line and packaged.archive.name in line and packaged.descriptor.name in line
+    assert (
+        "no input named 'image'" in line
+        and packaged.archive.name in line
+        and packaged.descriptor.name in line
+    )
 
 
-def test_not_a_torchscript_file_and_a_wrong_tensorflow_input(models: dict[str, Model], tmp_path: Path) -> None:
+def test_not_a_torchscript_file_and_a_wrong_tensorflow_input(models: dict[str, Model],
+                                                             tmp_path: Path) -> None:
     folder = tmp_path / "state_dict"
     folder.mkdir()
     (folder / "model.pth").write_bytes(b"\x80\x02}q\x00.")  # a pickle, as torch.save(state_dict) writes
-    packaged = package_model(models["squeezenet"], tmp_path / "torch", archive=tar_folder(folder,
-                                                                                          tmp_path / "t.tar.gz"))
+    packaged = package_model(
+        models["squeezenet"], tmp_path / "torch", archive=tar_folder(folder, tmp_path / "t.tar.gz")
+    )
     line = _one_error(_compile(packaged, tmp_path / "a").stderr)
     assert "model.pth is not a TorchScript file" in line and str(packaged.descriptor) in line
     desc = models["ssd_tf"].descriptor(inputs=[{"name": "images", "shape": [1, 96, 96, 3]}])

@@ -1,6 +1,6 @@
 """``panoflow run`` on applications whose model package is exactly what ``add-raw-model`` made from a PyTorch,
-MXNet or TensorFlow model: the model node compiles it on first load (no manual export), every frame's results equal
-what the source framework computes on the same input, and a second run compiles nothing."""
+MXNet or TensorFlow model: the model node compiles it on first load (no manual export), every frame's results
+equal what the source framework computes on the same input, and a second run compiles nothing."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def run_app(app: Path, clip: Path, state: Path, **env: str) -> subprocess.Comple
     return subprocess.run(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
          f"camera_node={clip}", "--state-dir", str(state)],
-        check=False, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        check=False, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
 def _events(stderr: str) -> list[dict[str, object]]:

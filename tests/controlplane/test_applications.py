@@ -28,7 +28,8 @@ def test_create_and_describe(pano: Any, device: str, graph_text: str, overrides_
     assert details["ManifestOverridesPayload"]["PayloadData"] == overrides_text
     nodes = pano.list_application_instance_node_instances(ApplicationInstanceId=iid)["NodeInstances"]
     # the overrides replace camera_node with camera_node_override: node instances are what the device runs
-    assert {n["NodeInstanceId"] for n in nodes} == {"code_node", "model_node", "camera_node_override", "output_node"}
+    assert {n["NodeInstanceId"] for n in nodes} == {"code_node", "model_node", "camera_node_override",
+                                                    "output_node"}
     camera = next(n for n in nodes if n["NodeInstanceId"] == "camera_node_override")
     assert (camera["PackageName"], camera["PackageVersion"]) == ("MY_CAMERA", "1.0")
     assert {n["CurrentStatus"] for n in nodes} == {"NOT_AVAILABLE"}
@@ -43,7 +44,8 @@ def test_dependencies_report_registered_patches(pano: Any, plane: ControlPlane, 
     created = pano.create_package(PackageName="DEBUG_SERVER")
     manifest = (APP.parents[1] / "packages" / "123456789012-DEBUG_SERVER-1.0" / "package.json").read_bytes()
     patch = hashlib.sha256(manifest).hexdigest()  # RegisterPackageVersion reads the uploaded package.json
-    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(manifest))
+    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json",
+                     io.BytesIO(manifest))
     pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
                                   MarkLatest=True)
     iid = deploy(pano, device, graph_text)
@@ -71,7 +73,8 @@ def test_invalid_manifest_names_the_json_pointer(pano: Any, device: str, payload
 
 def test_invalid_overrides_and_unknown_device(pano: Any, device: str, graph_text: str) -> None:
     with pytest.raises(ClientError) as err:
-        deploy(pano, device, graph_text, ManifestOverridesPayload={"PayloadData": '{"nodeGraphOverrides": 3}'})
+        deploy(pano, device, graph_text,
+               ManifestOverridesPayload={"PayloadData": '{"nodeGraphOverrides": 3}'})
     assert "ManifestOverridesPayload.PayloadData" in error_of(err.value)[2]
     with pytest.raises(ClientError) as err:
         deploy(pano, "device-nope", graph_text)
@@ -89,7 +92,8 @@ def test_list_filters_and_pages(pano: Any, graph_text: str) -> None:
     def ids(**kw: Any) -> list[str]:
         out, token = [], None
         while True:
-            page = pano.list_application_instances(MaxResults=2, **kw, **({"NextToken": token} if token else {}))
+            page = pano.list_application_instances(MaxResults=2, **kw,
+                                                   **({"NextToken": token} if token else {}))
             assert len(page["ApplicationInstances"]) <= 2
             out += [i["ApplicationInstanceId"] for i in page["ApplicationInstances"]]
             token = page.get("NextToken")
@@ -106,7 +110,8 @@ def test_list_filters_and_pages(pano: Any, graph_text: str) -> None:
 def test_remove_and_report(pano: Any, plane: ControlPlane, device: str, graph_text: str) -> None:
     iid = deploy(pano, device, graph_text)
     plane.report_application_status(iid, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
-                                    runtime_states=[{"RuntimeContextName": "default", "DesiredState": "RUNNING",
+                                    runtime_states=[{"RuntimeContextName": "default",
+                                                     "DesiredState": "RUNNING",
                                                      "DeviceReportedStatus": "RUNNING"}],
                                     node_statuses={"code_node": "RUNNING"})
     d = pano.describe_application_instance(ApplicationInstanceId=iid)
@@ -130,7 +135,9 @@ def test_replace(pano: Any, plane: ControlPlane, device: str, graph_text: str) -
     old = deploy(pano, device, graph_text)
     plane.report_application_status(old, "DEPLOYMENT_SUCCEEDED", health="RUNNING")
     new = deploy(pano, device, graph_text, ApplicationInstanceIdToReplace=old)
-    assert pano.describe_application_instance(ApplicationInstanceId=new)["ApplicationInstanceIdToReplace"] == old
+    assert (
+        pano.describe_application_instance(ApplicationInstanceId=new)["ApplicationInstanceIdToReplace"] == old
+    )
     assert pano.describe_application_instance(ApplicationInstanceId=new)["Status"] == "DEPLOYMENT_PENDING"
     described_old = pano.describe_application_instance(ApplicationInstanceId=old)
     assert described_old["Status"] == "REMOVAL_PENDING" and new in described_old["StatusDescription"]
@@ -145,7 +152,8 @@ def test_replace(pano: Any, plane: ControlPlane, device: str, graph_text: str) -
     assert err.value.response["Fields"][0]["Name"] == "ApplicationInstanceIdToReplace"
 
 
-def test_signals_are_stored_for_the_device(pano: Any, plane: ControlPlane, device: str, graph_text: str) -> None:
+def test_signals_are_stored_for_the_device(pano: Any, plane: ControlPlane, device: str,
+                                           graph_text: str) -> None:
     iid = deploy(pano, device, graph_text)
     out = pano.signal_application_instance_node_instances(
         ApplicationInstanceId=iid, NodeSignals=[{"NodeInstanceId": "camera_node", "Signal": "PAUSE"}])

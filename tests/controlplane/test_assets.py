@@ -1,5 +1,5 @@
-"""The asset store (a folder, and S3 on a real moto server) and the /_panoflow/assets/ routes of a real control
-plane (docs/device-protocol.md section 3)."""
+"""The asset store (a folder, and S3 on a real moto server) and the /_panoflow/assets/ routes of a real
+control plane (docs/device-protocol.md section 3)."""
 
 from __future__ import annotations
 
@@ -220,7 +220,8 @@ def test_a_wrong_hash_is_refused_and_not_kept(endpoint: str, key: AccessKey, pla
     err = json.loads(body)
     assert err["Code"] == "ValidationException" and "not kept" in err["Message"]
     assert plane.assets.stat(PATH.removeprefix("/_panoflow/assets/")) is None
-    status, _, body = _http(endpoint, "PUT", PATH, _signed(endpoint, key, "PUT", PATH, "UNSIGNED-PAYLOAD"), data)
+    status, _, body = _http(endpoint, "PUT", PATH, _signed(endpoint, key, "PUT", PATH, "UNSIGNED-PAYLOAD"),
+                            data)
     assert status == 403  # refused by the signature check itself (docs/security.md)
 
 

@@ -37,7 +37,8 @@ def test_serve_subprocess(tmp_path: Path) -> None:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", _MAIN, "--log-format", "json", "control-plane", "serve", "--db", db,
-         "--listen", f"127.0.0.1:{port}", "--assets", str(tmp_path / "assets"), "--account-id", "111122223333"],
+         "--listen", f"127.0.0.1:{port}", "--assets", str(tmp_path / "assets"), "--account-id",
+         "111122223333"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -47,9 +48,10 @@ def test_serve_subprocess(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.05)
-        # HTTPS by default, with the CA `control-plane ca` prints (kept in the database: the same on every call)
-        ca = subprocess.run([sys.executable, "-c", _MAIN, "control-plane", "ca", "--db", db], capture_output=True,
-                            text=True, timeout=60, check=True).stdout
+        # HTTPS by default, with the CA `control-plane ca` prints (kept in the database: the same on every
+        # call)
+        ca = subprocess.run([sys.executable, "-c", _MAIN, "control-plane", "ca", "--db", db],
+                            capture_output=True, text=True, timeout=60, check=True).stdout
         assert ca.startswith("-----BEGIN CERTIFICATE-----")
         (tmp_path / "ca.pem").write_text(ca)
         pano = make_client(f"https://127.0.0.1:{port}", key.access_key_id, key.secret_access_key,

@@ -80,7 +80,8 @@ def fast_endpoint(fast_plane: ControlPlane) -> Iterator[str]:
         yield url
 
 
-# --- claim -------------------------------------------------------------------------------------------------------
+# --- claim
+# -------------------------------------------------------------------------------------------------------
 
 
 def test_claim_works_once(endpoint: str, pano: Any) -> None:
@@ -130,7 +131,8 @@ def test_deleted_device_is_locked_out(endpoint: str, pano: Any) -> None:
     assert (status, doc["Code"]) == (401, "UnauthorizedException") and "Bearer" in doc["Message"]
 
 
-# --- sync: device status -----------------------------------------------------------------------------------------
+# --- sync: device status
+# -----------------------------------------------------------------------------------------
 
 
 def test_sync_shows_the_device_online_then_offline(fast_endpoint: str, key: AccessKey) -> None:
@@ -158,7 +160,8 @@ def test_sync_shows_the_device_online_then_offline(fast_endpoint: str, key: Acce
 
 def test_sync_body_errors_name_the_field(endpoint: str, pano: Any) -> None:
     _, token = claimed(endpoint, pano)
-    for body, field in (({"Instances": [{"ApplicationInstanceId": "x", "Status": "NOPE"}]}, "Instances.0.Status"),
+    for body, field in (({"Instances": [{"ApplicationInstanceId": "x", "Status": "NOPE"}]},
+                         "Instances.0.Status"),
                         ({"Jobs": [{"Status": "SUCCEEDED"}]}, "Jobs.0.JobId"),
                         ({"AckedSignals": "signal-1"}, "AckedSignals"),
                         ([], "body")):
@@ -167,7 +170,8 @@ def test_sync_body_errors_name_the_field(endpoint: str, pano: Any) -> None:
         assert field in doc["Message"]
 
 
-# --- sync: application instances ---------------------------------------------------------------------------------
+# --- sync: application instances
+# ---------------------------------------------------------------------------------
 
 
 def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, graph_text: str) -> None:
@@ -175,7 +179,11 @@ def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, grap
     iid = deploy(pano, device_id, graph_text, Name="people")
     answer = sync(endpoint, token)
     [inst] = answer["Instances"]
-    assert inst["ApplicationInstanceId"] == iid and inst["Name"] == "people" and inst["DesiredState"] == "RUNNING"
+    assert (
+        inst["ApplicationInstanceId"] == iid
+        and inst["Name"] == "people"
+        and inst["DesiredState"] == "RUNNING"
+    )
     assert inst["ManifestPayload"] == graph_text and inst["ManifestOverridesPayload"] is None
     assert inst["Replaces"] is None
     # unregistered packages come without a manifest; panorama:: packages are never listed
@@ -187,25 +195,29 @@ def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, grap
                                                                 "code_node": "RUNNING"}),
                                      running("applicationInstance-deployedlocally")])
     d = pano.describe_application_instance(ApplicationInstanceId=iid)
-    assert (d["Status"], d["HealthStatus"], d["StatusDescription"]) == ("DEPLOYMENT_SUCCEEDED", "RUNNING", "running")
+    assert (d["Status"], d["HealthStatus"], d["StatusDescription"]) == ("DEPLOYMENT_SUCCEEDED", "RUNNING",
+                                                                        "running")
     [state] = d["RuntimeContextStates"]
     assert state["DeviceReportedStatus"] == "RUNNING" and state["RuntimeContextName"] == "edge-1"
     assert pano.list_application_instances(StatusFilter="PROCESSING_DEPLOYMENT")["ApplicationInstances"] == []
     listed = pano.list_application_instances(DeviceId=device_id, StatusFilter="DEPLOYMENT_SUCCEEDED")
     assert [i["ApplicationInstanceId"] for i in listed["ApplicationInstances"]] == [iid]
-    nodes = {n["NodeInstanceId"]: n["CurrentStatus"]
-             for n in pano.list_application_instance_node_instances(ApplicationInstanceId=iid)["NodeInstances"]}
+    nodes = {
+        n["NodeInstanceId"]: n["CurrentStatus"]
+        for n in pano.list_application_instance_node_instances(ApplicationInstanceId=iid)["NodeInstances"]
+    }
     assert nodes["camera_node"] == "PAUSED" and nodes["code_node"] == "RUNNING"
     assert nodes["model_node"] == "NOT_AVAILABLE"
 
 
 def register_debug_server(pano: Any, plane: ControlPlane) -> tuple[str, bytes, str]:
-    """CreatePackage + RegisterPackageVersion of the debug-server app's code package (its package.json uploaded
-    first): (package id, package.json bytes, patch version)."""
+    """CreatePackage + RegisterPackageVersion of the debug-server app's code package (its package.json
+    uploaded first): (package id, package.json bytes, patch version)."""
     created = pano.create_package(PackageName="DEBUG_SERVER")
     manifest = (APP.parents[1] / "packages" / "123456789012-DEBUG_SERVER-1.0" / "package.json").read_bytes()
     patch = hashlib.sha256(manifest).hexdigest()
-    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(manifest))
+    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json",
+                     io.BytesIO(manifest))
     pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
                                   MarkLatest=True)
     return str(created["PackageId"]), manifest, patch
@@ -220,15 +232,18 @@ def test_desired_state_carries_registered_manifests_and_assets(endpoint: str, pa
     packages = {p["Name"]: p for p in inst["Packages"]}
     assert packages["DEBUG_SERVER"] == {"Account": "123456789012", "Name": "DEBUG_SERVER", "Version": "1.0",
                                         "PatchVersion": patch, "Manifest": json.loads(manifest), "Assets": []}
-    assert packages["SQUEEZENET_PYTORCH"]["Manifest"] is None  # the device fails that deployment with a reason
+    # the device fails that deployment with a reason
+    assert packages["SQUEEZENET_PYTORCH"]["Manifest"] is None
 
 
-def test_replaced_instance_leaves_desired_state_once_removed(endpoint: str, pano: Any, graph_text: str) -> None:
+def test_replaced_instance_leaves_desired_state_once_removed(endpoint: str, pano: Any,
+                                                             graph_text: str) -> None:
     device_id, token = claimed(endpoint, pano)
     old = deploy(pano, device_id, graph_text, Name="people")
     sync(endpoint, token, Instances=[running(old)])
     new = deploy(pano, device_id, graph_text, Name="people", ApplicationInstanceIdToReplace=old)
-    desired = {i["ApplicationInstanceId"]: i for i in sync(endpoint, token, Instances=[running(old)])["Instances"]}
+    desired = {i["ApplicationInstanceId"]: i for i in sync(endpoint, token,
+                                                           Instances=[running(old)])["Instances"]}
     assert desired[old]["DesiredState"] == "REMOVED" and desired[old]["Packages"] == []
     assert desired[new]["DesiredState"] == "RUNNING" and desired[new]["Replaces"] == old
     # the device still reports the old one running until it swaps: the removal is not undone
@@ -242,13 +257,15 @@ def test_replaced_instance_leaves_desired_state_once_removed(endpoint: str, pano
     assert sync(endpoint, token, Instances=[running(new, "REMOVAL_SUCCEEDED")])["Instances"] == []
 
 
-def test_signal_is_redelivered_until_acked(endpoint: str, pano: Any, plane: ControlPlane, graph_text: str) -> None:
+def test_signal_is_redelivered_until_acked(endpoint: str, pano: Any, plane: ControlPlane,
+                                           graph_text: str) -> None:
     device_id, token = claimed(endpoint, pano)
     iid = deploy(pano, device_id, graph_text)
     pano.signal_application_instance_node_instances(
         ApplicationInstanceId=iid, NodeSignals=[{"NodeInstanceId": "camera_node", "Signal": "PAUSE"}])
     [signal] = sync(endpoint, token)["Signals"]
-    assert (signal["ApplicationInstanceId"], signal["NodeInstanceId"], signal["Signal"]) == (iid, "camera_node",
+    assert (signal["ApplicationInstanceId"], signal["NodeInstanceId"],
+            signal["Signal"]) == (iid, "camera_node",
                                                                                             "PAUSE")
     assert sync(endpoint, token)["Signals"] == [signal]  # not acked: sent again
     assert sync(endpoint, token, AckedSignals=[signal["SignalId"], "signal-unknown"])["Signals"] == []
@@ -300,7 +317,8 @@ def test_desired_state_carries_template_camera_credentials(endpoint: str, pano: 
     assert "s3cret-pw" not in json.dumps(details, default=str)
 
 
-# --- logs and metrics --------------------------------------------------------------------------------------------
+# --- logs and metrics
+# --------------------------------------------------------------------------------------------
 
 
 def _lines(n: int, start: int = 0) -> dict[str, Any]:
@@ -324,7 +342,10 @@ def test_logs_keep_the_newest_lines_and_refuse_big_batches(endpoint: str, pano: 
     path = f"/_panoflow/devices/{device_id}/logs?limit={LOG_CAP}"
     status, _, doc = raw_request(endpoint, "GET", path, signed_headers(endpoint, key, "GET", path))
     assert status == 200 and len(doc["Lines"]) == LOG_CAP
-    assert doc["Lines"][0]["Line"] == f"line {total - LOG_CAP}" and doc["Lines"][-1]["Line"] == f"line {total - 1}"
+    assert (
+        doc["Lines"][0]["Line"] == f"line {total - LOG_CAP}"
+        and doc["Lines"][-1]["Line"] == f"line {total - 1}"
+    )
 
 
 def test_operator_reads_need_a_signature(endpoint: str, pano: Any, key: AccessKey) -> None:
@@ -343,7 +364,8 @@ def test_operator_reads_need_a_signature(endpoint: str, pano: Any, key: AccessKe
     # as docs/control-plane.md shows it: botocore signs, any HTTP client sends
     req = AWSRequest("GET", f"{endpoint}/_panoflow/devices/{device_id}/metrics")
     SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "panorama", "us-east-1").add_auth(req)
-    with urllib.request.urlopen(urllib.request.Request(req.url, headers=dict(req.headers)), timeout=10) as resp:
+    with urllib.request.urlopen(urllib.request.Request(req.url, headers=dict(req.headers)),
+                                timeout=10) as resp:
         doc = json.load(resp)
     assert doc["Text"] == "panoflow_up 1\n" and doc["DeviceId"] == device_id and doc["ReceivedTime"]
     path = f"/_panoflow/devices/{device_id}/logs?limit=0"
@@ -356,11 +378,14 @@ def test_operator_reads_need_a_signature(endpoint: str, pano: Any, key: AccessKe
     assert post(endpoint, "/_panoflow/device/v1/metrics", {"Text": ""}, token)[0] == 403
 
 
-# --- the sync body parser never fails with anything but a ValidationException ------------------------------------
+# --- the sync body parser never fails with anything but a ValidationException
+# ------------------------------------
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                 max_size=4), max_leaves=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 _member = st.sampled_from(["Software", "NetworkInterfaces", "Instances", "Jobs", "AckedSignals"])
 _bodies = _json | st.dictionaries(_member, _json, max_size=5) | st.fixed_dictionaries({
     "Instances": st.lists(st.dictionaries(st.sampled_from(["ApplicationInstanceId", "Status", "HealthStatus",

@@ -1,4 +1,5 @@
-"""Devices over the wire: provision (with its bundle), list (filters, sort, pages), describe, update, delete."""
+"""Devices over the wire: provision (with its bundle), list (filters, sort, pages), describe, update,
+delete."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def test_duplicate_name_conflicts(pano: Any, device: str) -> None:
 def test_list_filters_sort_and_pages(pano: Any) -> None:
     ids = [pano.provision_device(Name=f"cam-{i:02d}")["DeviceId"] for i in range(7)]
     pano.provision_device(Name="other")
-    assert [d["Name"] for d in pano.list_devices(NameFilter="cam-")["Devices"]] == [f"cam-{i:02d}" for i in range(7)]
+    assert [d["Name"] for d in pano.list_devices(NameFilter="cam-")["Devices"]] == [
+        f"cam-{i:02d}" for i in range(7)
+    ]
     desc = pano.list_devices(SortBy="NAME", SortOrder="DESCENDING")["Devices"]
     assert [d["Name"] for d in desc][:2] == ["other", "cam-06"]
     seen, token = [], None

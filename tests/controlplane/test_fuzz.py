@@ -25,11 +25,18 @@ _manifest_text = st.one_of(st.text(max_size=200), _json.map(json.dumps),
                            st.fixed_dictionaries({"nodeGraph": _json}).map(json.dumps))
 _bodies = st.one_of(
     _json,
-    st.fixed_dictionaries({"DefaultRuntimeContextDevice": st.one_of(st.text(max_size=20), _json),
-                           "ManifestPayload": st.one_of(_json, st.fixed_dictionaries({"PayloadData": _manifest_text}))},
-                          optional={"ManifestOverridesPayload": st.fixed_dictionaries({"PayloadData": _manifest_text}),
-                                    "ApplicationInstanceIdToReplace": st.text(max_size=20), "Tags": _json,
-                                    "Name": st.text(max_size=20)}),
+    st.fixed_dictionaries(
+        {
+            "DefaultRuntimeContextDevice": st.one_of(st.text(max_size=20), _json),
+            "ManifestPayload": st.one_of(_json, st.fixed_dictionaries({"PayloadData": _manifest_text})),
+        },
+        optional={
+            "ManifestOverridesPayload": st.fixed_dictionaries({"PayloadData": _manifest_text}),
+            "ApplicationInstanceIdToReplace": st.text(max_size=20),
+            "Tags": _json,
+            "Name": st.text(max_size=20),
+        },
+    ),
 )
 
 
@@ -53,9 +60,11 @@ def test_create_application_instance_bodies_never_5xx(plane: ControlPlane, key: 
 
 
 _paths = st.sampled_from(["/devices", "/application-instances", "/packages", "/nodes", "/jobs",
-                          "/packages/template-job", "/application-instances/x/node-instances", "/tags/arn%3Ax"])
+                          "/packages/template-job", "/application-instances/x/node-instances",
+                          "/tags/arn%3Ax"])
 _names = st.sampled_from(["MaxResults", "maxResults", "NextToken", "nextToken", "statusFilter", "deviceId",
-                          "SortBy", "SortOrder", "NameFilter", "category", "DeviceId", "x"]) | st.text(max_size=8)
+                          "SortBy", "SortOrder", "NameFilter", "category", "DeviceId",
+                          "x"]) | st.text(max_size=8)
 
 
 def test_query_strings_never_5xx(plane: ControlPlane, key: AccessKey) -> None:

@@ -14,9 +14,11 @@ def test_reboot_and_ota_jobs(pano: Any, device: str) -> None:
     reboot = pano.create_job_for_devices(DeviceIds=[device], JobType="REBOOT")["Jobs"]
     assert [j["DeviceId"] for j in reboot] == [device]
     ota = pano.create_job_for_devices(DeviceIds=[device], JobType="OTA", DeviceJobConfig={
-        "OTAJobConfig": {"ImageVersion": "4.3.93@sha256:" + "ab" * 32}})["Jobs"][0]  # pinned (docs/security.md)
+        # pinned (docs/security.md)
+        "OTAJobConfig": {"ImageVersion": "4.3.93@sha256:" + "ab" * 32}})["Jobs"][0]
     job = pano.describe_device_job(JobId=ota["JobId"])
-    assert (job["JobType"], job["Status"], job["ImageVersion"], job["DeviceName"]) == ("OTA", "PENDING", "4.3.93",
+    assert (job["JobType"], job["Status"], job["ImageVersion"],
+            job["DeviceName"]) == ("OTA", "PENDING", "4.3.93",
                                                                                        "edge-1")
     listed = pano.list_devices_jobs(DeviceId=device)["DeviceJobs"]
     assert [j["JobType"] for j in listed] == ["REBOOT", "OTA"]
@@ -43,8 +45,9 @@ def test_job_errors(pano: Any, device: str) -> None:
 
 def test_tags_on_device_package_and_instance(pano: Any, device: str, graph_text: str) -> None:
     arns = [pano.describe_device(DeviceId=device)["Arn"], pano.create_package(PackageName="P1")["Arn"]]
-    iid = pano.create_application_instance(DefaultRuntimeContextDevice=device,
-                                           ManifestPayload={"PayloadData": graph_text})["ApplicationInstanceId"]
+    iid = pano.create_application_instance(
+        DefaultRuntimeContextDevice=device, ManifestPayload={"PayloadData": graph_text}
+    )["ApplicationInstanceId"]
     arns.append(pano.describe_application_instance(ApplicationInstanceId=iid)["Arn"])
     for arn in arns:
         pano.tag_resource(ResourceArn=arn, Tags={"a": "1", "b": "2"})

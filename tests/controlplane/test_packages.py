@@ -1,5 +1,5 @@
-"""Packages, versions and nodes (RegisterPackageVersion reads and checks the uploaded package.json and assets, as
-Panorama does) and the RTSP camera template job."""
+"""Packages, versions and nodes (RegisterPackageVersion reads and checks the uploaded package.json and assets,
+as Panorama does) and the RTSP camera template job."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from tests.support.control_plane import error_of
 
 MODEL = b"model archive bytes"
 DESCRIPTOR = json.dumps({"mlModelDescriptor": {"envelopeVersion": "2021-01-01", "framework": "PYTORCH",
-                                               "inputs": [{"name": "data", "shape": [1, 3, 224, 224]}]}}).encode()
+                                               "inputs": [{"name": "data",
+                                                           "shape": [1, 3, 224, 224]}]}}).encode()
 
 
 def _sha(data: bytes) -> str:
@@ -26,11 +27,13 @@ def _sha(data: bytes) -> str:
 
 
 def model_manifest(description: str = "a model", model: bytes = MODEL) -> dict[str, Any]:
-    """A model package.json whose asset and descriptor are named by their SHA-256, as panorama-cli writes it."""
+    """A model package.json whose asset and descriptor are named by their SHA-256, as panorama-cli writes
+    it."""
     return {"nodePackage": {
-        "envelopeVersion": "2021-01-01", "name": "SQUEEZENET_PYTORCH", "version": "1.0", "description": description,
-        "assets": [{"name": "model_asset", "implementations": [
-            {"type": "model", "assetUri": f"{_sha(model)}.tar.gz", "descriptorUri": f"{_sha(DESCRIPTOR)}.json"}]}],
+        "envelopeVersion": "2021-01-01", "name": "SQUEEZENET_PYTORCH", "version": "1.0",
+        "description": description, "assets": [{"name": "model_asset", "implementations": [
+            {"type": "model", "assetUri": f"{_sha(model)}.tar.gz",
+             "descriptorUri": f"{_sha(DESCRIPTOR)}.json"}]}],
         "interfaces": [{"name": "interface", "category": "ml_model", "asset": "model_asset",
                         "inputs": [{"name": "video_in", "type": "media"},
                                    {"name": "threshold", "type": "float32", "default": 0.5,
@@ -40,7 +43,8 @@ def model_manifest(description: str = "a model", model: bytes = MODEL) -> dict[s
 
 def upload(plane: ControlPlane, created: dict[str, Any], manifest: dict[str, Any] | bytes,
            files: dict[str, bytes] | None = None) -> str:
-    """Put the asset files and package.json where StorageLocation says; the patch version (sha256 of the bytes)."""
+    """Put the asset files and package.json where StorageLocation says; the patch version (sha256 of the
+    bytes)."""
     loc = created["StorageLocation"]
     for name, data in (files if files is not None else {f"{_sha(MODEL)}.tar.gz": MODEL,
                                                           f"{_sha(DESCRIPTOR)}.json": DESCRIPTOR}).items():
@@ -103,14 +107,18 @@ def test_register_records_manifest_assets_and_nodes(pano: Any, plane: ControlPla
     manifest = model_manifest()
     patch = upload(plane, created, manifest)
     for _ in range(2):  # re-registering a patch replaces its nodes
-        pano.register_package_version(PackageId=pid, PackageVersion="1.0", PatchVersion=patch, MarkLatest=True)
+        pano.register_package_version(PackageId=pid, PackageVersion="1.0", PatchVersion=patch,
+                                      MarkLatest=True)
     nodes = pano.list_nodes(PackageName="SQUEEZENET_PYTORCH")["Nodes"]
-    assert [(n["Name"], n["Category"], n["PatchVersion"]) for n in nodes] == [("interface", "ML_MODEL", patch)]
+    assert [(n["Name"], n["Category"], n["PatchVersion"]) for n in nodes] == [("interface", "ML_MODEL",
+                                                                               patch)]
     node = pano.describe_node(NodeId=nodes[0]["NodeId"])
-    assert (node["AssetName"], node["Description"], node["PackageVersion"]) == ("model_asset", "a model", "1.0")
+    assert (node["AssetName"], node["Description"], node["PackageVersion"]) == ("model_asset", "a model",
+                                                                                "1.0")
     assert node["NodeInterface"] == {
         "Inputs": [{"Name": "video_in", "Type": "MEDIA"},
-                   {"Name": "threshold", "Type": "FLOAT32", "Description": "minimum score", "DefaultValue": "0.5"}],
+                   {"Name": "threshold", "Type": "FLOAT32", "Description": "minimum score",
+                    "DefaultValue": "0.5"}],
         "Outputs": [{"Name": "video_out", "Type": "MEDIA"}]}
     assert pano.list_nodes(Category="ML_MODEL")["Nodes"][0]["NodeId"] == node["NodeId"]
 
@@ -118,8 +126,8 @@ def test_register_records_manifest_assets_and_nodes(pano: Any, plane: ControlPla
     assert doc["Manifest"] == manifest
     binaries = loc["BinaryPrefixLocation"]
     assert doc["Assets"] == [
-        {"Key": f"{binaries}/{_sha(MODEL)}.tar.gz", "FileName": f"{_sha(MODEL)}.tar.gz", "Sha256": _sha(MODEL),
-         "Size": len(MODEL)},
+        {"Key": f"{binaries}/{_sha(MODEL)}.tar.gz", "FileName": f"{_sha(MODEL)}.tar.gz",
+         "Sha256": _sha(MODEL), "Size": len(MODEL)},
         {"Key": f"{binaries}/{_sha(DESCRIPTOR)}.json", "FileName": f"{_sha(DESCRIPTOR)}.json",
          "Sha256": _sha(DESCRIPTOR), "Size": len(DESCRIPTOR)}]
 
@@ -164,7 +172,8 @@ def test_register_refuses_what_panorama_refuses(pano: Any, plane: ControlPlane) 
         pano.describe_package_version(PackageId=pid, PackageVersion="1.0")
 
 
-def test_camera_template_job_creates_a_media_source_node(pano: Any, plane: ControlPlane, tmp_path: Path) -> None:
+def test_camera_template_job_creates_a_media_source_node(pano: Any, plane: ControlPlane,
+                                                         tmp_path: Path) -> None:
     job = pano.create_node_from_template_job(
         TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="lobby_cam", OutputPackageVersion="1.0",
         NodeName="lobby", NodeDescription="Lobby camera",
@@ -176,7 +185,8 @@ def test_camera_template_job_creates_a_media_source_node(pano: Any, plane: Contr
     assert [j["JobId"] for j in pano.list_node_from_template_jobs()["NodeFromTemplateJobs"]] == [job["JobId"]]
 
     nodes = pano.list_nodes(Category="MEDIA_SOURCE")["Nodes"]
-    assert [(n["Name"], n["PackageName"], n["PackageVersion"]) for n in nodes] == [("lobby", "lobby_cam", "1.0")]
+    assert [(n["Name"], n["PackageName"], n["PackageVersion"]) for n in nodes] == [("lobby", "lobby_cam",
+                                                                                    "1.0")]
     node = pano.describe_node(NodeId=nodes[0]["NodeId"])
     assert node["NodeInterface"] == {"Inputs": [], "Outputs": [
         {"Name": "video_out", "Type": "MEDIA", "Description": "The camera's RTSP stream"}]}
@@ -189,7 +199,8 @@ def test_camera_template_job_creates_a_media_source_node(pano: Any, plane: Contr
     doc = version_doc(plane, nodes[0]["PackageId"], version["PatchVersion"])
     assert doc["Assets"] == [] and "hunter2" not in json.dumps(doc["Manifest"])
     iface = doc["Manifest"]["nodePackage"]["interfaces"][0]
-    assert (iface["name"], iface["category"], iface["outputs"][0]["name"]) == ("lobby", "media_source", "video_out")
+    assert (iface["name"], iface["category"], iface["outputs"][0]["name"]) == ("lobby", "media_source",
+                                                                               "video_out")
     app = tmp_path / "app"
     (app / "graphs" / "app").mkdir(parents=True)
     (app / "packages" / "123456789012-lobby_cam-1.0").mkdir(parents=True)
@@ -208,8 +219,8 @@ def test_camera_template_job_creates_a_media_source_node(pano: Any, plane: Contr
 def test_camera_template_needs_a_stream_url(pano: Any) -> None:
     with pytest.raises(ClientError) as err:
         pano.create_node_from_template_job(
-            TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="cam", OutputPackageVersion="1.0", NodeName="n",
-            TemplateParameters={"Username": "u"})
+            TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="cam", OutputPackageVersion="1.0",
+            NodeName="n", TemplateParameters={"Username": "u"})
     code, status, message = error_of(err.value)
     assert (code, status) == ("ValidationException", 400) and "StreamUrl" in message
     with pytest.raises(ClientError) as err:

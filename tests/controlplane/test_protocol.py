@@ -45,7 +45,8 @@ def test_unsupported_operation_is_a_model_error(pano: Any) -> None:
 
 def test_unknown_operation_is_404(pano: Any) -> None:
     pano.meta.events.register("before-sign.panorama.ListDevices",
-                              lambda request, **_: setattr(request, "url", request.url.replace("/devices", "/gone")))
+                              lambda request, **_: setattr(request, "url",
+                                                           request.url.replace("/devices", "/gone")))
     with pytest.raises(ClientError) as err:
         pano.list_devices()
     assert error_of(err.value)[:2] == ("UnknownOperationException", 404)

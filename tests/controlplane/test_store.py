@@ -1,5 +1,6 @@
-"""The store backends (SQLite, PostgreSQL) behave identically: a stateful model test of the repository interface,
-idempotent migrations, serialised concurrent transactions and clear errors (never with a password in them)."""
+"""The store backends (SQLite, PostgreSQL) behave identically: a stateful model test of the repository
+interface, idempotent migrations, serialised concurrent transactions and clear errors (never with a password
+in them)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ from tests.support.control_plane import postgres_schema
 # each example is 25 transactions (and the suite runs it on both backends): at most 100 even under CI
 EXAMPLES = min(int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "30")), 100)
 
-# The model covers two tables of migration 0001: a unique text column (devices.name), a nullable integer column
-# (claim_tokens.used_ns) and text and integer ordering.
+# The model covers two tables of migration 0001: a unique text column (devices.name), a nullable integer
+# column (claim_tokens.used_ns) and text and integer ordering.
 UNIQUE = {"devices": ("name",), "claim_tokens": ()}
 NOT_NULL = {"devices": ("name", "aggregated_status"), "claim_tokens": ("device_id", "expires_ns")}
 NULLABLE = {"devices": (), "claim_tokens": ("used_ns",)}
@@ -130,8 +131,10 @@ class StoreModel(RuleBasedStateMachine):
     @rule(data=st.data(), table=_tables)
     def delete(self, data: st.DataObject, table: str) -> None:
         filterable = ("id", *NOT_NULL[table], *NULLABLE[table])
-        names = data.draw(st.lists(st.sampled_from(filterable), unique=True, min_size=1, max_size=2), label="where")
-        where = {n: data.draw(_ids if n == "id" else _value(table, n).filter(lambda v: v is not None), label=n)
+        names = data.draw(st.lists(st.sampled_from(filterable), unique=True, min_size=1, max_size=2),
+                          label="where")
+        where = {n: data.draw(_ids if n == "id" else _value(table, n).filter(lambda v: v is not None),
+                              label=n)
                  for n in names}
         gone = [i for i, (c, _) in self.model[table].items()
                 if all((i if k == "id" else c[k]) == v for k, v in where.items())]
@@ -209,7 +212,7 @@ def test_concurrent_transactions_are_serialised(store_url: str) -> None:
                     assert row is not None
                     tx.insert("template_jobs", f"{threading.get_ident()}-{i}", {})
                     tx.update("tags", "counter", {"n": row.doc["n"] + 1})
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
             errors.append(exc)
 
     threads = [threading.Thread(target=bump, args=(s,)) for s in (stores[0], stores[0], stores[1], stores[1])]
@@ -383,7 +386,7 @@ def test_postgres_migrations_do_not_race(pg_url: str) -> None:
     def start() -> None:
         try:
             opened.append(open_store(pg_url))
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
             errors.append(exc)
 
     threads = [threading.Thread(target=start) for _ in range(3)]

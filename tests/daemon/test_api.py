@@ -107,9 +107,11 @@ def test_device_and_bad_requests(make_daemon: Any, tmp_path: Path) -> None:
                           ({"overrides": {"nodeGraphOverrides": {}}}, "overrides.json")):
         status, inst = d.request("POST", "/instances", {"name": "x", "archive": sha, **extra})
         assert status == 202 and inst["status"] == "DEPLOYMENT_PENDING"
-        inst = d.wait_for(inst["instance_id"], lambda i: i["status"] == "DEPLOYMENT_FAILED", what="the failure")
+        inst = d.wait_for(inst["instance_id"], lambda i: i["status"] == "DEPLOYMENT_FAILED",
+                          what="the failure")
         assert reason in inst["status_description"] and inst["process"]["pid"] is None, inst
-    for path in ("/instances/nope", "/instances/nope/nodes", "/instances/nope/logs", "/instances/nope/preview.jpg"):
+    for path in ("/instances/nope", "/instances/nope/nodes", "/instances/nope/logs",
+                 "/instances/nope/preview.jpg"):
         assert d.request("GET", path)[0] == 404, path
     assert d.request("DELETE", "/instances/nope")[0] == 404
     assert d.request("POST", "/instances/nope/nodes/camera_node/signal", {"signal": "PAUSE"})[0] == 404
@@ -205,7 +207,9 @@ def test_client_errors_are_one_line(make_daemon: Any, tmp_path: Path) -> None:
     port = d.url.rsplit(":", 1)[1]
     r = d.cli("serve", "--state-dir", str(tmp_path / "other"), "--listen", f"127.0.0.1:{port}",
               with_daemon_args=False)
-    assert r.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in r.stderr and "Traceback" not in r.stderr
+    )
     r = d.cli("ps", "--daemon", "http://127.0.0.1:9", "--token-file", str(d.state_dir / "token"),
               with_daemon_args=False)
     assert r.returncode == 1 and "cannot reach the panoflow daemon at http://127.0.0.1:9" in r.stderr

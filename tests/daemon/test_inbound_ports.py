@@ -49,8 +49,8 @@ def _tree(pid: int) -> list[int]:
 
 
 def _listening_ports(pid: int) -> set[int]:
-    """TCP ports the instance process ``pid`` or any process it started listens on in the host's network (their
-    sockets matched against the host's socket table, as seen by ``pid``)."""
+    """TCP ports the instance process ``pid`` or any process it started listens on in the host's network
+    (their sockets matched against the host's socket table, as seen by ``pid``)."""
     inodes = set()
     for member in _tree(pid):
         for fd in Path(f"/proc/{member}/fd").iterdir():
@@ -88,7 +88,10 @@ def test_confirmed_host_port_only_and_no_double_claims(make_daemon: Any, tmp_pat
     other_overrides = routing_overrides(tmp_path / "other.json", container_port + 1, host_port)
     r = d.cli("deploy", str(other), "--name", "other", "--overrides", str(other_overrides))
     assert r.returncode == 1
-    assert f"hostPort {host_port} is already claimed by application instance {web['instance_id']} (web)" in r.stderr
+    assert (
+        f"hostPort {host_port} is already claimed by application instance {web['instance_id']} (web)"
+        in r.stderr
+    )
     assert d.instance("other")["process"]["pid"] is None
     assert _get(host_port) == "hello from v1"
 

@@ -1,7 +1,7 @@
-"""The acceptance scenario: two applications on one daemon; ``kill -9`` of one restarts it with back-off while the
-other keeps every frame; a broken new version keeps the old one running and reports DEPLOYMENT_FAILED with the
-validation message; a good new version replaces the old; after the daemon restarts, the instances are back, their
-storage intact and their earlier log lines readable."""
+"""The acceptance scenario: two applications on one daemon; ``kill -9`` of one restarts it with back-off while
+the other keeps every frame; a broken new version keeps the old one running and reports DEPLOYMENT_FAILED with
+the validation message; a good new version replaces the old; after the daemon restarts, the instances are
+back, their storage intact and their earlier log lines readable."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux nam
 
 
 def log_lines(d: Daemon, name: str, **query: str) -> list[str]:
-    """The instance's log, or a node's console_output, read through the API (the ``logs`` command prints the same;
-    polling it would start a Python process per look, which is slow on a loaded machine)."""
+    """The instance's log, or a node's console_output, read through the API (the ``logs`` command prints the
+    same; polling it would start a Python process per look, which is slow on a loaded machine)."""
     status, body = d.request("GET", f"/instances/{name}/logs?{urllib.parse.urlencode(query)}")
     assert status == 200, body
     return bytes(body).decode().splitlines()
@@ -61,8 +61,9 @@ def when(record: dict[str, Any]) -> float:
 
 
 def steady_drops(d: Daemon, name: str, timeout: float = 40) -> int:
-    """The app's dropped-frame count once its code takes every frame (a second of frames, 30, with no new drop).
-    Its camera runs before the app's own process is up: the frames of those first moments are dropped."""
+    """The app's dropped-frame count once its code takes every frame (a second of frames, 30, with no new
+    drop). Its camera runs before the app's own process is up: the frames of those first moments are
+    dropped."""
     deadline = time.monotonic() + timeout
     ref: tuple[int, int] | None = None
     while True:
@@ -154,7 +155,9 @@ def test_kill_restart_broken_replace_and_daemon_restart(make_daemon: Any, clips:
               "--camera", f"camera_node={live(clips['a'])}")
     assert r.returncode == 1
     assert "alpha: DEPLOYMENT_FAILED" in r.stderr
-    assert "graph.json:/nodeGraph/edges/0/consumer: error:" in r.stderr and "no input port 'nope_in'" in r.stderr
+    assert (
+        "graph.json:/nodeGraph/edges/0/consumer: error:" in r.stderr and "no input port 'nope_in'" in r.stderr
+    )
     alpha = d.instance("alpha")
     assert (alpha["instance_id"], alpha["status"], alpha["health_status"], alpha["process"]["pid"]) == (
         alpha_id, "DEPLOYMENT_SUCCEEDED", "RUNNING", alpha_pid)
@@ -162,14 +165,16 @@ def test_kill_restart_broken_replace_and_daemon_restart(make_daemon: Any, clips:
     assert len(failed) == 1 and failed[0]["name"] == "alpha" and failed[0]["health_status"] == "NOT_AVAILABLE"
     assert "no input port 'nope_in'" in failed[0]["status_description"]
 
-    # ---- a good new version replaces the old one (which stops only once the new one runs, and is gone by the time
-    # deploy returns: tests/daemon/test_replace.py)
+    # ---- a good new version replaces the old one (which stops only once the new one runs, and is gone by the
+    # time deploy returns: tests/daemon/test_replace.py)
     new_id = deploy(d, app, "alpha", clips["a"], "--param", "p_str=v2")
     assert new_id != alpha_id
     new = d.instance("alpha")
     assert new["replaces"] == alpha_id and new["health_status"] == "RUNNING"
     assert d.request("GET", f"/instances/{alpha_id}")[0] == 404
-    assert [i["status"] for i in d.get("/instances")["instances"] if i["name"] == "alpha"] == ["DEPLOYMENT_SUCCEEDED"]
+    assert [i["status"] for i in d.get("/instances")["instances"] if i["name"] == "alpha"] == [
+        "DEPLOYMENT_SUCCEEDED"
+    ]
     assert not process_alive(alpha_pid), "the replaced instance's process is still there"
     assert starts(d, "alpha", 4) == ["start 1 version v1 tmp clean", "start 2 version v1 tmp clean",
                                      "start 3 version v1 tmp clean", "start 4 version v2 tmp clean"]
@@ -184,7 +189,10 @@ def test_kill_restart_broken_replace_and_daemon_restart(make_daemon: Any, clips:
         assert inst["process"]["pid"] not in pids
     assert d.instance("alpha")["instance_id"] == new_id and d.instance("beta")["instance_id"] == beta_id
     alpha_starts = starts(d, "alpha", 5)
-    assert alpha_starts[0] == "start 1 version v1 tmp clean" and alpha_starts[-1] == "start 5 version v2 tmp clean"
+    assert (
+        alpha_starts[0] == "start 1 version v1 tmp clean"
+        and alpha_starts[-1] == "start 5 version v2 tmp clean"
+    )
     assert (d.state_dir / "apps" / "alpha" / "storage" / "counter.txt").read_text() == "5"
     assert starts(d, "beta", 2) == ["start 1 version v1 tmp clean", "start 2 version v1 tmp clean"]
     assert len(events(d, "alpha", "instance_restarting")) == 2  # written before the restart, read after it

@@ -1,5 +1,5 @@
-"""The daemon's parts on their own: log rotation, tail and follow, output routing, metrics merging, the instance
-command line, atomic state files."""
+"""The daemon's parts on their own: log rotation, tail and follow, output routing, metrics merging, the
+instance command line, atomic state files."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def test_rotation_keeps_one_backup_and_tail_reads_across_it(tmp_path: Path) -> N
     assert path.stat().st_size <= 100 and (tmp_path / "x.log.1").stat().st_size <= 100
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert tail_lines(path, 3) == ["line 27", "line 28", "line 29"]
-    assert tail_lines(path, 10) == [f"line {i:02d}" for i in range(20, 30)]  # 6 from the file, 4 from the backup
+    # 6 from the file, 4 from the backup
+    assert tail_lines(path, 10) == [f"line {i:02d}" for i in range(20, 30)]
     assert tail_lines(path, 1000) == [f"line {i:02d}" for i in range(12, 30)]  # lines 0-11 rotated away
     assert tail_lines(tmp_path / "missing.log", 5) == []
     # a writer opened on an existing file continues its size count
@@ -59,8 +60,8 @@ def test_router_sorts_output_and_redacts(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (tmp_path / "instance.log").read_text().splitlines()]
     assert [e["event"] for e in lines] == ["source_started", "source_failed", "instance_output"]
     assert lines[2]["text"] == "panoflow: error: something broke" and lines[2]["stream"] == "stderr"
-    assert list(router.recent) == ["[code_node] hello rtsp://admin:***@cam/stream", "source_failed (error=boom)",
-                                   "panoflow: error: something broke"]
+    assert list(router.recent) == ["[code_node] hello rtsp://admin:***@cam/stream",
+                                   "source_failed (error=boom)", "panoflow: error: something broke"]
 
 
 @pytest.mark.anyio
@@ -90,14 +91,16 @@ async def test_follow_sees_new_lines_across_a_rotation(tmp_path: Path) -> None:
 def test_metrics_merge_declares_each_family_once() -> None:
     one = MetricFamily("panoflow_stream_fps", "gauge", "fps").add(30, node="cam")
     text_a = "\n".join(one.lines({"instance_id": "a"})) + "\n"
-    text_b = "\n".join(one.lines({"instance_id": "b"})) + "\n# TYPE lonely counter\nlonely 3\nnaked_sample 1\n"
+    text_b = "\n".join(one.lines({"instance_id": "b"})) + ("\n# TYPE lonely counter\nlonely 3\nnaked_sample "
+                                                           "1\n")
     device = [MetricFamily("panoflow_device_up", "gauge", "up").add(1)]
     out = merge_instance_metrics([({"application": "x"}, text_a), ({"application": "y"}, text_b)], device)
     assert out.count("# TYPE panoflow_stream_fps gauge") == 1
     assert 'panoflow_stream_fps{application="x",instance_id="a",node="cam"} 30' in out
     assert 'panoflow_stream_fps{application="y",instance_id="b",node="cam"} 30' in out
     assert 'lonely{application="y"} 3' in out and 'naked_sample{application="y"} 1' in out
-    assert out.endswith("# HELP panoflow_device_up up\n# TYPE panoflow_device_up gauge\npanoflow_device_up 1\n")
+    assert out.endswith("# HELP panoflow_device_up up\n# TYPE panoflow_device_up gauge\npanoflow_device_up "
+                        "1\n")
 
 
 def test_instance_command_line(tmp_path: Path) -> None:
@@ -108,7 +111,8 @@ def test_instance_command_line(tmp_path: Path) -> None:
     )
     cmd = instance_command(spec, python="python3", secrets_fd=7)
     assert cmd[:6] == ["python3", "-m", "panoflow", "--log-format", "json", "run"]
-    # cameras and parameters never on the command line (readable in /proc by every local user): through the pipe
+    # cameras and parameters never on the command line (readable in /proc by every local user): through the
+    # pipe
     assert not any("-odd" in a or "b.mp4" in a or a.startswith("--param") for a in cmd)
     assert cmd[cmd.index("--secrets-fd") + 1] == "7"
     secrets = json.loads(instance_secrets(spec))

@@ -109,7 +109,8 @@ def test_hdmi_follows_the_most_recent_instance_and_previews(make_daemon: Any, cl
     d: Daemon = make_daemon()
     small = make_clip(tmp_path / "small.mp4", frames=30, size=(256, 192), seed=3)
     app = counter_app(tmp_path / "app")
-    assert d.cli("deploy", str(app), "--name", "first", "--camera", f"camera_node={live(clips['a'])}").returncode == 0
+    assert d.cli("deploy", str(app), "--name", "first", "--camera",
+                 f"camera_node={live(clips['a'])}").returncode == 0
     first = d.wait_for("first", lambda i: i["preview_url"] is not None, what="a preview")
     assert first["preview_url"].startswith("http://127.0.0.1:")
     # the instance's own preview is a capability URL: another local user guessing the port sees nothing
@@ -128,7 +129,8 @@ def test_hdmi_follows_the_most_recent_instance_and_previews(make_daemon: Any, cl
     display = MjpegReader(d, "/display.mjpg")
     try:
         assert _jpeg_size(display.part()) == (320, 240)
-        assert d.cli("deploy", str(app), "--name", "second", "--camera", f"camera_node={live(small)}").returncode == 0
+        assert d.cli("deploy", str(app), "--name", "second", "--camera",
+                     f"camera_node={live(small)}").returncode == 0
         second = d.wait_for("second", lambda i: i["preview_url"] is not None, what="a preview")
         assert d.get("/device")["display_owner"] == second["instance_id"]
         # the open HDMI stream switches to the newer instance without reconnecting
@@ -156,7 +158,8 @@ def test_hdmi_follows_the_most_recent_instance_and_previews(make_daemon: Any, cl
 def test_metrics_logs_follow_and_remove(make_daemon: Any, clips: dict[str, Path], tmp_path: Path) -> None:
     d: Daemon = make_daemon()
     app = counter_app(tmp_path / "app")
-    assert d.cli("deploy", str(app), "--name", "m1", "--camera", f"camera_node={live(clips['a'])}").returncode == 0
+    assert d.cli("deploy", str(app), "--name", "m1", "--camera",
+                 f"camera_node={live(clips['a'])}").returncode == 0
     r = d.cli("deploy", str(app), "--name", "m2", "--camera", f"camera_node={live(clips['b'])}", "--no-wait")
     assert r.returncode == 0 and r.stdout.startswith("m2: DEPLOYMENT_PENDING (applicationInstance-"), r.stdout
     d.wait_for("m2", lambda i: i["status"] == "DEPLOYMENT_SUCCEEDED", what="the deployment")
@@ -166,12 +169,16 @@ def test_metrics_logs_follow_and_remove(make_daemon: Any, clips: dict[str, Path]
     text = d.get("/metrics").decode()
     families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(families) == len(set(families)), "a metric family is declared twice"
-    for fam in ("panoflow_stream_fps", "panoflow_stream_dropped_frames_total", "panoflow_frame_latency_seconds",
+    for fam in ("panoflow_stream_fps", "panoflow_stream_dropped_frames_total",
+                "panoflow_frame_latency_seconds",
                 "panoflow_application_errors_total", "panoflow_instance_restarts_total", "panoflow_device_up",
                 "panoflow_instance_up"):
         assert f"# TYPE {fam} " in text, fam
     for name, iid in ids.items():
-        assert f'panoflow_stream_frames_total{{application="{name}",instance_id="{iid}",node="camera_node"' in text
+        assert (
+            f'panoflow_stream_frames_total{{application="{name}",instance_id="{iid}",node="camera_node"'
+            in text
+        )
         assert f'panoflow_instance_restarts_total{{instance_id="{iid}",application="{name}"}} 0' in text
     assert "panoflow_device_up 1" in text
 

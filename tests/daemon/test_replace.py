@@ -1,10 +1,11 @@
-"""Replacing an application (deploying a name that already runs): ``panoflow deploy`` returns only once the replaced
-version is gone, from the API, from ``panoflow ps`` and from the process table; a daemon killed halfway through the
-removal of the replaced version comes back with the new version running and the old one gone.
+"""Replacing an application (deploying a name that already runs): ``panoflow deploy`` returns only once the
+replaced version is gone, from the API, from ``panoflow ps`` and from the process table; a daemon killed
+halfway through the removal of the replaced version comes back with the new version running and the old one
+gone.
 
-The old version's process is stopped (SIGSTOP) before the replacement, as a hung instance would be: it cannot act on
-the daemon's SIGTERM, so the removal of the replaced version lasts the daemon's whole ``--stop-grace`` until its
-SIGKILL. A ``deploy`` that returned before that removal finished could not miss it."""
+The old version's process is stopped (SIGSTOP) before the replacement, as a hung instance would be: it cannot
+act on the daemon's SIGTERM, so the removal of the replaced version lasts the daemon's whole ``--stop-grace``
+until its SIGKILL. A ``deploy`` that returned before that removal finished could not miss it."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def test_deploy_of_a_replacement_returns_once_the_replaced_instance_is_gone(
     old_pid = hang(d, old_id)
 
     new_id = deploy(d, app, clips["a"], "--param", "p_str=v2")
-    # the moment deploy returned, with nothing waited for: only the new version, in the API, in ps and in /proc
+    # the moment deploy returned, with nothing waited for: only the new version, in the API, in ps and in
+    # /proc
     assert d.request("GET", f"/instances/{old_id}")[0] == 404
     assert not process_alive(old_pid)
     assert [(i["instance_id"], i["status"], i["replaces"]) for i in d.get("/instances")["instances"]] == [
@@ -74,7 +76,8 @@ def test_deploy_of_a_replacement_returns_once_the_replaced_instance_is_gone(
 
 def test_a_daemon_killed_while_removing_the_replaced_version_keeps_the_new_one(
         make_daemon: Any, clips: dict[str, Path], tmp_path: Path) -> None:
-    d: Daemon = make_daemon("state", "--stop-grace", "600")  # the removal of the hung version outlasts the test
+    # the removal of the hung version outlasts the test
+    d: Daemon = make_daemon("state", "--stop-grace", "600")
     app = counter_app(tmp_path / "app")
     old_id = deploy(d, app, clips["a"], "--param", "p_str=v1")
     old_pid = hang(d, old_id)

@@ -1,8 +1,8 @@
 """schemathesis against a live daemon's /openapi.json: whatever it sends (with the token), never a 5xx.
 
 Every other check of schemathesis runs too (documented status codes and content types, response schemas,
-schema-violating input rejected), except "schema-valid input accepted": an archive upload is any bytes as far as
-OpenAPI can say, and only a tar.gz of an application folder is accepted.
+schema-violating input rejected), except "schema-valid input accepted": an archive upload is any bytes as far
+as OpenAPI can say, and only a tar.gz of an application folder is accepted.
 
 The number of examples per operation is bounded (``PANOFLOW_SCHEMATHESIS_EXAMPLES``, default 25). The two
 endless MJPEG streams are left out (they take no input; real clients read them in test_nodes_and_outputs), and
@@ -39,8 +39,8 @@ def live_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     assert daemon.stop() == 0
 
 
-# The document the daemon serves is built in-process here (the live one is checked to be the same), so that the
-# operations are known at collection time.
+# The document the daemon serves is built in-process here (the live one is checked to be the same), so that
+# the operations are known at collection time.
 schema = schemathesis.openapi.from_dict(openapi_document()).exclude(path_regex=r"\.mjpg$")
 
 

@@ -15,7 +15,8 @@ from tests.media import make_clip
 
 @pytest.fixture(scope="session")
 def gop_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """45 frames of 320x240 H.264 at 10 fps, one keyframe every 10 frames, in mp4 and as a raw Annex B stream."""
+    """45 frames of 320x240 H.264 at 10 fps, one keyframe every 10 frames, in mp4 and as a raw Annex B
+    stream."""
     where = tmp_path_factory.mktemp("decode-clips")
     return {fmt: make_clip(where / f"gop.{fmt}", frames=FRAMES, fps=GOP, container=fmt, seed=5)  # type: ignore[arg-type]
             for fmt in ("mp4", "h264")}

@@ -1,5 +1,6 @@
 """Drive the RTSP decoding thread without a network: a raw H.264 clip's access units through the real
-:class:`~panoflow.plugins.rtsp.decode.Intake`, queue and :class:`~panoflow.plugins.rtsp.decode.FrameDecoder`."""
+:class:`~panoflow.plugins.rtsp.decode.Intake`, queue and
+:class:`~panoflow.plugins.rtsp.decode.FrameDecoder`."""
 
 from __future__ import annotations
 

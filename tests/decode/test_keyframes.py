@@ -1,5 +1,5 @@
-"""``?decode=keyframes``: only IDR/IRAP pictures are decoded (the rest never reach a decoder), bit-exact with a
-full software decode of the same pictures, with the effective rate reported."""
+"""``?decode=keyframes``: only IDR/IRAP pictures are decoded (the rest never reach a decoder), bit-exact with
+a full software decode of the same pictures, with the effective rate reported."""
 
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def test_a_bad_decode_mode_names_the_choices(bad: str) -> None:
 async def test_a_looping_realtime_file_keeps_its_pace_when_only_keyframes_are_decoded(tmp_path: Path) -> None:
     # keyframes at 0 and 1 s of a 2 s clip: a looped pass lasts 2 s, not 1 s (the skipped pictures count)
     clip = make_clip(tmp_path / "loop.mp4", frames=20, fps=10)
-    source = FileSource(f"file://{clip}?decode=keyframes&realtime=1&loop=1&frames=5", stream_id="cam", options={})
+    source = FileSource(f"file://{clip}?decode=keyframes&realtime=1&loop=1&frames=5", stream_id="cam",
+                        options={})
     got = await run_source(source)
     stamps = [sec + usec / 1e6 for sec, usec in (f.capture_time for f in got.frames)]
     assert [read_index(f.image) for f in got.frames] == [0, 10, 0, 10, 0]

@@ -1,5 +1,5 @@
-"""Decoder selection and ``decode=keyframes`` over real RTSP sessions (a GStreamer server on loopback): H.264 and
-H.265 keyframes bit-exact with a full software decode, and a decoder plugin failing mid-stream."""
+"""Decoder selection and ``decode=keyframes`` over real RTSP sessions (a GStreamer server on loopback): H.264
+and H.265 keyframes bit-exact with a full software decode, and a decoder plugin failing mid-stream."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ async def _receive(uri: str, n: int) -> tuple[Frames, RtspSource]:
 
 
 @pytest.mark.parametrize("codec", ["h264", "h265"])
-async def test_keyframes_only_over_rtsp_bit_exact(servers: Servers, clip: Path, hevc_clip: Path, codec: str) -> None:
+async def test_keyframes_only_over_rtsp_bit_exact(servers: Servers, clip: Path, hevc_clip: Path,
+                                                  codec: str) -> None:
     path, launch = (clip, h264_launch) if codec == "h264" else (hevc_clip, h265_launch)
     reference = decode_bgr(path)
     server = servers({"/cam": launch(path)})
@@ -60,5 +61,7 @@ async def test_a_decoder_failing_mid_stream_keeps_the_camera(servers: Servers, c
     streaming = [e for e in logs if e["event"] == "camera_streaming"]
     assert streaming and streaming[0]["decoder"] == "flaky"
     stats = source.stats()
-    assert stats["decoder"] == "software" and stats["decoder_reason"].startswith("flaky failed after 7 pictures")
+    assert stats["decoder"] == "software" and stats["decoder_reason"].startswith(
+        "flaky failed after 7 pictures"
+    )
     assert stats["sessions"] == 1  # the same session went on: no reconnection

@@ -38,7 +38,9 @@ def test_every_builtin_decoder_reports_its_availability_without_failing() -> Non
     assert list(availability) == ["nvdec", "vaapi", "v4l2", "software"]
     assert availability["software"] == "available"
     for text in availability.values():
-        assert text == "available" or text.startswith("unavailable: ") and len(text) > len("unavailable: ") + 5
+        assert (
+            text == "available" or text.startswith("unavailable: ") and len(text) > len("unavailable: ") + 5
+        )
     if NO_GPU:
         assert NvdecDecoder.unavailable("h264") is not None
     if NO_DRI:
@@ -75,7 +77,10 @@ async def test_a_decoder_failing_its_probe_is_passed_over(gop_clips: dict[str, P
         assert [digest(f.image) for f in got.frames] == [digest(r) for r in reference]
         stats = source.stats()
         assert stats["decoder"] == "software"
-        assert "flaky failed its probe decode: RuntimeError: no such device (on purpose)" in stats["decoder_reason"]
+        assert (
+            "flaky failed its probe decode: RuntimeError: no such device (on purpose)"
+            in stats["decoder_reason"]
+        )
     assert len(flaky.instances) == 2  # one probe per source, never used for the stream
 
 
@@ -110,7 +115,9 @@ async def test_mid_stream_failure_falls_back_to_software_once(gop_clips: dict[st
     fallbacks = [e for e in logs if e["event"] == "decoder_fallback"]
     assert len(fallbacks) == 1 and fallbacks[0]["failed"] == "flaky" and fallbacks[0]["after_frames"] == 13
     stats = source.stats()
-    assert stats["decoder"] == "software" and stats["decoder_reason"].startswith("flaky failed after 13 pictures")
+    assert stats["decoder"] == "software" and stats["decoder_reason"].startswith(
+        "flaky failed after 13 pictures"
+    )
 
 
 def test_rtsp_decoding_thread_falls_back_without_losing_the_camera(gop_clips: dict[str, Path],
@@ -141,8 +148,8 @@ def test_stream_decoder_stays_on_software_after_a_fallback_across_sessions(gop_c
 @pytest.mark.parametrize("uri", ["file:///c.mp4?decoder=quantum", "rtsp://cam/s?decoder=quantum"])
 def test_an_unknown_decoder_names_the_valid_ones(uri: str) -> None:
     cls = RtspSource if uri.startswith("rtsp") else FileSource
-    with pytest.raises(ValueError, match=r"unknown decoder 'quantum' for .*valid decoders: auto, nvdec, vaapi, "
-                                         r"v4l2, software"):
+    with pytest.raises(ValueError, match=r"unknown decoder 'quantum' for .*valid decoders: auto, nvdec, "
+                                         r"vaapi, v4l2, software"):
         cls(uri, stream_id="cam", options={})
 
 
@@ -155,4 +162,6 @@ def test_a_malformed_decoder_name_is_refused(bad: str) -> None:
 def test_rtsp_stats_name_the_decoder_before_and_after_start() -> None:
     source = RtspSource("rtsp://user:pw@cam/s?decoder=software&decode=keyframes", stream_id="cam", options={})
     assert source.stats()["decoder"] is None
-    assert source.settings.options["decoder"] == "software" and source.settings.options["decode"] == "keyframes"
+    assert (
+        source.settings.options["decoder"] == "software" and source.settings.options["decode"] == "keyframes"
+    )

@@ -1,10 +1,10 @@
-"""Issue #8's acceptance, end to end: boto3 and the AWS CLI against a real `panoflow control-plane serve` process
-over HTTPS (verified with the CA that `panoflow control-plane ca` prints, as issue #16 asks), two real
+"""Issue #8's acceptance, end to end: boto3 and the AWS CLI against a real `panoflow control-plane serve`
+process over HTTPS (verified with the CA that `panoflow control-plane ca` prints, as issue #16 asks), two real
 `panoflow serve` devices joined with ProvisionDevice bundles, a real RTSP camera (GStreamer) registered with
 CreateNodeFromTemplateJob, and the application published with `panoflow package-application`.
 
-One test walks the whole story in order, as an operator would: each step needs the previous one's state, and the
-control plane's 30-second outage at the end needs a device with everything on it.
+One test walks the whole story in order, as an operator would: each step needs the previous one's state, and
+the control plane's 30-second outage at the end needs a device with everything on it.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ CAMERA_USER, CAMERA_PASSWORD = "operator", "e2e-Camera-Pw-7731"
 
 
 class ControlPlaneProcess:
-    """`panoflow control-plane serve` as a process of its own, so the test can kill it like a crashed server."""
+    """`panoflow control-plane serve` as a process of its own, so the test can kill it like a crashed
+    server."""
 
     def __init__(self, root: Path):
         root.mkdir(parents=True, exist_ok=True)
@@ -44,13 +45,13 @@ class ControlPlaneProcess:
         self.db = f"sqlite:///{root / 'cp.db'}"
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
-        r = subprocess.run(panoflow_argv("control-plane", "keys", "create", "--db", self.db), capture_output=True,
-                           text=True, timeout=60, check=True)
+        r = subprocess.run(panoflow_argv("control-plane", "keys", "create", "--db", self.db),
+                           capture_output=True, text=True, timeout=60, check=True)
         self.key = json.loads(r.stdout)
         SECRETS.append(self.key["SecretAccessKey"])
         # the CA clients verify the server with (created once, kept in the database)
-        r = subprocess.run(panoflow_argv("control-plane", "ca", "--db", self.db), capture_output=True, text=True,
-                           timeout=60, check=True)
+        r = subprocess.run(panoflow_argv("control-plane", "ca", "--db", self.db), capture_output=True,
+                           text=True, timeout=60, check=True)
         self.ca_file = root / "ca.pem"
         self.ca_file.write_text(r.stdout)
         self.proc: subprocess.Popen[bytes] | None = None
@@ -61,7 +62,8 @@ class ControlPlaneProcess:
     @property
     def env(self) -> dict[str, str]:
         """The AWS environment a user of `package-application` has."""
-        return {"AWS_ACCESS_KEY_ID": self.key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": self.key["SecretAccessKey"],
+        return {"AWS_ACCESS_KEY_ID": self.key["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": self.key["SecretAccessKey"],
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(self.root / "none"),
                 "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "none"), "AWS_CA_BUNDLE": str(self.ca_file)}
 
@@ -77,8 +79,10 @@ class ControlPlaneProcess:
             pytest.skip(why)
         env = {**os.environ, **self.env, "AWS_DATA_PATH": str(MODEL_ROOT)}
         env.pop("AWS_CA_BUNDLE")  # the flag, as the docs show it
-        r = subprocess.run([exe, "panorama", *args, "--endpoint-url", self.url, "--ca-bundle", str(self.ca_file),
-                            "--output", "json"], capture_output=True, text=True, timeout=120, env=env, check=False)
+        r = subprocess.run([exe, "panorama", *args, "--endpoint-url", self.url, "--ca-bundle",
+                            str(self.ca_file),
+                            "--output", "json"], capture_output=True, text=True, timeout=120, env=env,
+                           check=False)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)
 
@@ -113,8 +117,8 @@ def control_plane(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
 
 
 def _app(root: Path) -> tuple[Path, str]:
-    """The counter app, built as a developer builds it; its graph keeps the abstract camera, which the deployment's
-    overrides replace with the cloud camera."""
+    """The counter app, built as a developer builds it; its graph keeps the abstract camera, which the
+    deployment's overrides replace with the cloud camera."""
     app, _pkg = built_counter_app(root)
     return app, (app / "graphs" / "test_app" / "graph.json").read_text()
 
@@ -130,7 +134,8 @@ def _overrides(version: str) -> str:
                           {"replace": "p_str", "with": [{"name": "p_str_override"}]}]}})
 
 
-def _join(make_daemon: Callable[..., Daemon], cp: ControlPlaneProcess, root: Path, name: str) -> tuple[Daemon, str]:
+def _join(make_daemon: Callable[..., Daemon], cp: ControlPlaneProcess, root: Path,
+          name: str) -> tuple[Daemon, str]:
     answer = cp.pano.provision_device(Name=name, Description=f"e2e {name}")
     bundle = root / f"{name}.zip"
     bundle.write_bytes(answer["Certificates"])
@@ -205,7 +210,8 @@ def test_fleet_end_to_end(make_daemon: Callable[..., Daemon], control_plane: Con
         Name="counter", DefaultRuntimeContextDevice=id_a, ManifestPayload={"PayloadData": graph},
         ManifestOverridesPayload={"PayloadData": _overrides("v1")})["ApplicationInstanceId"]
     wait(_running(cp, id_a, first), 90, "the first instance RUNNING")
-    nodes = wait(lambda: (n := _nodes(cp, first)) and n.get("front_door") == "RUNNING" and n, 30, "node statuses")
+    nodes = wait(lambda: (n := _nodes(cp, first)) and n.get("front_door") == "RUNNING" and n, 30,
+                 "node statuses")
     assert set(nodes) >= {"front_door", "code_node"}, nodes
     assert _instances(cp, id_b) == {}
     (local,) = dev_a.get("/instances")["instances"]
@@ -223,14 +229,20 @@ def test_fleet_end_to_end(make_daemon: Callable[..., Daemon], control_plane: Con
         ManifestOverridesPayload={"PayloadData": _overrides("v2")},
         ApplicationInstanceIdToReplace=first)["ApplicationInstanceId"]
     wait(_running(cp, id_a, second), 90, "the replacement RUNNING")
-    wait(lambda: pano.describe_application_instance(ApplicationInstanceId=first)["Status"] == "REMOVAL_SUCCEEDED",
-         60, "the replaced instance removed")
+    wait(
+        lambda: (
+            pano.describe_application_instance(ApplicationInstanceId=first)["Status"] == "REMOVAL_SUCCEEDED"
+        ),
+        60,
+        "the replaced instance removed",
+    )
     assert wait(lambda: _nodes(cp, second).get("front_door") == "RUNNING", 30, "the new camera node RUNNING")
     assert "version v2" in dev_a.cli("logs", "counter", "--node", "code_node", "--tail", "50").stdout
 
     # REBOOT device A: the job completes and the instance is RUNNING again
     (reboot,) = pano.create_job_for_devices(DeviceIds=[id_a], JobType="REBOOT")["Jobs"]
-    wait(lambda: pano.describe_device_job(JobId=reboot["JobId"])["Status"] == "COMPLETED", 90, "the REBOOT job")
+    wait(lambda: pano.describe_device_job(JobId=reboot["JobId"])["Status"] == "COMPLETED", 90,
+         "the REBOOT job")
     wait(_running(cp, id_a, second), 60, "the instance RUNNING after the reboot")
     assert _online(cp, id_a)
     # the daemon re-executed itself (same pid); with --listen 127.0.0.1:0 its API port is new
@@ -244,7 +256,8 @@ def test_fleet_end_to_end(make_daemon: Callable[..., Daemon], control_plane: Con
     time.sleep(OUTAGE_S)
     assert dev_a.instance_pids() == pids, "the application stopped while the control plane was away"
     assert dev_a.instance("counter")["status"] == "DEPLOYMENT_SUCCEEDED"
-    r = dev_a.cli("signal", "counter", "front_door", "pause")  # a status change the control plane has not seen
+    # a status change the control plane has not seen
+    r = dev_a.cli("signal", "counter", "front_door", "pause")
     assert r.returncode == 0, r.stderr
     cp.start()
     for device_id in (id_a, id_b):

@@ -1,4 +1,5 @@
-"""The shipped examples run: hello_panorama on a generated clip, text_detector with the real PP-OCRv4 model."""
+"""The shipped examples run: hello_panorama on a generated clip, text_detector with the real PP-OCRv4
+model."""
 
 from __future__ import annotations
 
@@ -30,17 +31,19 @@ def demo_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_hello_panorama_counts_every_frame(tmp_path: Path, demo_clip: Path) -> None:
-    proc = run_panoflow("run", str(ROOT / "examples" / "hello_panorama"), "--camera", f"camera_node={demo_clip}",
-                        "--frames", "40", "--state-dir", str(tmp_path / "s"))
+    proc = run_panoflow("run", str(ROOT / "examples" / "hello_panorama"), "--camera",
+                        f"camera_node={demo_clip}", "--frames", "40", "--state-dir", str(tmp_path / "s"))
     assert proc.returncode == 0, proc.stderr
     assert "frames per camera: {'camera_node': 40}" in proc.stdout
 
 
-@pytest.mark.skipif(_wheel() is None, reason="scripts/test fetches rapidocr-onnxruntime's wheel into .cache/wheels")
+@pytest.mark.skipif(_wheel() is None, reason="scripts/test fetches rapidocr-onnxruntime's wheel into "
+                                             ".cache/wheels")
 def test_text_detector_finds_the_three_signs(tmp_path: Path, demo_clip: Path) -> None:
     app = tmp_path / "text_detector"
     shutil.copytree(ROOT / "examples" / "text_detector", app, ignore=shutil.ignore_patterns("*.tar.gz"))
-    subprocess.run([sys.executable, str(app / "build_model.py"), str(_wheel())], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(app / "build_model.py"), str(_wheel())], check=True,
+                   capture_output=True)
     proc = run_panoflow("run", str(app), "--camera", f"camera_node={demo_clip}", "--frames", "30",
                         "--state-dir", str(tmp_path / "s"), timeout=180)
     assert proc.returncode == 0, proc.stderr

@@ -1,5 +1,5 @@
-"""Fixtures for the inference tests: real ONNX models on disk, loaded through the real backends and batcher, and a
-real KServe V2 server for the session (:mod:`tests.inference.kserve_harness`)."""
+"""Fixtures for the inference tests: real ONNX models on disk, loaded through the real backends and batcher,
+and a real KServe V2 server for the session (:mod:`tests.inference.kserve_harness`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def open_models(tmp_path: Path) -> Iterator[Callable[..., ModelSet]]:
     def make(model: bytes | None = None, *, shape: tuple[int, ...] | None = (1, 3, 16, 16),
              nodes: tuple[str, ...] = ("model_node",), **settings: object) -> ModelSet:
         model = model if model is not None else conv_model()
-        files = {n: model_files(tmp_path / f"{n}-{len(opened)}.onnx", model, node_id=n, shape=shape) for n in nodes}
+        files = {n: model_files(tmp_path / f"{n}-{len(opened)}.onnx", model, node_id=n,
+                                shape=shape) for n in nodes}
         settings.setdefault("backend", "onnxruntime")
         ms = ModelSet.open(files, BACKENDS, InferenceSettings(**settings))  # type: ignore[arg-type]
         opened.append(ms)

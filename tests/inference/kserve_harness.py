@@ -1,6 +1,6 @@
-"""The ``kserve`` backend tests' server: a real KServe V2 server (:mod:`tests.inference.kserve_server`, KServe's
-Python ModelServer from PyPI) in a child process on free loopback ports, readiness awaited on its health endpoint
-with a deadline, always stopped; and a throw-away CA with a server certificate for 127.0.0.1.
+"""The ``kserve`` backend tests' server: a real KServe V2 server (:mod:`tests.inference.kserve_server`,
+KServe's Python ModelServer from PyPI) in a child process on free loopback ports, readiness awaited on its
+health endpoint with a deadline, always stopped; and a throw-away CA with a server certificate for 127.0.0.1.
 
 The session's shared server is the ``kserve_server`` fixture of tests/inference/conftest.py; tests that kill,
 pause or secure a server start their own with :func:`own_server`.
@@ -44,7 +44,8 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate (for mutual TLS), all signed by it."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (for mutual TLS), all signed by
+    it."""
 
     ca: Path
     cert: Path
@@ -70,8 +71,10 @@ def make_tls(folder: Path) -> TlsFiles:
           .not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+                                       content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False,
+                                       key_agreement=False, encipher_only=False, decipher_only=False),
+                         critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
 
@@ -108,9 +111,9 @@ def make_tls(folder: Path) -> TlsFiles:
 
 
 class TlsTerminator:
-    """TLS in front of a plain loopback port, as an ingress or a sidecar puts it before a server: it completes the
-    handshake (ALPN ``h2`` for gRPC, ``http/1.1``; with ``client_ca``, a client certificate signed by it is
-    required) and copies bytes both ways. KServe's gRPC server has no TLS of its own."""
+    """TLS in front of a plain loopback port, as an ingress or a sidecar puts it before a server: it completes
+    the handshake (ALPN ``h2`` for gRPC, ``http/1.1``; with ``client_ca``, a client certificate signed by it
+    is required) and copies bytes both ways. KServe's gRPC server has no TLS of its own."""
 
     def __init__(self, target_port: int, tls: TlsFiles, *, client_ca: Path | None = None):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -186,7 +189,8 @@ class KServeServer:
         return f"kserve+{transport}://127.0.0.1:{port}/{model}" + (f"?{query}" if query else "")
 
     def start(self, *, wait: bool = True) -> None:
-        """Start the server (on the same ports as before, after a kill) and, with ``wait``, wait until ready."""
+        """Start the server (on the same ports as before, after a kill) and, with ``wait``, wait until
+        ready."""
         assert self.proc is None or self.proc.poll() is not None, "the server is already running"
         cmd = [sys.executable, "-m", "tests.inference.kserve_server", "--http-port", str(self.http_port),
                "--grpc-port", str(self.grpc_port), "--threads", str(self.threads)]
@@ -225,7 +229,8 @@ class KServeServer:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the KServe server exited ({self.proc.returncode}):\n{self.log.read_text()}")
+                raise RuntimeError("the KServe server exited "
+                                   f"({self.proc.returncode}):\n{self.log.read_text()}")
             if self.ready():
                 return time.monotonic()
             time.sleep(0.05)  # polling interval, not a wait for something to happen
@@ -257,8 +262,8 @@ class KServeServer:
 
 
 def served_models(folder: Path) -> dict[str, Path]:
-    """The ONNX files the test server serves: ``conv`` (the e2e app's model, dynamic batch axis) and ``renamed``
-    (the same model with its input called ``image``)."""
+    """The ONNX files the test server serves: ``conv`` (the e2e app's model, dynamic batch axis) and
+    ``renamed`` (the same model with its input called ``image``)."""
     folder.mkdir(parents=True, exist_ok=True)
     models = {"conv": conv_model(size=SHAPE[2:], seed=7),
               "renamed": conv_model(size=SHAPE[2:], seed=7, input_name="image")}

@@ -1,14 +1,15 @@
-"""A real KServe V2 inference server for the remote-backend tests: KServe's own Python ``ModelServer`` (from PyPI)
-serving ONNX models through ONNX Runtime, over REST (binary tensor extension) and gRPC.
+"""A real KServe V2 inference server for the remote-backend tests: KServe's own Python ``ModelServer`` (from
+PyPI) serving ONNX models through ONNX Runtime, over REST (binary tensor extension) and gRPC.
 
 Run as a script (the tests start it in a child process, see :mod:`tests.inference.kserve_harness`)::
 
     python -m tests.inference.kserve_server --model NAME=PATH.onnx [--model ...] --http-port P --grpc-port Q
         [--ssl-certfile CERT --ssl-keyfile KEY] [--token-file FILE] [--threads N]
 
-``--token-file``: every inference must carry ``Authorization: Bearer <the file's content>``, as a gateway in front
-of a shared server would demand. ``--threads``: ONNX Runtime's intra-op threads (default 1, the tests share two
-cores; 0: ONNX Runtime's own choice, as the local backend makes it). The model's metadata comes from the ONNX file (dynamic axes as ``-1``).
+``--token-file``: every inference must carry ``Authorization: Bearer <the file's content>``, as a gateway in
+front of a shared server would demand. ``--threads``: ONNX Runtime's intra-op threads (default 1, the tests
+share two cores; 0: ONNX Runtime's own choice, as the local backend makes it). The model's metadata comes from
+the ONNX file (dynamic axes as ``-1``).
 """
 
 from __future__ import annotations

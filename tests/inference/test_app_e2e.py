@@ -1,5 +1,5 @@
-"""The inference issue's acceptance, end to end: ``panoflow run`` on Panorama-layout apps with an ONNX model package,
-in child processes (the sandbox needs a process of its own), two file cameras."""
+"""The inference issue's acceptance, end to end: ``panoflow run`` on Panorama-layout apps with an ONNX model
+package, in child processes (the sandbox needs a process of its own), two file cameras."""
 
 from __future__ import annotations
 
@@ -127,9 +127,11 @@ def test_model_node_that_cannot_load_fails_the_run_with_one_clear_line(tmp_path:
     assert "Traceback" not in proc.stderr
 
 
-def test_native_counter_example_counts_and_measures_every_frame(tmp_path: Path, clips: dict[str, Path]) -> None:
+def test_native_counter_example_counts_and_measures_every_frame(tmp_path: Path,
+                                                                clips: dict[str, Path]) -> None:
     state = tmp_path / "state"
-    proc = run_panoflow("run", str(ROOT / "examples" / "native_counter"), "--camera", f"camera_node={clips['a']}",
+    proc = run_panoflow("run", str(ROOT / "examples" / "native_counter"), "--camera",
+                        f"camera_node={clips['a']}",
                         "--camera", f"camera_node={clips['b']}", "--state-dir", str(state),
                         "--record", str(tmp_path / "out.mp4"))
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
-"""Model backend plugins: registration, selection, onnxruntime details, and TensorRT where a GPU is present."""
+"""Model backend plugins: registration, selection, onnxruntime details, and TensorRT where a GPU is
+present."""
 
 from __future__ import annotations
 
@@ -57,10 +58,11 @@ def test_builtin_plugins_provide_both_backends_and_the_native_runner() -> None:
 
 def test_gpu_modules_import_cleanly_without_their_libraries() -> None:
     """Importing the backend never imports tensorrt or cupy; ``available`` says what is missing."""
-    code = ("import sys; import panoflow.plugins.tensorrt_backend as t, panoflow.ops, panoflow.core.inference; "
-            "assert 'tensorrt' not in sys.modules and 'cupy' not in sys.modules; print(t.TensorRtBackend.available())")
+    code = ("import sys; import panoflow.plugins.tensorrt_backend as t, panoflow.ops, "
+            "panoflow.core.inference; assert 'tensorrt' not in sys.modules and 'cupy' not in sys.modules; "
+            "print(t.TensorRtBackend.available())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    ok, why = eval(out)  # noqa: S307 - our own repr of a tuple
+    ok, why = eval(out)
     assert ok == TRT_OK
     if not ok:
         assert "panoflow[gpu]" in why or "GPU" in why
@@ -76,9 +78,11 @@ def test_core_imports_no_ml_library() -> None:
 def test_best_available_backend_wins_and_unavailable_ones_say_why() -> None:
     backends = {"missing": _Missing, "low": _Low, "onnxruntime": OnnxRuntimeBackend}
     assert choose_backend("m", backends) is OnnxRuntimeBackend
-    with pytest.raises(ModelError, match="backend 'missing' cannot run here: needs hardware this machine lacks"):
+    with pytest.raises(ModelError, match="backend 'missing' cannot run here: needs hardware this machine "
+                                         "lacks"):
         choose_backend("m", backends, "missing")
-    with pytest.raises(ModelError, match=r"no model backend named 'nope' is installed \(installed: low, missing, "):
+    with pytest.raises(ModelError, match=r"no model backend named 'nope' is installed \(installed: low, "
+                                         r"missing, "):
         choose_backend("m", backends, "nope")
     with pytest.raises(ModelError, match="no model backend can run this model .missing: needs hardware"):
         choose_backend("m", {"missing": _Missing})
@@ -112,7 +116,9 @@ def test_onnxruntime_backend_describes_the_model(tmp_path: Path) -> None:
 def test_onnxruntime_uses_cuda_when_onnxruntime_gpu_offers_it() -> None:
     providers = OnnxRuntimeBackend.default_providers()
     assert providers[-1] == "CPUExecutionProvider"
-    assert ("CUDAExecutionProvider" in providers) == ("CUDAExecutionProvider" in ort.get_available_providers())
+    assert ("CUDAExecutionProvider" in providers) == (
+        "CUDAExecutionProvider" in ort.get_available_providers()
+    )
 
 
 # ---------------------------------------------------------------------------------------------- GPU only
@@ -134,7 +140,8 @@ def trt_models(tmp_path: Path) -> Iterator[Callable[..., ModelSet]]:
 @pytest.mark.gpu
 @needs_tensorrt
 @pytest.mark.parametrize(("precision", "atol"), [("FP32", 1e-3), ("FP16", 3e-2)])
-def test_tensorrt_matches_onnxruntime(trt_models: Callable[..., ModelSet], precision: str, atol: float) -> None:
+def test_tensorrt_matches_onnxruntime(trt_models: Callable[..., ModelSet], precision: str,
+                                      atol: float) -> None:
     model = conv_model(size=(32, 32), depth=2)
     ms = trt_models(model, precision, max_batch=8)
     x = np.random.default_rng(0).random((3, 3, 32, 32), dtype=np.float32)
@@ -172,7 +179,7 @@ def _cupy_or_reason() -> tuple[Any, str]:
     try:
         cp = importlib.import_module("cupy")
         return (cp, "") if cp.cuda.runtime.getDeviceCount() else (None, "CuPy found no GPU")
-    except Exception as exc:  # not installed, no driver, no device
+    except Exception as exc:  # noqa: BLE001 (not installed, no driver, no device)
         return None, f"CuPy with a GPU is needed: {type(exc).__name__}: {exc}"
 
 
@@ -182,7 +189,8 @@ CP, CP_WHY = _cupy_or_reason()
 @pytest.mark.gpu
 @pytest.mark.skipif(CP is None, reason=CP_WHY)
 def test_cupy_inputs_are_batched_and_reach_onnxruntime(open_models: Callable[..., ModelSet]) -> None:
-    """GPU-preprocessed frames (CuPy arrays) go through the batcher as they are; a CPU backend copies them back."""
+    """GPU-preprocessed frames (CuPy arrays) go through the batcher as they are; a CPU backend copies them
+    back."""
     model = conv_model()
     ms = open_models(model)
     x = np.random.default_rng(2).random((3, 3, 16, 16), dtype=np.float32)

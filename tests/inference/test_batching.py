@@ -48,9 +48,12 @@ def test_unknown_model_name_is_a_key_error_listing_the_model_nodes(open_models: 
 @pytest.mark.parametrize(
     ("inputs", "message"),
     [
-        ({"data": np.zeros((3, 16, 16), np.float32)}, r"input 'data' has shape \[3, 16, 16\], the model expects \[N,3,16,16\]"),
-        ({"data": np.zeros((1, 3, 8, 16), np.float32)}, r"input 'data' has shape \[1, 3, 8, 16\], the model expects \[N,3,16,16\]"),
-        ({"image": np.zeros((1, 3, 16, 16), np.float32)}, r"do not match the model's inputs \['data'\].*missing \['data'\]"),
+        ({"data": np.zeros((3, 16, 16), np.float32)}, (r"input 'data' has shape \[3, 16, 16\], the model "
+                                                       r"expects \[N,3,16,16\]")),
+        ({"data": np.zeros((1, 3, 8, 16), np.float32)}, (r"input 'data' has shape \[1, 3, 8, 16\], the model "
+                                                         r"expects \[N,3,16,16\]")),
+        ({"image": np.zeros((1, 3, 16, 16), np.float32)}, (r"do not match the model's inputs "
+                                                           r"\['data'\].*missing \['data'\]")),
         ({"data": np.zeros((1, 3, 16, 16), np.float32), "x": 1}, r"unknown \['x'\]"),
         ({"data": np.full((1, 3, 16, 16), "a")}, r"input 'data' is <U1, the model expects float32"),
     ],

@@ -2,10 +2,10 @@
 exactly what the model gives for its own items alone.
 
 The model is tiny (3x6x6 input, 4 channels) so that an example (up to six threads, a real ONNX Runtime run per
-item and per batch) costs about 25 ms, most of it the batcher's deliberate 3 ms waits for company rather than work.
-Examples are capped at 500 (about 12 s) when CI asks for 2000 for every property test: past a few hundred,
-more examples only repeat compositions already seen (fixed and dynamic batch, padding, requests that do not fit
-and wait for the next batch, cancellations).
+item and per batch) costs about 25 ms, most of it the batcher's deliberate 3 ms waits for company rather than
+work. Examples are capped at 500 (about 12 s) when CI asks for 2000 for every property test: past a few
+hundred, more examples only repeat compositions already seen (fixed and dynamic batch, padding, requests that
+do not fit and wait for the next batch, cancellations).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from tests.support.models import conv_model
 
 EXAMPLES = min(int(os.environ.get("PANOFLOW_HYPOTHESIS_EXAMPLES", "100")), 500)
 SIZE = (6, 6)
-MODELS = {"dynamic": conv_model(size=SIZE, channels=4, classes=3), "fixed4": conv_model(batch=4, size=SIZE, channels=4,
+MODELS = {"dynamic": conv_model(size=SIZE, channels=4, classes=3),
+          "fixed4": conv_model(batch=4, size=SIZE, channels=4,
                                                                                         classes=3)}
 
 
@@ -68,7 +69,8 @@ def test_batched_results_equal_per_item_results(model_sets: dict[str, ModelSet],
                                                 data: st.DataObject) -> None:
     ms = model_sets[kind]
     order = data.draw(st.permutations(range(len(reqs))), label="arrival order")
-    owner = data.draw(st.lists(st.integers(0, threads - 1), min_size=len(reqs), max_size=len(reqs)), label="thread")
+    owner = data.draw(st.lists(st.integers(0, threads - 1), min_size=len(reqs), max_size=len(reqs)),
+                      label="thread")
     cancel = data.draw(st.sets(st.sampled_from(range(len(reqs))), max_size=2), label="timed out")
     batches = {i: np.concatenate([_item(seed + k) for k in range(n)]) for i, (n, seed) in enumerate(reqs)}
     results: dict[int, tuple[np.ndarray, ...]] = {}

@@ -23,7 +23,8 @@ def _dims(tensors: object) -> dict[str, tuple[str, list[int]]]:
     return {t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in tensors}  # type: ignore
 
 
-def test_dynamic_batch_model_becomes_a_batching_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dynamic_batch_model_becomes_a_batching_onnx_model(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     model = conv_model(size=(24, 32), seed=3)
     app = write_model_app(tmp_path / "app", "import panoramasdk\n", model=model, shape=(1, 3, 24, 32))
     out = tmp_path / "repo"
@@ -56,7 +57,9 @@ def test_app_without_model_nodes_is_refused(tmp_path: Path, capsys: pytest.Captu
     graph = app / "graphs" / "model_app" / "graph.json"
     data = json.loads(graph.read_text())
     data["nodeGraph"]["nodes"] = [n for n in data["nodeGraph"]["nodes"] if n["name"] != "model_node"]
-    data["nodeGraph"]["packages"] = [p for p in data["nodeGraph"]["packages"] if "TEST_MODEL" not in p["name"]]
+    data["nodeGraph"]["packages"] = [
+        p for p in data["nodeGraph"]["packages"] if "TEST_MODEL" not in p["name"]
+    ]
     graph.write_text(json.dumps(data))
     assert main(["export-triton-repo", str(app), str(tmp_path / "repo")]) == 1
     assert "has no model nodes to export" in capsys.readouterr().err

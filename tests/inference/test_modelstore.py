@@ -1,4 +1,5 @@
-"""Model packages -> ModelFiles: the manifest loader's asset check, safe extraction, the digest cache, frameworks."""
+"""Model packages -> ModelFiles: the manifest loader's asset check, safe extraction, the digest cache,
+frameworks."""
 
 from __future__ import annotations
 
@@ -156,7 +157,8 @@ def test_several_onnx_files_need_a_model_onnx(tmp_path: Path) -> None:
 def test_missing_archive_and_damaged_archive(tmp_path: Path) -> None:
     spec = spec_for(tmp_path, tar_gz({"model.onnx": ONNX}))
     missing = ModelSpec(spec.node_id, spec.package, spec.asset, spec.descriptor, None)
-    with pytest.raises(ModelError, match=r"model archive of asset 'model_asset' \([0-9a-f]{64}\.tar\.gz\) is not in"):
+    with pytest.raises(ModelError, match=r"model archive of asset 'model_asset' \([0-9a-f]{64}\.tar\.gz\) is "
+                                         r"not in"):
         ModelStore(tmp_path / "cache").prepare(missing)
     no_desc = ModelSpec(spec.node_id, spec.package, spec.asset, None, spec.archive)
     with pytest.raises(ModelError, match="has no mlModelDescriptor"):

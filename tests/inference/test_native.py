@@ -51,7 +51,8 @@ async def test_one_task_group_keeps_many_requests_in_flight(open_models: Open) -
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     for i, got in results.items():
         assert isinstance(got, tuple) and len(got) == 2
-        np.testing.assert_allclose(got[0], session.run(None, {"data": frames(1, seed=i, size=size)})[0], atol=1e-5)
+        np.testing.assert_allclose(got[0], session.run(None, {"data": frames(1, seed=i, size=size)})[0],
+                                   atol=1e-5)
     stats = ms.stats()["model_node"]
     assert stats["items"] == 24 and stats["batches"] < 24  # no thread per request, and they were batched
 
@@ -67,7 +68,8 @@ async def test_acall_errors_and_time_out(open_models: Open) -> None:
     assert (await ms.acall("model_node", {"data": x[:1]}, time_out=30))[0].shape == (1, 5)
 
 
-def _native_context(tmp_path: Path, code: str | None, in_flight: int = 8) -> tuple[CodeNodeContext, Inbox[Frame],
+def _native_context(tmp_path: Path, code: str | None, in_flight: int = 8) -> tuple[CodeNodeContext,
+                                                                                   Inbox[Frame],
                                                                                    Inbox[Frame], ModelSet]:
     """The example app's code node, wired by hand: a real inbox in, a real inbox out, the real model set."""
     app = load_application(EXAMPLE)
@@ -88,7 +90,8 @@ def _native_context(tmp_path: Path, code: str | None, in_flight: int = 8) -> tup
                     {"video_out": MediaOutput("video_out", [out], "code_node")}, call=models.call)
     io.acall = models.acall  # type: ignore[attr-defined]
     (tmp_path / "storage").mkdir()
-    return CodeNodeContext(spec, io, RunOptions(state_dir=tmp_path), tmp_path / "logs", tmp_path / "storage"), \
+    return CodeNodeContext(spec, io, RunOptions(state_dir=tmp_path), tmp_path / "logs",
+                           tmp_path / "storage"), \
         inbox, out, models
 
 

@@ -1,11 +1,12 @@
-"""Acceptance: batched throughput through panoflow is at least 0.9x a bare ONNX Runtime session at the same batch
-size (8 concurrent streams calling once per frame vs ``session.run`` on batches of 8), measured back to back in
-alternating rounds so that a busy machine slows both sides alike. benchmarks/inference.py prints the full table.
+"""Acceptance: batched throughput through panoflow is at least 0.9x a bare ONNX Runtime session at the same
+batch size (8 concurrent streams calling once per frame vs ``session.run`` on batches of 8), measured back to
+back in alternating rounds so that a busy machine slows both sides alike. benchmarks/inference.py prints the
+full table.
 
-The model is sized to this machine: the smallest input (from 64x64 up) whose bare batch of 8 takes at least 10 ms,
-about what a Panorama-sized model costs on a CPU. Each batch cycle costs the streams' Python (waking, returning,
-calling again: tens of microseconds per stream, one at a time under the GIL), which a model running in well under
-a millisecond per batch would not hide.
+The model is sized to this machine: the smallest input (from 64x64 up) whose bare batch of 8 takes at least 10
+ms, about what a Panorama-sized model costs on a CPU. Each batch cycle costs the streams' Python (waking,
+returning, calling again: tens of microseconds per stream, one at a time under the GIL), which a model running
+in well under a millisecond per batch would not hide.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def _paired_ratio(tmp_path: Path, rounds: int = 6, seconds: float = 0.3) -> tupl
         bare_rate(session, xn, 0.2)
         streams_rate(ms, x1, STREAMS, 0.2)
         before = ms.stats()["model_node"]
-        ratios = [streams_rate(ms, x1, STREAMS, seconds) / bare_rate(session, xn, seconds) for _ in range(rounds)]
+        ratios = [streams_rate(ms, x1, STREAMS, seconds) / bare_rate(session, xn,
+                                                                     seconds) for _ in range(rounds)]
         after = ms.stats()["model_node"]
     finally:
         ms.close()
@@ -60,4 +62,5 @@ def test_batched_throughput_is_at_least_0_9x_a_bare_session_at_the_same_batch(tm
     if ratio < 0.9:  # one more measurement before calling it: a neighbour's burst can hit one side of a pair
         ratio, mean_batch = _paired_ratio(tmp_path)
     assert mean_batch > 4, f"the batcher formed batches of {mean_batch:.1f} on average from {STREAMS} streams"
-    assert ratio >= 0.9, f"panoflow batching reached {ratio:.2f}x a bare ONNX Runtime session at batch {STREAMS}"
+    assert ratio >= 0.9, (f"panoflow batching reached {ratio:.2f}x a bare ONNX Runtime session at batch "
+                          f"{STREAMS}")

@@ -1,4 +1,5 @@
-"""Fixtures for the sandbox tests: world-readable scratch directories and a TCP server on the host (the helpers:
+"""Fixtures for the sandbox tests: world-readable scratch directories and a TCP server on the host (the
+helpers:
 :mod:`tests.isolation.probes`)."""
 
 from __future__ import annotations

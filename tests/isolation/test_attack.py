@@ -1,7 +1,8 @@
-"""A hostile app in the sandbox tries what issue 13 lists; every attempt must fail, and its own mounts must work.
+"""A hostile app in the sandbox tries what issue 13 lists; every attempt must fail, and its own mounts must
+work.
 
-One probe run (module scope) collects every attempt; each test checks one of them. The launcher runs as root here
-(as ``panoflow serve`` does on a device), so these are the real privilege boundaries.
+One probe run (module scope) collects every attempt; each test checks one of them. The launcher runs as root
+here (as ``panoflow serve`` does on a device), so these are the real privilege boundaries.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ result = {
     "root_write": attempt(lambda: write("/x")),
     "tmp_write": attempt(lambda: write(args["tmp_file"])),
     "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-    "cmdlines": [attempt(lambda p=p: read("/proc/%s/cmdline" % p)) for p in os.listdir("/proc") if p.isdigit()],
+    "cmdlines": [attempt(lambda p=p: read("/proc/%s/cmdline" % p))
+                 for p in os.listdir("/proc") if p.isdigit()],
     "env": dict(os.environ),
     "host_loopback": attempt(lambda: connect("127.0.0.1", args["port"])),
     "gateway": gw,

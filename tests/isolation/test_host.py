@@ -70,7 +70,8 @@ def test_unreadable_file_and_unwritable_mount(scratch: Path) -> None:
     )
     problems = host_problems(spec)
     assert (
-        f"mount source {secret} (for /opt/secret.txt) is not readable by the sandbox's uid 64000: chmod o+r {secret}"
+        f"mount source {secret} (for /opt/secret.txt) is not readable by the sandbox's uid 64000: chmod o+r "
+        f"{secret}"
         in problems
     )
     assert (

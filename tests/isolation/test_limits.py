@@ -1,5 +1,5 @@
-"""Memory and CPU limits: the sandbox lives in its own cgroup from its first instruction, the memory limit kills it
-(and says so), the CPU quota holds it back, and close() removes the group."""
+"""Memory and CPU limits: the sandbox lives in its own cgroup from its first instruction, the memory limit
+kills it (and says so), the CPU quota holds it back, and close() removes the group."""
 
 from __future__ import annotations
 
@@ -104,13 +104,14 @@ def test_placed_in_its_cgroup_before_exec_and_removed_on_close(scratch: Path) ->
 
 
 def test_limits_unavailable_without_root_or_delegation() -> None:
-    """An unprivileged launcher with no delegated cgroup is told the limits are unavailable and how to delegate."""
+    """An unprivileged launcher with no delegated cgroup is told the limits are unavailable and how to
+    delegate."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run the check as another, unprivileged uid")
     script = (
-        "from panoflow.isolation import Limits, SandboxSpec, host_problems\n"
-        "spec = SandboxSpec(argv=['/usr/bin/true'], network='none', limits=Limits(memory_bytes=64 << 20, cpus=1))\n"
-        "print('\\n'.join(host_problems(spec)))\n"
+        "from panoflow.isolation import Limits, SandboxSpec, host_problems\nspec = "
+        "SandboxSpec(argv=['/usr/bin/true'], network='none', limits=Limits(memory_bytes=64 << 20, "
+        "cpus=1))\nprint('\\n'.join(host_problems(spec)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -1,7 +1,9 @@
-"""The sandbox's network: outbound NAT to a peer host, none, inbound on confirmed hostPorts, chosen loopback ports.
+"""The sandbox's network: outbound NAT to a peer host, none, inbound on confirmed hostPorts, chosen loopback
+ports.
 
-The "outside world" is a peer host the test builds itself: a network namespace joined to this host by a veth pair
-(10.213.N.1 here, 10.213.N.2 there) with a TCP server inside, so outbound NAT is checked without the internet.
+The "outside world" is a peer host the test builds itself: a network namespace joined to this host by a veth
+pair (10.213.N.1 here, 10.213.N.2 there) with a TCP server inside, so outbound NAT is checked without the
+internet.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Projects for the packaging tests, built with the packaging commands themselves, in the Dockerfile styles the
-published Panorama samples use."""
+"""Projects for the packaging tests, built with the packaging commands themselves, in the Dockerfile styles
+the published Panorama samples use."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ CODE = f"{ACCOUNT}-CODE-1.0"
 #: style -> (Dockerfile, where the code lives in the package, where requirements.txt lives)
 STYLES: dict[str, tuple[str, str, str | None]] = {
     # the panorama-cli template and most samples
-    "copy-src": ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n"
-                 "RUN pip3 install -r /panorama/requirements.txt\n", "src", "src"),
+    "copy-src": (("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n"
+                 "RUN pip3 install -r /panorama/requirements.txt\n"), "src", "src"),
     # the developer guide's samples
-    "workdir-copy-dot": ("FROM public.ecr.aws/panorama/panorama-application:1.2.0-py3.8\nWORKDIR /panorama\n"
-                         "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt\n", ".", "."),
+    "workdir-copy-dot": (("FROM public.ecr.aws/panorama/panorama-application:1.2.0-py3.8\nWORKDIR /panorama\n"
+                         "COPY . .\nRUN pip install --no-cache-dir -r requirements.txt\n"), ".", "."),
     # requirements named on the RUN line, with pip's own upgrade (which is not shipped)
-    "run-pip-install": ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n"
-                        "RUN python3 -m pip install --upgrade pip && \\\n    pip3 install pf-test-greeting==1.0\n",
+    "run-pip-install": (("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN python3 "
+                        "-m pip install --upgrade pip && \\\n    pip3 install pf-test-greeting==1.0\n"),
                         "src", None),
 }
 

@@ -1,6 +1,7 @@
-"""The packaging issue's acceptance: an application built from nothing with the packaging commands (a code package
-with a requirement, an ONNX model package, a camera), validated, run with ``panoflow run`` and deployed to a
-daemon, with no Docker engine (a ``docker`` that cannot reach one is first on PATH, and is never called)."""
+"""The packaging issue's acceptance: an application built from nothing with the packaging commands (a code
+package with a requirement, an ONNX model package, a camera), validated, run with ``panoflow run`` and
+deployed to a daemon, with no Docker engine (a ``docker`` that cannot reach one is first on PATH, and is never
+called)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ def build_app(cli: Callable[..., Result], root: Path, wheelhouse: Path) -> Path:
     _ok(cli("create-package", "--type", "Model", "--name", "MODEL", cwd=app))
     model_pkg = app / "packages" / f"{ACCOUNT}-MODEL-1.0"
     (model_pkg / "descriptor.json").write_text(json.dumps({"mlModelDescriptor": {
-        "envelopeVersion": "2021-01-01", "framework": "ONNX", "inputs": [{"name": "data", "shape": [1, 3, 24, 32]}]}}))
+        "envelopeVersion": "2021-01-01", "framework": "ONNX",
+        "inputs": [{"name": "data", "shape": [1, 3, 24, 32]}]}}))
     (root / "model.onnx").write_bytes(conv_model(size=(24, 32)))
     _ok(cli("add-raw-model", "--model-asset-name", "model_asset", "--model-local-path", root / "model.onnx",
             "--descriptor-path", model_pkg / "descriptor.json", "--packages-path", model_pkg, cwd=app))
@@ -129,16 +131,16 @@ def test_deploy_to_a_daemon(cli: Callable[..., Result], tmp_path: Path, wheelhou
     daemon = tmp_path / "daemon"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     serve = subprocess.Popen([sys.executable, "-m", "panoflow", "serve", "--state-dir", str(daemon),
-                              "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             env=env, start_new_session=True)
+                              "--listen", "127.0.0.1:0"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
         while not (daemon / "daemon.json").is_file():
             assert serve.poll() is None and time.monotonic() < deadline, "panoflow serve did not start"
             time.sleep(0.1)
         common = ["--token-file", str(daemon / "token")]
-        proc = run_panoflow("deploy", str(app), "--name", "packaged", "--camera", f"front_door={clip}", *common,
-                            "--timeout", "60", timeout=90)
+        proc = run_panoflow("deploy", str(app), "--name", "packaged", "--camera", f"front_door={clip}",
+                            *common, "--timeout", "60", timeout=90)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "DEPLOYMENT_SUCCEEDED" in proc.stdout
         result_file = daemon / "apps" / "packaged" / "storage" / "result.json"

@@ -22,7 +22,8 @@ def _model_package(cli: Callable[..., Result], app: Path) -> Path:
     assert cli("create-package", "--type", "Model", "--name", "MODEL", cwd=app).code == 0
     pkg = app / "packages" / MODEL
     (pkg / "descriptor.json").write_text(json.dumps({"mlModelDescriptor": {
-        "envelopeVersion": "2021-01-01", "framework": "ONNX", "inputs": [{"name": "data", "shape": [1, 3, 16, 16]}]}}))
+        "envelopeVersion": "2021-01-01", "framework": "ONNX",
+        "inputs": [{"name": "data", "shape": [1, 3, 16, 16]}]}}))
     return pkg
 
 

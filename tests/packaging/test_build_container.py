@@ -55,13 +55,16 @@ def test_styles(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path, fa
     assert "panorama/app.py" in names and "panorama/labels.txt" in names
     assert [n for n in names if n.startswith("wheels/")] == [
         "wheels/pf_test_dep-0.2-py3-none-any.whl", "wheels/pf_test_greeting-1.0-py3-none-any.whl"]
-    pinned = [line for line in _read(archive, "requirements.txt").decode().splitlines() if not line.startswith("#")]
+    pinned = [
+        line for line in _read(archive, "requirements.txt").decode().splitlines() if not line.startswith("#")
+    ]
     assert pinned == ["pf-test-dep==0.2", "pf-test-greeting==1.0"]
     meta = json.loads(_read(archive, "panoflow-asset.json"))
     assert meta["format"] == "panoflow-code-asset/1" and meta["builder"] == "panoflow"
     assert meta["workdir"] == ("/panorama" if style == "workdir-copy-dot" else "/")
     assert meta["left_out"] == []
-    if style == "workdir-copy-dot":  # COPY . . takes the package folder, as Docker would, but its package.json
+    # COPY . . takes the package folder, as Docker would, but its package.json
+    if style == "workdir-copy-dot":
         assert "panorama/descriptor.json" in names and "panorama/requirements.txt" in names
         assert "panorama/package.json" not in names
     # deterministic: sorted, parents first, no times or owners
@@ -74,15 +77,16 @@ def test_styles(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path, fa
 
 
 @pytest.mark.parametrize("style", ["copy-src", "workdir-copy-dot"])
-def test_deterministic_and_replaces_the_old_asset(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path,
-                                                  style: str) -> None:
+def test_deterministic_and_replaces_the_old_asset(cli: Callable[..., Result], tmp_path: Path,
+                                                  wheelhouse: Path, style: str) -> None:
     app = new_project(cli, tmp_path)
     pkg = code_package(cli, app, style)
     code = pkg / "src" if style == "copy-src" else pkg
     assert build(cli, app, wheelhouse).code == 0
     first = package_json(pkg)["assets"][0]["implementations"][0]["assetUri"]
     assert build(cli, app, wheelhouse).code == 0
-    assert package_json(pkg)["assets"][0]["implementations"][0]["assetUri"] == first  # same inputs, same digest
+    # same inputs, same digest
+    assert package_json(pkg)["assets"][0]["implementations"][0]["assetUri"] == first
     (code / "app.py").write_text("print('changed')\n")
     r = build(cli, app, wheelhouse)
     assert r.code == 0, r.err
@@ -111,7 +115,8 @@ def test_keeps_requirements_and_adds_an_interface_when_none_fits(cli: Callable[.
     body = package_json(pkg)
     assert [a["name"] for a in body["assets"]] == ["code_asset", "second_asset"]
     assert body["interfaces"][1] == {"name": "second_asset_interface", "category": "business_logic",
-                                     "asset": "second_asset", "inputs": [{"name": "video_in", "type": "media"}],
+                                     "asset": "second_asset",
+                                     "inputs": [{"name": "video_in", "type": "media"}],
                                      "outputs": [{"name": "video_out", "type": "media"}]}
     assert "graph node second_asset_node added" in r.out
     assert [p for p in validate_application(app) if p.severity == "error"] == []
@@ -122,9 +127,11 @@ def test_keeps_requirements_and_adds_an_interface_when_none_fits(cli: Callable[.
      "Dockerfile line 2 copies 'code', which does not exist"),
     ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src/labels.txt /panorama/\n",
      "runs /panorama/app.py, which the Dockerfile does not put in the image"),
-    ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN pip install -r requirements.txt\n",
+    (("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN pip install -r "
+      "requirements.txt\n"),
      "requirements.txt is not in the image (looked for /requirements.txt); COPY it before the RUN line"),
-    ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN pip install no-such-thing-here\n",
+    (("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN pip install "
+      "no-such-thing-here\n"),
      "pip could not collect the requirements"),
     ("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\nRUN pip install -e .\n",
      "editable installs cannot be shipped"),
@@ -148,7 +155,8 @@ def test_bad_asset_name_and_descriptor(cli: Callable[..., Result], tmp_path: Pat
     r = build(cli, app, wheelhouse, asset="code asset")
     assert r.code == 1 and "--container-asset-name 'code asset' is not a valid asset name" in r.err
     (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
-        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/<entry_file_name>"}}}))
+        "envelopeVersion": "2021-01-01",
+        "entry": {"path": "python3", "name": "/panorama/<entry_file_name>"}}}))
     r = build(cli, app, wheelhouse)
     assert r.code == 1 and "set entry.name to the script to run" in r.err
     r = cli("build-container", "--container-asset-name", "a", "--package-path", "packages/nope", cwd=app)
@@ -175,8 +183,8 @@ def test_steps_left_out_without_a_docker_engine(cli: Callable[..., Result], tmp_
                                                 fake_docker: FakeDocker) -> None:
     app = new_project(cli, tmp_path)
     pkg = code_package(cli, app)
-    (pkg / "Dockerfile").write_text((pkg / "Dockerfile").read_text() + "RUN apt-get update && apt-get install -y "
-                                    "libgl1\nHEALTHCHECK NONE\n")
+    (pkg / "Dockerfile").write_text((pkg / "Dockerfile").read_text() + "RUN apt-get update && apt-get "
+                                    "install -y libgl1\nHEALTHCHECK NONE\n")
     r = build(cli, app, wheelhouse)
     assert r.code == 0, r.err
     assert "building without Docker (no Docker engine answers here)" in r.err
@@ -190,8 +198,9 @@ def test_steps_left_out_without_a_docker_engine(cli: Callable[..., Result], tmp_
     assert always.code == 1 and "--docker always: no Docker engine answers here" in always.err
 
 
-def test_docker_when_needed_and_an_engine_answers(cli: Callable[..., Result], tmp_path: Path, wheelhouse: Path,
-                                                  fake_docker: FakeDocker, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_docker_when_needed_and_an_engine_answers(cli: Callable[..., Result], tmp_path: Path,
+                                                  wheelhouse: Path, fake_docker: FakeDocker,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_DOCKER_ENGINE", "1")
     app = new_project(cli, tmp_path)
     pkg = code_package(cli, app)
@@ -223,7 +232,8 @@ def test_pip_requests(tmp_path: Path) -> None:
     request = pip_requests([
         ["--no-cache-dir", "-r", "requirements.txt"],
         ["-cconstraints.txt", "--upgrade", "pip", "boto3==1.2", "opencv-python-headless>=4", "--pre"],
-        ["--extra-index-url=https://example.com/simple", "--index-url", "https://pypi.org/simple", "-q", "awscrt"],
+        ["--extra-index-url=https://example.com/simple", "--index-url", "https://pypi.org/simple", "-q",
+         "awscrt"],
         ["--target", "/opt/lib", "--user", "numpy"],
     ], root, "/panorama")
     assert request.files == [root / "panorama" / "requirements.txt"]

@@ -95,9 +95,10 @@ def test_exact_names_and_from_account(cli: Callable[..., Result], tmp_path: Path
     r = cli("import-application", "--account", "777", "--from-account", "12", cwd=app)
     assert r.code == 0, r.err
     graph = json.loads((app / "graphs" / "g" / "graph.json").read_text())["nodeGraph"]
-    assert [p["name"] for p in graph["packages"]] == ["777::MODEL_12", "34::CODE_12", "panorama::hdmi_data_sink"]
-    assert [n.get("interface") for n in graph["nodes"]] == ["777::MODEL_12.interface_12", "34::CODE_12.interface",
-                                                            "string"]
+    assert [p["name"] for p in graph["packages"]] == ["777::MODEL_12", "34::CODE_12",
+                                                      "panorama::hdmi_data_sink"]
+    assert [n.get("interface") for n in graph["nodes"]] == ["777::MODEL_12.interface_12",
+                                                            "34::CODE_12.interface", "string"]
     assert graph["nodes"][2]["value"] == "12::not a package"  # parameter values are not references
     assert sorted(p.name for p in (app / "packages").iterdir()) == ["34-CODE_12-1.0", "777-MODEL_12-1.0"]
 

@@ -38,7 +38,8 @@ from tests.packaging.wheelfactory import make_wheel
 from tests.support.wheels import PINNED, WHEEL_CACHE, fetch_wheels
 
 PY38 = find_interpreter("python3.8")
-needs_py38 = pytest.mark.skipif(PY38 is None, reason="no python3.8 on this machine (pyenv install 3.8 adds one)")
+needs_py38 = pytest.mark.skipif(PY38 is None, reason="no python3.8 on this machine (pyenv install 3.8 adds "
+                                                     "one)")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +68,8 @@ def _pinned_app(cli: Callable[..., Result], root: Path, wheels: Path, entry_path
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(360)  # 80 MB of real wheels built, extracted, installed and byte-compiled on a shared machine
+# 80 MB of real wheels built, extracted, installed and byte-compiled on a shared machine
+@pytest.mark.timeout(360)
 def test_pinned_opencv_and_numpy1_beside_panoflows_numpy2(cli: Callable[..., Result], tmp_path: Path,
                                                          pinned_wheels: Path) -> None:
     archive = _pinned_app(cli, tmp_path, pinned_wheels)
@@ -77,8 +79,8 @@ def test_pinned_opencv_and_numpy1_beside_panoflows_numpy2(cli: Callable[..., Res
         env = app_environment(asset, envs_dir=envs, requested="python3", node_id="code_node")
     assert [e["event"] for e in logs if e["event"] == "app_env_created"] == ["app_env_created"]
     assert importlib.metadata.version("numpy").startswith("2.")  # panoflow's own numpy
-    out = run_python(env, "import cv2, numpy, boto3, sys; print(cv2.__version__, numpy.__version__, boto3.__version__,"
-                       " sys.prefix, numpy.__file__)")
+    out = run_python(env, "import cv2, numpy, boto3, sys; print(cv2.__version__, numpy.__version__, "
+                       "boto3.__version__, sys.prefix, numpy.__file__)")
     cv2_version, numpy_version, boto3_version, prefix, numpy_file = out.split()
     assert cv2_version == "4.6.0" and numpy_version.startswith("1.") and boto3_version.startswith("1.24.")
     assert Path(prefix).parent == envs and Path(numpy_file).is_relative_to(prefix)
@@ -97,21 +99,25 @@ def test_pinned_opencv_and_numpy1_beside_panoflows_numpy2(cli: Callable[..., Res
 
 
 def _asset(tmp_path: Path, wheels: Path) -> Path:
-    return code_asset_file(tmp_path / "assets", {"panorama/app.py": b"print('hi')\n"}, sorted(wheels.glob("*.whl")))
+    return code_asset_file(tmp_path / "assets", {"panorama/app.py": b"print('hi')\n"},
+                           sorted(wheels.glob("*.whl")))
 
 
 def test_damaged_wheel_gives_a_clear_error(tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x' * 1000\n" * 50})
+    wheel = make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2",
+                       {"pf_test_dep.py": "WORD = 'x' * 1000\n" * 50})
     data = bytearray(wheel.read_bytes())
     data[60:70] = b"\xff" * 10  # inside the first member's compressed bytes: the zip opens, its CRC fails
     wheel.write_bytes(bytes(data))
     asset = prepare_code_asset(_asset(tmp_path, tmp_path / "wheels"), tmp_path / "state" / "code-assets")
     envs = tmp_path / "state" / "envs"
-    with pytest.raises(NodeError, match=r"node code_node: code asset wheel pf_test_dep-0\.2-py3-none-any\.whl is "
-                                        r"damaged .*rebuild the code asset with panoflow build-container"):
+    with pytest.raises(NodeError, match=r"node code_node: code asset wheel "
+                                        r"pf_test_dep-0\.2-py3-none-any\.whl is damaged .*rebuild the code "
+                                        r"asset with panoflow build-container"):
         app_environment(asset, envs_dir=envs, requested=None, node_id="code_node")
     wheel.write_bytes(b"not a zip")
-    asset = prepare_code_asset(_asset(tmp_path / "b", tmp_path / "wheels"), tmp_path / "state" / "code-assets")
+    asset = prepare_code_asset(_asset(tmp_path / "b", tmp_path / "wheels"),
+                               tmp_path / "state" / "code-assets")
     with pytest.raises(NodeError, match="pf_test_dep-0.2-py3-none-any.whl is damaged"):
         app_environment(asset, envs_dir=envs, requested=None, node_id="code_node")
     assert not envs.exists() or list(envs.iterdir()) == []  # nothing half-made is left
@@ -172,7 +178,8 @@ def test_device_default_environment_without_a_code_asset(tmp_path: Path) -> None
     assert env == device_default_environment()
     default = default_interpreter()
     assert env.python == default.executable and Path(sys.base_prefix) in env.mounts
-    assert not env.python.is_relative_to(sys.prefix) or sys.prefix == sys.base_prefix  # not panoflow's venv python
+    # not panoflow's venv python
+    assert not env.python.is_relative_to(sys.prefix) or sys.prefix == sys.base_prefix
     src = Path(__import__("panoflow").__file__).resolve().parents[1]
     assert not any(src.is_relative_to(m) for m in env.mounts)  # not panoflow's source tree
     assert "numpy==" + importlib.metadata.version("numpy") in env.installed
@@ -253,7 +260,8 @@ def test_concurrent_starts_build_once(tmp_path: Path) -> None:
     results: list[AppEnvironment] = []
 
     def start() -> None:
-        results.append(app_environment(asset, envs_dir=tmp_path / "envs", requested=None, node_id="code_node"))
+        results.append(app_environment(asset, envs_dir=tmp_path / "envs", requested=None,
+                                       node_id="code_node"))
 
     with structlog.testing.capture_logs() as logs:
         threads = [threading.Thread(target=start) for _ in range(3)]
@@ -269,8 +277,8 @@ def test_concurrent_starts_build_once(tmp_path: Path) -> None:
 
 @needs_py38
 def test_the_sdk_gets_numpy_as_from_the_base_image(tmp_path: Path) -> None:
-    """An asset that ships no numpy gets panoflow's (behind its own packages) where its interpreter can load it;
-    elsewhere a clear error says to add numpy to its requirements."""
+    """An asset that ships no numpy gets panoflow's (behind its own packages) where its interpreter can load
+    it; elsewhere a clear error says to add numpy to its requirements."""
     make_wheel(tmp_path / "wheels", "pf-test-dep", "0.2", {"pf_test_dep.py": "WORD = 'x'\n"})
     asset = prepare_code_asset(_asset(tmp_path, tmp_path / "wheels"), tmp_path / "state" / "code-assets")
     env = app_environment(asset, envs_dir=tmp_path / "envs", requested="python3", node_id="code_node")
@@ -279,19 +287,21 @@ def test_the_sdk_gets_numpy_as_from_the_base_image(tmp_path: Path) -> None:
     numpy_dir = Path(__import__("numpy").__file__).parent.resolve()
     assert numpy_dir in env.mounts  # numpy's own folders, not panoflow's whole environment
     out = run_python(env, "import importlib.util, numpy, sys; print(numpy.__version__, "
-                          "importlib.util.find_spec('pluggy') is None, sys.path.index(numpy.__path__[0].rsplit('/', "
-                          "1)[0]) > sys.path.index([p for p in sys.path if p.endswith('site-packages')][0]))")
+                          "importlib.util.find_spec('pluggy') is None, "
+                          "sys.path.index(numpy.__path__[0].rsplit('/', 1)[0]) > sys.path.index([p for p in "
+                          "sys.path if p.endswith('site-packages')][0]))")
     assert out == f"{ours} True True"
-    with pytest.raises(NodeError, match=r"the panoramasdk client needs numpy, which the code asset does not ship, "
-                                        r"and panoflow's .* does not fit Python 3\.8\.\d+ .*: add numpy to the "
-                                        r"application's requirements\.txt and rebuild the code asset \(panoflow "
-                                        r"build-container --python-version 3\.8\)"):
+    with pytest.raises(NodeError, match=r"the panoramasdk client needs numpy, which the code asset does not "
+                                        r"ship, and panoflow's .* does not fit Python 3\.8\.\d+ .*: add "
+                                        r"numpy to the application's requirements\.txt and rebuild the code "
+                                        r"asset \(panoflow build-container --python-version 3\.8\)"):
         app_environment(asset, envs_dir=tmp_path / "envs", requested="python3.8", node_id="code_node")
 
 
 def test_the_warning_says_why_a_python_is_not_used(tmp_path: Path) -> None:
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "python3.7").write_text("#!/bin/sh\necho 'Python 3.7.0'\nexit 1\n")  # runs, but is no 3.8+
+    # runs, but is no 3.8+
+    (tmp_path / "bin" / "python3.7").write_text("#!/bin/sh\necho 'Python 3.7.0'\nexit 1\n")
     (tmp_path / "bin" / "python3.7").chmod(0o755)
     with structlog.testing.capture_logs() as logs:
         choose_interpreter("python3.7 -u", search_path=str(tmp_path / "bin"), pyenv_roots=())

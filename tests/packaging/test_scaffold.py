@@ -39,11 +39,13 @@ def test_init_project_with_project_dir(cli: Callable[..., Result], tmp_path: Pat
     ("model", {"package.json", "descriptor.json"}, "model_node"),
     ("CAMERA", {"package.json"}, "CAM_1"),
 ])
-def test_create_package(cli: Callable[..., Result], tmp_path: Path, kind: str, files: set[str], node: str) -> None:
+def test_create_package(cli: Callable[..., Result], tmp_path: Path, kind: str, files: set[str],
+                        node: str) -> None:
     cli("init-project", "--name", "app", cwd=tmp_path)
     app = tmp_path / "app"
     name = "CAM_1" if node == "CAM_1" else "PKG"
-    r = cli("create-package", "--type", kind, "--name", name, "--version", "2.1", "--account", "111122223333", cwd=app)
+    r = cli("create-package", "--type", kind, "--name", name, "--version", "2.1", "--account", "111122223333",
+            cwd=app)
     assert r.code == 0, r.err
     pkg = app / "packages" / f"111122223333-{name}-2.1"
     assert {p.name for p in pkg.iterdir()} == files
@@ -51,7 +53,9 @@ def test_create_package(cli: Callable[..., Result], tmp_path: Path, kind: str, f
     assert (package["name"], package["version"]) == (name, "2.1")
     graph = json.loads((app / "graphs" / "app" / "graph.json").read_text())["nodeGraph"]
     assert {"name": f"111122223333::{name}", "version": "2.1"} in graph["packages"]
-    assert any(n["name"] == node and n["interface"].startswith(f"111122223333::{name}.") for n in graph["nodes"])
+    assert any(
+        n["name"] == node and n["interface"].startswith(f"111122223333::{name}.") for n in graph["nodes"]
+    )
     assert _errors(app) == []
 
 
@@ -77,7 +81,8 @@ def test_create_package_uses_the_project_account(cli: Callable[..., Result], tmp
     (["--name", "OK", "--type", "Datasink"], "choose Container, Model, Camera"),
     (["--name", "OK", "--node-name", "a.b"], "is not a valid node name"),
 ])
-def test_create_package_errors(cli: Callable[..., Result], tmp_path: Path, args: list[str], message: str) -> None:
+def test_create_package_errors(cli: Callable[..., Result], tmp_path: Path, args: list[str],
+                               message: str) -> None:
     cli("init-project", "--name", "app", cwd=tmp_path)
     r = cli("create-package", *args, cwd=tmp_path / "app")
     assert r.code == 1

@@ -31,7 +31,8 @@ def test_unbound_node_explains_how_to_run() -> None:
 
 
 def test_connection_from_the_inherited_descriptor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside tests the SDK finds its runtime by itself: the socket the runtime passed, named by PANOFLOW_SDK_FD."""
+    """Outside tests the SDK finds its runtime by itself: the socket the runtime passed, named by
+    PANOFLOW_SDK_FD."""
     import socket
     import threading
 
@@ -114,7 +115,8 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
     node.outputs.video_out.put(streams)
     out = harness.hdmi.get(timeout=5)[1]
     # nothing added: the same frame goes on (its pixels, in the shared segment)
-    assert (out.stream_id, out.seq, out.capture_time, out.overlays) == (sent.stream_id, 0, sent.capture_time, ())
+    assert (out.stream_id, out.seq, out.capture_time, out.overlays) == (sent.stream_id, 0, sent.capture_time,
+                                                                        ())
     assert np.array_equal(out.image, sent.image)
     harness.push("cam2", 1)
     streams = node.inputs.video_in.get(timeout=1)
@@ -125,11 +127,12 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
 
 
 def test_a_failed_put_is_raised_by_the_next_request(harness: Harness) -> None:
-    """put is not answered (one round trip less per frame); when the runtime refuses it, the app learns it from
-    its next request, with what was wrong, and the connection goes on."""
+    """put is not answered (one round trip less per frame); when the runtime refuses it, the app learns it
+    from its next request, with what was wrong, and the connection goes on."""
     node = panoramasdk.node()
     client = _client.current()
-    client.request({"op": "put", "port": "no_such_port", "frames": [{"image": np.zeros((2, 2, 3), np.uint8)}]},
+    client.request({"op": "put", "port": "no_such_port",
+                    "frames": [{"image": np.zeros((2, 2, 3), np.uint8)}]},
                    answer=False)
     with pytest.raises(ValueError, match="an earlier put failed: 'no_such_port' is not an output"):
         node.inputs.video_in.get(timeout=0)

@@ -1,5 +1,5 @@
-"""Fixtures for the built-in plugin tests: real H.264 clips, made once per session (the helpers that drive sources
-and sinks without a runtime: :mod:`tests.support.sources_and_sinks`)."""
+"""Fixtures for the built-in plugin tests: real H.264 clips, made once per session (the helpers that drive
+sources and sinks without a runtime: :mod:`tests.support.sources_and_sinks`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Fixtures for the RTSP tests: the clips the servers stream (the servers themselves: :mod:`tests.support.rtsp`)."""
+"""Fixtures for the RTSP tests: the clips the servers stream (the servers themselves:
+:mod:`tests.support.rtsp`)."""
 
 from __future__ import annotations
 

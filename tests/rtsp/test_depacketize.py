@@ -74,7 +74,8 @@ def test_pyav_packetized_stream_decodes_bit_exact(tmp_path: Path, codec: str, pa
     assert depacketizer.packets_lost == 0 and depacketizer.units_damaged == 0
 
 
-# ---- a small packetizer of our own (RFC 6184 mode 1), for property tests ---------------------------------------
+# ---- a small packetizer of our own (RFC 6184 mode 1), for property tests
+# ---------------------------------------
 def _stap_or_single(batch: list[bytes]) -> bytes:
     if len(batch) == 1:
         return batch[0]
@@ -143,7 +144,8 @@ def test_h264_round_trip(units: list[list[bytes]], mtu: int) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(units=_units, mtu=st.integers(40, 1500), data=st.data())
-def test_h264_loss_never_yields_a_wrong_intact_unit(units: list[list[bytes]], mtu: int, data: st.DataObject) -> None:
+def test_h264_loss_never_yields_a_wrong_intact_unit(units: list[list[bytes]], mtu: int,
+                                                    data: st.DataObject) -> None:
     packets = _packetize_h264(units, mtu)
     lost = data.draw(st.sets(st.integers(0, len(packets) - 1), max_size=3))
     dep = H264Depacketizer()
@@ -152,7 +154,8 @@ def test_h264_loss_never_yields_a_wrong_intact_unit(units: list[list[bytes]], mt
         if seq not in lost:
             got += dep.push(payload, seq, ts, marker, 0.0)
     # exactly the units whose every packet arrived come out intact; the others are flagged or missing
-    whole = [i for i in range(len(units)) if all(seq not in lost for seq, p in enumerate(packets) if p[1] == 3000 * i)]
+    whole = [i for i in range(len(units)) if all(seq not in lost for seq,
+                                                 p in enumerate(packets) if p[1] == 3000 * i)]
     assert [u.data for u in got if u.intact] == [_annexb(units[i]) for i in whole]
     received = sorted(set(range(len(packets))) - lost)
     assert dep.packets_lost == ((received[-1] - received[0] + 1 - len(received)) if received else 0)
@@ -169,8 +172,13 @@ def test_sdp_parameter_sets_go_before_keyframes_without_their_own() -> None:
     (unit,) = dep.push(inter, 2, 200, True, 0.0)
     assert unit.data == _annexb([inter]) and not unit.keyframe
     new_sps = bytes([0x67, 5, 5])  # in-band parameter sets win and are remembered
-    (unit,) = dep.push(bytes([24]) + len(new_sps).to_bytes(2, "big") + new_sps + len(idr).to_bytes(2, "big") + idr,
-                       3, 300, True, 0.0)
+    (unit,) = dep.push(
+        bytes([24]) + len(new_sps).to_bytes(2, "big") + new_sps + len(idr).to_bytes(2, "big") + idr,
+        3,
+        300,
+        True,
+        0.0,
+    )
     assert unit.data == _annexb([pps, new_sps, idr])
     (unit,) = dep.push(idr, 4, 400, True, 0.0)
     assert unit.data == _annexb([new_sps, pps, idr])

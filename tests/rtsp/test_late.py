@@ -1,9 +1,10 @@
-"""Latency bound of the decoder queue (``max_delay_ms``): a decoder that falls behind drops to the next keyframe.
+"""Latency bound of the decoder queue (``max_delay_ms``): a decoder that falls behind drops to the next
+keyframe.
 
-The queue's rules with a fake clock (examples and a property), then a real GStreamer camera read by a source whose
-decoder thread is held back by a slow ``emit``: ages stay bounded, every frame is bit-exact with a fresh PyAV decode
-from the keyframe it restarted at, and one log line per drop episode. With the defaults and a consumer that keeps
-up, nothing is dropped.
+The queue's rules with a fake clock (examples and a property), then a real GStreamer camera read by a source
+whose decoder thread is held back by a slow ``emit``: ages stay bounded, every frame is bit-exact with a fresh
+PyAV decode from the keyframe it restarted at, and one log line per drop episode. With the defaults and a
+consumer that keeps up, nothing is dropped.
 """
 
 from __future__ import annotations
@@ -95,13 +96,16 @@ def test_without_a_queued_keyframe_it_waits_for_the_next_one() -> None:
         intake.offer(unit(n, n == 0).data, keyframe=n == 0, intact=True, wall=0.0)
     clock.now += 0.6
     assert queue.take(0) is None and len(queue) == 0 and queue.dropped_late == 5
-    assert queue.offer(unit(5, False)) is Offer.LATE and not queue.offer(unit(6, False))  # refused until a keyframe
+    # refused until a keyframe
+    assert queue.offer(unit(5, False)) is Offer.LATE and not queue.offer(unit(6, False))
     intake.offer(b"p", keyframe=False, intact=True, wall=0.0)
-    assert intake.last_overflow > 0 and intake.dropped_full == 0 and not need.is_set()  # arriving, not stalled
+    # arriving, not stalled
+    assert intake.last_overflow > 0 and intake.dropped_full == 0 and not need.is_set()
     clock.now += 0.3
     assert queue.offer(unit(8, True)) is Offer.QUEUED
     assert queue.offer(unit(9, False)) is Offer.QUEUED
-    assert queue.take(0) == Skipped(dropped=8, behind=pytest.approx(0.6), waited=True, seconds=pytest.approx(0.3))
+    assert queue.take(0) == Skipped(dropped=8, behind=pytest.approx(0.6), waited=True,
+                                    seconds=pytest.approx(0.3))
     assert [number(queue.take(0)), number(queue.take(0))] == [8, 9]
     assert queue.dropped_late == 8 and queue.episodes == 1
 
@@ -134,9 +138,9 @@ def test_no_age_bound_when_off() -> None:
 )
 def test_decoder_sees_unbroken_chains_and_bounded_ages(gop: int, steps: list[tuple[bool, float]],
                                                        size: int) -> None:
-    """Any interleaving of a camera (a keyframe every ``gop`` units) and a decoder: every unit the decoder gets
-    either follows the one before it or is a keyframe right after a :class:`Skipped` marker (or a full-queue
-    refusal), none waited longer than the bound, and every unit is accounted for."""
+    """Any interleaving of a camera (a keyframe every ``gop`` units) and a decoder: every unit the decoder
+    gets either follows the one before it or is a keyframe right after a :class:`Skipped` marker (or a
+    full-queue refusal), none waited longer than the bound, and every unit is accounted for."""
     clock = Clock()
     queue = UnitQueue(size, 0.3, clock=clock)
     need = threading.Event()
@@ -172,7 +176,8 @@ def test_decoder_sees_unbroken_chains_and_bounded_ages(gop: int, steps: list[tup
         n = number(item)
         if previous is None or after_gap or n != previous + 1:
             assert n % gop == 0, (n, previous, after_gap)  # a restart is always at a keyframe
-        assert not after_gap or previous is None or n != previous + 1  # a marker always stands for dropped units
+        # a marker always stands for dropped units
+        assert not after_gap or previous is None or n != previous + 1
         previous, after_gap = n, False
     taken = sum(isinstance(i, CodedPicture) for i in got)
     assert taken + queue.dropped_late + intake.dropped_full + intake.dropped_waiting == sent
@@ -186,7 +191,8 @@ def _clip_packets(clip: Path) -> tuple[bytes | None, list[tuple[bytes, bool]]]:
         return extradata, [(bytes(p), p.is_keyframe) for p in c.demux(video=0) if p.size]
 
 
-def _decode_from(extradata: bytes | None, packets: list[tuple[bytes, bool]], start: int, n: int) -> list[np.ndarray]:
+def _decode_from(extradata: bytes | None, packets: list[tuple[bytes, bool]], start: int,
+                 n: int) -> list[np.ndarray]:
     """A fresh PyAV decoder fed the clip from packet ``start`` on: the first ``n`` pictures, as BGR."""
     codec = av.CodecContext.create("h264", "r")
     if extradata:
@@ -203,9 +209,10 @@ def _decode_from(extradata: bytes | None, packets: list[tuple[bytes, bool]], sta
 @pytest.mark.rtsp
 async def test_slow_decoder_drops_to_keyframes_and_stays_current(servers: Servers,
                                                                  rtsp_clips: dict[str, Path]) -> None:
-    """A decoder thread held 0.1 s per frame (10 fps) on a 30 fps camera, ``max_delay_ms=300`` and a queue with
-    room for the whole clip (the count bound never acts): without the age bound every frame would arrive, ever
-    later (about 2 s late after 30 frames). With it, drops happen in episodes, each restarting on a keyframe."""
+    """A decoder thread held 0.1 s per frame (10 fps) on a 30 fps camera, ``max_delay_ms=300`` and a queue
+    with room for the whole clip (the count bound never acts): without the age bound every frame would arrive,
+    ever later (about 2 s late after 30 frames). With it, drops happen in episodes, each restarting on a
+    keyframe."""
     clip = rtsp_clips["long"]  # 600 frames, a keyframe every 30
     extradata, packets = _clip_packets(clip)
     server = servers({"/cam": h264_launch(clip)})
@@ -224,10 +231,12 @@ async def test_slow_decoder_drops_to_keyframes_and_stays_current(servers: Server
     stats = source.stats()
     assert stats["dropped_late"] > 0 and stats["late_episodes"] >= 1
     assert stats["dropped_queue_full"] == 0 and stats["decode_errors"] == 0 and stats["packets_lost"] == 0
-    # bounded: 0.3 s in the queue plus one decode; the margin is for a loaded machine, far below an unbounded 2 s
+    # bounded: 0.3 s in the queue plus one decode; the margin is for a loaded machine, far below an unbounded
+    # 2 s
     assert max(ages) < 1.0, ages
 
-    # runs of consecutive clip frames; each after a drop starts at a keyframe and matches a fresh decode from it
+    # runs of consecutive clip frames; each after a drop starts at a keyframe and matches a fresh decode from
+    # it
     indexes = [read_index(f.image) for f in frames.frames]
     starts = [0] + [i for i in range(1, len(indexes)) if indexes[i] != indexes[i - 1] + 1]
     assert len(starts) >= 2 and indexes[0] == 0 and indexes == sorted(indexes)
@@ -235,20 +244,25 @@ async def test_slow_decoder_drops_to_keyframes_and_stays_current(servers: Server
         first = indexes[begin]
         assert packets[first][1], f"restarted at frame {first}, not a keyframe"
         fresh = _decode_from(extradata, packets, first, end - begin)
-        assert all(np.array_equal(f.image, ref) for f, ref in zip(frames.frames[begin:end], fresh, strict=True))
+        assert all(np.array_equal(f.image, ref) for f,
+                   ref in zip(frames.frames[begin:end], fresh, strict=True))
     assert mismatches(frames.frames, decode_bgr(clip)) == []
 
     lines = [e for e in logs if e["event"] == "late_frames_dropped"]
     assert 1 <= len(lines) <= stats["late_episodes"] and len(lines) >= len(starts) - 1
-    assert sum(int(e["dropped"]) for e in lines) <= stats["dropped_late"]  # one line per episode, not per frame
-    assert all(e["stream_id"] == "cam" and e["log_level"] == "warning" and e["max_delay_ms"] == 300 for e in lines)
+    # one line per episode, not per frame
+    assert sum(int(e["dropped"]) for e in lines) <= stats["dropped_late"]
+    assert all(
+        e["stream_id"] == "cam" and e["log_level"] == "warning" and e["max_delay_ms"] == 300 for e in lines
+    )
     assert all(int(e["behind_ms"]) >= 300 for e in lines)  # more than 300 ms behind, logged rounded to the ms
     assert source.state.sessions == 1  # dropping is not a stall: no reconnect
 
 
 @pytest.mark.anyio
 @pytest.mark.rtsp
-async def test_defaults_and_a_fast_consumer_drop_nothing(servers: Servers, rtsp_clips: dict[str, Path]) -> None:
+async def test_defaults_and_a_fast_consumer_drop_nothing(servers: Servers,
+                                                         rtsp_clips: dict[str, Path]) -> None:
     clip = rtsp_clips["small"]
     reference = decode_bgr(clip)
     server = servers({"/cam": h264_launch(clip)})

@@ -43,7 +43,8 @@ async def _after(frames: Frames, moment: float, timeout: float) -> float:
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
-async def test_server_killed_and_restarted(servers: Servers, rtsp_clips: dict[str, Path], transport: str) -> None:
+async def test_server_killed_and_restarted(servers: Servers, rtsp_clips: dict[str, Path],
+                                           transport: str) -> None:
     clip = rtsp_clips["long"]
     server = servers({"/cam": h264_launch(clip)})
     source = RtspSource(server.url("/cam", query=f"transport={transport}"), stream_id="cam", options={})
@@ -63,14 +64,17 @@ async def test_server_killed_and_restarted(servers: Servers, rtsp_clips: dict[st
     assert events[:2] == ["camera_connecting", "camera_streaming"]
     assert events.count("camera_streaming") == 2 and events[-1] == "camera_stopped"
     down = [e for e in logs if e["event"] == "camera_down"]
-    assert 1 <= len(down) <= 2  # "closed by the camera", maybe then "cannot connect": once each, not per retry
+    # "closed by the camera", maybe then "cannot connect": once each, not per retry
+    assert 1 <= len(down) <= 2
     assert source.state.failures > len(down)
 
 
 async def test_stalled_camera_is_reconnected(servers: Servers, rtsp_clips: dict[str, Path]) -> None:
-    """A camera that stops sending but keeps the connection open (SIGSTOP) is detected by the stall timeout."""
+    """A camera that stops sending but keeps the connection open (SIGSTOP) is detected by the stall
+    timeout."""
     server = servers({"/cam": h264_launch(rtsp_clips["long"])})
-    source = RtspSource(server.url("/cam"), stream_id="cam", options={"stall_timeout": "0.5", "timeout": "0.3"})
+    source = RtspSource(server.url("/cam"), stream_id="cam",
+                        options={"stall_timeout": "0.5", "timeout": "0.3"})
     frames = Frames()
     assert server.proc is not None
     with structlog.testing.capture_logs() as logs:
@@ -124,7 +128,8 @@ async def test_fifty_kill_restart_cycles_recover_fast_and_leak_nothing(servers: 
 
 async def test_get_while_one_camera_is_down(servers: Servers, rtsp_clips: dict[str, Path]) -> None:
     """Two cameras on one input port. One dies: ``get()`` keeps returning the other's new frames with the dead
-    one's last frame re-delivered ``is_cached=True``; both down: ``get`` blocks until its timeout; back: fresh."""
+    one's last frame re-delivered ``is_cached=True``; both down: ``get`` blocks until its timeout; back:
+    fresh."""
     cams = {"a": servers({"/cam": h264_launch(rtsp_clips["long"])}),
             "b": servers({"/cam": h264_launch(rtsp_clips["other"])})}
     inbox: Inbox[Frame] = Inbox("code.video_in", Policy.parse("latest"), list(cams))

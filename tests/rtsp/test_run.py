@@ -1,4 +1,5 @@
-"""``panoflow run`` with RTSP cameras, end to end in a child process (the sandbox needs a process of its own)."""
+"""``panoflow run`` with RTSP cameras, end to end in a child process (the sandbox needs a process of its
+own)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ PASSWORD = "pa55-w0rd!"
 REGISTRY_WIRED = "camera_uri_for" in inspect.getsource(panoflow.cli.run)
 
 
-def _panoflow(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _panoflow(*args: str, env: dict[str, str] | None = None,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", PANOFLOW_LAUNCHER, "--log-format", "json", *args], check=False, capture_output=True,
-        text=True,
+        [sys.executable, "-c", PANOFLOW_LAUNCHER, "--log-format", "json", *args], check=False,
+        capture_output=True, text=True,
         timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
     )
 
@@ -62,7 +64,8 @@ def test_run_app_on_an_rtsp_camera(servers: Servers, rtsp_clips: dict[str, Path]
     app = write_app(tmp_path / "app")
     state = tmp_path / "state"
     uri = server.url("/cam", user="admin", password=PASSWORD)
-    proc = _panoflow("run", str(app), "--camera", f"camera_node={uri}", "--frames", "60", "--state-dir", str(state))
+    proc = _panoflow("run", str(app), "--camera", f"camera_node={uri}", "--frames", "60", "--state-dir",
+                     str(state))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and PASSWORD not in proc.stderr + proc.stdout
     _check_hashes(json.loads((state / "storage" / "result.json").read_text()), clip, 60)
@@ -83,16 +86,17 @@ def test_run_reports_an_unusable_camera_once(servers: Servers, tmp_path: Path) -
     assert "offers VP8 video" in str(failed[0]["error"]) and "admin:***@" in str(failed[0]["error"])
 
 
-@pytest.mark.skipif(not REGISTRY_WIRED, reason="needs the lead's cli/run.py change: --camera NODE=NAME through "
-                                                "the camera registry (panoflow.cameras.camera_uri_for)")
+@pytest.mark.skipif(not REGISTRY_WIRED, reason="needs the lead's cli/run.py change: --camera NODE=NAME "
+                                                "through the camera registry "
+                                                "(panoflow.cameras.camera_uri_for)")
 def test_run_camera_by_registry_name(servers: Servers, rtsp_clips: dict[str, Path], tmp_path: Path) -> None:
     clip = rtsp_clips["long"]
     server = servers({"/cam": h264_launch(clip)}, auth=("basic", "admin", PASSWORD))
     registry = tmp_path / "cameras.json"
     CameraRegistry(registry).add("front_door", server.url("/cam"), "admin", PASSWORD)
     state = tmp_path / "state"
-    proc = _panoflow("run", str(write_app(tmp_path / "app")), "--camera", "camera_node=front_door", "--frames", "30",
-                     "--state-dir", str(state), env={"PANOFLOW_CAMERAS": str(registry)})
+    proc = _panoflow("run", str(write_app(tmp_path / "app")), "--camera", "camera_node=front_door",
+                     "--frames", "30", "--state-dir", str(state), env={"PANOFLOW_CAMERAS": str(registry)})
     assert proc.returncode == 0, proc.stderr
     assert PASSWORD not in proc.stderr + proc.stdout
     _check_hashes(json.loads((state / "storage" / "result.json").read_text()), clip, 30)
@@ -100,8 +104,8 @@ def test_run_camera_by_registry_name(servers: Servers, rtsp_clips: dict[str, Pat
 
 def test_source_drops_reach_the_instance_metrics(servers: Servers, rtsp_clips: dict[str, Path],
                                                  tmp_path: Path) -> None:
-    """The RTSP source's own drop counters (queue full, late, waiting for a keyframe) are Prometheus counters of
-    the instance, labelled by camera node, stream and reason."""
+    """The RTSP source's own drop counters (queue full, late, waiting for a keyframe) are Prometheus counters
+    of the instance, labelled by camera node, stream and reason."""
     import http.client
     import socket
     import time
@@ -109,7 +113,8 @@ def test_source_drops_reach_the_instance_metrics(servers: Servers, rtsp_clips: d
     server = servers({"/cam": h264_launch(rtsp_clips["long"])})
     sock = tmp_path / "control.sock"
     proc = subprocess.Popen(
-        [sys.executable, "-c", PANOFLOW_LAUNCHER, "--log-format", "json", "run", str(write_app(tmp_path / "app")),
+        [sys.executable, "-c", PANOFLOW_LAUNCHER, "--log-format", "json", "run",
+         str(write_app(tmp_path / "app")),
          "--camera", f"camera_node={server.url('/cam')}", "--state-dir", str(tmp_path / "state"),
          "--control", f"unix:{sock}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -134,7 +139,9 @@ def test_source_drops_reach_the_instance_metrics(servers: Servers, rtsp_clips: d
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, f"no source drop counters in /metrics: {text[:2000]}"
             time.sleep(0.2)
-        lines = [line for line in text.splitlines() if line.startswith("panoflow_source_dropped_frames_total{")]
+        lines = [
+            line for line in text.splitlines() if line.startswith("panoflow_source_dropped_frames_total{")
+        ]
         reasons = {line.split('reason="', 1)[1].split('"', 1)[0] for line in lines}
         assert {"late", "queue_full", "waiting_keyframe"} <= reasons, lines
         assert all('node="camera_node"' in line for line in lines)

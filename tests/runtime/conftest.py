@@ -1,4 +1,5 @@
-"""Fixtures for the runtime tests: two real clips (``panoflow run`` itself: :func:`tests.support.cli.run_panoflow`)."""
+"""Fixtures for the runtime tests: two real clips (``panoflow run`` itself:
+:func:`tests.support.cli.run_panoflow`)."""
 
 from __future__ import annotations
 

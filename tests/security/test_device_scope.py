@@ -1,6 +1,7 @@
 """Device scope (issue #16): a device token downloads only the assets of packages in that device's own desired
-state. Device A deployed with a package gets its asset; A's token gets 403 for another package's model, and device
-B (nothing deployed) gets 403 for A's asset. A real control plane on loopback, real claims, raw HTTP."""
+state. Device A deployed with a package gets its asset; A's token gets 403 for another package's model, and
+device B (nothing deployed) gets 403 for A's asset. A real control plane on loopback, real claims, raw
+HTTP."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ OWN = "123456789012/pkg-a/binaries/model.tar.gz"
 OTHER = "123456789012/pkg-b/binaries/model.tar.gz"
 
 
-def _get(endpoint: str, key: str, token: str | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def _get(endpoint: str, key: str, token: str | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     u = urlsplit(endpoint)
     conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=10)
     try:
@@ -34,10 +36,12 @@ def _get(endpoint: str, key: str, token: str | None = None, headers: dict[str, s
 def _register_with_asset(pano: Any, plane: ControlPlane, asset_key: str) -> None:
     """The debug-server app's code package, registered, its version holding ``asset_key`` as an asset."""
     package_id, _manifest, _patch = register_debug_server(pano, plane)
-    with plane.store.transaction() as tx:  # the version's assets, as RegisterPackageVersion records a code asset
+    # the version's assets, as RegisterPackageVersion records a code asset
+    with plane.store.transaction() as tx:
         [row] = tx.select("package_versions", {"package_id": package_id})
         tx.update("package_versions", row.id, {**row.doc, "Assets": [
-            {"FileName": "model.tar.gz", "Key": asset_key, "Sha256": hashlib.sha256(b"A").hexdigest(), "Size": 1}]})
+            {"FileName": "model.tar.gz", "Key": asset_key, "Sha256": hashlib.sha256(b"A").hexdigest(),
+             "Size": 1}]})
 
 
 def test_a_device_reads_only_its_own_assets(endpoint: str, pano: Any, plane: ControlPlane, key: AccessKey,

@@ -1,6 +1,6 @@
-"""Device tokens (issue #16): short-lived, renewed by the device before they expire (the old one valid until the new
-one is used), refused once expired, and revocable by the operator. A real control plane on loopback, raw HTTP
-for the device API, the CLI for the revocation, and the device's own renewal step."""
+"""Device tokens (issue #16): short-lived, renewed by the device before they expire (the old one valid until
+the new one is used), refused once expired, and revocable by the operator. A real control plane on loopback,
+raw HTTP for the device API, the CLI for the revocation, and the device's own renewal step."""
 
 from __future__ import annotations
 

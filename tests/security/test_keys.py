@@ -1,5 +1,6 @@
-"""Access keys (issue #16): a read-only key reads but cannot change anything; a deactivated, deleted or rotated-out
-key is refused at once; the CLI lists keys without secrets. A real control plane on loopback, boto3 signing."""
+"""Access keys (issue #16): a read-only key reads but cannot change anything; a deactivated, deleted or
+rotated-out key is refused at once; the CLI lists keys without secrets. A real control plane on loopback,
+boto3 signing."""
 
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ def test_a_read_only_key_only_reads(endpoint: str, store: Store, pano: Any) -> N
 def test_a_read_only_key_cannot_upload_assets(endpoint: str, store: Store) -> None:
     reader = create_access_key(store, read_only=True)
     path = "/_panoflow/assets/123456789012/p/binaries/x.bin"
-    status, _h, doc = raw_request(endpoint, "PUT", path, signed_headers(endpoint, reader, "PUT", path, body=b"x"),
-                                  b"x")
+    status, _h, doc = raw_request(endpoint, "PUT", path,
+                                  signed_headers(endpoint, reader, "PUT", path, body=b"x"), b"x")
     assert status == 403 and "read-only" in doc["Message"]
 
 

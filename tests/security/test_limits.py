@@ -1,6 +1,6 @@
-"""Per-device rate limits and log quotas (issue #16): one device cannot flood the control plane or fill its database
-(the review: ~2.5 GiB of log lines from one device). Beyond either: 429 ThrottlingException with Retry-After, other
-devices unaffected. A real control plane on loopback, real claims, raw HTTP."""
+"""Per-device rate limits and log quotas (issue #16): one device cannot flood the control plane or fill its
+database (the review: ~2.5 GiB of log lines from one device). Beyond either: 429 ThrottlingException with
+Retry-After, other devices unaffected. A real control plane on loopback, real claims, raw HTTP."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _post(endpoint: str, path: str, token: str, body: Any) -> tuple[int, dict[st
 
 @pytest.fixture
 def limited(store: Store, tmp_path: Path, key: Any) -> Iterator[tuple[str, Any]]:
-    plane = ControlPlane(store, assets=tmp_path / "assets", limits=DeviceLimits(rate=1, log_bytes_per_day=1000))
+    plane = ControlPlane(store, assets=tmp_path / "assets",
+                         limits=DeviceLimits(rate=1, log_bytes_per_day=1000))
     with serve_in_thread(plane) as url:
         pano = make_client(url, key.access_key_id, key.secret_access_key)
         yield url, pano

@@ -1,6 +1,6 @@
-"""OTA pinning (issue #16): the control plane records the wheel's SHA-256 with the job; the device installs with
-``--only-binary :all: --require-hashes`` and refuses any other bytes before running anything. Real pip (offline,
-a find-links folder), a real control plane and asset route, a small real wheel named panoflow."""
+"""OTA pinning (issue #16): the control plane records the wheel's SHA-256 with the job; the device installs
+with ``--only-binary :all: --require-hashes`` and refuses any other bytes before running anything. Real pip
+(offline, a find-links folder), a real control plane and asset route, a small real wheel named panoflow."""
 
 from __future__ import annotations
 
@@ -25,12 +25,14 @@ VERSION = "99.9.0"
 
 
 def _wheel(folder: Path, marker: str) -> Path:
-    """A valid wheel of "panoflow" ``VERSION`` holding one module (not a working panoflow: its self-test fails)."""
+    """A valid wheel of "panoflow" ``VERSION`` holding one module (not a working panoflow: its self-test
+    fails)."""
     folder.mkdir(parents=True, exist_ok=True)
     dist = f"panoflow-{VERSION}.dist-info"
     files = {"panoflow_ota_probe.py": f"MARKER = {marker!r}\n",
              f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: panoflow\nVersion: {VERSION}\n",
-             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+             f"{dist}/WHEEL": ("Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: "
+                               "py3-none-any\n")}
     record = "".join(f"{name},,\n" for name in files) + f"{dist}/RECORD,,\n"
     path = folder / f"panoflow-{VERSION}-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
@@ -79,10 +81,13 @@ async def test_a_wheel_with_another_hash_is_not_installed(tmp_path: Path, offlin
     assert job["Status"] == "FAILED" and "pip install failed" in job["Reason"]
     assert "hash" in job["Reason"].lower(), job["Reason"]
     assert not (tmp_path / "state" / "ota" / f"panoflow-{VERSION}").exists() and device.restarts == []
-    # the same job pinned to what the index holds: pip installs it (then the self-test refuses this fake panoflow)
+    # the same job pinned to what the index holds: pip installs it (then the self-test refuses this fake
+    # panoflow)
     job = await device.run({"JobId": "job-2", "JobType": "OTA", "ImageVersion": VERSION,
                             "Ota": {"Version": VERSION, "Sha256": _sha(evil)}})
-    assert job["Status"] == "FAILED" and "self-test (python -m panoflow --version) failed" in job["Reason"], job["Reason"]
+    assert job["Status"] == "FAILED" and "self-test (python -m panoflow --version) failed" in job["Reason"], (
+        job["Reason"]
+    )
     assert device.restarts == []
 
 
@@ -113,15 +118,18 @@ def test_the_control_plane_pins_the_uploaded_wheel(pano: Any, device: str, plane
 
 
 @pytest.mark.anyio
-async def test_a_replaced_wheel_in_the_asset_store_is_not_installed(endpoint: str, pano: Any, plane: ControlPlane,
-                                                                    tmp_path: Path, offline_index: Path) -> None:
-    """The asset store is changed after the job was created: the device downloads other bytes and refuses them."""
+async def test_a_replaced_wheel_in_the_asset_store_is_not_installed(endpoint: str, pano: Any,
+                                                                    plane: ControlPlane, tmp_path: Path,
+                                                                    offline_index: Path) -> None:
+    """The asset store is changed after the job was created: the device downloads other bytes and refuses
+    them."""
     device_id, token = claimed(endpoint, pano)
     wheel = _wheel(tmp_path / "w", "genuine")
     key = ota_wheel_key("123456789012", VERSION)
     plane.assets.put(key, io.BytesIO(wheel.read_bytes()))
-    [created] = pano.create_job_for_devices(DeviceIds=[device_id], JobType="OTA",
-                                            DeviceJobConfig={"OTAJobConfig": {"ImageVersion": VERSION}})["Jobs"]
+    [created] = pano.create_job_for_devices(
+        DeviceIds=[device_id], JobType="OTA", DeviceJobConfig={"OTAJobConfig": {"ImageVersion": VERSION}}
+    )["Jobs"]
     plane.assets.put(key, io.BytesIO(_wheel(tmp_path / "x", "evil").read_bytes()))  # swapped afterwards
     with plane.store.transaction() as tx:
         row = tx.get("device_jobs", created["JobId"])

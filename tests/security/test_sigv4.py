@@ -1,6 +1,6 @@
 """SigV4 attacks on the Panorama API routes (issue #16): a signed body swapped in transit, UNSIGNED-PAYLOAD, a
-credential scoped to another region, duplicated query keys, and a replayed non-idempotent call: each gets 403 and
-changes nothing. Requests are signed by botocore's own signer and sent raw to a real server."""
+credential scoped to another region, duplicated query keys, and a replayed non-idempotent call: each gets 403
+and changes nothing. Requests are signed by botocore's own signer and sent raw to a real server."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from tests.support.control_plane import raw_request
 
 def _sign(endpoint: str, key: AccessKey, method: str, path: str, body: bytes = b"", *,
           content_sha256: str | None = None, region: str = "us-east-1") -> dict[str, str]:
-    """Headers botocore's signer produces; with ``content_sha256`` the x-amz-content-sha256 header is signed."""
+    """Headers botocore's signer produces; with ``content_sha256`` the x-amz-content-sha256 header is
+    signed."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     headers = {"X-Amz-Date": stamp, "Content-Type": "application/json"}
     if content_sha256 is not None:
@@ -40,9 +41,11 @@ def _devices(pano: Any) -> list[str]:
 
 def test_a_signed_body_cannot_be_swapped(endpoint: str, key: AccessKey, pano: Any) -> None:
     signed = json.dumps({"Name": "dev2"}).encode()
-    headers = _sign(endpoint, key, "POST", "/devices", signed, content_sha256=hashlib.sha256(signed).hexdigest())
+    headers = _sign(endpoint, key, "POST", "/devices", signed,
+                    content_sha256=hashlib.sha256(signed).hexdigest())
     assert "x-amz-content-sha256" in headers["Authorization"]
-    status, _h, doc = raw_request(endpoint, "POST", "/devices", headers, json.dumps({"Name": "attacker"}).encode())
+    status, _h, doc = raw_request(endpoint, "POST", "/devices", headers,
+                                  json.dumps({"Name": "attacker"}).encode())
     assert status == 403, doc
     assert "x-amz-content-sha256" in doc["Message"] or "x-amz-content-sha256" in doc.get("message", "")
     assert _devices(pano) == []
@@ -70,8 +73,8 @@ def test_the_credential_scope_must_name_this_region(endpoint: str, key: AccessKe
 
 
 def test_duplicate_query_keys_are_refused(endpoint: str, key: AccessKey) -> None:
-    """SigV4 sorts repeated values, so ``?MaxResults=1&MaxResults=2`` and ``?MaxResults=2&MaxResults=1`` carry one
-    signature: a scalar parameter sent twice is refused rather than guessed."""
+    """SigV4 sorts repeated values, so ``?MaxResults=1&MaxResults=2`` and ``?MaxResults=2&MaxResults=1`` carry
+    one signature: a scalar parameter sent twice is refused rather than guessed."""
     path = "/devices?MaxResults=1&MaxResults=2"
     status, _h, doc = raw_request(endpoint, "GET", path, _sign(endpoint, key, "GET", path))
     assert status == 400 and "appears 2 times" in json.dumps(doc)
@@ -81,8 +84,9 @@ def test_duplicate_query_keys_are_refused(endpoint: str, key: AccessKey) -> None
 
 
 def test_a_replayed_non_idempotent_call_is_refused(endpoint: str, key: AccessKey, pano: Any) -> None:
-    """A captured call sent again from the attacker's host (127.0.0.2 plays it) is refused; the same client sending
-    it again (an SDK retrying a call that timed out, on a new connection) is not refused as a replay."""
+    """A captured call sent again from the attacker's host (127.0.0.2 plays it) is refused; the same client
+    sending it again (an SDK retrying a call that timed out, on a new connection) is not refused as a
+    replay."""
     body = json.dumps({"Name": "dev5"}).encode()
     headers = _sign(endpoint, key, "POST", "/devices", body)
     first, _h, _doc = raw_request(endpoint, "POST", "/devices", headers, body)
@@ -93,7 +97,8 @@ def test_a_replayed_non_idempotent_call_is_refused(endpoint: str, key: AccessKey
     assert _devices(pano) == []
     headers = _sign(endpoint, key, "POST", "/devices", body := json.dumps({"Name": "dev6"}).encode())
     assert raw_request(endpoint, "POST", "/devices", headers, body)[0] == 200
-    retried, _h, doc = raw_request(endpoint, "POST", "/devices", headers, body)  # a retry: its own host, new connection
+    # a retry: its own host, new connection
+    retried, _h, doc = raw_request(endpoint, "POST", "/devices", headers, body)
     assert retried != 403 or "replay" not in json.dumps(doc), doc
     # the same client repeating a call on its own connection within the same second is not a replay
     first = pano.create_package(PackageName="same")["PackageId"]

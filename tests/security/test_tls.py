@@ -1,6 +1,7 @@
-"""Transport attacks (issue #16): a device pins the CA of its provisioning bundle, so a control plane with another
-certificate (a man in the middle with its own CA, or a real CA's certificate for another name) gets nothing, not even
-the claim token; plain http is refused unless ``--insecure-http``. Real control planes over loopback, real TLS."""
+"""Transport attacks (issue #16): a device pins the CA of its provisioning bundle, so a control plane with
+another certificate (a man in the middle with its own CA, or a real CA's certificate for another name) gets
+nothing, not even the claim token; plain http is refused unless ``--insecure-http``. Real control planes over
+loopback, real TLS."""
 
 from __future__ import annotations
 
@@ -41,7 +42,10 @@ class Plane:
 @pytest.fixture
 def planes(tmp_path: Path) -> Iterator[tuple[Plane, Plane]]:
     a, b = Plane(tmp_path / "a"), Plane(tmp_path / "b")
-    with serve_in_thread(a.plane, ssl_context=a.ssl) as url_a, serve_in_thread(b.plane, ssl_context=b.ssl) as url_b:
+    with (
+        serve_in_thread(a.plane, ssl_context=a.ssl) as url_a,
+        serve_in_thread(b.plane, ssl_context=b.ssl) as url_b,
+    ):
         a.url, b.url = url_a, url_b
         a.pano = make_client(url_a, a.key.access_key_id, a.key.secret_access_key, str(a.ca_file))
         b.pano = make_client(url_b, b.key.access_key_id, b.key.secret_access_key, str(b.ca_file))
@@ -65,7 +69,8 @@ def _bundle(plane: Plane, path: Path, name: str = "edge-1") -> Path:
     return path
 
 
-def test_the_bundle_carries_the_ca_and_the_device_pins_it(planes: tuple[Plane, Plane], tmp_path: Path) -> None:
+def test_the_bundle_carries_the_ca_and_the_device_pins_it(planes: tuple[Plane, Plane],
+                                                          tmp_path: Path) -> None:
     a, _b = planes
     bundle = _bundle(a, tmp_path / "dev.zip")
     with zipfile.ZipFile(io.BytesIO(bundle.read_bytes())) as zf:
@@ -81,11 +86,12 @@ def test_the_bundle_carries_the_ca_and_the_device_pins_it(planes: tuple[Plane, P
 @pytest.mark.anyio
 async def test_a_control_plane_with_another_certificate_gets_nothing(planes: tuple[Plane, Plane],
                                                                     tmp_path: Path) -> None:
-    """The attack: the device's --control-plane points at B (a man in the middle with its own CA) while its bundle
-    came from A. The claim is refused before the claim token is sent, and the device says why."""
+    """The attack: the device's --control-plane points at B (a man in the middle with its own CA) while its
+    bundle came from A. The claim is refused before the claim token is sent, and the device says why."""
     a, b = planes
     bundle = _bundle(a, tmp_path / "dev.zip")
-    with pytest.raises(CloudError, match="TLS certificate is not one the CA of this device's provisioning bundle"):
+    with pytest.raises(CloudError, match="TLS certificate is not one the CA of this device's provisioning "
+                                         "bundle"):
         await ensure_credentials(_context(tmp_path, b.url, bundle))
     assert not (tmp_path / "device" / "cloud.json").exists()
     assert b.pano.list_devices()["Devices"] == []  # B never saw a claim (it could not have used it anyway)
@@ -120,7 +126,8 @@ async def test_plain_http_is_refused_without_insecure_http(tmp_path: Path) -> No
         pano = make_client(url, key.access_key_id, key.secret_access_key)
         bundle = tmp_path / "dev.zip"
         bundle.write_bytes(pano.provision_device(Name="edge-1")["Certificates"])
-        with pytest.raises(InsecureTransport, match="refusing plain HTTP .* --insecure-http for development only"):
+        with pytest.raises(InsecureTransport, match="refusing plain HTTP .* --insecure-http for development "
+                                                    "only"):
             await ensure_credentials(_context(tmp_path, url, bundle))
         assert not (tmp_path / "device" / "cloud.json").exists()
         # an https URL with no CA to pin is refused too (the system's trust store is never used)
@@ -143,7 +150,8 @@ def test_the_control_plane_keeps_one_ca(tmp_path: Path) -> None:
 
 
 def test_operator_certificates_and_bad_files(tmp_path: Path) -> None:
-    """--tls-cert/--tls-key: the bundle pins --tls-ca (or the certificate itself); unusable files are named."""
+    """--tls-cert/--tls-key: the bundle pins --tls-ca (or the certificate itself); unusable files are
+    named."""
     from panoflow.controlplane.tls import TlsError, ensure_ca, server_context_from_files
 
     store = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
