@@ -1,0 +1,150 @@
+"""What a console test signs in to: :class:`ConsoleControlPlane`, a real ``panoflow control-plane serve``
+process (HTTPS with its own CA) with an administrator key and a read-only key from ``panoflow control-plane
+keys create``; and :func:`greeter_app`, the small app the deploy wizard deploys: parameter nodes with Panorama
+``decorator`` titles and descriptions, and code that logs the greeting it was deployed with."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from panoflow.controlplane import AccessKey, create_access_key, open_store
+from panoflow.controlplane.boto import client as panorama_client
+from panoflow.controlplane.tls import ensure_ca
+from tests.support.apps import ACCOUNT, write_app
+from tests.support.daemons import SECRETS, panoflow_argv
+from tests.support.fleet import wait
+from tests.support.rtsp import free_port
+
+#: the greeter's code: logs the greeting it was deployed with, then passes its camera's frames to the display
+GREETER = """
+class App(panoramasdk.node):
+    def __init__(self):
+        super().__init__()
+
+app = App()
+print(f"greeter says {app.inputs.p_str.get()!r} every {app.inputs.p_int.get()} frames", flush=True)
+while True:
+    app.outputs.video_out.put(app.inputs.video_in.get())
+"""
+
+#: Panorama's UI decorators of the greeter's overridable nodes: what the deploy wizard shows at each field
+DECORATORS = {
+    "camera_node": {"title": "Camera", "description": "The camera whose video the greeter shows"},
+    "p_str": {"title": "Greeting", "description": "The words the greeter logs when it starts"},
+    "p_int": {"title": "Frame interval", "description": "How many frames between greetings"},
+    "p_float": {"title": "Threshold", "description": "A confidence between 0 and 1"},
+    "p_bool": {"title": "Enabled", "description": "Whether the greeter greets at all"},
+}
+
+
+def _cli(*args: str) -> str:
+    """``panoflow ARGS``' standard output."""
+    return subprocess.run(panoflow_argv(*args), capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def _key_pair(key: AccessKey) -> dict[str, str]:
+    """A key as ``keys create`` prints it."""
+    return {"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret_access_key}
+
+
+class ConsoleControlPlane:
+    """``panoflow control-plane serve`` over HTTPS in a process of its own, with an administrator key
+    (``key``, made by ``panoflow control-plane keys create`` when ``cli_key``) and a read-only key
+    (``read_only_key``), and a boto3 client (``pano``) that verifies the control plane's CA (what
+    ``panoflow control-plane ca`` prints). ``env`` goes into the server's environment
+    (``PANOFLOW_CONSOLE_SESSION_TTL_S``)."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None, *, cli_key: bool = True):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.env = env or {}
+        self.db = f"sqlite:///{root / 'cp.db'}"
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        # the operator's key as the docs make it (``cli_key``); the others, and the CA, with the calls those
+        # commands make (each command is a Python start-up: seconds on the loaded machine)
+        if cli_key:
+            self.key: dict[str, str] = json.loads(_cli("control-plane", "keys", "create", "--db", self.db))
+        store = open_store(self.db)
+        try:
+            if not cli_key:
+                self.key = _key_pair(create_access_key(store))
+            self.read_only_key = _key_pair(create_access_key(store, read_only=True))
+            self.ca_file = root / "ca.pem"
+            self.ca_file.write_text(ensure_ca(store).cert_pem)
+        finally:
+            store.close()
+        SECRETS.extend([self.key["SecretAccessKey"], self.read_only_key["SecretAccessKey"]])
+        self.pano = panorama_client(endpoint_url=self.url, region_name="us-east-1", verify=str(self.ca_file),
+                                    aws_access_key_id=self.key["AccessKeyId"],
+                                    aws_secret_access_key=self.key["SecretAccessKey"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def console(self) -> str:
+        """The console's address."""
+        return f"{self.url}/console/"
+
+    def start(self) -> ConsoleControlPlane:
+        with open(self.root / "control-plane.log", "ab") as log:  # the process keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                panoflow_argv("control-plane", "serve", "--db", self.db, "--listen", f"127.0.0.1:{self.port}",
+                              "--assets", str(self.root / "assets"), "--heartbeat", "1"),
+                stdout=log, stderr=log, env={**os.environ, **self.env})
+        wait(lambda: self.pano.list_devices() is not None, 30, "the control plane to answer")
+        return self
+
+    def stop(self) -> None:
+        self.pano.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    # ------------------------------------------------------------------ what tests.support.fleet.join uses
+    def provision(self, path: Path, name: str) -> str:
+        answer = self.pano.provision_device(Name=name)
+        path.write_bytes(answer["Certificates"])
+        return str(answer["DeviceId"])
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        return dict(self.pano.describe_device(DeviceId=device_id))
+
+    # ------------------------------------------------------------------ a developer's side
+    def publish(self, app: Path) -> None:
+        """``panoflow package-application`` in the app's folder, with its developer's AWS environment."""
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.key["AccessKeyId"],
+               "AWS_SECRET_ACCESS_KEY": self.key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_CONFIG_FILE": str(self.root / "none"),
+               "AWS_SHARED_CREDENTIALS_FILE": str(self.root / "none"),
+               "AWS_CA_BUNDLE": str(self.ca_file)}
+        r = subprocess.run(panoflow_argv("package-application", "--control-plane", self.url), cwd=app,
+                           capture_output=True, text=True, timeout=120, check=False, env=env)
+        assert r.returncode == 0, r.stderr
+
+
+def greeter_app(root: Path) -> Path:
+    """The greeter, a Panorama project under ``root`` with its code asset built (ready for
+    package-application). Its graph keeps the abstract camera that the wizard's camera choice replaces."""
+    write_app(root, code=GREETER)
+    graph_file = root / "graphs" / "test_app" / "graph.json"
+    graph = json.loads(graph_file.read_text())
+    for node in graph["nodeGraph"]["nodes"]:
+        if node["name"] in DECORATORS:
+            node["decorator"] = DECORATORS[node["name"]]
+    graph_file.write_text(json.dumps(graph, indent=2))
+    pkg = root / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
+    (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
+    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset",
+                                     "--package-path", f"packages/{pkg.name}", "--docker", "never",
+                                     "--no-index"),
+                       cwd=root, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    return root
