@@ -108,6 +108,10 @@ class ConsoleControlPlane:
                 self.proc.kill()
                 self.proc.wait(10)
 
+    def log(self) -> str:
+        """What the server logged (JSON lines)."""
+        return (self.root / "control-plane.log").read_text(errors="replace")
+
     # ------------------------------------------------------------------ what tests.support.fleet.join uses
     def provision(self, path: Path, name: str) -> str:
         answer = self.pano.provision_device(Name=name)

@@ -148,6 +148,7 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
     expect(page.locator("#instance-status")).to_have_text("DEPLOYMENT_SUCCEEDED")
     expect(page.locator("#node-front_door .node-status")).to_have_text("RUNNING", timeout=60_000)
     web.shot("instance-running")
+    session_id = web.cookie("panoflow_console")["value"]
     described = cp.pano.describe_application_instance(ApplicationInstanceId=instance_id)
     assert described["Name"] == "greeter" and described["DefaultRuntimeContextDevice"] == device_id
 
@@ -208,6 +209,7 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
                cloud_token]
     for one in (web, device_web):
         assert one.leaks(secrets) == []
+        assert one.leaks([session_id], set_cookie=False) == []
         assert one.errors == [], one.errors
         assert one.unread == [], one.unread
     # no answer failed but the refused int32 (whose 400 the browser logs as an error), no script error
@@ -217,5 +219,9 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
     # and the search had something to search: the pages, the console's own requests and the camera's name
     html = [text for where, text in web.texts if where.startswith(cp.url) and "<html" in text]
     assert len(html) >= 10 and any("front_door" in text for text in html)
+    # nor the control plane's log, which has the sign-in (the daemon's logs are searched after the session)
+    log = cp.log()
+    assert "console_sign_in" in log
+    assert [secret[:3] for secret in [*secrets, session_id] if secret in log] == []
     assert sorted(web.shots.glob("*.png")) == sorted(web.saved + device_web.saved)  # each step's screenshot
     assert len(web.saved) + len(device_web.saved) == 14
