@@ -3,16 +3,17 @@
 Each sandbox gets its own cgroup named ``panoflow/<name>-<random>``:
 
 - **v2** (``cgroup2`` with the controller in ``cgroup.controllers``): as root under the hierarchy's root
-  (``/sys/fs/cgroup/panoflow/...``); otherwise under the highest ancestor of this process's cgroup that this user may
-  write (a delegated subtree, e.g. ``systemd-run --user --scope -p Delegate=yes``). Limits: ``memory.max`` (and
-  ``memory.swap.max`` = 0, ``memory.oom.group`` = 1), ``cpu.max``.
-- **v1** (a ``cgroup`` mount per controller, e.g. ``/sys/fs/cgroup/memory``): under this process's own cgroup in that
-  hierarchy, so limits the host already puts on panoflow still hold. Limits: ``memory.limit_in_bytes`` (and
-  ``memory.memsw.limit_in_bytes`` where swap accounting exists), ``cpu.cfs_quota_us``/``cpu.cfs_period_us``.
+  (``/sys/fs/cgroup/panoflow/...``); otherwise under the highest ancestor of this process's cgroup that this
+  user may write (a delegated subtree, e.g. ``systemd-run --user --scope -p Delegate=yes``). Limits:
+  ``memory.max`` (and ``memory.swap.max`` = 0, ``memory.oom.group`` = 1), ``cpu.max``.
+- **v1** (a ``cgroup`` mount per controller, e.g. ``/sys/fs/cgroup/memory``): under this process's own cgroup
+  in that hierarchy, so limits the host already puts on panoflow still hold. Limits: ``memory.limit_in_bytes``
+  (and ``memory.memsw.limit_in_bytes`` where swap accounting exists),
+  ``cpu.cfs_quota_us``/``cpu.cfs_period_us``.
 
-The launcher opens each group's ``cgroup.procs`` beforehand and the child writes ``0`` (itself) to it before it
-execs, so every process of the sandbox starts inside the limits. ``oom_killed`` reads ``memory.events`` (v2) or
-``memory.oom_control`` (v1).
+The launcher opens each group's ``cgroup.procs`` beforehand and the child writes ``0`` (itself) to it before
+it execs, so every process of the sandbox starts inside the limits. ``oom_killed`` reads ``memory.events``
+(v2) or ``memory.oom_control`` (v1).
 """
 
 from __future__ import annotations
@@ -104,10 +105,10 @@ def _v2_internal_processes(base: Path, controller: str) -> str:
     if controller in enabled or not procs or not (base / "cgroup.type").exists():  # the true root is exempt
         return ""
     return (
-        f"cgroup v2: {base} holds processes ({len(procs)}), so its children cannot get the {controller} controller: "
-        "start panoflow in a leaf cgroup of its own (systemd: a unit with Delegate=yes; a container: move its "
-        "processes into a child group, e.g. mkdir /sys/fs/cgroup/init && "
-        "for p in $(cat /sys/fs/cgroup/cgroup.procs); do echo $p > /sys/fs/cgroup/init/cgroup.procs; done)"
+        f"cgroup v2: {base} holds processes ({len(procs)}), so its children cannot get the {controller} "
+        "controller: start panoflow in a leaf cgroup of its own (systemd: a unit with Delegate=yes; a "
+        "container: move its processes into a child group, e.g. mkdir /sys/fs/cgroup/init && for p in $(cat "
+        "/sys/fs/cgroup/cgroup.procs); do echo $p > /sys/fs/cgroup/init/cgroup.procs; done)"
     )
 
 
@@ -126,8 +127,8 @@ def _hierarchy(controller: str) -> tuple[_Hierarchy | None, str]:
             base = _v2_base(root, point, own.get("", "/"))
             if base is None:
                 return None, (
-                    f"cgroup v2 ({point}) is not writable by uid {os.geteuid()}: run panoflow as root, or under a "
-                    "delegated cgroup (systemd-run --user --scope -p Delegate=yes panoflow ...)"
+                    f"cgroup v2 ({point}) is not writable by uid {os.geteuid()}: run panoflow as root, or "
+                    "under a delegated cgroup (systemd-run --user --scope -p Delegate=yes panoflow ...)"
                 )
             busy = _v2_internal_processes(base, controller)
             if busy:
@@ -138,8 +139,9 @@ def _hierarchy(controller: str) -> tuple[_Hierarchy | None, str]:
             base = _inside(root, point, own.get(controller, "/"))
             if not (_writable(base) or _writable(base / "panoflow")):
                 return None, (
-                    f"the {controller} cgroup {base} is not writable by uid {os.geteuid()}: run panoflow as root, or "
-                    f"delegate a subtree (as root: mkdir {base}/panoflow && chown -R {os.geteuid()} {base}/panoflow)"
+                    f"the {controller} cgroup {base} is not writable by uid {os.geteuid()}: run panoflow as "
+                    f"root, or delegate a subtree (as root: mkdir {base}/panoflow && chown -R {os.geteuid()} "
+                    f"{base}/panoflow)"
                 )
             return _Hierarchy(controller, 1, base), ""
     return None, (
@@ -210,7 +212,8 @@ class CgroupSet:
                 os.kill(pid, signal.SIGKILL)
 
     def remove(self, timeout: float = 5.0) -> None:
-        """Kill what is left and remove the groups (they are empty a moment after their processes are reaped)."""
+        """Kill what is left and remove the groups (they are empty a moment after their processes are
+        reaped)."""
         self.kill_all()
         deadline = time.monotonic() + timeout
         for _, path in self._groups:
@@ -234,7 +237,8 @@ def _enable(parent: Path, controller: str) -> None:
 
 
 def create_cgroups(name: str, limits: Limits) -> CgroupSet | None:
-    """Create and configure the groups for ``limits`` (None when no limit is set). Raises OSError with the reason."""
+    """Create and configure the groups for ``limits`` (None when no limit is set). Raises OSError with the
+    reason."""
     wanted = _wanted(limits)
     if not wanted:
         return None

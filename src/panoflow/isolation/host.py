@@ -1,9 +1,10 @@
 """What this host lacks to run a given sandbox, each problem with the command that fixes it.
 
-:func:`host_problems` checks the helpers (bubblewrap, pasta), user namespaces (sysctls, then a real probe run as the
-sandbox's uid), ``/dev/net/tun``, cgroups for the requested limits, every mount source (readable, and writable where
-asked, by the sandbox's uid: the first directory in the way is named) and every inbound hostPort (free, and
-bindable by an unprivileged process). :func:`sandbox_ids` says which host ids a sandbox runs as.
+:func:`host_problems` checks the helpers (bubblewrap, pasta), user namespaces (sysctls, then a real probe run
+as the sandbox's uid), ``/dev/net/tun``, cgroups for the requested limits, every mount source (readable, and
+writable where asked, by the sandbox's uid: the first directory in the way is named) and every inbound
+hostPort (free, and bindable by an unprivileged process). :func:`sandbox_ids` says which host ids a sandbox
+runs as.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ _INSTALL = "apt-get install bubblewrap passt"
 
 
 def sandbox_ids(spec: SandboxSpec) -> tuple[int, int]:
-    """The host uid and gid the sandbox runs as: ``spec.uid``/``gid`` (default 64000) when the launcher is root,
-    otherwise the launcher's own ids."""
+    """The host uid and gid the sandbox runs as: ``spec.uid``/``gid`` (default 64000) when the launcher is
+    root, otherwise the launcher's own ids."""
     if os.geteuid() != 0:
         return os.getuid(), os.getgid()
     uid = spec.uid if spec.uid is not None else DEFAULT_SANDBOX_UID
@@ -61,7 +62,8 @@ def find_tools() -> Tools | None:
         return None
     bwrap = os.path.abspath(bwrap)
     pasta = shutil.which("pasta")  # not resolved: pasta is a link to passt, which looks at its argv[0]
-    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")  # optional (the device's address)
+    # optional (the device's address)
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
     return Tools(bwrap, os.path.abspath(pasta) if pasta else None, _bwrap_disables_userns(bwrap),
                  os.path.abspath(nft) if nft else None)
 
@@ -77,7 +79,8 @@ def _userns_sysctl_problems() -> list[str]:
     problems = []
     if _read_int("/proc/sys/user/max_user_namespaces") == 0:
         problems.append(
-            "user namespaces are disabled (user.max_user_namespaces = 0): sysctl -w user.max_user_namespaces=15000"
+            "user namespaces are disabled (user.max_user_namespaces = 0): sysctl -w "
+            "user.max_user_namespaces=15000"
         )
     if _read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0:
         problems.append(
@@ -86,9 +89,9 @@ def _userns_sysctl_problems() -> list[str]:
         )
     if _read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == 1:
         problems.append(
-            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1): "
-            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or install an AppArmor profile that allows "
-            "userns for bwrap and pasta"
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = "
+            "1): sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or install an AppArmor profile "
+            "that allows userns for bwrap and pasta"
         )
     return problems
 
@@ -126,7 +129,8 @@ def _tun_problems(uid: int, gid: int) -> list[str]:
     if not tun.exists():
         return ["/dev/net/tun is missing (pasta needs it for the sandbox's network): modprobe tun"]
     if not can_access(tun, uid, gid, os.R_OK | os.W_OK):
-        fix = 'chmod 0666 /dev/net/tun (Debian\'s udev default; a udev rule KERNEL=="tun", MODE="0666" keeps it)'
+        fix = ('chmod 0666 /dev/net/tun (Debian\'s udev default; a udev rule KERNEL=="tun", MODE="0666" '
+               'keeps it)')
         return [f"/dev/net/tun is not usable by uid {uid} (pasta runs as the sandbox's uid): {fix}"]
     return []
 
@@ -137,9 +141,9 @@ def _port_problems(spec: SandboxSpec) -> list[str]:
     for _, host_port in spec.inbound:
         if start is not None and host_port < start:
             problems.append(
-                f"hostPort {host_port} is below net.ipv4.ip_unprivileged_port_start ({start}) and the sandbox's "
-                f"network runs unprivileged: sysctl -w net.ipv4.ip_unprivileged_port_start={host_port}, or confirm "
-                "a hostPort of 1024 or above"
+                f"hostPort {host_port} is below net.ipv4.ip_unprivileged_port_start ({start}) and the "
+                "sandbox's network runs unprivileged: sysctl -w "
+                f"net.ipv4.ip_unprivileged_port_start={host_port}, or confirm a hostPort of 1024 or above"
             )
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -173,7 +177,8 @@ def _mount_problems(spec: SandboxSpec, uid: int | None, gid: int | None) -> list
         elif mount.writable and can_access(source, uid, gid, os.R_OK | (os.X_OK if source.is_dir() else 0)):
             fix = f"chown {uid}:{gid} {source}" if uid is not None else f"chmod u+w {source}"
             problems.append(
-                f"mount source {mount.source} (for {mount.target}) is not writable by the sandbox's {who}: {fix}"
+                f"mount source {mount.source} (for {mount.target}) is not writable by the sandbox's {who}: "
+                f"{fix}"
             )
         else:
             problems.append(
@@ -184,7 +189,8 @@ def _mount_problems(spec: SandboxSpec, uid: int | None, gid: int | None) -> list
 
 
 def host_problems(spec: SandboxSpec) -> list[str]:
-    """Everything that stops ``spec`` from starting here, one line each with its fix; empty when it can start."""
+    """Everything that stops ``spec`` from starting here, one line each with its fix; empty when it can
+    start."""
     tools = find_tools()
     problems = []
     if tools is None:

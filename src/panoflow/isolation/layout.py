@@ -1,8 +1,10 @@
-"""The command line that builds a sandbox: pasta (user-mode network) around bubblewrap (namespaces and mounts).
+"""The command line that builds a sandbox: pasta (user-mode network) around bubblewrap (namespaces and
+mounts).
 
-Nothing here starts a process. :func:`command` returns the argv for a :class:`~panoflow.isolation.spec.SandboxSpec`
-and :func:`etc_files` the generated ``/etc`` files (hosts, hostname, passwd, group, resolv.conf) that bubblewrap
-copies in from inherited file descriptors. docs/isolation.md describes the resulting view; keep the two in step.
+Nothing here starts a process. :func:`command` returns the argv for a
+:class:`~panoflow.isolation.spec.SandboxSpec` and :func:`etc_files` the generated ``/etc`` files (hosts,
+hostname, passwd, group, resolv.conf) that bubblewrap copies in from inherited file descriptors.
+docs/isolation.md describes the resulting view; keep the two in step.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def levels_to_app(spec: SandboxSpec) -> int:
 
 
 def hidden_etc_entries(etc: Path, uid: int | None, gid: int | None) -> list[str]:
-    """Names of ``etc``'s entries kept out of the sandbox: secrets by name, and anything ``uid`` could not read."""
+    """Names of ``etc``'s entries kept out of the sandbox: secrets by name, and anything ``uid`` could not
+    read."""
     hidden = []
     for name in sorted(os.listdir(etc)):
         path = etc / name
@@ -75,7 +78,8 @@ def _is_loopback(address: str) -> bool:
 
 
 def needs_dns_forward(spec: SandboxSpec, resolv_conf: Path = Path("/etc/resolv.conf")) -> bool:
-    """Whether the host resolver is on loopback (systemd-resolved's 127.0.0.53): the sandbox cannot reach it there."""
+    """Whether the host resolver is on loopback (systemd-resolved's 127.0.0.53): the sandbox cannot reach it
+    there."""
     if spec.network != "nat":
         return False
     try:
@@ -93,8 +97,9 @@ def etc_files(
     etc: Path = Path("/etc"),
     dns_forward: bool = False,
 ) -> dict[str, bytes]:
-    """The generated files in the sandbox's /etc, by name: hosts (+ ``spec.hosts``), hostname, passwd and group (with
-    an entry for the sandbox's uid/gid), resolv.conf (the host's, pointed at pasta's forwarder when needed)."""
+    """The generated files in the sandbox's /etc, by name: hosts (+ ``spec.hosts``), hostname, passwd and
+    group (with an entry for the sandbox's uid/gid), resolv.conf (the host's, pointed at pasta's forwarder
+    when needed)."""
 
     def read(name: str) -> str:
         try:
@@ -167,8 +172,9 @@ def _mount_args(spec: SandboxSpec) -> list[str]:
 
 def self_nat_rules(spec: SandboxSpec) -> str | None:
     """An nftables ruleset for the sandbox's network namespace: a connection to one of its own non-loopback
-    addresses (the device's address, which pasta copies in) on a ``hostPort`` goes to the app's ``containerPort``,
-    as on the appliance. None where every ``hostPort`` is its ``containerPort`` (the app's listener answers)."""
+    addresses (the device's address, which pasta copies in) on a ``hostPort`` goes to the app's
+    ``containerPort``, as on the appliance. None where every ``hostPort`` is its ``containerPort`` (the app's
+    listener answers)."""
     pairs = sorted((host, container) for container, host in spec.inbound if container != host)
     if not pairs:
         return None
@@ -180,17 +186,17 @@ def self_nat_rules(spec: SandboxSpec) -> str | None:
 
 def _pasta_args(spec: SandboxSpec, pasta: str, nft: str | None, dns_forward: bool) -> list[str]:
     inbound = ",".join(f"{host}:{container}" for container, host in spec.inbound) or "none"
-    # Inside, 127.0.0.1:hostPort reaches the host's hostPort (and so, through -t, the app's own containerPort),
-    # except where hostPort == containerPort: the app's own listener already answers there.
+    # Inside, 127.0.0.1:hostPort reaches the host's hostPort (and so, through -t, the app's own
+    # containerPort), except where hostPort == containerPort: the app's own listener already answers there.
     to_host = [str(p) for p in sorted({*spec.loopback_ports, *(h for c, h in spec.inbound if c != h)})]
     to_host += [f"{inside}:{host}" for inside, host in spec.loopback_forwards]
     args = [pasta, "--config-net", "--quiet", "--foreground", "--no-map-gw"]
     args += ["-t", inbound, "-u", "none", "-T", ",".join(to_host) or "none", "-U", "none"]
     if dns_forward:
         args += ["--dns-forward", DNS_FORWARD_ADDRESS]
-    # pasta's command holds CAP_NET_ADMIN in the sandbox's own network namespace: there, let the app bind any port
-    # (a containerPort of 80, as Panorama's containers ran as root) and reach its hostPorts at the device's
-    # address (nftables, where installed), then become bubblewrap (same pid)
+    # pasta's command holds CAP_NET_ADMIN in the sandbox's own network namespace: there, let the app bind any
+    # port (a containerPort of 80, as Panorama's containers ran as root) and reach its hostPorts at the
+    # device's address (nftables, where installed), then become bubblewrap (same pid)
     rules = self_nat_rules(spec) if nft else None
     if rules is not None and nft is not None:
         return [*args, "--", "/bin/sh", "-c", _SELF_NAT, "sh", rules, nft]
@@ -207,10 +213,11 @@ def command(
     dns_forward: bool = False,
     root: Path = Path("/"),
 ) -> list[str]:
-    """The full argv that starts ``spec``: ``[pasta ... -- sh -c SCRIPT sh [RULES NFT]] bwrap ... -- spec.argv``.
+    """The full argv that starts ``spec``: ``[pasta ... -- sh -c SCRIPT sh [RULES NFT]] bwrap ... --
+    spec.argv``.
 
-    ``uid``/``gid`` are the ids the sandbox runs as (its host ids); ``data_fds`` maps generated /etc file names to
-    inherited descriptors holding their contents.
+    ``uid``/``gid`` are the ids the sandbox runs as (its host ids); ``data_fds`` maps generated /etc file
+    names to inherited descriptors holding their contents.
     """
     bwrap = [tools.bwrap, *_system_args(root), *_etc_args(root / "etc", uid, gid, data_fds)]
     bwrap += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]

@@ -1,8 +1,8 @@
 """Whether another uid (the sandbox's) may read, write or traverse a host path, judged from its mode bits.
 
-The launcher runs as root and the sandbox as an unprivileged uid with no supplementary groups, so ``os.access``
-(which asks about the caller) cannot answer; these helpers apply the owner/group/other bits for that uid and gid
-(POSIX ACLs are not consulted). With ``uid=None`` they ask about the caller itself.
+The launcher runs as root and the sandbox as an unprivileged uid with no supplementary groups, so
+``os.access`` (which asks about the caller) cannot answer; these helpers apply the owner/group/other bits for
+that uid and gid (POSIX ACLs are not consulted). With ``uid=None`` they ask about the caller itself.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ def can_access(path: Path, uid: int | None, gid: int | None, mode: int) -> bool:
 
 
 def blocking_ancestor(path: Path, uid: int | None, gid: int | None, *, write: bool = False) -> Path | None:
-    """The first directory on the way to ``path`` (or ``path`` itself) that stops ``uid`` from using it, or None.
+    """The first directory on the way to ``path`` (or ``path`` itself) that stops ``uid`` from using it, or
+    None.
 
-    Every ancestor needs search (x) permission; ``path`` needs read (plus search for a directory), and write when
-    ``write`` is set.
+    Every ancestor needs search (x) permission; ``path`` needs read (plus search for a directory), and write
+    when ``write`` is set.
     """
     path = Path(os.path.realpath(path))
     for ancestor in reversed(path.parents):

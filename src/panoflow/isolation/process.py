@@ -1,9 +1,11 @@
-"""Starting a sandbox and handling it afterwards: :func:`start`, :func:`unsafe_start`, :class:`SandboxedProcess`.
+"""Starting a sandbox and handling it afterwards: :func:`start`, :func:`unsafe_start`,
+:class:`SandboxedProcess`.
 
-:func:`start` checks the host (:func:`~panoflow.isolation.host.host_problems`), creates the cgroups for the limits,
-writes the generated /etc files to unlinked temporary files, and spawns ``[pasta --] bwrap ... -- argv``. The child,
-before it execs, joins the cgroups and (when the launcher is root) drops to the sandbox's uid/gid with no
-supplementary groups, so pasta, bubblewrap and the app never hold root. The environment is exactly ``spec.env``.
+:func:`start` checks the host (:func:`~panoflow.isolation.host.host_problems`), creates the cgroups for the
+limits, writes the generated /etc files to unlinked temporary files, and spawns ``[pasta --] bwrap ... --
+argv``. The child, before it execs, joins the cgroups and (when the launcher is root) drops to the sandbox's
+uid/gid with no supplementary groups, so pasta, bubblewrap and the app never hold root. The environment is
+exactly ``spec.env``.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ def _children(pid: int) -> list[int]:
 class SandboxedProcess:
     """A running sandbox, used like :class:`subprocess.Popen`.
 
-    ``pid`` is the launched process (pasta, or bwrap with network 'none'); :meth:`app_pid` is the app's own host
-    pid. Signals go to the app (its pid 1 is bubblewrap's reaper, which would only pass them on as SIGKILL). The exit
-    status is the app's; an app ended by signal N shows as 128 + N, as in a shell. :meth:`close` kills what is left
-    and removes the cgroups: call it (or use ``with``) once the process is done.
+    ``pid`` is the launched process (pasta, or bwrap with network 'none'); :meth:`app_pid` is the app's own
+    host pid. Signals go to the app (its pid 1 is bubblewrap's reaper, which would only pass them on as
+    SIGKILL). The exit status is the app's; an app ended by signal N shows as 128 + N, as in a shell.
+    :meth:`close` kills what is left and removes the cgroups: call it (or use ``with``) once the process is
+    done.
     """
 
     def __init__(
@@ -118,8 +121,8 @@ class SandboxedProcess:
                 self._popen.kill()
 
     def oom_killed(self) -> bool:
-        """Whether the memory limit killed a process of this sandbox (always False without a memory limit); still
-        answers after :meth:`close`."""
+        """Whether the memory limit killed a process of this sandbox (always False without a memory limit);
+        still answers after :meth:`close`."""
         if self._cgroups is not None:
             self._oom_killed = self._oom_killed or self._cgroups.oom_killed()
         return self._oom_killed
@@ -228,13 +231,13 @@ def start(
 ) -> SandboxedProcess:
     """Start ``spec.argv`` in a sandbox. ``stdout``/``stderr``/``stdin`` are as for :class:`subprocess.Popen`.
 
-    ``die_with_parent`` kills the sandbox when the *thread* that called :func:`start` ends (Linux's parent-death
-    signal follows the thread): use it only from a thread that lives as long as the sandbox should, such as the
-    event loop's. Without it a sandbox outlives a launcher that dies without :meth:`SandboxedProcess.close`, until
-    its app exits (the app's IPC client exits when its socket closes).
+    ``die_with_parent`` kills the sandbox when the *thread* that called :func:`start` ends (Linux's
+    parent-death signal follows the thread): use it only from a thread that lives as long as the sandbox
+    should, such as the event loop's. Without it a sandbox outlives a launcher that dies without
+    :meth:`SandboxedProcess.close`, until its app exits (the app's IPC client exits when its socket closes).
 
-    Raises :class:`~panoflow.exceptions.SandboxError` listing every host problem (with its fix) when the host cannot
-    run it, or naming what failed while starting.
+    Raises :class:`~panoflow.exceptions.SandboxError` listing every host problem (with its fix) when the host
+    cannot run it, or naming what failed while starting.
     """
     problems = host_problems(spec)
     tools = find_tools()
@@ -292,11 +295,11 @@ def unsafe_start(
     stdin: _File = subprocess.DEVNULL,
     die_with_parent: bool = False,
 ) -> SandboxedProcess:
-    """Development only (``--unsafe-no-sandbox``): run ``spec.argv`` as a plain process of the caller's uid, with
-    ``spec.env``, ``spec.pass_fds`` and the limits where the host allows them, and no isolation at all.
+    """Development only (``--unsafe-no-sandbox``): run ``spec.argv`` as a plain process of the caller's uid,
+    with ``spec.env``, ``spec.pass_fds`` and the limits where the host allows them, and no isolation at all.
 
-    Paths in argv and cwd that lie under a mount target are rewritten to the mount's host source, since no mount
-    exists; the app sees the host's filesystem, network, processes and the caller's privileges.
+    Paths in argv and cwd that lie under a mount target are rewritten to the mount's host source, since no
+    mount exists; the app sees the host's filesystem, network, processes and the caller's privileges.
     """
     cgroups = None
     if spec.limits.any:

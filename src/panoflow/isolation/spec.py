@@ -1,8 +1,8 @@
 """What a sandbox is asked to be: :class:`SandboxSpec` with its :class:`Mount` and :class:`Limits`.
 
-Plain, immutable values checked on construction (a bad value raises ``ValueError`` naming the field and the fix). The
-launcher (:mod:`panoflow.isolation.process`) turns a spec into a bubblewrap/pasta command line; nothing here touches
-the host.
+Plain, immutable values checked on construction (a bad value raises ``ValueError`` naming the field and the
+fix). The launcher (:mod:`panoflow.isolation.process`) turns a spec into a bubblewrap/pasta command line;
+nothing here touches the host.
 """
 
 from __future__ import annotations
@@ -114,11 +114,12 @@ class Limits:
 class SandboxSpec:
     """One sandboxed process: what it runs, what it sees, what it may reach, and its limits.
 
-    ``env`` is the whole environment inside (nothing of the caller's is inherited). ``inbound`` holds confirmed
-    ``(containerPort, hostPort)`` rules; ``loopback_ports`` are host ``127.0.0.1`` ports made reachable at the same
-    port inside (a per-instance service such as the AWS credentials endpoint). ``uid``/``gid`` are the host ids used
-    when the launcher is root (default :data:`DEFAULT_SANDBOX_UID`); a non-root launcher runs the sandbox as itself.
-    ``pass_fds`` are inherited with the same numbers inside. ``name`` names the cgroup and the log lines.
+    ``env`` is the whole environment inside (nothing of the caller's is inherited). ``inbound`` holds
+    confirmed ``(containerPort, hostPort)`` rules; ``loopback_ports`` are host ``127.0.0.1`` ports made
+    reachable at the same port inside (a per-instance service such as the AWS credentials endpoint).
+    ``uid``/``gid`` are the host ids used when the launcher is root (default :data:`DEFAULT_SANDBOX_UID`); a
+    non-root launcher runs the sandbox as itself. ``pass_fds`` are inherited with the same numbers inside.
+    ``name`` names the cgroup and the log lines.
     """
 
     argv: Sequence[str]

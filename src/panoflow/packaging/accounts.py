@@ -2,12 +2,13 @@
 
 Every package folder ``<old>-<name>-<version>`` becomes ``<new>-<name>-<version>``, and in every application
 manifest and overrides document of the project (``nodeGraph``/``nodeGraphOverrides`` JSON anywhere outside
-``packages/`` and ``assets/``) the package names ``old::NAME`` and node interfaces ``old::NAME.interface`` become
-``new::...``. Panorama's own ``panorama::`` packages are left alone. Unlike panorama-cli, names are matched exactly
-(never as substrings), all graphs and overrides are updated, and everything is checked before anything changes.
+``packages/`` and ``assets/``) the package names ``old::NAME`` and node interfaces ``old::NAME.interface``
+become ``new::...``. Panorama's own ``panorama::`` packages are left alone. Unlike panorama-cli, names are
+matched exactly (never as substrings), all graphs and overrides are updated, and everything is checked before
+anything changes.
 
-The JSON files are edited in place, textually, so their formatting is kept; the result is parsed back and compared
-with the intended document (if they differ, the document is written out in full instead).
+The JSON files are edited in place, textually, so their formatting is kept; the result is parsed back and
+compared with the intended document (if they differ, the document is written out in full instead).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class ImportResult:
 def _documents(root: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         rel = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if not (not rel.parts and d in _SKIP_DIRS) and not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not (not rel.parts and d in _SKIP_DIRS) and not d.startswith(".")
+        )
         for name in sorted(filenames):
             if name.endswith(".json"):
                 yield Path(dirpath, name)
@@ -94,7 +97,8 @@ def _accounts_in(doc: Any) -> set[str]:
 def _rewrite(text: str, renames: dict[str, str]) -> str:
     if not renames:
         return text
-    pattern = re.compile('"(' + "|".join(re.escape(a) for a in sorted(renames, key=len, reverse=True)) + ')::')
+    pattern = re.compile('"(' + "|".join(re.escape(a) for a in sorted(renames, key=len,
+                                                                      reverse=True)) + ')::')
     return pattern.sub(lambda m: f'"{renames[m.group(1)]}::', text)
 
 
@@ -130,8 +134,8 @@ def import_application(project: Project, account: str, only: Iterable[str] = ())
         if folder.account in renames:
             target = folder.path.with_name(f"{account}-{folder.name}-{folder.version}")
             if target.exists():
-                raise PackagingError(f"cannot rename {project.display(folder.path)}: {project.display(target)} "
-                                     "already exists")
+                raise PackagingError(f"cannot rename {project.display(folder.path)}: "
+                                     f"{project.display(target)} already exists")
             moves.append((folder.path, target))
     targets = [t for _, t in moves]
     if len(set(targets)) != len(targets):

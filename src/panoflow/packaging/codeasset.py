@@ -2,19 +2,19 @@
 
 Format (``panoflow-code-asset/1``; see docs/packaging.md):
 
-* a gzip-compressed tar of a root filesystem layout: ``panorama/...`` (and any other folder the Dockerfile copies
-  to) exactly as the Dockerfile places the package's files;
+* a gzip-compressed tar of a root filesystem layout: ``panorama/...`` (and any other folder the Dockerfile
+  copies to) exactly as the Dockerfile places the package's files;
 * ``wheels/*.whl``: every distribution the Dockerfile's ``RUN pip install`` needs, dependencies included;
 * ``requirements.txt``: those distributions pinned (``name==version``), for
   ``pip install --no-index --find-links wheels -r requirements.txt``;
-* ``panoflow-asset.json``: how it was built (WORKDIR, ENV, target Python, wheel list, the Dockerfile steps left
-  out).
+* ``panoflow-asset.json``: how it was built (WORKDIR, ENV, target Python, wheel list, the Dockerfile steps
+  left out).
 
-An asset that ``docker export`` made (panorama-cli, or ``build-container --docker always``) is a whole image; panoflow
-takes its ``panorama/`` (plus the files above when present) and ignores the rest.
+An asset that ``docker export`` made (panorama-cli, or ``build-container --docker always``) is a whole image;
+panoflow takes its ``panorama/`` (plus the files above when present) and ignores the rest.
 
-:func:`prepare_code_asset` verifies an asset against the SHA-256 in its name and extracts what a run needs once per
-digest (cut down with :func:`~panoflow.packaging.archive.filter_archive`, extracted by
+:func:`prepare_code_asset` verifies an asset against the SHA-256 in its name and extracts what a run needs
+once per digest (cut down with :func:`~panoflow.packaging.archive.filter_archive`, extracted by
 :func:`panoflow.archives.safe_extract`); :func:`panoflow.packaging.pyenv.app_environment` then makes the code
 node's own Python environment from its ``wheels``.
 """
@@ -159,8 +159,8 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
     except OSError as exc:
         raise NodeError(f"cannot read code asset {archive}: {exc.strerror or exc}", node_id=node_id) from None
     if named and named.group(1) != digest:
-        raise NodeError(f"code asset {archive.name} does not match the SHA-256 in its name (it hashes to {digest}); "
-                        "run panoflow build-container again", node_id=node_id)
+        raise NodeError(f"code asset {archive.name} does not match the SHA-256 in its name (it hashes to "
+                        f"{digest}); run panoflow build-container again", node_id=node_id)
     final = cache_dir / digest
     if (final / DONE_MARKER).is_file():
         return digest, final / "root"
@@ -177,8 +177,8 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
             raise NodeError(f"code asset {archive.name}: {exc}", node_id=node_id) from None
         filtered.unlink()
         if not kept or not (tmp / "root" / "panorama").is_dir():
-            raise NodeError(f"code asset {archive.name} has no panorama/ folder: it is not a Panorama code asset "
-                            "(build it with panoflow build-container)", node_id=node_id)
+            raise NodeError(f"code asset {archive.name} has no panorama/ folder: it is not a Panorama code "
+                            "asset (build it with panoflow build-container)", node_id=node_id)
         readable_by_all(tmp)
         publish_folder(tmp, final, archive.name)
         readable_by_all(final / DONE_MARKER)
@@ -191,8 +191,8 @@ def _extract(archive: Path, cache_dir: Path, node_id: str) -> tuple[str, Path]:
 def prepare_code_asset(archive: Path, cache_dir: Path, *, node_id: str = "",
                        package_dir: Path | None = None) -> CodeAsset:
     """Verify and extract ``archive`` under ``cache_dir/<digest>/`` (once). The folder belongs to one
-    application: what earlier assets left there is removed. ``package_dir``: the package's source folder, to warn
-    when it changed after the asset was built. Its Python environment comes from
+    application: what earlier assets left there is removed. ``package_dir``: the package's source folder, to
+    warn when it changed after the asset was built. Its Python environment comes from
     :func:`panoflow.packaging.pyenv.app_environment`. Raises :class:`NodeError`."""
     digest, root = _extract(archive, cache_dir, node_id)
     metadata: dict[str, Any] = {}
@@ -201,10 +201,12 @@ def prepare_code_asset(archive: Path, cache_dir: Path, *, node_id: str = "",
         try:
             metadata = json.loads(meta_file.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise NodeError(f"code asset {archive.name}: {METADATA} is not valid JSON: {exc}", node_id=node_id) \
+            raise NodeError(f"code asset {archive.name}: {METADATA} is not valid JSON: {exc}",
+                            node_id=node_id) \
                 from None
         if not str(metadata.get("format", "")).startswith("panoflow-code-asset/"):
-            raise NodeError(f"code asset {archive.name}: unknown format {metadata.get('format')!r}", node_id=node_id)
+            raise NodeError(f"code asset {archive.name}: unknown format {metadata.get('format')!r}",
+                            node_id=node_id)
     stale = stale_sources(package_dir, archive)
     if stale:
         log.warning("code_asset_older_than_source", node_id=node_id, asset=archive.name, changed=stale[:10],
@@ -216,7 +218,8 @@ def prepare_code_asset(archive: Path, cache_dir: Path, *, node_id: str = "",
 
 
 def _prune(folder: Path, keep: str) -> None:
-    """Remove what earlier builds left in ``folder`` (one app, one code asset); unfinished work (``.*``) stays."""
+    """Remove what earlier builds left in ``folder`` (one app, one code asset); unfinished work (``.*``)
+    stays."""
     try:
         entries = list(folder.iterdir())
     except OSError:

@@ -1,12 +1,13 @@
 """``build-container``: a code package's container asset, without Docker.
 
-panoflow reads the package's Dockerfile (:mod:`panoflow.core.dockerfile`), lays its files out as ``COPY``/``ADD``/
-``WORKDIR`` place them (:func:`panoflow.codefs.stage_code`, the same staging ``panoflow run`` uses for source trees,
-plus unpacking of local archives that ``ADD`` names), fetches the wheels its ``RUN pip install`` lines need
-(:mod:`.wheels`) and writes one deterministic archive (:mod:`.archive`, format in :mod:`.codeasset`) to
-``assets/<sha256>.tar.gz``, with the runtime descriptor as ``assets/<sha256>.json``; then records both in
-package.json. A Dockerfile that needs more (other ``RUN`` commands, other base images, multi-stage builds) is built
-with Docker when an engine answers (:mod:`.docker`); otherwise panoflow says which steps it left out.
+panoflow reads the package's Dockerfile (:mod:`panoflow.core.dockerfile`), lays its files out as
+``COPY``/``ADD``/ ``WORKDIR`` place them (:func:`panoflow.codefs.stage_code`, the same staging ``panoflow
+run`` uses for source trees, plus unpacking of local archives that ``ADD`` names), fetches the wheels its
+``RUN pip install`` lines need (:mod:`.wheels`) and writes one deterministic archive (:mod:`.archive`, format
+in :mod:`.codeasset`) to ``assets/<sha256>.tar.gz``, with the runtime descriptor as ``assets/<sha256>.json``;
+then records both in package.json. A Dockerfile that needs more (other ``RUN`` commands, other base images,
+multi-stage builds) is built with Docker when an engine answers (:mod:`.docker`); otherwise panoflow says
+which steps it left out.
 """
 
 from __future__ import annotations
@@ -67,11 +68,13 @@ class BuildResult:
     removed: list[str] = field(default_factory=list)
 
 
-def _descriptor(project: Project, folder: PackageFolder, given: Path | None) -> tuple[bytes, RuntimeDescriptor]:
+def _descriptor(project: Project, folder: PackageFolder,
+                given: Path | None) -> tuple[bytes, RuntimeDescriptor]:
     path = given if given is not None else folder.path / "descriptor.json"
     if not path.is_file():
-        raise PackagingError(f"{project.display(path)} not found: a code package needs its runtime descriptor "
-                             "(panoflow create-package --type Container writes one; or pass --descriptor-path)")
+        raise PackagingError(f"{project.display(path)} not found: a code package needs its runtime "
+                             "descriptor (panoflow create-package --type Container writes one; or pass "
+                             "--descriptor-path)")
     data = path.read_bytes()
     parsed = parse_descriptor(data, project.display(path))
     desc = parsed.unwrap()
@@ -79,7 +82,8 @@ def _descriptor(project: Project, folder: PackageFolder, given: Path | None) -> 
         raise PackagingError(f"{project.display(path)} is a model descriptor; a code package needs a "
                              "runtimeDescriptor (entry path and name)")
     if not desc.entry_name or "<" in desc.entry_name:
-        raise PackagingError(f"{project.display(path)}: set entry.name to the script to run, e.g. /panorama/app.py")
+        raise PackagingError(f"{project.display(path)}: set entry.name to the script to run, e.g. "
+                             "/panorama/app.py")
     return data, desc
 
 
@@ -126,8 +130,8 @@ def _unpack_added_archives(text: str, plan: DockerfilePlan, package: Path, root:
 
 
 def _drop_package_json(root: Path, manifest: bytes) -> None:
-    """``COPY . .`` also copies package.json, which build-container rewrites right after: leaving it out keeps the
-    digest stable from one build to the next (no Panorama app reads its own package.json)."""
+    """``COPY . .`` also copies package.json, which build-container rewrites right after: leaving it out keeps
+    the digest stable from one build to the next (no Panorama app reads its own package.json)."""
     for path in root.rglob("package.json"):
         if path.is_file() and path.read_bytes() == manifest:
             path.unlink()
@@ -140,8 +144,8 @@ def _requirements_txt(wheels: list[Wheel]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _metadata(plan: DockerfilePlan, builder: str, wheels: list[Wheel], request: PipRequest, options: BuildOptions,
-              left_out: list[str]) -> bytes:
+def _metadata(plan: DockerfilePlan, builder: str, wheels: list[Wheel], request: PipRequest,
+              options: BuildOptions, left_out: list[str]) -> bytes:
     python = options.pip.python_version or f"{sys.version_info[0]}.{sys.version_info[1]}"
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -163,7 +167,8 @@ def _metadata(plan: DockerfilePlan, builder: str, wheels: list[Wheel], request: 
 def _check_entry(entry: str, present: Callable[[str], bool], desc_file: str) -> None:
     if not present(member_name(entry)):
         raise PackagingError(f"{desc_file} runs {entry}, which the Dockerfile does not put in the image; fix "
-                             "entry.name or the COPY lines (COPY src /panorama puts src/app.py at /panorama/app.py)")
+                             "entry.name or the COPY lines (COPY src /panorama puts src/app.py at "
+                             "/panorama/app.py)")
 
 
 def _use_docker(mode: str, steps: list[str], progress: Progress) -> bool:
@@ -172,18 +177,20 @@ def _use_docker(mode: str, steps: list[str], progress: Progress) -> bool:
     engine = docker_engine() if mode == "always" or (mode == "auto" and steps) else ""
     if mode == "always":
         if not engine:
-            raise PackagingError("--docker always: no Docker engine answers here (docker version failed); use "
-                                 "--docker auto to build without it")
+            raise PackagingError("--docker always: no Docker engine answers here (docker version failed); "
+                                 "use --docker auto to build without it")
         progress(f"building with Docker (engine {engine})")
         return True
     if steps and engine:
-        progress(f"the Dockerfile needs more than panoflow builds alone; building with Docker (engine {engine}):")
+        progress("the Dockerfile needs more than panoflow builds alone; building with Docker (engine "
+                 f"{engine}):")
         for step in steps:
             progress(f"  {step}")
         return True
     if steps:
         why = "no Docker engine answers here" if mode == "auto" else "--docker never"
-        progress(f"warning: building without Docker ({why}); these Dockerfile steps are left out of the asset:")
+        progress(f"warning: building without Docker ({why}); these Dockerfile steps are left out of the "
+                 "asset:")
         for step in steps:
             progress(f"  {step}")
         progress("  (Python packages belong in RUN pip install lines, which panoflow ships as wheels)")
@@ -224,15 +231,20 @@ def _write_docker_asset(out: BinaryIO, rootfs: Path, extras: TreeArchive, names:
 
 def build_container(project: Project, folder: PackageFolder, asset_name: str, options: BuildOptions,
                     progress: Progress) -> BuildResult:
-    """Build the container asset ``asset_name`` of the package in ``folder`` and record it in its package.json."""
+    """Build the container asset ``asset_name`` of the package in ``folder`` and record it in its
+    package.json."""
     check_name("asset", asset_name, "--container-asset-name")
     before = project.read_json(folder.package_json)
     desc_bytes, desc = _descriptor(project, folder, options.descriptor)
     desc_file = project.display(options.descriptor or folder.path / "descriptor.json")
     wanted = requested_version(desc.entry_path)
-    if options.pip.python_version is None and wanted and wanted != f"{sys.version_info[0]}.{sys.version_info[1]}":
-        progress(f"fetching wheels for Python {wanted}, which {desc_file} runs (entry.path {desc.entry_path}); "
-                 "--python-version chooses another")
+    if (
+        options.pip.python_version is None
+        and wanted
+        and wanted != f"{sys.version_info[0]}.{sys.version_info[1]}"
+    ):
+        progress(f"fetching wheels for Python {wanted}, which {desc_file} runs (entry.path "
+                 f"{desc.entry_path}); --python-version chooses another")
         options = replace(options, pip=replace(options.pip, python_version=wanted))
     text, plan = _dockerfile(folder, progress)
     steps = steps_needing_docker(text, plan)
@@ -256,15 +268,15 @@ def build_container(project: Project, folder: PackageFolder, asset_name: str, op
             additions.add_file(f"{WHEELS}/{wheel.path.name}", wheel.path)
         if wheels:
             additions.add_bytes(REQUIREMENTS, _requirements_txt(wheels))
-        additions.add_bytes(METADATA, _metadata(plan, "docker" if docker else "panoflow", wheels, request, options,
-                                                [] if docker else steps))
+        additions.add_bytes(METADATA, _metadata(plan, "docker" if docker else "panoflow", wheels, request,
+                                                options, [] if docker else steps))
         if docker:
             rootfs = tmp / "rootfs.tar"
             docker_export(folder.path, f"panoflow-build-{asset_name.lower()}", rootfs, pull=options.pull,
                           progress=progress)
             names: set[str] = set()
-            asset_uri, size = project.write_asset(lambda out: _write_docker_asset(out, rootfs, additions, names),
-                                                  ".tar.gz")
+            asset_uri, size = project.write_asset(
+                lambda out: _write_docker_asset(out, rootfs, additions, names), ".tar.gz")
             try:
                 _check_entry(desc.entry_name, names.__contains__, desc_file)
             except PackagingError:
@@ -274,7 +286,8 @@ def build_container(project: Project, folder: PackageFolder, asset_name: str, op
         else:
             _check_entry(desc.entry_name, lambda n: (root / n).is_file(), desc_file)
             if (root / WHEELS).exists():
-                raise PackagingError("the Dockerfile puts something at /wheels, where the code asset keeps its wheels")
+                raise PackagingError("the Dockerfile puts something at /wheels, where the code asset keeps "
+                                     "its wheels")
             for name in (REQUIREMENTS, METADATA):
                 if (root / name).exists():
                     progress(f"note: the image's /{name} is replaced by panoflow's")
@@ -286,7 +299,8 @@ def build_container(project: Project, folder: PackageFolder, asset_name: str, op
             asset_uri, size = project.write_asset(archive.write, ".tar.gz")
     descriptor_uri = project.add_asset_bytes(desc_bytes, ".json")
     after = json.loads(json.dumps(before))
-    change = set_asset(after, asset_name, {"type": "container", "assetUri": asset_uri, "descriptorUri": descriptor_uri},
+    change = set_asset(after, asset_name, {"type": "container", "assetUri": asset_uri,
+                                           "descriptorUri": descriptor_uri},
                        "business_logic")
     data = checked_package(before, after, project.display(folder.package_json))
     write_bytes_atomic(folder.package_json, data)

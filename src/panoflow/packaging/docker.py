@@ -1,9 +1,9 @@
 """The Docker fallback of ``build-container``, for Dockerfiles that need more than panoflow understands.
 
-panoflow builds code assets itself from ``COPY``/``ADD``/``WORKDIR``/``ENV`` and ``RUN pip install``. A Dockerfile
-that also runs other commands (``apt-get``, compilers...), copies from other stages or images, or downloads with
-``ADD URL`` needs a real image build: when a Docker engine answers, ``docker build`` + ``docker export`` produce
-the root filesystem, as panorama-cli does; otherwise panoflow says which steps it left out.
+panoflow builds code assets itself from ``COPY``/``ADD``/``WORKDIR``/``ENV`` and ``RUN pip install``. A
+Dockerfile that also runs other commands (``apt-get``, compilers...), copies from other stages or images, or
+downloads with ``ADD URL`` needs a real image build: when a Docker engine answers, ``docker build`` + ``docker
+export`` produce the root filesystem, as panorama-cli does; otherwise panoflow says which steps it left out.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def steps_needing_docker(text: str, plan: DockerfilePlan) -> list[str]:
             if froms > 1:
                 steps.append(f"line {line}: FROM {rest} (a multi-stage build)")
             elif image and not image.startswith(_PANORAMA_IMAGES):
-                steps.append(f"line {line}: FROM {image} (panoflow provides the Panorama base image's python3 and "
-                             "panoramasdk, not other images' files)")
+                steps.append(f"line {line}: FROM {image} (panoflow provides the Panorama base image's "
+                             "python3 and panoramasdk, not other images' files)")
         elif keyword in ("COPY", "ADD"):
             try:
                 words = shlex.split(rest) if not rest.startswith("[") else []
@@ -67,8 +67,8 @@ def docker_engine(docker: str = "docker", timeout_s: float = 10.0) -> str:
     if exe is None:
         return ""
     try:
-        proc = subprocess.run([exe, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+        proc = subprocess.run([exe, "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                              text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return ""
     version = proc.stdout.strip()
@@ -77,7 +77,8 @@ def docker_engine(docker: str = "docker", timeout_s: float = 10.0) -> str:
 
 def _run(cmd: list[str], progress: Callable[[str], None], what: str) -> str:
     progress(f"$ {shlex.join(cmd)}")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace")
     assert proc.stdout is not None
     lines: list[str] = []
     with proc.stdout:

@@ -1,13 +1,14 @@
-"""The Python interpreters an application can run on: what a descriptor's ``entry.path`` asks for, found on this
-device.
+"""The Python interpreters an application can run on: what a descriptor's ``entry.path`` asks for, found on
+this device.
 
 A runtime descriptor names the interpreter (``"python3"``, ``"python3.8"``, ``"/usr/bin/python3.7"``). An
 unversioned name (``python``, ``python3``) or none at all means the device default: panoflow's own *base*
 interpreter (``sys.base_prefix``'s, never panoflow's virtual environment). A versioned name is looked up on
 ``PATH`` (version-manager shims skipped: they are scripts that need their manager), in ``/usr/bin`` and
-``/usr/local/bin``, and in pyenv's ``versions/*/bin`` folders; an absolute path is taken as given. Each candidate is
-asked what it is (:func:`probe`), so a venv's python resolves to its base interpreter and a shim or a broken link is
-skipped. Only CPython 3.8 or newer qualifies (the ``panoramasdk`` client needs it). When the request cannot be met,
+``/usr/local/bin``, and in pyenv's ``versions/*/bin`` folders; an absolute path is taken as given. Each
+candidate is asked what it is (:func:`probe`), so a venv's python resolves to its base interpreter and a shim
+or a broken link is skipped. Only CPython 3.8 or newer qualifies (the ``panoramasdk`` client needs it). When
+the request cannot be met,
 :func:`choose_interpreter` logs a warning naming the request and the default it uses instead.
 """
 
@@ -48,8 +49,8 @@ PYENV_ROOTS = (Path.home() / ".pyenv", Path("/root/.pyenv"), Path("/opt/pyenv"),
 
 _NAME = re.compile(r"^python(?P<major>\d)?(?:\.(?P<minor>\d+))?$")
 _PROBE = ("import json, sys; print(json.dumps({'executable': sys.executable, 'base_prefix': sys.base_prefix, "
-          "'prefix': sys.prefix, 'version': list(sys.version_info[:3]), 'abiflags': getattr(sys, 'abiflags', ''), "
-          "'implementation': sys.implementation.name}))")
+          "'prefix': sys.prefix, 'version': list(sys.version_info[:3]), 'abiflags': getattr(sys, 'abiflags', "
+          "''), 'implementation': sys.implementation.name}))")
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ def _base_executable(prefix: Path, version: Sequence[int], fallback: Path) -> Pa
 
 
 def probe(executable: Path) -> Interpreter | None:
-    """What ``executable`` is, asked by running it (isolated mode, 20 s at most); None when it does not run, is
-    not CPython or is older than :data:`MIN_VERSION`. A virtual environment's python gives its base interpreter.
-    Answers are remembered until the file changes."""
+    """What ``executable`` is, asked by running it (isolated mode, 20 s at most); None when it does not run,
+    is not CPython or is older than :data:`MIN_VERSION`. A virtual environment's python gives its base
+    interpreter. Answers are remembered until the file changes."""
     try:
         stat = os.stat(executable)
     except OSError:
@@ -103,8 +104,8 @@ def probe(executable: Path) -> Interpreter | None:
 @functools.lru_cache(maxsize=64)
 def _probe(executable: Path, _stamp: tuple[int, int, int]) -> Interpreter | None:
     try:
-        proc = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True, text=True, timeout=20,
-                              check=False, env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"})
+        proc = subprocess.run([str(executable), "-I", "-c", _PROBE], capture_output=True, text=True,
+                              timeout=20, check=False, env={"PATH": os.defpath, "LC_ALL": "C.UTF-8"})
         info = json.loads(proc.stdout) if proc.returncode == 0 else None
     except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
@@ -119,10 +120,11 @@ def _probe(executable: Path, _stamp: tuple[int, int, int]) -> Interpreter | None
 
 
 def default_interpreter() -> Interpreter:
-    """The device default: panoflow's own base interpreter (``sys.base_prefix``), not its virtual environment."""
+    """The device default: panoflow's own base interpreter (``sys.base_prefix``), not its virtual
+    environment."""
     prefix = Path(sys.base_prefix)
-    exe = _base_executable(prefix, sys.version_info, Path(getattr(sys, "_base_executable", "") or sys.executable))
     v = sys.version_info
+    exe = _base_executable(prefix, (v[0], v[1]), Path(getattr(sys, "_base_executable", "") or sys.executable))
     return Interpreter(exe, prefix, (v[0], v[1], v[2]), getattr(sys, "abiflags", ""))
 
 
@@ -138,15 +140,16 @@ def _candidates(name: str, search_path: str | None, pyenv_roots: Iterable[Path])
         hit = shutil.which(name, path=folder)
         if hit and not _is_shim(Path(hit)):
             found.append(Path(hit))
-    for folder in WELL_KNOWN_DIRS:
-        hit = shutil.which(name, path=str(folder))
+    for known in WELL_KNOWN_DIRS:
+        hit = shutil.which(name, path=str(known))
         if hit:
             found.append(Path(hit))
     for root in pyenv_roots:
         versions = root / "versions"
         try:
             entries = sorted(versions.iterdir(), key=lambda p: [int(x) if x.isdigit() else -1
-                                                                for x in re.split(r"[.-]", p.name)], reverse=True)
+                                                                for x in re.split(r"[.-]", p.name)],
+                             reverse=True)
         except OSError:
             continue
         for entry in entries:
@@ -162,8 +165,8 @@ def _candidates(name: str, search_path: str | None, pyenv_roots: Iterable[Path])
 
 def find_interpreter(requested: str, *, search_path: str | None = None,
                      pyenv_roots: Iterable[Path] = PYENV_ROOTS) -> Interpreter | None:
-    """The interpreter ``requested`` names (``python3.8``, ``/usr/bin/python3.7``), or None when this device has
-    none that qualifies. ``search_path``: the ``PATH`` to search (default: this process's)."""
+    """The interpreter ``requested`` names (``python3.8``, ``/usr/bin/python3.7``), or None when this device
+    has none that qualifies. ``search_path``: the ``PATH`` to search (default: this process's)."""
     word = _first_word(requested)
     if not word:
         return None
@@ -216,7 +219,8 @@ def choose_interpreter(requested: str | None, *, node_id: str = "", search_path:
         reason = f"{word} is older than {oldest} or not CPython"
         hint = f"the panoramasdk client needs {oldest} or newer: set entry.path to one (e.g. python3.8)"
     else:
-        reason, hint = f"no {word} on this device", f"install {word} (e.g. with pyenv) to run the application on it"
+        reason, hint = f"no {word} on this device", (f"install {word} (e.g. with pyenv) to run the "
+                                                     "application on it")
     log.warning("requested_python_not_found", node_id=node_id, requested=requested, using=default.describe(),
                 reason=reason, hint=hint)
     return default

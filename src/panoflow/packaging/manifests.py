@@ -1,9 +1,9 @@
-"""What the packaging commands write into manifests: the templates of ``init-project``/``create-package`` and the
-edits of ``package.json`` (assets, interfaces) and ``graph.json`` (packages, nodes) they share.
+"""What the packaging commands write into manifests: the templates of ``init-project``/``create-package`` and
+the edits of ``package.json`` (assets, interfaces) and ``graph.json`` (packages, nodes) they share.
 
-Edits work on the JSON documents themselves (not on :mod:`panoflow.core.manifest` models), so keys panoflow does
-not model survive; each edited ``package.json`` is checked with panoflow's validator before it is written, and an
-edit that would add an error is refused.
+Edits work on the JSON documents themselves (not on :mod:`panoflow.core.manifest` models), so keys panoflow
+does not model survive; each edited ``package.json`` is checked with panoflow's validator before it is
+written, and an edit that would add an error is refused.
 """
 
 from __future__ import annotations
@@ -79,12 +79,14 @@ def camera_package(name: str, version: str) -> dict[str, Any]:
                         {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}]}],
                     {"name": "rtsp_interface", "category": "media_source", "asset": "rtsp_camera",
                      "inputs": [
-                         {"name": "username", "type": "string", "default": "", "description": "Camera username"},
+                         {"name": "username", "type": "string", "default": "",
+                          "description": "Camera username"},
                          {"name": "password", "type": "string", "default": "",
                           "description": "Camera password. Use empty string if there's no password"},
                          {"name": "streamUrl", "type": "string", "default": "",
                           "description": "Camera streamUrl, e.g. rtsp://192.168.0.10:554/stream1"}],
-                     "outputs": [{"name": "video_out", "type": "media", "description": "Video stream output"}]})
+                     "outputs": [{"name": "video_out", "type": "media",
+                                  "description": "Video stream output"}]})
 
 
 def code_descriptor() -> dict[str, Any]:
@@ -99,11 +101,10 @@ def model_descriptor() -> dict[str, Any]:
 
 def dockerfile() -> str:
     return (
-        "# panoflow build-container reads FROM, COPY/ADD, WORKDIR, ENV and RUN pip install; it needs no Docker.\n"
-        "# Pin the base image (e.g. :1.2.0-py3.8) for the AWS Panorama appliance if you deploy there too.\n"
-        f"FROM {PANORAMA_BASE_IMAGE}\n"
-        "COPY src /panorama\n"
-        "# RUN pip3 install -r /panorama/requirements.txt\n"
+        "# panoflow build-container reads FROM, COPY/ADD, WORKDIR, ENV and RUN pip install; it needs no "
+        "Docker.\n# Pin the base image (e.g. :1.2.0-py3.8) for the AWS Panorama appliance if you deploy "
+        f"there too.\nFROM {PANORAMA_BASE_IMAGE}\nCOPY src /panorama\n# RUN pip3 install -r "
+        "/panorama/requirements.txt\n"
     )
 
 
@@ -146,15 +147,15 @@ def graph_add_package(graph: dict[str, Any], account: str, name: str, version: s
 
 
 def graph_add_node(graph: dict[str, Any], name: str, interface: str, **extra: Any) -> bool:
-    """Add node ``name`` with ``interface``; False when a node of that name already has it. A node of that name
-    with another interface is an error."""
+    """Add node ``name`` with ``interface``; False when a node of that name already has it. A node of that
+    name with another interface is an error."""
     nodes = graph["nodeGraph"].setdefault("nodes", [])
     for node in nodes:
         if isinstance(node, dict) and node.get("name") == name:
             if node.get("interface") == interface:
                 return False
-            raise PackagingError(f"the graph already has a node {name!r} (interface {node.get('interface')}); "
-                                 "choose another node name")
+            raise PackagingError(f"the graph already has a node {name!r} (interface "
+                                 f"{node.get('interface')}); choose another node name")
     nodes.append({"name": name, "interface": interface, **extra})
     return True
 
@@ -169,10 +170,11 @@ class AssetChange:
     interface: str = ""
 
 
-def set_asset(doc: dict[str, Any], asset_name: str, implementation: dict[str, Any], category: str) -> AssetChange:
-    """Put asset ``asset_name`` with one ``implementation`` into the package document ``doc`` (replacing an asset
-    of that name, keeping its ``requirements``) and make an interface of ``category`` use it: the one that
-    already names it, else those of that category whose asset the package does not define, else a new
+def set_asset(doc: dict[str, Any], asset_name: str, implementation: dict[str, Any],
+              category: str) -> AssetChange:
+    """Put asset ``asset_name`` with one ``implementation`` into the package document ``doc`` (replacing an
+    asset of that name, keeping its ``requirements``) and make an interface of ``category`` use it: the one
+    that already names it, else those of that category whose asset the package does not define, else a new
     ``<asset>_interface`` with ``video_in``/``video_out``."""
     body = doc.get("nodePackage")
     if not isinstance(body, dict):
@@ -188,14 +190,16 @@ def set_asset(doc: dict[str, Any], asset_name: str, implementation: dict[str, An
             for old in asset.get("implementations", []):
                 if not isinstance(old, dict):
                     continue
-                change.superseded += [old[k] for k in ("assetUri", "descriptorUri") if isinstance(old.get(k), str)]
+                change.superseded += [old[k] for k in ("assetUri",
+                                                       "descriptorUri") if isinstance(old.get(k), str)]
                 if old.get("requirements") and "requirements" not in impl:
                     impl["requirements"] = old["requirements"]
             assets[i] = new_asset
             break
     else:
         assets.append(new_asset)
-    change.superseded = [u for u in change.superseded if u not in (impl.get("assetUri"), impl.get("descriptorUri"))]
+    change.superseded = [u for u in change.superseded if u not in (impl.get("assetUri"),
+                                                                   impl.get("descriptorUri"))]
     interfaces = body.get("interfaces")
     if not isinstance(interfaces, list):
         interfaces = body["interfaces"] = []
@@ -231,8 +235,8 @@ def _problems(doc: Any, file: str) -> list[Problem]:
 
 
 def checked_package(before: Any, after: Any, file: str) -> bytes:
-    """The bytes to write for the edited package document ``after``: refused (ManifestError) when the edit adds
-    an error that ``before`` did not have."""
+    """The bytes to write for the edited package document ``after``: refused (ManifestError) when the edit
+    adds an error that ``before`` did not have."""
     old = {(p.pointer, p.message) for p in _problems(before, file)}
     added = [p for p in _problems(after, file) if (p.pointer, p.message) not in old]
     if added:
@@ -243,8 +247,8 @@ def checked_package(before: Any, after: Any, file: str) -> bytes:
 def add_to_graph(project: Project, folder: PackageFolder, interface: str = "", node_name: str = "",
                  **node: Any) -> str:
     """List the package in the project's graph and, when ``interface`` is given, add a node for it named
-    ``node_name`` (or ``node_name2``... when taken by another interface). Returns the node's name ("" when none
-    was added); does nothing when the project has no single graph."""
+    ``node_name`` (or ``node_name2``... when taken by another interface). Returns the node's name ("" when
+    none was added); does nothing when the project has no single graph."""
     try:
         path = project.graph_file()
     except PackagingError:

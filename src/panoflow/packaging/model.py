@@ -1,9 +1,10 @@
-"""``add-raw-model``: a model archive and its descriptor into ``assets/``, named by SHA-256, recorded in packages.
+"""``add-raw-model``: a model archive and its descriptor into ``assets/``, named by SHA-256, recorded in
+packages.
 
 As panorama-cli: the model becomes ``assets/<sha256>.tar.gz`` and the descriptor ``assets/<sha256>.json`` (its
-bytes unchanged), and each package given gets the asset (an asset of the same name is replaced; files no package
-uses any more are deleted). panoflow also accepts a bare ``.onnx`` file or a folder, which it packs into a
-deterministic archive first.
+bytes unchanged), and each package given gets the asset (an asset of the same name is replaced; files no
+package uses any more are deleted). panoflow also accepts a bare ``.onnx`` file or a folder, which it packs
+into a deterministic archive first.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def _store_model(project: Project, path: Path, framework: str, progress: Callabl
         with tarfile.open(path, "r:*") as tar:
             names = tar.getnames()
     except (tarfile.TarError, OSError) as exc:
-        raise PackagingError(f"--model-local-path {path}: not a model archive (.tar.gz), .onnx file or folder "
-                             f"({exc})") from None
+        raise PackagingError(f"--model-local-path {path}: not a model archive (.tar.gz), .onnx file or "
+                             f"folder ({exc})") from None
     if framework.upper() == "ONNX" and not any(n.lower().endswith(".onnx") for n in names):
         progress(f"warning: {path.name} holds no .onnx file, and its descriptor says framework ONNX")
     return project.add_asset_file(path, ".tar.gz")
@@ -73,7 +74,8 @@ def add_raw_model(project: Project, asset_name: str, model_path: Path, descripto
         before = project.read_json(folder.package_json)
         after = json.loads(json.dumps(before))
         change = set_asset(after, asset_name, impl, "ml_model")
-        write_bytes_atomic(folder.package_json, checked_package(before, after, project.display(folder.package_json)))
+        write_bytes_atomic(folder.package_json, checked_package(before, after,
+                                                                project.display(folder.package_json)))
         superseded += change.superseded
         result.packages.append(project.display(folder.path))
         if change.new_interface:

@@ -1,8 +1,9 @@
-"""A Panorama project folder on disk (``graphs/``, ``packages/``, ``assets/``) as the packaging commands edit it.
+"""A Panorama project folder on disk (``graphs/``, ``packages/``, ``assets/``) as the packaging commands edit
+it.
 
-Everything here writes atomically (a temporary file in the same folder, fsynced, renamed over the old one), reads
-JSON strictly (duplicate keys, NaN and bad UTF-8 are errors with positions) and checks names against Panorama's
-character rules before anything is written.
+Everything here writes atomically (a temporary file in the same folder, fsynced, renamed over the old one),
+reads JSON strictly (duplicate keys, NaN and bad UTF-8 are errors with positions) and checks names against
+Panorama's character rules before anything is written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from panoflow.core.manifest.jsonio import loads_strict, read_manifest_bytes
 from panoflow.exceptions import PanoflowError
@@ -38,7 +39,8 @@ BUILTIN_ACCOUNT = "panorama"
 
 #: Panorama's character rules (from its JSON schemas), by what is named
 _RULES: dict[str, tuple[re.Pattern[str], int, str]] = {
-    "account": (re.compile(r"^[A-Za-z0-9_$]+$"), 64, "letters, digits, '_' and '$' (AWS account ids are 12 digits)"),
+    "account": (re.compile(r"^[A-Za-z0-9_$]+$"), 64, ("letters, digits, '_' and '$' (AWS account ids are 12 "
+                                                      "digits)")),
     "package": (re.compile(r"^[A-Za-z0-9_\-]+$"), 128, "letters, digits, '_' and '-'"),
     "version": (re.compile(r"^[0-9]+\.[0-9]+$"), 255, "<major>.<minor>, e.g. 1.0"),
     "asset": (re.compile(r"^[A-Za-z0-9_$\-]+$"), 255, "letters, digits, '_', '-' and '$'"),
@@ -60,9 +62,12 @@ def check_name(kind: str, value: str, flag: str = "") -> str:
     where = f"{flag} " if flag else ""
     if not value or not pattern.match(value) or len(value) > longest:
         shown = value if len(value) <= 80 else value[:77] + "..."
-        raise PackagingError(f"{where}{shown!r} is not a valid {kind} name: use {rule}, at most {longest} characters")
+        raise PackagingError(f"{where}{shown!r} is not a valid {kind} name: use {rule}, at most {longest} "
+                             "characters")
     if kind == "account" and value == BUILTIN_ACCOUNT:
-        raise PackagingError(f"{where}'panorama' is the account of Panorama's stock packages; choose your own")
+        raise PackagingError(
+            f"{where}'panorama' is the account of Panorama's stock packages; choose your own"
+        )
     return value
 
 
@@ -143,12 +148,12 @@ class Project:
         missing = [d for d in need if not (root / d).is_dir()]
         if missing:
             raise PackagingError(
-                f"{root.resolve()} is not a Panorama project (it has no {', '.join(d + '/' for d in missing)}): run "
-                "the command in the project folder or pass --project-dir DIR (panoflow init-project --name NAME "
-                "creates one)")
+                f"{root.resolve()} is not a Panorama project (it has no "
+                f"{', '.join(d + '/' for d in missing)}): run the command in the project folder or pass "
+                "--project-dir DIR (panoflow init-project --name NAME creates one)")
         return cls(root.resolve())
 
-    # -- files ---------------------------------------------------------------------------------------------------
+    # -- files -----------------------------------------------------------------------------------------------
     @property
     def assets(self) -> Path:
         return self.root / "assets"
@@ -160,7 +165,8 @@ class Project:
             return str(path)
 
     def read_json(self, path: Path) -> Any:
-        """The JSON document at ``path`` (strict); :class:`~panoflow.exceptions.ManifestError` says what is wrong."""
+        """The JSON document at ``path`` (strict); :class:`~panoflow.exceptions.ManifestError` says what is
+        wrong."""
         file = self.display(path)
         return loads_strict(read_manifest_bytes(path, file), file)
 
@@ -176,7 +182,8 @@ class Project:
         if len(found) == 1:
             return found[0]
         if not found:
-            raise PackagingError(f"no graphs/<app>/graph.json in {self.root}; panoflow init-project creates one")
+            raise PackagingError(f"no graphs/<app>/graph.json in {self.root}; panoflow init-project creates "
+                                 "one")
         names = ", ".join(self.display(p) for p in found)
         raise PackagingError(f"several application graphs ({names}); keep one per project")
 
@@ -196,8 +203,9 @@ class Project:
             if candidate.is_dir():
                 folder = PackageFolder.parse(candidate.resolve())
                 if folder is None:
-                    raise PackagingError(f"{candidate}: a package folder is named <account>-<name>-<version>, "
-                                         "e.g. packages/123456789012-MY_CODE-1.0")
+                    raise PackagingError(f"{candidate}: a package folder is named "
+                                         "<account>-<name>-<version>, e.g. "
+                                         "packages/123456789012-MY_CODE-1.0")
                 if not folder.package_json.is_file():
                     raise PackagingError(f"{self.display(folder.path)} has no package.json")
                 return folder
@@ -225,7 +233,7 @@ class Project:
         found = self.accounts()
         return found[0] if found else DEFAULT_ACCOUNT
 
-    # -- assets --------------------------------------------------------------------------------------------------
+    # -- assets ----------------------------------------------------------------------------------------------
     def add_asset_bytes(self, data: bytes, suffix: str) -> str:
         """Store ``data`` as ``assets/<sha256><suffix>``; return that file name."""
         name = hashlib.sha256(data).hexdigest() + suffix
@@ -259,13 +267,15 @@ class Project:
         return name
 
     def write_asset(self, write: Callable[[BinaryIO], object], suffix: str) -> tuple[str, int]:
-        """Let ``write`` fill a new file in ``assets/``, then name it ``<sha256><suffix>``; return (name, size)."""
+        """Let ``write`` fill a new file in ``assets/``, then name it ``<sha256><suffix>``; return (name,
+        size)."""
         self.assets.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".asset.", suffix=".tmp", dir=self.assets)
         try:
             with os.fdopen(fd, "wb") as raw:
                 sink = _HashingWriter(raw)
-                write(sink)
+                # a raw binary file (io.RawIOBase), which typing.BinaryIO does not describe
+                write(cast(BinaryIO, sink))
                 raw.flush()
                 os.fsync(raw.fileno())
             os.chmod(tmp, 0o644)
@@ -292,7 +302,8 @@ class Project:
                                 yield folder, impl[key]
 
     def remove_unreferenced(self, names: list[str]) -> list[str]:
-        """Delete the ``assets/`` files in ``names`` that no package refers to any more; return those deleted."""
+        """Delete the ``assets/`` files in ``names`` that no package refers to any more; return those
+        deleted."""
         used = {name for _, name in self.asset_references()}
         removed = []
         for name in dict.fromkeys(names):

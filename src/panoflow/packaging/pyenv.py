@@ -1,22 +1,23 @@
-"""Each application's own Python environment: the interpreter a code node's process runs, and what a sandbox must
-mount for it.
+"""Each application's own Python environment: the interpreter a code node's process runs, and what a sandbox
+must mount for it.
 
 A code node runs as its own process, with its own interpreter, in a sandbox that mounts read-only exactly the
 folders listed in :attr:`AppEnvironment.mounts`, at the same absolute paths. :func:`app_environment` gives:
 
-* for a built code asset (``wheels/*.whl``, see :mod:`.codeasset`): a real virtual environment (``python -m venv
-  --without-pip``) made from the interpreter the descriptor's ``entry.path`` names (:mod:`.interpreters`; the
-  device default when absent), with **all** of the asset's wheels installed offline and with their own pins
-  (``pip install --no-index --no-deps --target``, pip's configuration files and ``PIP_*`` variables ignored,
-  compatibility checked for that interpreter), byte-compiled by that interpreter. Nothing is shared with
-  panoflow's environment: opencv 4.6 with numpy 1.x works while panoflow runs numpy 2. (One exception, as the
-  Panorama base image had it: an asset that ships no numpy gets panoflow's numpy folders, linked behind its own
-  packages, when its interpreter can load them; see :data:`PLATFORM_PACKAGES`.) It is cached under
+* for a built code asset (``wheels/*.whl``, see :mod:`.codeasset`): a real virtual environment (``python -m
+  venv --without-pip``) made from the interpreter the descriptor's ``entry.path`` names (:mod:`.interpreters`;
+  the device default when absent), with **all** of the asset's wheels installed offline and with their own
+  pins (``pip install --no-index --no-deps --target``, pip's configuration files and ``PIP_*`` variables
+  ignored, compatibility checked for that interpreter), byte-compiled by that interpreter. Nothing is shared
+  with panoflow's environment: opencv 4.6 with numpy 1.x works while panoflow runs numpy 2. (One exception, as
+  the Panorama base image had it: an asset that ships no numpy gets panoflow's numpy folders, linked behind
+  its own packages, when its interpreter can load them; see :data:`PLATFORM_PACKAGES`.) It is cached under
   ``envs_dir``, keyed by the asset's digest and the interpreter's path and version; it is built in a temporary
-  folder and published with one rename, so a second start creates nothing and a crash leaves nothing half-made.
+  folder and published with one rename, so a second start creates nothing and a crash leaves nothing
+  half-made.
 * without one (a package run from its source tree): the device default, panoflow's base interpreter with
-  panoflow's environment's ``site-packages`` on ``PYTHONPATH`` (so numpy and friends are there, as before), and
-  neither panoflow's source tree nor its editable-install ``.pth`` paths.
+  panoflow's environment's ``site-packages`` on ``PYTHONPATH`` (so numpy and friends are there, as before),
+  and neither panoflow's source tree nor its editable-install ``.pth`` paths.
 
 The ``panoramasdk`` client the app imports is not part of either: the runner mounts it and puts it on
 ``PYTHONPATH``.
@@ -45,7 +46,12 @@ import structlog
 
 from panoflow.exceptions import NodeError
 from panoflow.packaging.codeasset import CodeAsset, readable_by_all
-from panoflow.packaging.interpreters import Interpreter, choose_interpreter, default_interpreter, is_default_request
+from panoflow.packaging.interpreters import (
+    Interpreter,
+    choose_interpreter,
+    default_interpreter,
+    is_default_request,
+)
 from panoflow.packaging.project import DONE_MARKER, publish_folder
 from panoflow.packaging.wheels import parse_wheel_name
 
@@ -57,8 +63,8 @@ log = structlog.get_logger(__name__)
 _RECORD = "panoflow-env.json"
 #: what every application interpreter gets: no user site-packages, no bytecode writes into read-only mounts
 BASE_ENV: Mapping[str, str] = {"PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-#: what the Panorama base image had for every application (the SDK hands frames over as numpy arrays): an asset
-#: that ships none gets panoflow's, behind its own packages, when its interpreter can load it
+#: what the Panorama base image had for every application (the SDK hands frames over as numpy arrays): an
+#: asset that ships none gets panoflow's, behind its own packages, when its interpreter can load it
 PLATFORM_PACKAGES = ("numpy",)
 
 
@@ -67,7 +73,8 @@ class AppEnvironment:
     """How to start a code node's interpreter, inside a sandbox or not."""
 
     python: Path  # the interpreter to exec (same path inside the sandbox and outside)
-    mounts: tuple[Path, ...]  # host folders to mount read-only at the same path: the environment needs no more
+    # host folders to mount read-only at the same path: the environment needs no more
+    mounts: tuple[Path, ...]
     env: Mapping[str, str] = field(default_factory=dict)  # environment variables the interpreter needs
     installed: tuple[str, ...] = ()  # name==version of what the environment has
     python_version: str = ""  # "3.11.7"
@@ -85,14 +92,16 @@ def _minimal_mounts(paths: Iterable[Path]) -> tuple[Path, ...]:
 
 
 def device_default_environment() -> AppEnvironment:
-    """panoflow's base interpreter with panoflow's environment's ``site-packages`` visible (on ``PYTHONPATH``)."""
+    """panoflow's base interpreter with panoflow's environment's ``site-packages`` visible (on
+    ``PYTHONPATH``)."""
     interp = default_interpreter()
     prefix = Path(sys.prefix)
     in_venv = prefix != Path(sys.base_prefix)
     sites = [Path(p) for p in site.getsitepackages() if in_venv and Path(p).is_relative_to(prefix)]
     user_site = Path(site.getusersitepackages())
     if site.ENABLE_USER_SITE and any(Path(p).is_relative_to(user_site) for p in sys.path if p):
-        sites.append(user_site)  # panoflow installed with pip --user: the app's interpreter ignores user sites
+        # panoflow installed with pip --user: the app's interpreter ignores user sites
+        sites.append(user_site)
     sites = [p for p in sites if p.is_dir()]
     env = dict(BASE_ENV)
     if sites:
@@ -111,8 +120,8 @@ def app_environment(asset_or_none: CodeAsset | None, *, envs_dir: Path, requeste
     if asset_or_none is None:
         if not is_default_request(requested):
             log.info("source_tree_uses_default_python", node_id=node_id, requested=requested,
-                     hint="a package run from its source tree uses panoflow's interpreter and libraries; build its "
-                          "code asset (panoflow build-container) to run it on its own Python")
+                     hint="a package run from its source tree uses panoflow's interpreter and libraries; "
+                          "build its code asset (panoflow build-container) to run it on its own Python")
         return device_default_environment()
     interp = choose_interpreter(requested, node_id=node_id)
     return _asset_environment(asset_or_none.wheels, envs_dir, asset_or_none.digest, interp, node_id)
@@ -121,7 +130,8 @@ def app_environment(asset_or_none: CodeAsset | None, *, envs_dir: Path, requeste
 @dataclass(frozen=True)
 class _Platform:
     """What the Panorama base image gave every application besides its own requirements, taken from panoflow's
-    environment only where the code asset ships none: the folders to link (and mount) and their name==version."""
+    environment only where the code asset ships none: the folders to link (and mount) and their
+    name==version."""
 
     paths: tuple[Path, ...] = ()
     installed: tuple[str, ...] = ()
@@ -137,14 +147,15 @@ def _platform(shipped: set[str], interp: Interpreter, node_id: str) -> _Platform
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            raise NodeError(f"the panoramasdk client needs {name}: add it to the application's requirements.txt "
-                            "and rebuild the code asset (panoflow build-container)", node_id=node_id) from None
+            raise NodeError(f"the panoramasdk client needs {name}: add it to the application's "
+                            "requirements.txt and rebuild the code asset (panoflow "
+                            "build-container)", node_id=node_id) from None
         if (interp.short_version, interp.abiflags) != (default.short_version, default.abiflags):
             raise NodeError(
-                f"the panoramasdk client needs {name}, which the code asset does not ship, and panoflow's ({name} "
-                f"{dist.version}, for Python {default.short_version}) does not fit {interp.describe()}: add {name} "
-                "to the application's requirements.txt and rebuild the code asset (panoflow build-container "
-                f"--python-version {interp.short_version})", node_id=node_id)
+                f"the panoramasdk client needs {name}, which the code asset does not ship, and panoflow's "
+                f"({name} {dist.version}, for Python {default.short_version}) does not fit "
+                f"{interp.describe()}: add {name} to the application's requirements.txt and rebuild the code "
+                f"asset (panoflow build-container --python-version {interp.short_version})", node_id=node_id)
         site_dir = Path(str(dist.locate_file("")))
         tops = sorted({f.parts[0] for f in dist.files or () if f.parts and f.parts[0] != ".."})
         paths += [(site_dir / top).resolve() for top in tops if (site_dir / top).exists()]
@@ -222,16 +233,21 @@ def _asset_environment(wheels: Sequence[Path], envs_dir: Path, digest: str, inte
     return env
 
 
-def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], platform: _Platform, final: Path, digest: str,
-           interp: Interpreter, node_id: str) -> None:
+def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], platform: _Platform, final: Path,
+           digest: str, interp: Interpreter, node_id: str) -> None:
     """Make the environment in a temporary folder beside ``final`` and publish it with one rename."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
     try:
         _run([str(interp.executable), "-I", "-m", "venv", "--without-pip", str(tmp)], node_id,
              f"cannot create a virtual environment with {interp.describe()}")
         python = tmp / "bin" / "python"
-        site_dir = Path(_run([str(python), "-I", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             node_id, f"the new environment's python ({interp.describe()}) does not start").strip())
+        site_dir = Path(
+            _run(
+                [str(python), "-I", "-c", ("import sysconfig; print(sysconfig.get_path('purelib'))")],
+                node_id,
+                f"the new environment's python ({interp.describe()}) does not start",
+            ).strip()
+        )
         site_dir.mkdir(parents=True, exist_ok=True)
         if wheels:
             _pip_install(sorted(wheels), site_dir, interp, node_id)
@@ -243,8 +259,9 @@ def _build(wheels: Sequence[Path], parsed: list[tuple[str, str]], platform: _Pla
             for path in platform.paths:
                 (tmp / "platform" / path.name).symlink_to(path)
             (site_dir / "_panoflow_platform.pth").write_text(f"{final / 'platform'}\n")
-        record = {"python": "bin/python", "base_prefix": str(interp.prefix), "python_version": interp.version_text,
-                  "interpreter": str(interp.executable), "site_packages": site_dir.relative_to(tmp).as_posix(),
+        record = {"python": "bin/python", "base_prefix": str(interp.prefix),
+                  "python_version": interp.version_text, "interpreter": str(interp.executable),
+                  "site_packages": site_dir.relative_to(tmp).as_posix(),
                   "installed": sorted([f"{n}=={v}" for n, v in parsed] + list(platform.installed)),
                   "platform": [str(p) for p in platform.paths], "asset": digest}
         (tmp / _RECORD).write_text(json.dumps(record, indent=2) + "\n")
@@ -279,12 +296,13 @@ def _check_wheel(wheel: Path, node_id: str) -> None:
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         bad = f"({exc})"
     if bad is not None:
-        raise NodeError(f"code asset wheel {wheel.name} is damaged (not a readable zip file: {bad}); rebuild the "
-                        "code asset with panoflow build-container", node_id=node_id)
+        raise NodeError(f"code asset wheel {wheel.name} is damaged (not a readable zip file: {bad}); rebuild "
+                        "the code asset with panoflow build-container", node_id=node_id)
 
 
 def _clean_env() -> dict[str, str]:
-    """This process's environment without pip's and Python's settings (pip's configuration files are ignored)."""
+    """This process's environment without pip's and Python's settings (pip's configuration files are
+    ignored)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     return env
@@ -307,8 +325,8 @@ def _run(cmd: list[str], node_id: str, failure: str, *, check: bool = True) -> s
 
 
 def _pip_install(wheels: Sequence[Path], target: Path, interp: Interpreter, node_id: str) -> None:
-    """Install ``wheels`` into ``target`` for ``interp`` with panoflow's pip: offline, no dependencies resolved
-    (the asset ships them all, pinned), wheel tags and Requires-Python checked against ``interp``."""
+    """Install ``wheels`` into ``target`` for ``interp`` with panoflow's pip: offline, no dependencies
+    resolved (the asset ships them all, pinned), wheel tags and Requires-Python checked against ``interp``."""
     cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--no-index", "--no-deps", "--no-compile",
            "--target", str(target), "--python-version", interp.version_text, "--implementation", "cp",
            "--abi", interp.abi, "--disable-pip-version-check", "--no-input", "--no-warn-script-location",
@@ -326,13 +344,15 @@ def _pip_install(wheels: Sequence[Path], target: Path, interp: Interpreter, node
     rebuild = f"panoflow build-container --python-version {interp.short_version}"
     unsupported = re.search(r"(\S+\.whl) is not a supported wheel", text)
     if unsupported:
-        raise NodeError(f"code asset wheel {Path(unsupported.group(1)).name} does not fit {interp.describe()} on "
-                        f"this machine: rebuild the code asset for it ({rebuild}, plus --platform for another "
-                        "machine), or install the Python it was built for", node_id=node_id)
+        raise NodeError(f"code asset wheel {Path(unsupported.group(1)).name} does not fit "
+                        f"{interp.describe()} on this machine: rebuild the code asset for it ({rebuild}, "
+                        "plus --platform for another machine), or install the Python it was built "
+                        "for", node_id=node_id)
     other_python = re.search(r"Package '([^']+)' requires a different Python: (.*)", text)
     if other_python:
-        raise NodeError(f"code asset requirement {other_python.group(1)} does not support {interp.describe()} "
-                        f"({other_python.group(2).strip()}): rebuild the code asset for it ({rebuild}), which "
-                        "picks a version that does", node_id=node_id)
+        raise NodeError(f"code asset requirement {other_python.group(1)} does not support "
+                        f"{interp.describe()} ({other_python.group(2).strip()}): rebuild the code asset for "
+                        f"it ({rebuild}), which picks a version that does", node_id=node_id)
     lines = "\n".join(f"    {line}" for line in text.splitlines()[-15:])
-    raise NodeError(f"installing the code asset's wheels for {interp.describe()} failed:\n{lines}", node_id=node_id)
+    raise NodeError(f"installing the code asset's wheels for {interp.describe()} failed:\n{lines}",
+                    node_id=node_id)

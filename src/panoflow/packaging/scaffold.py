@@ -1,8 +1,9 @@
-"""``init-project``, ``create-package`` and ``add-panorama-package``: new projects and packages from templates.
+"""``init-project``, ``create-package`` and ``add-panorama-package``: new projects and packages from
+templates.
 
-Unlike panorama-cli, every step leaves a project that ``panoflow validate`` accepts (once the descriptors that need
-the user's values are filled in): the starting graph has the HDMI output, and each package gets one interface from
-the start, which ``build-container``/``add-raw-model`` point at the asset they add.
+Unlike panorama-cli, every step leaves a project that ``panoflow validate`` accepts (once the descriptors that
+need the user's values are filled in): the starting graph has the HDMI output, and each package gets one
+interface from the start, which ``build-container``/``add-raw-model`` point at the asset they add.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from panoflow.packaging import manifests as m
-from panoflow.packaging.project import PackageFolder, PackagingError, Project, check_name, dump_json, write_bytes_atomic
+from panoflow.packaging.project import (
+    PackageFolder,
+    PackagingError,
+    Project,
+    check_name,
+    dump_json,
+    write_bytes_atomic,
+)
 
 __all__ = ["PACKAGE_TYPES", "Created", "add_panorama_package", "create_package", "init_project"]
 
@@ -30,7 +38,8 @@ def init_project(directory: Path, name: str) -> Created:
     ``graphs/<name>/graph.json``."""
     check_name("project", name, "--name")
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise PackagingError(f"{directory} already exists and is not empty; choose another --name or --project-dir")
+        raise PackagingError(f"{directory} already exists and is not empty; choose another --name or "
+                             "--project-dir")
     for sub in ("assets", "packages", f"graphs/{name}"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
     graph = directory / "graphs" / name / "graph.json"
@@ -38,7 +47,8 @@ def init_project(directory: Path, name: str) -> Created:
     return Created(directory, ["assets/", "packages/", f"graphs/{name}/graph.json"])
 
 
-def create_package(project: Project, kind: str, name: str, version: str, account: str, node_name: str = "") -> Created:
+def create_package(project: Project, kind: str, name: str, version: str, account: str,
+                   node_name: str = "") -> Created:
     """``packages/<account>-<name>-<version>/`` with package.json (and for a Container: descriptor.json,
     Dockerfile, src/app.py; a Model: descriptor.json), listed in the graph with a node for its interface."""
     kinds = {k.lower(): k for k in PACKAGE_TYPES}
@@ -70,13 +80,15 @@ def create_package(project: Project, kind: str, name: str, version: str, account
     node = node_name or default_node
     check_name("node", node, "--node-name")
     extra = {"overridable": True, "launch": "onAppStart",
-             "decorator": {"title": f"Camera {name}", "description": f"Camera {name}"}} if kind == "Camera" else {}
+             "decorator": {"title": f"Camera {name}",
+                           "description": f"Camera {name}"}} if kind == "Camera" else {}
     added = m.add_to_graph(project, folder, interface, node, **extra)
     return Created(path, [f"packages/{path.name}/{rel}" for rel in files], added)
 
 
 _STOCK = {
-    "camera": ("panorama::abstract_rtsp_media_source", "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
+    "camera": ("panorama::abstract_rtsp_media_source",
+               "panorama::abstract_rtsp_media_source.rtsp_v1_interface",
                {"overridable": True, "launch": "onAppStart"}),
     "data_sink": ("panorama::hdmi_data_sink", "panorama::hdmi_data_sink.hdmi0",
                   {"overridable": False, "launch": "onAppStart"}),
@@ -84,7 +96,8 @@ _STOCK = {
 
 
 def add_panorama_package(project: Project, kind: str, node_name: str) -> Created:
-    """Add a node of Panorama's stock abstract camera (``camera``) or HDMI output (``data_sink``) to the graph."""
+    """Add a node of Panorama's stock abstract camera (``camera``) or HDMI output (``data_sink``) to the
+    graph."""
     key = kind.lower().replace("-", "_")
     if key not in _STOCK:
         raise PackagingError(f"--type {kind!r}: choose camera or data_sink")

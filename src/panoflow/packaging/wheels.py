@@ -1,11 +1,11 @@
 """The Python requirements of a code package, as wheels, so that a device installs them with no network.
 
-:func:`pip_requests` turns the Dockerfile's ``RUN pip install ...`` argument lists into one request (requirement
-files resolved inside the staged image, as ``docker build`` would find them; index options kept; options that
-only make sense for an image dropped). :func:`collect_wheels` runs pip with this interpreter: ``pip wheel`` for
-this machine (sdists are built into wheels), or ``pip download --only-binary=:all:`` for another target
-(``--platform``/``--python-version``). pip uses the registries this machine is configured for (pip.conf), plus
-the ``--index-url``/``--find-links`` given. Its progress lines are passed on.
+:func:`pip_requests` turns the Dockerfile's ``RUN pip install ...`` argument lists into one request
+(requirement files resolved inside the staged image, as ``docker build`` would find them; index options kept;
+options that only make sense for an image dropped). :func:`collect_wheels` runs pip with this interpreter:
+``pip wheel`` for this machine (sdists are built into wheels), or ``pip download --only-binary=:all:`` for
+another target (``--platform``/``--python-version``). pip uses the registries this machine is configured for
+(pip.conf), plus the ``--index-url``/``--find-links`` given. Its progress lines are passed on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ __all__ = ["PipOptions", "PipRequest", "Wheel", "collect_wheels", "parse_wheel_n
 #: options of ``pip install`` that take a value
 _VALUED = {
     "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url", "--extra-index-url",
-    "-f", "--find-links", "--trusted-host", "-t", "--target", "--prefix", "--root", "--src", "--upgrade-strategy",
+    "-f", "--find-links", "--trusted-host", "-t", "--target", "--prefix", "--root", "--src",
+    "--upgrade-strategy",
     "--progress-bar", "--timeout", "--retries", "--cache-dir", "--log", "--proxy", "--platform",
     "--python-version", "--implementation", "--abi", "--only-binary", "--no-binary", "--global-option",
     "--config-settings", "-C", "--report", "--cert", "--client-cert", "--exists-action", "--python",
@@ -38,8 +39,8 @@ _PASSED_VALUED = {"-i": "--index-url", "--index-url": "--index-url", "--extra-in
 _PASSED_FLAGS = {"--pre", "--no-deps", "--no-index"}
 #: pip's own tooling: installing it into an image says nothing about what the app imports
 _TOOLING = {"pip"}
-_PROGRESS = ("Collecting", "Building wheel", "Created wheel", "Saved", "Downloading", "Processing", "Successfully",
-             "File was already", "Looking in", "ERROR", "WARNING", "Obtaining")
+_PROGRESS = ("Collecting", "Building wheel", "Created wheel", "Saved", "Downloading", "Processing",
+             "Successfully", "File was already", "Looking in", "ERROR", "WARNING", "Obtaining")
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-(?P<build>\d[^-]*))?-(?P<py>[^-]+)-(?P<abi>[^-]+)"
                     r"-(?P<plat>[^-]+)\.whl$")
 
@@ -126,13 +127,13 @@ def pip_requests(installs: Sequence[Sequence[str]], root: Path, workdir: str) ->
                     path = _in_image(root, workdir, value)
                     if not path.is_file():
                         raise PackagingError(
-                            f"the Dockerfile runs pip install {option} {value}, but {value} is not in the image "
-                            f"(looked for {PurePosixPath('/', *path.relative_to(root).parts)}); COPY it before "
-                            "the RUN line")
+                            f"the Dockerfile runs pip install {option} {value}, but {value} is not in the "
+                            f"image (looked for {PurePosixPath('/', *path.relative_to(root).parts)}); COPY "
+                            "it before the RUN line")
                     (request.files if option in ("-r", "--requirement") else request.constraints).append(path)
                 elif option in ("-e", "--editable"):
-                    raise PackagingError(f"pip install -e {value}: editable installs cannot be shipped as wheels; "
-                                         "install the project normally")
+                    raise PackagingError(f"pip install -e {value}: editable installs cannot be shipped as "
+                                         "wheels; install the project normally")
                 elif option in _PASSED_VALUED:
                     request.options += [_PASSED_VALUED[option], value]
                 continue
@@ -185,13 +186,16 @@ def collect_wheels(request: PipRequest, dest: Path, options: PipOptions, *, cwd:
                 progress(f"  pip: {line.strip()}")
     if proc.wait() != 0:
         if any("No module named pip" in line for line in tail):
-            raise PackagingError(f"build-container needs pip in panoflow's environment ({sys.executable} -m pip)")
+            raise PackagingError(f"build-container needs pip in panoflow's environment ({sys.executable} -m "
+                                 "pip)")
         details = "\n".join(f"    {line}" for line in tail if line.strip())
-        raise PackagingError(f"pip could not collect the requirements (exit status {proc.returncode}):\n{details}")
+        raise PackagingError("pip could not collect the requirements (exit status "
+                             f"{proc.returncode}):\n{details}")
     wheels = []
     for path in sorted(dest.iterdir()):
         parsed = parse_wheel_name(path.name)
         if parsed is None:
-            raise PackagingError(f"pip left {path.name}, which is not a wheel; only wheels can be installed offline")
+            raise PackagingError(f"pip left {path.name}, which is not a wheel; only wheels can be installed "
+                                 "offline")
         wheels.append(Wheel(path, *parsed))
     return wheels
