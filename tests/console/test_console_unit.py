@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -507,3 +508,45 @@ def test_static_assets_are_package_data() -> None:
     assert htmx.startswith("/*! htmx 2.") and "0BSD" in htmx.splitlines()[0]
     css = resources.files("panoflow.console").joinpath("static", "console.css").read_text()
     assert ":focus-visible" in css and "max-width: 640px" in css
+
+
+@settings(max_examples=80, deadline=None)
+@given(box=st.one_of(st.text(max_size=12), st.floats().map(repr), st.integers().map(str)),
+       greeting=st.text(max_size=20))
+def test_wizard_values_are_either_overrides_the_validator_accepts_or_errors_at_their_field(
+        box: str, greeting: str) -> None:
+    from panoflow.console.wizard import build_overrides
+    from panoflow.core.manifest import parse_overrides
+    from panoflow.core.params import FLOAT32
+
+    graph, _ = read_graph(GRAPH.read_text())
+    assert graph is not None
+    result = build_overrides(graph, {"param.box_size": box, "param.greeting": greeting}, [])
+    assert set(result.errors) <= {"camera_node", "box_size"}  # the camera is required and not chosen
+    values = {n["name"]: n.get("value") for n in (result.overrides or {}).get("nodeGraphOverrides", {})
+              .get("nodes", [])}
+    if "box_size" in result.errors:
+        assert "box_size_override" not in values
+    elif box.strip() and float(box) != 0.25:
+        assert FLOAT32.check(values["box_size_override"]) == ""
+    if result.overrides is not None:
+        assert parse_overrides(json.dumps(result.overrides).encode(), "o.json").model is not None
+
+
+def test_session_store_expiry_and_bounds() -> None:
+    from panoflow.console import sessions
+
+    now = [0.0]
+    store = sessions.SessionStore(10, clock=lambda: now[0])
+    first = store.create("PFAK1", read_only=True)
+    assert store.get(first.id).session is first and first.read_only
+    assert not store.get("unknown").expired and store.get(None).session is None
+    now[0] = 11
+    second = store.create("PFAK2", read_only=False)  # sweeps the expired one, remembering it expired
+    assert store.get(first.id) == sessions.Lookup(None, expired=True)
+    assert store.get(second.id).session is second
+    assert second.check_csrf(second.csrf) and not second.check_csrf(first.csrf) and not second.check_csrf("")
+    store.end(second.id)
+    assert store.get(second.id).session is None and len(store) == 0
+    with pytest.raises(ValueError):
+        sessions.SessionStore(0)
