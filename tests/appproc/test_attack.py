@@ -40,7 +40,7 @@ def test_hostile_app_is_denied_everything_and_still_gets_frames(make_daemon: Any
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
     monkeypatch.setenv("PIP_INDEX_URL", f"https://deploy:{pip_password}@pypi.example.com/simple")
     d: Daemon = make_daemon()
-    from panoflow.cameras import CameraRegistry
+    from panoflow.camera_registry import CameraRegistry
 
     CameraRegistry(d.state_dir / "cameras.json").add("lobby", "rtsp://192.0.2.10:554/stream", "viewer",
                                                      camera_password)

@@ -75,7 +75,7 @@ def test_openapi_describes_every_route(tmp_path: Path) -> None:
 
 
 def test_device_and_bad_requests(make_daemon: Any, tmp_path: Path) -> None:
-    from panoflow.daemon.archive import pack_app
+    from panoflow.daemon.app_archive import pack_app
 
     d: Daemon = make_daemon()
     device = d.get("/device")
@@ -144,7 +144,7 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfil
 
 
 def test_archive_upload_is_content_addressed_and_safe(make_daemon: Any, tmp_path: Path) -> None:
-    from panoflow.daemon.archive import pack_app
+    from panoflow.daemon.app_archive import pack_app
 
     d: Daemon = make_daemon()
     app = counter_app(tmp_path / "app")

@@ -220,7 +220,7 @@ def test_a_registered_camera_by_name(make_daemon: Any, clips: dict[str, Path], t
 
     from tests.support.daemons import SECRETS
 
-    cameras = pytest.importorskip("panoflow.cameras")
+    cameras = pytest.importorskip("panoflow.camera_registry")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(clips["a"].parent))
     handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from panoflow.cameras import (
+from panoflow.camera_registry import (
     Camera,
     CameraNotFound,
     CameraRegistry,

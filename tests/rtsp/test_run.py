@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import panoflow.cli.run
-from panoflow.cameras import CameraRegistry
+from panoflow.camera_registry import CameraRegistry
 from tests.media import decode_bgr
 from tests.rtsp.helpers import PANOFLOW_LAUNCHER
 from tests.support.apps import write_app
@@ -88,7 +88,7 @@ def test_run_reports_an_unusable_camera_once(servers: Servers, tmp_path: Path) -
 
 @pytest.mark.skipif(not REGISTRY_WIRED, reason="needs the lead's cli/run.py change: --camera NODE=NAME "
                                                 "through the camera registry "
-                                                "(panoflow.cameras.camera_uri_for)")
+                                                "(panoflow.camera_registry.camera_uri_for)")
 def test_run_camera_by_registry_name(servers: Servers, rtsp_clips: dict[str, Path], tmp_path: Path) -> None:
     clip = rtsp_clips["long"]
     server = servers({"/cam": h264_launch(clip)}, auth=("basic", "admin", PASSWORD))

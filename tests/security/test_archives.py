@@ -149,7 +149,7 @@ def _extractor(archive: Path, dest: Path) -> object:
 
 
 def _daemon(archive: Path, dest: Path) -> object:
-    from panoflow.daemon.archive import extract_archive
+    from panoflow.daemon.app_archive import extract_archive
 
     return extract_archive(archive, dest)
 

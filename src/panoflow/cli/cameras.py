@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from panoflow.cameras import CameraRegistry
+    from panoflow.camera_registry import CameraRegistry
 
 __all__ = ["register"]
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def registry_for(args: argparse.Namespace) -> CameraRegistry:
-    from panoflow.cameras import CameraRegistry, default_registry_path
+    from panoflow.camera_registry import CameraRegistry, default_registry_path
 
     return CameraRegistry(args.registry or default_registry_path(os.environ))
 

@@ -130,7 +130,7 @@ def _camera_value(value: str) -> str:
 
 
 def deploy_command(args: argparse.Namespace) -> int:
-    from panoflow.daemon.archive import pack_app
+    from panoflow.daemon.app_archive import pack_app
     from panoflow.exceptions import PanoflowError
 
     app_dir = args.app_dir.resolve()

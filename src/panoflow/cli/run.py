@@ -98,8 +98,8 @@ def _absolute_uri(uri: str) -> str:
 def run_command(args: argparse.Namespace) -> int:
     import structlog
 
-    from panoflow.cameras import CameraRegistry, camera_uri_for, default_registry_path, registry_lookup
-    from panoflow.control import parse_control_address
+    from panoflow.camera_registry import CameraRegistry, camera_uri_for, default_registry_path, registry_lookup
+    from panoflow.control_server import parse_control_address
     from panoflow.core.graph import resolve
 
     log = structlog.get_logger("panoflow.run")
@@ -218,7 +218,7 @@ def _run(graph: Any, options: Any, summary_file: Path | None, control: Path | No
     import anyio
 
     from panoflow.aws.gateway import AwsGateway, SandboxAws
-    from panoflow.control import ControlServer
+    from panoflow.control_server import ControlServer
     from panoflow.core.plugins import build_plugins
     from panoflow.core.runtime import Runtime
     from panoflow.plugins import BUILTINS

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _default_registry() -> Path | None:
     try:
-        from panoflow.cameras import default_registry_path
+        from panoflow.camera_registry import default_registry_path
     except ImportError:
         return None  # STATE_DIR/cameras.json
     return default_registry_path(os.environ)

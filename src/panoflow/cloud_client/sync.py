@@ -503,7 +503,7 @@ class CloudDevice:
         return base if _NAME.match(base) else cloud_id[-40:]
 
     def _register_cameras(self, cloud_id: str, cameras: Any) -> tuple[dict[str, list[str]], list[str]]:
-        from panoflow.cameras import CameraRegistry
+        from panoflow.camera_registry import CameraRegistry
 
         registry = CameraRegistry(self.ctx.cameras_file)
         bound: dict[str, list[str]] = {}
@@ -578,7 +578,7 @@ class CloudDevice:
         await self._remove(entry)
 
     async def _remove(self, entry: Entry) -> None:
-        from panoflow.cameras import CameraNotFound, CameraRegistry
+        from panoflow.camera_registry import CameraNotFound, CameraRegistry
         from panoflow.daemon.manager import NotFound
 
         if entry.daemon_id and entry.daemon_id in self.manager.records:

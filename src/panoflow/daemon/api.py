@@ -27,8 +27,8 @@ from aiohttp import web
 from panoflow import __version__
 from panoflow.core.metrics import MetricFamily
 from panoflow.daemon import model as m
-from panoflow.daemon.archive import ArchiveError, extract_archive
-from panoflow.daemon.control import ControlError
+from panoflow.daemon.app_archive import ArchiveError, extract_archive
+from panoflow.daemon.control_client import ControlError
 from panoflow.daemon.logfiles import follow, tail_lines
 from panoflow.daemon.manager import Conflict, Manager, NotFound, QuotaExceeded
 from panoflow.daemon.metrics import merge_instance_metrics

@@ -30,7 +30,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow.daemon import model as m
-from panoflow.daemon.cameras import resolve_camera
+from panoflow.daemon.camera_refs import resolve_camera
 from panoflow.daemon.logfiles import OutputRouter, RotatingWriter
 from panoflow.daemon.model import InstanceRecord
 from panoflow.daemon.store import StatePaths, atomic_write_json, read_json
@@ -388,7 +388,7 @@ class Manager:
         sup = self.supervisors.get(rec.instance_id)
         if sup is None or sup.control is None or sup.state != "running":
             raise Conflict(f"application instance {rec.instance_id} ({rec.name}) is not running")
-        from panoflow.daemon.control import ControlError
+        from panoflow.daemon.control_client import ControlError
 
         try:
             code, body = await sup.control.signal(node, signal)
@@ -447,7 +447,7 @@ class Manager:
     def _registry_snapshot(self, rec: InstanceRecord) -> dict[str, str]:
         """The registered cameras the instance's graph may name (camera nodes named like a registered camera,
         or whose package is): the instance cannot read the registry itself."""
-        from panoflow.cameras import CameraRegistry
+        from panoflow.camera_registry import CameraRegistry
 
         names = self._graph_names(rec, packages=True)
         try:

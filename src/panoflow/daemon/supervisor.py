@@ -31,7 +31,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow.core.redact import redact_text
-from panoflow.daemon.control import ControlClient, ControlError
+from panoflow.daemon.control_client import ControlClient, ControlError
 from panoflow.daemon.logfiles import LineSplitter, OutputRouter
 from panoflow.exceptions import PanoflowError
 

@@ -10,7 +10,7 @@ so a multi-gigabyte ``docker export`` can be cut down to ``panorama/`` before :f
 extracts it.
 
 :class:`TreeArchive` is the one deterministic tar writer: code assets, model archives, container exports and
-the application archives ``panoflow deploy`` sends (:func:`panoflow.daemon.archive.pack_app`) are all written
+the application archives ``panoflow deploy`` sends (:func:`panoflow.daemon.app_archive.pack_app`) are all written
 by it.
 """
 

@@ -1,13 +1,14 @@
 """The Panorama operations: one synchronous handler per operation, run inside one store transaction.
 
-Handlers take the validated input dict and return the output dict (``datetime`` for timestamps, ``bytes`` for
-blobs); the protocol layer renders them. They are registered by operation name with
+Handlers take the validated input dict and return the output dict (``datetime`` for timestamps, ``bytes``
+for blobs); the protocol layer renders them. They are registered by operation name with
 :func:`~panoflow.controlplane.service.base.operation` in the sub-modules ``devices``, ``packages``,
-``applications``, ``cameras``, ``jobs`` and ``tags``, which this package imports; what they share (the
-:class:`~panoflow.controlplane.service.base.Context`, the registry, ids, timestamps, pagination) is in
-:mod:`.base`, the errors they answer with in :mod:`panoflow.controlplane.errors`. :class:`ControlPlane` runs
-them, and is also the object the device API (`device_api.py`) calls (:meth:`ControlPlane.report_application_status`;
-the device side is in :mod:`.fleet` and :mod:`.tokens`).
+``applications``, ``node_templates`` (camera nodes: CreateNodeFromTemplateJob), ``jobs`` and ``tags``, which
+this package imports; what they share (the :class:`~panoflow.controlplane.service.base.Context`, the
+registry, ids, timestamps, pagination) is in :mod:`.base`, the errors they answer with in
+:mod:`panoflow.controlplane.errors`. :class:`ControlPlane` runs them, and is also the object the device API
+(`device_api.py`) calls (:meth:`ControlPlane.report_application_status`; the device side is in :mod:`.fleet`
+and :mod:`.tokens`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,23 @@ from panoflow.controlplane.assets import DEFAULT_MAX_ASSET_SIZE, AssetStore, Loc
 from panoflow.controlplane.auth import ReplayCache
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.limits import DeviceLimits
-from panoflow.controlplane.service import applications, cameras, devices, fleet, jobs, packages, tags, tokens
+from panoflow.controlplane.service import (
+    applications,
+    devices,
+    fleet,
+    jobs,
+    node_templates,
+    packages,
+    tags,
+    tokens,
+)
 from panoflow.controlplane.service.base import Context, Handler, handlers, operation, paginate
 from panoflow.controlplane.store import Store, Transaction
 
 __all__ = ["Context", "ControlPlane", "Handler", "operation", "paginate"]
 
 #: the modules whose :func:`operation` decorators fill the handler table (imported above for that)
-HANDLER_MODULES = (applications, cameras, devices, jobs, packages, tags)
+HANDLER_MODULES = (applications, devices, jobs, node_templates, packages, tags)
 
 
 class ControlPlane:
@@ -76,7 +86,8 @@ class ControlPlane:
                                   node_statuses: dict[str, str] | None = None) -> None:
         """What a device reports about an application instance (the device API calls this).
 
-        ``status`` is an ApplicationInstanceStatus; ``node_statuses`` maps node instance ids to NodeInstanceStatus.
+        ``status`` is an ApplicationInstanceStatus; ``node_statuses`` maps node instance ids to
+        NodeInstanceStatus.
         A replacement that reaches DEPLOYMENT_SUCCEEDED asks the device to remove the instance it replaces.
         """
         with self.store.transaction() as tx:
@@ -85,17 +96,19 @@ class ControlPlane:
                                        runtime_states=runtime_states, node_statuses=node_statuses)
 
     def pending_signals(self, instance_id: str) -> list[dict[str, Any]]:
-        """Signals of an instance the device has not acknowledged yet, oldest first (each sync resends them)."""
+        """Signals of an instance the device has not acknowledged yet, oldest first (each sync resends
+        them)."""
         with self.store.transaction() as tx:
             return applications.open_signals(self._context(tx), [instance_id])
 
-    # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) ---------------------------
+    # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) -----------------------
 
     def _context(self, tx: Transaction) -> Context:
         return Context(tx, self.account_id, self.region, self.assets, self.ca_pem)
 
     def claim_device(self, body: Any) -> dict[str, Any]:
-        """Exchange a provisioning bundle's claim token for device credentials (403 when it cannot be used)."""
+        """Exchange a provisioning bundle's claim token for device credentials (403 when it cannot be
+        used)."""
         request = fleet.parse_claim(body)
         with self.store.transaction() as tx:
             return fleet.claim(self._context(tx), request, self.heartbeat_s, self.token_ttl_s)
@@ -106,8 +119,8 @@ class ControlPlane:
             return fleet.authenticate_device(self._context(tx), token)
 
     def device_may_read(self, device_id: str, key: str) -> bool:
-        """Whether ``key`` is an asset of a package in the desired state of ``device_id``, or the wheel of one of
-        its open OTA jobs (the only assets a device may download: docs/security.md)."""
+        """Whether ``key`` is an asset of a package in the desired state of ``device_id``, or the wheel of one
+        of its open OTA jobs (the only assets a device may download: docs/security.md)."""
         with self.store.transaction() as tx:
             ctx = self._context(tx)
             if any((job.get("Ota") or {}).get("Key") == key for job in jobs.open_jobs(ctx, device_id)):

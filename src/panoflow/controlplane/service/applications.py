@@ -17,7 +17,7 @@ import structlog
 
 from panoflow.controlplane.errors import conflict, manifest_error, not_found, validation
 from panoflow.controlplane.service.base import Context, new_id, now, operation, paginate, ts
-from panoflow.controlplane.service.cameras import camera_manifest
+from panoflow.controlplane.service.node_templates import camera_manifest
 from panoflow.controlplane.service.packages import latest_patch
 from panoflow.controlplane.store import Row
 from panoflow.core.manifest import GraphOverrides, NodeGraph, parse_graph, parse_overrides

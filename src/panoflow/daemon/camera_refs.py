@@ -1,5 +1,5 @@
 """``--camera NODE=URI_OR_NAME``: a URI or an absolute path passes through; a name is a registered camera
-(:mod:`panoflow.cameras`, ``camera:NAME`` always meaning the registry)."""
+(:mod:`panoflow.camera_registry`, ``camera:NAME`` always meaning the registry)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def resolve_camera(value: str, registry_file: Path) -> str:
     """The stream URI for ``value`` (with the camera's credentials: never log it unredacted). Raises a
     :class:`~panoflow.exceptions.PanoflowError` saying why when there is none."""
     try:
-        from panoflow.cameras import CameraRegistry, camera_uri_for
+        from panoflow.camera_registry import CameraRegistry, camera_uri_for
     except ImportError:  # a panoflow without the registry: URIs only
         if _is_uri(value):
             return value
