@@ -114,8 +114,13 @@ async def test_wrong_key_is_refused_with_a_message_and_never_echoed(open_console
     assert resp.status == 401
     assert "Wrong access key ID or secret access key." in text
     assert "wrong-" not in text and key.secret_access_key not in text
-    resp = await browser.sign_in("PFAKNOSUCHKEY0000000", key.secret_access_key)
-    assert resp.status == 401 and key.secret_access_key not in await resp.text()
+    with structlog.testing.capture_logs() as logs:
+        resp = await browser.sign_in("PFAKNOSUCHKEY0000000", key.secret_access_key)
+        assert resp.status == 401 and key.secret_access_key not in await resp.text()
+        await browser.sign_in(key.secret_access_key, key.access_key_id)  # the two fields swapped
+    assert [e.get("access_key_id") for e in logs if e["event"] == "console_sign_in_failed"] == [
+        "PFAKNOSUCHKEY0000000", None]
+    assert key.secret_access_key not in repr(logs)
     # no session: pages send to the sign-in form
     resp = await browser.client.get("/console/devices", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/console/sign-in"

@@ -10,6 +10,7 @@ token; a request that changes state with a read-only key → 403 "This access ke
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import deque
@@ -24,7 +25,6 @@ import structlog
 from aiohttp import web
 
 from panoflow.console.sessions import COOKIE, DEFAULT_TTL_S, Session, SessionStore
-from panoflow.core.redact import redact_text
 
 __all__ = ["ROOT", "Backend", "Console", "ConsoleError", "InstanceView", "NodeView", "Page", "redirect"]
 
@@ -40,6 +40,7 @@ EXPIRED = "Your session expired. Sign in again."
 #: failed sign-ins allowed per client address within :data:`FAILURE_WINDOW_S` before it must wait
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
+_KEY_ID = re.compile(r"[A-Z0-9]{16,32}")  # the shape of access key ids (PFAK... and AKIA...)
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -278,8 +279,10 @@ class Console:
             recent.append(time.monotonic())
             if len(self._failures) > 10_000:  # bounded: the oldest addresses go first
                 del self._failures[next(iter(self._failures))]
-            log.info("console_sign_in_failed", kind=self.backend.kind,
-                     access_key_id=redact_text(form.get("access_key_id", "")[:40]) or None)
+            typed = form.get("access_key_id", "").strip()
+            # only something shaped like a key id is logged: a secret pasted into the wrong field is not
+            log.info("console_sign_in_failed", kind=self.backend.kind, client=client,
+                     access_key_id=typed if _KEY_ID.fullmatch(typed) else None)
             wrong = "Wrong API token." if self.backend.kind == "device" else \
                 "Wrong access key ID or secret access key."
             return self._sign_in_form(request, [("error", wrong)], status=401,
