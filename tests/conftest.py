@@ -1,4 +1,5 @@
-"""Suite-wide fixtures, and the shared fixture plugins of :mod:`tests.support` registered once for every folder."""
+"""Suite-wide fixtures, and the shared fixture plugins of :mod:`tests.support` registered once for every
+folder."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ pytest_plugins = [
 
 @pytest.fixture(autouse=True)
 def _default_structlog() -> None:
-    """In-process CLI tests configure structlog onto a stream pytest captures and later closes: start every test
-    from structlog's defaults so no log call writes to a closed file."""
+    """In-process CLI tests configure structlog onto a stream pytest captures and later closes: start every
+    test from structlog's defaults so no log call writes to a closed file."""
     structlog.reset_defaults()
 
 

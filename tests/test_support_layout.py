@@ -17,7 +17,8 @@ SCANNED = (TESTS, ROOT / "benchmarks", ROOT / "plugins-contrib")
 
 
 def module_name(path: Path) -> str:
-    """The dotted name of ``path`` relative to the repository root (``tests/daemon/x.py`` -> ``tests.daemon.x``)."""
+    """The dotted name of ``path`` relative to the repository root (``tests/daemon/x.py`` ->
+    ``tests.daemon.x``)."""
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -53,18 +54,21 @@ def conftest_imports(source: str, module: str, is_package: bool = False) -> list
 
 def python_files() -> list[Path]:
     return sorted(p for folder in SCANNED if folder.is_dir() for p in folder.rglob("*.py")
-                  if not any(part.startswith(".") or part in ("node_modules", "__pycache__") for part in p.parts))
+                  if not any(part.startswith(".") or part in ("node_modules", "__pycache__")
+                             for part in p.parts))
 
 
 def test_no_module_imports_from_a_conftest() -> None:
     found = []
     for path in python_files():
-        hits = conftest_imports(path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py")
+        source = path.read_text(encoding="utf-8")
+        hits = conftest_imports(source, module_name(path), path.name == "__init__.py")
         found += [f"{path.relative_to(ROOT)} {hit}" for hit in hits]
     assert not found, (
-        "modules import from a conftest.py; move the helper into a module named for what it holds (tests/support/ "
-        "when more than one folder uses it, else a module of its folder) and a shared fixture into a tests/support "
-        "module listed in pytest_plugins of tests/conftest.py:\n  " + "\n  ".join(found))
+        "modules import from a conftest.py; move the helper into a module named for what it holds "
+        "(tests/support/ when more than one folder uses it, else a module of its folder) and a shared "
+        "fixture into a tests/support module listed in pytest_plugins of tests/conftest.py:\n  "
+        + "\n  ".join(found))
 
 
 def test_support_depends_on_no_test_folder() -> None:
@@ -86,7 +90,8 @@ def test_shared_fixture_plugins_are_support_modules() -> None:
     assert plugins == sorted(plugins), "keep pytest_plugins sorted"
     for name in plugins:
         assert name.startswith("tests.support."), name
-        assert (ROOT / (name.replace(".", "/") + ".py")).is_file(), f"{name} in pytest_plugins is not a module"
+        path = ROOT / (name.replace(".", "/") + ".py")
+        assert path.is_file(), f"{name} in pytest_plugins is not a module"
 
 
 def test_only_the_root_conftest_names_pytest_plugins() -> None:

@@ -1,6 +1,7 @@
-"""Runs an app script of ``tests/aws/apps`` with only the AWS gateway's environment, optionally inside a bubblewrap
-sandbox with its own network namespace and /etc/hosts, its loopback ports relayed to the host's gateway as pasta
-does for the real sandbox (:func:`run_app`); and the gateway on a loop of its own thread (:func:`running`)."""
+"""Runs an app script of ``tests/aws/apps`` with only the AWS gateway's environment, optionally inside a
+bubblewrap sandbox with its own network namespace and /etc/hosts, its loopback ports relayed to the host's
+gateway as pasta does for the real sandbox (:func:`run_app`); and the gateway on a loop of its own thread
+(:func:`running`)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ def bwrap_works() -> str:
 
 
 def need_bwrap() -> None:
-    """Skip the test where bubblewrap cannot make a network namespace; under CI (``CI`` set) fail it instead."""
+    """Skip the test where bubblewrap cannot make a network namespace; under CI (``CI`` set) fail it
+    instead."""
     why = bwrap_works()
     if why and os.environ.get("CI"):
         pytest.fail(why)
@@ -84,14 +86,14 @@ def _userns() -> list[str]:
     return [] if os.geteuid() == 0 else ["--unshare-user", "--uid", "0", "--cap-add", "CAP_NET_BIND_SERVICE"]
 
 
-def run_app(script: str, env: Mapping[str, str], *args: str, pythonpath: Path | None = None, timeout: float = 90,
-            sandbox: SandboxAws | None = None, work: Path | None = None) -> dict:
+def run_app(script: str, env: Mapping[str, str], *args: str, pythonpath: Path | None = None,
+            timeout: float = 90, sandbox: SandboxAws | None = None, work: Path | None = None) -> dict:
     """Run ``apps/SCRIPT`` with exactly ``env`` (plus PATH/HOME; boto3 from ``pythonpath`` when given, with
     ``python -S`` so .venv's packages stay out) and return the JSON it prints last.
 
     ``sandbox`` (what :meth:`AwsGateway.sandbox` says to map): run inside bubblewrap with its own network
-    namespace, its ports relayed to the gateway, its hostnames in /etc/hosts and its files bound read-only, as the
-    application sandbox does; ``work`` is a scratch folder for the relay sockets."""
+    namespace, its ports relayed to the gateway, its hostnames in /etc/hosts and its files bound read-only, as
+    the application sandbox does; ``work`` is a scratch folder for the relay sockets."""
     home = Path(env.get("HOME", "/nonexistent"))
     full = {"PATH": "/usr/bin:/bin", **env}
     if pythonpath is not None:
@@ -107,19 +109,23 @@ def run_app(script: str, env: Mapping[str, str], *args: str, pythonpath: Path | 
         sockdir = work / "sock"
         sockdir.mkdir(exist_ok=True)
         binds: list[str] = []
-        for path in {ROOT, Path(sys.prefix), Path(sys.base_prefix), home, *( [pythonpath] if pythonpath else [])}:
+        extra = [pythonpath] if pythonpath else []
+        for path in {ROOT, Path(sys.prefix), Path(sys.base_prefix), home, *extra}:
             binds += ["--ro-bind", str(path), str(path)]
         for source, inside in sandbox.files:
             binds += ["--ro-bind", str(source), inside]
-        bwrap = ["bwrap", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--symlink", "usr/lib", "/lib",
-                 "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin", "--proc", "/proc",
+        bwrap = ["bwrap", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                 "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                 "--symlink", "usr/bin", "/bin", "--proc", "/proc",
                  "--dev", "/dev", "--tmpfs", "/tmp", *binds, "--bind", str(sockdir), str(sockdir),
                  "--ro-bind", str(hosts), "/etc/hosts", "--unshare-net", "--unshare-pid", "--die-with-parent",
                  *_userns(), sys.executable, "-S", str(RELAY), str(sockdir), ",".join(map(str, ports)), "--",
                  *command]
         with host_relay(sockdir, ports):
-            done = subprocess.run(bwrap, env=full, capture_output=True, text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            done = subprocess.run(bwrap, env=full, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+    assert done.returncode == 0, (
+        f"{script} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

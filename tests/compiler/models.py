@@ -54,13 +54,15 @@ def in_env(framework: str, *args: str | Path) -> None:
     """Run a builder script in ``framework``'s converter environment; fail the test with its stderr."""
     env = CompileOptions().converters_dir / ENVIRONMENTS[framework].name
     done = subprocess.run([str(python_of(env)), *map(str, args)], check=False, capture_output=True, text=True,
-                          timeout=600, env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/"),
-                               "TF_CPP_MIN_LOG_LEVEL": "2"})
+                          timeout=600, env={"PATH": os.environ.get("PATH", ""),
+                                            "HOME": os.environ.get("HOME", "/"), "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def references(jobs: list[tuple[Model, dict[str, np.ndarray]]], work: Path) -> list[dict[str, list[np.ndarray]]]:
-    """The source framework's outputs on each job's inputs (key -> outputs in order), one process per builder."""
+def references(jobs: list[tuple[Model, dict[str, np.ndarray]]],
+               work: Path) -> list[dict[str, list[np.ndarray]]]:
+    """The source framework's outputs on each job's inputs (key -> outputs in order), one process per
+    builder."""
     work.mkdir(parents=True, exist_ok=True)
     by_builder: dict[str, list[dict[str, str]]] = {}
     for n, (model, inputs) in enumerate(jobs):
@@ -109,9 +111,10 @@ class Packaged:
 
 def package_model(model: Model, project: Path, *, descriptor: dict[str, object] | None = None,
                   archive: Path | None = None) -> Packaged:
-    """A Panorama application (camera -> code -> HDMI, and ``model_node``; its code, :data:`APP`, calls the model on
-    every frame and saves inputs and results to its storage) whose model package gets ``model`` (or the given
-    archive file) with its descriptor (or the given one) through panoflow's own ``add-raw-model``."""
+    """A Panorama application (camera -> code -> HDMI, and ``model_node``; its code, :data:`APP`, calls the
+    model on every frame and saves inputs and results to its storage) whose model package gets ``model`` (or
+    the given archive file) with its descriptor (or the given one) through panoflow's own
+    ``add-raw-model``."""
     work = project.parent / f"{project.name}-src"
     work.mkdir(parents=True)
     archive = archive or tar_folder(model.folder, work / "model.tar.gz")
@@ -130,7 +133,8 @@ def package_model(model: Model, project: Path, *, descriptor: dict[str, object] 
     # the placeholder's files are gone: the package is what add-raw-model made of this model
     assert sorted(p.name for p in (project / "assets").iterdir()) == sorted([impl["assetUri"],
                                                                               impl["descriptorUri"]])
-    return Packaged(project, pkg, project / "assets" / impl["assetUri"], project / "assets" / impl["descriptorUri"])
+    assets = project / "assets"
+    return Packaged(project, pkg, assets / impl["assetUri"], assets / impl["descriptorUri"])
 
 
 APP = """

@@ -1,6 +1,6 @@
-"""Helpers for the sandbox tests: skip (or fail under CI) where the host cannot sandbox, an interpreter the sandbox
-can run, a TCP server on the host to reach (or not) from inside, and a probe runner that collects what a script
-saw inside."""
+"""Helpers for the sandbox tests: skip (or fail under CI) where the host cannot sandbox, an interpreter the
+sandbox can run, a TCP server on the host to reach (or not) from inside, and a probe runner that collects what
+a script saw inside."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from panoflow.isolation import Mount, SandboxedProcess, SandboxSpec, host_proble
 
 
 def require(spec: SandboxSpec) -> None:
-    """Skip with the host's problems where it cannot run ``spec``; under CI a missing bwrap or pasta fails instead."""
+    """Skip with the host's problems where it cannot run ``spec``; under CI a missing bwrap or pasta fails
+    instead."""
     problems = host_problems(spec)
     if not problems:
         return
@@ -94,8 +95,8 @@ def run_probe(
 ) -> tuple[int, dict[str, Any], SandboxedProcess]:
     """Run ``code`` (a Python script that prints one JSON object as its first stdout line) in a sandbox.
 
-    The script is mounted read-only at /probe/probe.py. ``stdin_hold``, when given, is called once the probe has
-    printed its result and before its stdin is closed (probes that ``sys.stdin.read()`` wait for that).
+    The script is mounted read-only at /probe/probe.py. ``stdin_hold``, when given, is called once the probe
+    has printed its result and before its stdin is closed (probes that ``sys.stdin.read()`` wait for that).
     """
     python, mounts = interpreter()
     probe_dir = scratch / "probe"

@@ -1,5 +1,5 @@
-"""What the packaging tests' in-process ``panoflow`` commands return (:class:`Result`), and a stand-in for the docker
-CLI that records its calls (:class:`FakeDocker`, its script :data:`FAKE_DOCKER`)."""
+"""What the packaging tests' in-process ``panoflow`` commands return (:class:`Result`), and a stand-in for the
+docker CLI that records its calls (:class:`FakeDocker`, its script :data:`FAKE_DOCKER`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A hand-built code node (real inboxes, a fake model) served to panoramasdk over the real wire: the runtime's
-:class:`AppServer` in a thread on one end of a socket pair (:class:`serve`), the SDK client bound to the other, in
-this process; :class:`Harness` holds the node's inboxes and the model calls it saw."""
+:class:`AppServer` in a thread on one end of a socket pair (:class:`serve`), the SDK client bound to the
+other, in this process; :class:`Harness` holds the node's inboxes and the model calls it saw."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class Harness:
     server: AppServer | None = None
 
     def sync(self) -> None:
-        """Wait until the runtime has taken everything the app sent (puts are not answered; any answer is after)."""
+        """Wait until the runtime has taken everything the app sent (puts are not answered; any answer is
+        after)."""
         _client.current().request({"op": "hello"})
 
     def push(self, stream: str = "cam1", seq: int = 0) -> Frame:

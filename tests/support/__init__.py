@@ -1,13 +1,14 @@
 """Helpers and fixtures shared by more than one test folder, named for what they hold.
 
 Test modules import helpers from here (``from tests.support.daemons import Daemon``), never from a conftest.py
-(``tests/test_support_layout.py`` enforces it). Modules that also define fixtures are registered once as pytest
-plugins by ``pytest_plugins`` in ``tests/conftest.py``, so every folder sees the same fixtures without importing them:
+(``tests/test_support_layout.py`` enforces it). Modules that also define fixtures are registered once as
+pytest plugins by ``pytest_plugins`` in ``tests/conftest.py``, so every folder sees the same fixtures without
+importing them:
 
 * :mod:`tests.support.apps`: every writer of a small Panorama application (graph, packages, code) for a test;
 * :mod:`tests.support.cli`: ``panoflow ...`` in a child process;
-* :mod:`tests.support.control_plane`: a real control plane on loopback with a boto3 client, SigV4 helpers, moto
-  (fixtures);
+* :mod:`tests.support.control_plane`: a real control plane on loopback with a boto3 client, SigV4 helpers,
+  moto (fixtures);
 * :mod:`tests.support.daemons`: real ``panoflow serve`` processes and the suite-end secrets check (fixtures);
 * :mod:`tests.support.fleet`: an HTTPS control plane in a thread that real devices join;
 * :mod:`tests.support.models`: real ONNX models built at test time and their Panorama model packages;
@@ -16,6 +17,6 @@ plugins by ``pytest_plugins`` in ``tests/conftest.py``, so every folder sees the
 * :mod:`tests.support.tempdirs`: pytest's temporary folders made passable for the sandbox uid;
 * :mod:`tests.support.wheels`: the wheels aws-panorama-sample pins, fetched once into ``.cache`` (fixtures).
 
-A folder's conftest.py keeps only fixtures used in that folder; helpers used by one folder only live in a module of
-that folder (``tests/isolation/probes.py``).
+A folder's conftest.py keeps only fixtures used in that folder; helpers used by one folder only live in a
+module of that folder (``tests/isolation/probes.py``).
 """

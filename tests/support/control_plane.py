@@ -1,6 +1,7 @@
 """A real control plane on 127.0.0.1 (random port, in-process thread) and a real boto3 client, over each store
 backend (fixtures: ``store`` is parametrized: SQLite, and PostgreSQL when scripts/test started one; ``pano``,
-``device``, ``endpoint``...), helpers for raw and SigV4-signed requests, and a real moto server (``moto_url``)."""
+``device``, ``endpoint``...), helpers for raw and SigV4-signed requests, and a real moto server
+(``moto_url``)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ APP = Path(__file__).parents[1] / "fixtures" / "panorama-apps" / "debug-server" 
 
 @contextmanager
 def postgres_schema() -> Iterator[str]:
-    """A URL of an empty schema of the test PostgreSQL (``PANOFLOW_TEST_POSTGRES``, set by scripts/test), dropped
-    afterwards. Skips the test when there is none, and fails it instead under CI (``CI`` set)."""
+    """A URL of an empty schema of the test PostgreSQL (``PANOFLOW_TEST_POSTGRES``, set by scripts/test),
+    dropped afterwards. Skips the test when there is none, and fails it instead under CI (``CI`` set)."""
     base = os.environ.get("PANOFLOW_TEST_POSTGRES")
     if not base:
-        why = "no PostgreSQL for the store tests: run scripts/test (it starts one and sets PANOFLOW_TEST_POSTGRES)"
+        why = ("no PostgreSQL for the store tests: run scripts/test (it starts one and sets "
+               "PANOFLOW_TEST_POSTGRES)")
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
@@ -122,7 +124,8 @@ def device(pano: Any) -> str:
 def deploy(pano: Any, device: str, graph: str, **kwargs: Any) -> str:
     """CreateApplicationInstance with the graph as the Test Utility sends it."""
     return str(pano.create_application_instance(
-        DefaultRuntimeContextDevice=device, ManifestPayload={"PayloadData": graph}, **kwargs)["ApplicationInstanceId"])
+        DefaultRuntimeContextDevice=device, ManifestPayload={"PayloadData": graph},
+        **kwargs)["ApplicationInstanceId"])
 
 
 def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: dt.datetime | None = None,
@@ -142,7 +145,8 @@ def signed_headers(endpoint: str, key: AccessKey, method: str, path: str, when: 
     scope = f"{key.access_key_id}/{stamp[:8]}/us-east-1/panorama/aws4_request"
     names = signer.signed_headers(signer.headers_to_sign(req))
     return {"X-Amz-Date": stamp, "Host": urlsplit(endpoint).netloc,
-            "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={names}, Signature={signature}"}
+            "Authorization": (f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders={names}, "
+                              f"Signature={signature}")}
 
 
 def raw_request(endpoint: str, method: str, path: str, headers: dict[str, str] | None = None,

@@ -61,7 +61,8 @@ class Daemon:
                     break
             except (OSError, ValueError, KeyError):
                 pass
-            assert self.proc.poll() is None, f"panoflow serve exited with {self.proc.returncode}: {self.stderr()}"
+            assert self.proc.poll() is None, (
+                f"panoflow serve exited with {self.proc.returncode}: {self.stderr()}")
             assert time.monotonic() < deadline, "panoflow serve did not start listening"
             time.sleep(0.05)
         self.url = info["url"]
@@ -153,14 +154,14 @@ class Daemon:
         argv = list(args)
         if with_daemon_args:
             argv += ["--daemon", self.url, "--token-file", str(self.state_dir / "token")]
-        return subprocess.run(panoflow_argv(*argv), capture_output=True, text=True, timeout=timeout, check=False,
-                              env={**os.environ, **(env or {})})
+        return subprocess.run(panoflow_argv(*argv), capture_output=True, text=True, timeout=timeout,
+                              check=False, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture
 def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Start daemons (``make_daemon("name", *serve_flags)``); each is stopped at the end, and must leave no instance
-    process behind."""
+    """Start daemons (``make_daemon("name", *serve_flags)``); each is stopped at the end, and must leave no
+    instance process behind."""
     daemons: list[Daemon] = []
 
     def make(name: str = "state", *extra: str) -> Daemon:

@@ -1,5 +1,6 @@
-"""A fleet on loopback: ``panoflow control-plane`` in a thread over HTTPS (restartable on the same port, database and
-CA), with the operator's boto3 client, and real ``panoflow serve`` devices that join it (:func:`join`)."""
+"""A fleet on loopback: ``panoflow control-plane`` in a thread over HTTPS (restartable on the same port,
+database and CA), with the operator's boto3 client, and real ``panoflow serve`` devices that join it
+(:func:`join`)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ HEARTBEAT = 1.0
 
 
 class ControlPlaneServer:
-    """``panoflow control-plane`` in a thread over a SQLite file, over HTTPS with the CA it keeps in its database
-    (as ``control-plane serve`` does); stop() and start() keep port, database and CA."""
+    """``panoflow control-plane`` in a thread over a SQLite file, over HTTPS with the CA it keeps in its
+    database (as ``control-plane serve`` does); stop() and start() keep port, database and CA."""
 
     def __init__(self, root: Path):
         self.store = open_store(f"sqlite:///{root / 'cp.db'}")
@@ -45,7 +46,8 @@ class ControlPlaneServer:
         self._serving = serve_in_thread(self.plane, port=self.port, ssl_context=self.ssl)
         self.url = self._serving.__enter__()
         self.port = int(self.url.rsplit(":", 1)[1])
-        self.pano = make_client(self.url, self.key.access_key_id, self.key.secret_access_key, str(self.ca_file))
+        self.pano = make_client(self.url, self.key.access_key_id, self.key.secret_access_key,
+                                str(self.ca_file))
         return self
 
     def stop(self) -> None:
@@ -72,8 +74,8 @@ class ControlPlaneServer:
             with open(file, "rb") as f:
                 self.plane.assets.put(f"{storage['BinaryPrefixLocation']}/{file.name}", f)
         self.plane.assets.put(f"{storage['ManifestPrefixLocation']}/{patch}.json", io.BytesIO(data))
-        self.pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
-                                           MarkLatest=True)
+        self.pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0",
+                                           PatchVersion=patch, MarkLatest=True)
 
     def device(self, device_id: str) -> dict[str, Any]:
         return dict(self.pano.describe_device(DeviceId=device_id))
@@ -89,8 +91,8 @@ class ControlPlaneServer:
         return dict(self.pano.describe_device_job(JobId=job_id))
 
     def operator_get(self, path: str) -> Any:
-        status, _headers, body = raw_request(self.url, "GET", path, signed_headers(self.url, self.key, "GET", path),
-                                             context=self.client_ssl)
+        headers = signed_headers(self.url, self.key, "GET", path)
+        status, _headers, body = raw_request(self.url, "GET", path, headers, context=self.client_ssl)
         assert status == 200, (path, status, body)
         return body
 
@@ -113,13 +115,14 @@ def publish_app(cp: ControlPlaneServer, app: dict[str, Any]) -> None:
     """Register the app's code package and its template-job camera on ``cp``."""
     cp.register_package(app["package"], app["root"] / "assets")
     cp.pano.create_node_from_template_job(
-        TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="CAM", OutputPackageVersion="1.0", NodeName="camera_node",
-        TemplateParameters={"StreamUrl": app["stream"]})
+        TemplateType="RTSP_CAMERA_STREAM", OutputPackageName="CAM", OutputPackageVersion="1.0",
+        NodeName="camera_node", TemplateParameters={"StreamUrl": app["stream"]})
 
 
 def join(make_daemon: Callable[..., Daemon], cp: ControlPlaneServer, tmp_path: Path, name: str = "dev",
          *extra: str) -> tuple[Daemon, str]:
-    """Provision a device on ``cp`` and start a ``panoflow serve`` that joins it; wait until it shows ONLINE."""
+    """Provision a device on ``cp`` and start a ``panoflow serve`` that joins it; wait until it shows
+    ONLINE."""
     bundle = tmp_path / f"{name}.zip"
     device_id = cp.provision(bundle, name=f"edge-{name}")
     daemon = make_daemon(name, "--control-plane", cp.url, "--provision", str(bundle), *extra)

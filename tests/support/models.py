@@ -27,10 +27,11 @@ def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(array.astype(np.float32), name)
 
 
-def conv_model(*, batch: int | None = None, size: tuple[int, int] = (16, 16), channels: int = 8, classes: int = 5,
-               seed: int = 0, input_name: str = "data", depth: int = 1) -> bytes:
-    """A serialized ONNX model (opset 17): ``depth`` x [Conv3x3 + Relu], a stride-2 Conv3x3 ``features`` output,
-    then GlobalAveragePool + Flatten + Gemm -> ``logits``. Weights from ``np.random.default_rng(seed)``."""
+def conv_model(*, batch: int | None = None, size: tuple[int, int] = (16, 16), channels: int = 8,
+               classes: int = 5, seed: int = 0, input_name: str = "data", depth: int = 1) -> bytes:
+    """A serialized ONNX model (opset 17): ``depth`` x [Conv3x3 + Relu], a stride-2 Conv3x3 ``features``
+    output, then GlobalAveragePool + Flatten + Gemm -> ``logits``. Weights from
+    ``np.random.default_rng(seed)``."""
     rng = np.random.default_rng(seed)
     h, w = size
     n: int | str = "N" if batch is None else batch
@@ -56,10 +57,12 @@ def conv_model(*, batch: int | None = None, size: tuple[int, int] = (16, 16), ch
         nodes, "panoflow_test_conv",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [n, 3, h, w])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [n, classes]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, [n, channels, (h + 1) // 2, (w + 1) // 2])],
+         helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                       [n, channels, (h + 1) // 2, (w + 1) // 2])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="panoflow-tests")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="panoflow-tests")
     model.ir_version = 8
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
@@ -80,12 +83,13 @@ def tar_gz(files: Mapping[str, bytes], *, links: Mapping[str, str] | None = None
     return buf.getvalue()
 
 
-def write_model_package(root: Path, archive: bytes, *, name: str = "TEST_MODEL", account: str = "123456789012",
-                        version: str = "1.0", framework: str = "ONNX", input_name: str = "data",
+def write_model_package(root: Path, archive: bytes, *, name: str = "TEST_MODEL",
+                        account: str = "123456789012", version: str = "1.0", framework: str = "ONNX",
+                        input_name: str = "data",
                         shape: Sequence[int] = (1, 3, 16, 16), precision: str | None = None,
                         asset: str = "model_asset") -> dict[str, Any]:
-    """Write a model package under the application folder ``root``; returns its graph ``packages`` entry and the
-    archive path (``{"ref": ..., "archive": Path, "interface": "acct::NAME.interface"}``)."""
+    """Write a model package under the application folder ``root``; returns its graph ``packages`` entry and
+    the archive path (``{"ref": ..., "archive": Path, "interface": "acct::NAME.interface"}``)."""
     assets = root / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256(archive).hexdigest()

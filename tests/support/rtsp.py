@@ -1,6 +1,6 @@
 """The real test camera: GStreamer's RTSP server (tests/fixtures/gst_rtsp_server.py) as a child process, the
-fixtures that start it (``gst`` skips where it cannot run, ``servers`` starts and stops them) and the H.265 clip
-it serves (``hevc_clip``).
+fixtures that start it (``gst`` skips where it cannot run, ``servers`` starts and stops them) and the H.265
+clip it serves (``hevc_clip``).
 
 The server runs under Debian's ``/usr/bin/python3`` (``gi`` does not import in a virtual environment). Every
 mount gets its own pipeline per client, so a new client starts at the file's first frame.
@@ -32,9 +32,10 @@ def gst_unavailable() -> str:
         return f"{SYSTEM_PYTHON} not found (the RTSP tests need Debian's python3-gi and gst-rtsp-server)"
     proc = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], check=False, capture_output=True, text=True)
     if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
         return ("GStreamer RTSP server not installed (apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 "
-                "gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; "
-                f"scripts/test does this): {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+                "gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
+                f"gstreamer1.0-plugins-bad; scripts/test does this): {last}")
     return ""
 
 
@@ -45,11 +46,13 @@ def free_port() -> int:
 
 
 def h264_launch(path: Path) -> str:
-    return f"( filesrc location={path} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    return (f"( filesrc location={path} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 "
+            "config-interval=-1 )")
 
 
 def h265_launch(path: Path) -> str:
-    return f"( filesrc location={path} ! qtdemux ! h265parse ! rtph265pay name=pay0 pt=96 config-interval=-1 )"
+    return (f"( filesrc location={path} ! qtdemux ! h265parse ! rtph265pay name=pay0 pt=96 "
+            "config-interval=-1 )")
 
 
 def vp8_launch(size: tuple[int, int] = (320, 240)) -> str:
@@ -70,7 +73,8 @@ class GstServer:
 
     def url(self, mount: str, *, user: str | None = None, password: str | None = None, scheme: str = "rtsp",
             query: str = "") -> str:
-        auth = f"{user}:{password}@" if user is not None and password is not None else (f"{user}@" if user else "")
+        auth = (f"{user}:{password}@" if user is not None and password is not None
+                else (f"{user}@" if user else ""))
         return f"{scheme}://{auth}127.0.0.1:{self.port}{mount}" + (f"?{query}" if query else "")
 
     def start(self, timeout: float = 15.0) -> float:
@@ -163,7 +167,8 @@ def make_hevc_clip(path: Path, *, frames: int, size: tuple[int, int], fps: int =
         stream.pix_fmt = "yuv420p"
         stream.options = {
             "preset": "veryfast", "tune": "zerolatency",
-            "x265-params": f"log-level=error:bframes=0:keyint={fps}:min-keyint={fps}:scenecut=0:repeat-headers=1",
+            "x265-params": (f"log-level=error:bframes=0:keyint={fps}:min-keyint={fps}:scenecut=0:"
+                            "repeat-headers=1"),
         }
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(pattern.render(i), format="bgr24")
@@ -176,4 +181,5 @@ def make_hevc_clip(path: Path, *, frames: int, size: tuple[int, int], fps: int =
 @pytest.fixture(scope="session")
 def hevc_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """60 frames of 320x240 H.265 in MP4."""
-    return make_hevc_clip(tmp_path_factory.mktemp("rtsp-hevc") / "hevc.mp4", frames=60, size=(320, 240), seed=14)
+    path = tmp_path_factory.mktemp("rtsp-hevc") / "hevc.mp4"
+    return make_hevc_clip(path, frames=60, size=(320, 240), seed=14)

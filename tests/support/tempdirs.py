@@ -1,6 +1,6 @@
 """pytest's temporary folders made passable (o+x, never listable) for the unprivileged uid that application
-sandboxes and a root daemon's instances run as (tests/conftest.py overrides ``tmp_path`` and ``tmp_path_factory``
-with them; benchmarks use them the same way)."""
+sandboxes and a root daemon's instances run as (tests/conftest.py overrides ``tmp_path`` and
+``tmp_path_factory`` with them; benchmarks use them the same way)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 
 class TraversableTemp:
-    """A ``tmp_path_factory`` whose folders the sandbox uid can pass through. pytest makes them 0700; a device's
-    state folder (/var/lib/panoflow) is reachable the same way."""
+    """A ``tmp_path_factory`` whose folders the sandbox uid can pass through. pytest makes them 0700; a
+    device's state folder (/var/lib/panoflow) is reachable the same way."""
 
     def __init__(self, factory: pytest.TempPathFactory):
         self._factory = factory
@@ -23,7 +23,8 @@ class TraversableTemp:
 
     @staticmethod
     def open_for_sandbox(path: Path) -> Path:
-        """``path`` and its parents up to the system's temporary folder get o+x (as root only); returns ``path``."""
+        """``path`` and its parents up to the system's temporary folder get o+x (as root only); returns
+        ``path``."""
         if os.geteuid() == 0:
             for folder in (path, *path.parents):
                 if folder == Path(tempfile.gettempdir()) or folder == folder.parent:

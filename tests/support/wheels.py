@@ -1,6 +1,6 @@
-"""The wheels aws-panorama-sample's requirements pin (opencv 4.6, numpy 1.x, boto3 1.24), fetched once from PyPI
-into the shared cache ``.cache/wheels/app-env`` (fixture: ``pinned_wheels``), and :func:`fetch_wheels` for other
-requirements into the same cache."""
+"""The wheels aws-panorama-sample's requirements pin (opencv 4.6, numpy 1.x, boto3 1.24), fetched once from
+PyPI into the shared cache ``.cache/wheels/app-env`` (fixture: ``pinned_wheels``), and :func:`fetch_wheels`
+for other requirements into the same cache."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ PINNED = ["opencv-python-headless==4.6.0.66", "numpy<2", "boto3==1.24.*"]
 
 
 def fetch_wheels(dest: Path, python: str, requirements: list[str]) -> None:
-    """``pip download`` ``requirements`` for ``python`` into the shared cache once (a lock keeps parallel runs from
-    fetching twice); skips the test where PyPI cannot be reached."""
+    """``pip download`` ``requirements`` for ``python`` into the shared cache once (a lock keeps parallel runs
+    from fetching twice); skips the test where PyPI cannot be reached."""
     dest.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
     done = dest / f".done-{python}-{key}"
@@ -30,7 +30,8 @@ def fetch_wheels(dest: Path, python: str, requirements: list[str]) -> None:
             return
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
                                "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
-                               "-d", str(dest), *requirements], capture_output=True, text=True, timeout=600)
+                               "-d", str(dest), *requirements], capture_output=True, text=True, timeout=600,
+                              check=False)
         if proc.returncode != 0:
             pytest.skip(f"cannot fetch {requirements} from PyPI: {proc.stderr.strip()[-400:]}")
         done.write_text("\n".join(requirements))

@@ -1,8 +1,8 @@
 """The Panorama application layout a test writes to disk: ``graphs/<name>/graph.json``, code packages
 (``packages/<account>-<NAME>-<version>/`` with package.json, descriptor.json, Dockerfile and code) and
-``assets/``; and the three apps built on it: :func:`write_app` (camera -> code -> HDMI with four parameters, in
-the three construction styles published Panorama apps use), :func:`write_model_app` (the same with a model node)
-and :func:`server_app` (one code node serving HTTP on an inbound port)."""
+``assets/``; and the three apps built on it: :func:`write_app` (camera -> code -> HDMI with four parameters,
+in the three construction styles published Panorama apps use), :func:`write_model_app` (the same with a model
+node) and :func:`server_app` (one code node serving HTTP on an inbound port)."""
 
 from __future__ import annotations
 
@@ -186,7 +186,8 @@ def write_code_package(root: Path, name: str, code: str, *, inputs: Sequence[dic
     return pkg
 
 
-def write_app(root: Path, *, style: str = "subclass", dockerfile: str = "src", code: str | None = None) -> Path:
+def write_app(root: Path, *, style: str = "subclass", dockerfile: str = "src",
+              code: str | None = None) -> Path:
     """Create an app under ``root``: camera -> ``code_node`` (package TEST_CODE) -> HDMI, and the parameters
     :data:`PARAMS` wired into the code node; ``dockerfile`` is ``src`` (COPY src /panorama) or ``workdir``
     (WORKDIR /panorama + COPY . .). ``code`` replaces the generated app.py body (``import panoramasdk`` is
@@ -194,37 +195,41 @@ def write_app(root: Path, *, style: str = "subclass", dockerfile: str = "src", c
     nodes = [{"name": "code_node", "interface": f"{ACCOUNT}::TEST_CODE.interface"}, CAMERA, HDMI]
     nodes += [{"name": k, "interface": t, "value": v, "overridable": True} for k, (t, v) in PARAMS.items()]
     edges = VIDEO_EDGES + [{"producer": k, "consumer": f"code_node.{k}"} for k in PARAMS]
-    write_graph(root, "test_app", [{"name": f"{ACCOUNT}::TEST_CODE", "version": "1.0"}, *CAMERA_PACKAGES], nodes,
-                edges)
+    packages = [{"name": f"{ACCOUNT}::TEST_CODE", "version": "1.0"}, *CAMERA_PACKAGES]
+    write_graph(root, "test_app", packages, nodes, edges)
     body = code if code is not None else STYLES[style]
     pkg = write_code_package(
         root, "TEST_CODE", "import panoramasdk\n" + textwrap.dedent(body),
-        inputs=[{"name": "video_in", "type": "media"}] + [{"name": k, "type": t} for k, (t, _) in PARAMS.items()],
+        inputs=[{"name": "video_in", "type": "media"}]
+        + [{"name": k, "type": t} for k, (t, _) in PARAMS.items()],
         outputs=[{"name": "video_out", "type": "media"}], dockerfile=dockerfile, pip="pip3 install numpy")
-    ((pkg / "src") if dockerfile == "src" else pkg).joinpath("data.txt").write_text("payload from /panorama\n")
+    code_dir = pkg / "src" if dockerfile == "src" else pkg
+    (code_dir / "data.txt").write_text("payload from /panorama\n")
     return root
 
 
-def write_model_app(root: Path, code: str, *, model: bytes | None = None, shape: tuple[int, ...] = (1, 3, 16, 16),
-                    entry_path: str = "python3", model_node: str = "model_node", **package: Any) -> Path:
-    """An app: ``camera_node`` -> ``code_node`` (package MODEL_CODE) -> ``output_node``, and ``model_node`` (an
-    ONNX model package from :mod:`tests.support.models` whose input ``data`` has the descriptor shape ``shape``;
-    ``package``: more of ``write_model_package``'s arguments). ``code`` is the code node's whole ``app.py``
-    (``entry_path`` ``native`` makes it a native async node)."""
+def write_model_app(root: Path, code: str, *, model: bytes | None = None,
+                    shape: tuple[int, ...] = (1, 3, 16, 16), entry_path: str = "python3",
+                    model_node: str = "model_node", **package: Any) -> Path:
+    """An app: ``camera_node`` -> ``code_node`` (package MODEL_CODE) -> ``output_node``, and ``model_node``
+    (an ONNX model package from :mod:`tests.support.models` whose input ``data`` has the descriptor shape
+    ``shape``; ``package``: more of ``write_model_package``'s arguments). ``code`` is the code node's whole
+    ``app.py`` (``entry_path`` ``native`` makes it a native async node)."""
     model = model if model is not None else conv_model(size=shape[2:])  # type: ignore[arg-type]
     pkg_model = write_model_package(root, tar_gz({"model.onnx": model}), shape=shape, **package)
     nodes = [{"name": "code_node", "interface": f"{ACCOUNT}::MODEL_CODE.interface"},
              {"name": model_node, "interface": pkg_model["interface"]}, CAMERA, HDMI]
     write_graph(root, "model_app", [{"name": f"{ACCOUNT}::MODEL_CODE", "version": "1.0"}, pkg_model["ref"],
                                     *CAMERA_PACKAGES], nodes, VIDEO_EDGES)
-    write_code_package(root, "MODEL_CODE", textwrap.dedent(code), inputs=[{"name": "video_in", "type": "media"}],
+    write_code_package(root, "MODEL_CODE", textwrap.dedent(code),
+                       inputs=[{"name": "video_in", "type": "media"}],
                        outputs=[{"name": "video_out", "type": "media"}], entry_path=entry_path)
     return root
 
 
 def server_app(root: Path, name: str, container_port: int) -> Path:
-    """An app with one code node (package SRV) that declares ``container_port`` as an inbound port and serves HTTP
-    on it, answering ``hello from NAME``."""
+    """An app with one code node (package SRV) that declares ``container_port`` as an inbound port and serves
+    HTTP on it, answering ``hello from NAME``."""
     write_graph(root, "srv", [{"name": f"{ACCOUNT}::SRV", "version": "1.0"}],
                 [{"name": "code_node", "interface": f"{ACCOUNT}::SRV.interface"}], [])
     code = SERVER.replace("CONTAINER_PORT", str(container_port)).replace("NAME", name)
@@ -237,5 +242,6 @@ def routing_overrides(path: Path, container_port: int, host_port: int) -> Path:
     """Overrides confirming one networkRoutingRule for :func:`server_app`."""
     path.write_text(json.dumps({"nodeGraphOverrides": {
         "envelopeVersion": "2021-01-01", "nodes": [], "packages": [], "nodeOverrides": [],
-        "networkRoutingRules": [{"node": "code_node", "containerPort": container_port, "hostPort": host_port}]}}))
+        "networkRoutingRules": [{"node": "code_node", "containerPort": container_port,
+                                 "hostPort": host_port}]}}))
     return path

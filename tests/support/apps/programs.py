@@ -1,13 +1,15 @@
 """Apps whose code does one thing a test watches for, written on :mod:`tests.support.apps.layout`. Each
 reproduces one trait of a published Panorama sample (never its code) or of an app a device runs:
 
-* :func:`counter_app`: counts its starts in its storage and passes frames on (:func:`broken_app`: the same with an
-  edge into a port it lacks; :func:`built_counter_app`: the same with its code asset built);
-* :func:`pinned_app`: aws-panorama-sample's pinned numpy-1 library (opencv 4.6, numpy<2, boto3 1.24) in its own
-  requirements.txt, built with ``panoflow build-container``, drawing with cv2 in place on ``stream.image``;
-* :func:`status_app`: debug-server's HTTP server on containerPort 80 and its own client thread calling the device's
-  hostPort;
-* :func:`attack_app`: a hostile app trying every way out of its sandbox that issue 13 lists, recording each answer;
+* :func:`counter_app`: counts its starts in its storage and passes frames on (:func:`broken_app`: the same
+  with an edge into a port it lacks; :func:`built_counter_app`: the same with its code asset built);
+* :func:`pinned_app`: aws-panorama-sample's pinned numpy-1 library (opencv 4.6, numpy<2, boto3 1.24) in its
+  own requirements.txt, built with ``panoflow build-container``, drawing with cv2 in place on
+  ``stream.image``;
+* :func:`status_app`: debug-server's HTTP server on containerPort 80 and its own client thread calling the
+  device's hostPort;
+* :func:`attack_app`: a hostile app trying every way out of its sandbox that issue 13 lists, recording each
+  answer;
 * :func:`param_app`: keeps a digest of a parameter's value (proof that it arrived) and counts its frames.
 
 The last four write what they saw as JSON into ``/opt/aws/panorama/storage``; :func:`wait_json` reads it.
@@ -26,7 +28,8 @@ from typing import Any
 from tests.support.apps.layout import ACCOUNT, server_app, write_app
 from tests.support.cli import panoflow_argv
 
-#: counts its starts in its storage, reports whether its temporary directory came back empty, then passes frames on
+#: counts its starts in its storage, reports whether its temporary directory came back empty, then passes
+#: frames on
 COUNTER = """
 import os, tempfile
 
@@ -70,13 +73,14 @@ def broken_app(root: Path) -> Path:
 
 
 def built_counter_app(root: Path) -> tuple[Path, Path]:
-    """The counter app with its code asset built (code asset + descriptor in assets/, as RegisterPackageVersion
-    wants); returns the app folder and its code package folder."""
+    """The counter app with its code asset built (code asset + descriptor in assets/, as
+    RegisterPackageVersion wants); returns the app folder and its code package folder."""
     root = counter_app(root)
     pkg = root / "packages" / f"{ACCOUNT}-TEST_CODE-1.0"
     (pkg / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\nCOPY src /panorama\n")
-    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset", "--package-path",
-                                     f"packages/{pkg.name}", "--docker", "never", "--no-index"),
+    r = subprocess.run(panoflow_argv("build-container", "--container-asset-name", "code_asset",
+                                     "--package-path", f"packages/{pkg.name}", "--docker", "never",
+                                     "--no-index"),
                        cwd=root, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     return root, pkg
@@ -131,7 +135,8 @@ App().run()
 
 
 def build_code_asset(app: Path, wheels: Path) -> None:
-    """``panoflow build-container`` for the app's code package, offline from ``wheels`` (as the tests build)."""
+    """``panoflow build-container`` for the app's code package, offline from ``wheels`` (as the tests
+    build)."""
     proc = subprocess.run(
         [sys.executable, "-m", "panoflow", "build-container", "--container-asset-name", "code_asset",
          "--package-path", PACKAGE, "--no-index", "--find-links", str(wheels)],
@@ -141,8 +146,8 @@ def build_code_asset(app: Path, wheels: Path) -> None:
 
 
 def pinned_app(root: Path, wheels: Path) -> Path:
-    """The pinned-library app (camera -> code -> HDMI), its requirements.txt pinning the sample's libraries, built
-    into a code asset with ``panoflow build-container``."""
+    """The pinned-library app (camera -> code -> HDMI), its requirements.txt pinning the sample's libraries,
+    built into a code asset with ``panoflow build-container``."""
     code = PINNED_CODE.replace("RECT_BGR", repr(RECT_BGR)).replace("RECT", repr(RECT))
     code = code.replace("TEXT_ORIGIN", repr(TEXT_ORIGIN))
     write_app(root, code=code)
@@ -215,8 +220,9 @@ while True:
 
 
 def status_app(root: Path, host_port: int, token: str) -> Path:
-    """An app whose code node serves ``/status`` on containerPort 80 (answering with ``token``) and whose own thread
-    asks ``http://127.0.0.1:host_port/status`` (and the device's address) twice a second, into ``client.json``."""
+    """An app whose code node serves ``/status`` on containerPort 80 (answering with ``token``) and whose own
+    thread asks ``http://127.0.0.1:host_port/status`` (and the device's address) twice a second, into
+    ``client.json``."""
     server_app(root, "status", 80)
     code = STATUS_CODE.format(host_port=host_port, token=token)
     (root / "packages" / "123456789012-SRV-1.0" / "src" / "app.py").write_text("import panoramasdk\n" + code)
@@ -260,7 +266,8 @@ def processes():
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
-                found[pid] = read(f"/proc/{pid}/cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+                cmdline = read(f"/proc/{pid}/cmdline").replace(b"\0", b" ")
+                found[pid] = cmdline.decode(errors="replace").strip()
             except OSError as exc:
                 found[pid] = "unreadable: " + str(exc)
     return found
@@ -300,7 +307,8 @@ while True:
 
 
 def attack_app(root: Path, state_dir: Path, daemon_port: int, mark: str) -> Path:
-    """The hostile app: ``state_dir`` is the daemon's (the paths it tries), ``mark`` the file name it writes."""
+    """The hostile app: ``state_dir`` is the daemon's (the paths it tries), ``mark`` the file name it
+    writes."""
     code = ATTACK_CODE.replace("__STATE__", repr(str(state_dir))).replace("__PORT__", str(daemon_port))
     return write_app(root, code=code.replace("__MARK__", repr(mark)))
 
@@ -326,7 +334,8 @@ while True:
 
 
 def param_app(root: Path) -> Path:
-    """Counts its frames and keeps only the SHA-256 of its ``p_str`` parameter (never the value) in ``seen.json``."""
+    """Counts its frames and keeps only the SHA-256 of its ``p_str`` parameter (never the value) in
+    ``seen.json``."""
     return write_app(root, code=PARAM_CODE)
 
 
