@@ -20,8 +20,7 @@ from panoflow.core.metrics import render
 from panoflow.exceptions import ModelError
 from panoflow.plugins.kserve import KServeBackend
 from panoflow.plugins.onnxruntime_backend import OnnxRuntimeBackend
-from tests.inference.kserve_fixtures import (SHAPE, KServeServer, TlsTerminator, kserve_server,  # noqa: F401
-                                             make_tls, own_server)
+from tests.inference.kserve_harness import SHAPE, KServeServer, TlsTerminator, make_tls, own_server
 
 BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "kserve": KServeBackend}
 TRANSPORTS = ("grpc", "http")
@@ -53,7 +52,7 @@ def _inputs(n: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_remote_results_equal_local_onnxruntime(kserve_server: KServeServer, transport: str) -> None:  # noqa: F811
+def test_remote_results_equal_local_onnxruntime(kserve_server: KServeServer, transport: str) -> None:
     session = ort.InferenceSession(str(kserve_server.models["conv"]), providers=["CPUExecutionProvider"])
     with _opened(kserve_server, kserve_server.uri(transport)) as models:
         for n in (1, 3):
@@ -69,7 +68,7 @@ def test_remote_results_equal_local_onnxruntime(kserve_server: KServeServer, tra
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_model_that_differs_from_the_package_fails_at_load_naming_both(
-        kserve_server: KServeServer, transport: str) -> None:  # noqa: F811
+        kserve_server: KServeServer, transport: str) -> None:
     # the server's "renamed" model calls its input "image"; the package's model.onnx calls it "data"
     with pytest.raises(ModelError) as err:
         _open(kserve_server, kserve_server.uri(transport, "renamed"), model="conv")
@@ -81,7 +80,7 @@ def test_server_model_that_differs_from_the_package_fails_at_load_naming_both(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_unknown_model_and_unreachable_server_fail_at_load(kserve_server: KServeServer,  # noqa: F811
+def test_unknown_model_and_unreachable_server_fail_at_load(kserve_server: KServeServer,
                                                            transport: str) -> None:
     with pytest.raises(ModelError, match=r"has no model 'nope'"):
         _open(kserve_server, kserve_server.uri(transport, "nope"))
@@ -94,7 +93,7 @@ def test_unknown_model_and_unreachable_server_fail_at_load(kserve_server: KServe
     assert time.monotonic() - t0 < 30
 
 
-def test_bad_endpoints_are_refused_with_the_fix(kserve_server: KServeServer) -> None:  # noqa: F811
+def test_bad_endpoints_are_refused_with_the_fix(kserve_server: KServeServer) -> None:
     with pytest.raises(ModelError, match=r"needs its server: --model-backend model_node=kserve\+grpc://"):
         _open(kserve_server, "kserve")
     with pytest.raises(ModelError, match=r"unknown endpoint option 'tiemout'"):
@@ -104,7 +103,7 @@ def test_bad_endpoints_are_refused_with_the_fix(kserve_server: KServeServer) -> 
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_calls_from_many_streams_are_batched_into_one_request(kserve_server: KServeServer,  # noqa: F811
+def test_calls_from_many_streams_are_batched_into_one_request(kserve_server: KServeServer,
                                                               transport: str) -> None:
     session = ort.InferenceSession(str(kserve_server.models["conv"]), providers=["CPUExecutionProvider"])
     streams, rounds = 8, 6

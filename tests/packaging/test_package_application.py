@@ -20,8 +20,7 @@ from botocore.exceptions import ClientError
 from panoflow.controlplane import AccessKey, ControlPlane, create_access_key, open_store, serve_in_thread
 from panoflow.controlplane.assets import AssetStore, LocalAssetStore, S3AssetStore
 from panoflow.controlplane.boto import client as panorama_client
-from tests.controlplane.conftest import moto_url  # noqa: F401 - a fixture
-from tests.packaging.conftest import Result
+from tests.packaging.commands import Result
 from tests.packaging.projects import ACCOUNT, CODE, build, code_package, new_project
 
 MODEL = f"{ACCOUNT}-MODEL-1.0"

@@ -21,7 +21,7 @@ from panoflow.exceptions import SourceError
 from panoflow.plugins import BUILTINS
 from panoflow.plugins.sources import FileSource, TestSource, read_index
 from tests.media import decode_bgr, make_clip
-from tests.plugins.conftest import Collector, run_source
+from tests.support.sources_and_sinks import Collector, run_source
 
 pytestmark = pytest.mark.anyio
 

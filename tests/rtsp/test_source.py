@@ -17,7 +17,7 @@ from panoflow.exceptions import SourceError
 from panoflow.plugins.rtsp import FfmpegRtspSource, RtspSource, RtspTcpSource
 from tests.media import decode_bgr, read_index
 from tests.rtsp.helpers import Frames, mismatches, run_source
-from tests.rtsp.server import GstServer, h264_launch, h265_launch, vp8_launch
+from tests.support.rtsp import GstServer, h264_launch, h265_launch, vp8_launch
 
 pytestmark = [pytest.mark.anyio, pytest.mark.rtsp]
 

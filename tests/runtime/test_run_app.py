@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.media import decode_bgr
-from tests.runtime.apptemplate import write_app
-from tests.runtime.conftest import run_panoflow
+from tests.support.apps import write_app
+from tests.support.cli import run_panoflow
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces")
 
