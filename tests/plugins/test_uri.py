@@ -50,7 +50,8 @@ def test_uri_scheme(uri: str, scheme: str) -> None:
 def test_file_uri_with_query() -> None:
     spec = parse_source_uri("file:///path/clip.mp4?realtime=1&loop=yes")
     assert spec.scheme == "file" and spec.location == "/path/clip.mp4"
-    assert spec.options == {"realtime": True, "loop": True, "frames": None, "decoder": "auto", "decode": "all"}
+    assert spec.options == {"realtime": True, "loop": True, "frames": None, "decoder": "auto",
+                            "decode": "all", "auto_below": 0.5, "auto_window": 10.0, "convert": "demand"}
 
 
 def test_plain_relative_path_is_resolved_against_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +108,8 @@ def test_bool_false(text: str) -> None:
     ("uri", "options", "needle"),
     [
         ("file:///c.mp4?speed=2", {}, "unknown option 'speed'"),
-        ("file:///c.mp4", {"colour": "red"}, "valid options: decode, decoder, frames, loop, realtime"),
+        ("file:///c.mp4", {"colour": "red"},
+         "valid options: auto_below, auto_window, convert, decode, decoder, frames, loop, realtime"),
         ("file:///c.mp4?loop=maybe", {}, "option 'loop'"),
         ("file:///c.mp4?frames=0", {}, "positive integer"),
         ("file:///c.mp4?loop=1&loop=0", {}, "given twice"),

@@ -460,7 +460,8 @@ class Runtime:
                     "drops": st["streams"].get(sid, {}).get("dropped", 0),
                 }
                 src = sources.get(sid, {})
-                for key in ("decoder", "decoder_reason", "decode", "effective_fps"):  # video decoder plugins
+                # video decoder plugins and the decode budget
+                for key in ("decoder", "decoder_reason", "decode", "decoding", "effective_fps"):
                     if src.get(key) is not None:
                         streams[sid][key] = src[key]
         return {
@@ -496,6 +497,14 @@ class Runtime:
                                     "Frames a camera source dropped before the bus (reason: queue_full, late, ...)")
         decoders = MetricFamily("panoflow_source_decoder_info", "gauge",
                                 "1 for the video decoder a source uses (software, nvdec, vaapi, v4l2...)")
+        budget = {  # the decode budget (panoflow.plugins.decode_budget): source stats key -> family
+            "frames_decoded": MetricFamily("panoflow_source_decoded_frames_total", "counter",
+                                           "Pictures a source decoded"),
+            "conversions": MetricFamily("panoflow_source_conversions_total", "counter",
+                                        "Decoded pictures converted to BGR (only frames a consumer took)"),
+            "effective_fps": MetricFamily("panoflow_source_effective_fps", "gauge",
+                                          "Pictures a source decodes per second now (keyframes: their rate)"),
+        }
         for sid, counters in self._source_stats().items():
             node = next((cam for cam, spec in self.graph.cameras.items()
                          if any(s.stream_id == sid for s in spec.streams)), sid)
@@ -504,7 +513,12 @@ class Runtime:
                     source_drops.add(value, node=node, stream=sid, reason=key.removeprefix("dropped_"))
             if isinstance(counters.get("decoder"), str):
                 decoders.add(1, node=node, stream=sid, decoder=counters["decoder"])
-        families = [fps, frames, drops, source_drops, decoders, latency, errors, status]
+            decoding = {"decoding": str(counters["decoding"])} if "decoding" in counters else {}
+            for key, family in budget.items():
+                if isinstance(counters.get(key), (int, float)):
+                    labels = decoding if key == "effective_fps" else {}
+                    family.add(counters[key], node=node, stream=sid, **labels)
+        families = [fps, frames, drops, source_drops, decoders, *budget.values(), latency, errors, status]
         if self.options.extra_metrics is not None:
             families += self.options.extra_metrics()
         if self.models is not None:

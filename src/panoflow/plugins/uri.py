@@ -26,8 +26,11 @@ __all__ = [
     "Option",
     "SourceURI",
     "format_source_uri",
+    "DECODE_BUDGET_OPTIONS",
     "parse_bool",
+    "parse_convert_mode",
     "parse_decode_mode",
+    "parse_fraction",
     "parse_decoder_name",
     "parse_host_port",
     "parse_options",
@@ -103,11 +106,29 @@ def parse_decoder_name(value: Any) -> str:
 
 
 def parse_decode_mode(value: Any) -> str:
-    """``all`` (every picture) or ``keyframes`` (only IDR/IRAP pictures are decoded; the rest are skipped)."""
+    """``all`` (every picture), ``keyframes`` (only IDR/IRAP pictures are decoded; the rest are skipped) or
+    ``auto`` (keyframes only while the consumers take few frames; :mod:`panoflow.plugins.decode_budget`)."""
     text = str(value).strip().lower()
-    if text not in ("all", "keyframes"):
-        raise ValueError(f"expected all or keyframes, got {value!r}")
+    if text not in ("all", "keyframes", "auto"):
+        raise ValueError(f"expected all, keyframes or auto, got {value!r}")
     return text
+
+
+def parse_convert_mode(value: Any) -> str:
+    """``demand`` (BGR conversion when a consumer reads the frame's image) or ``eager`` (every decoded
+    picture)."""
+    text = str(value).strip().lower()
+    if text not in ("demand", "eager"):
+        raise ValueError(f"expected demand or eager, got {value!r}")
+    return text
+
+
+def parse_fraction(value: Any) -> float:
+    """A number in (0, 1]."""
+    number = parse_positive_float(value)
+    if number > 1:
+        raise ValueError(f"expected a number in (0, 1], got {value!r}")
+    return number
 
 
 def format_size(size: tuple[int, int]) -> str:
@@ -138,6 +159,19 @@ def _format_bool(value: Any) -> str:
     return "1" if value else "0"
 
 
+#: The decode budget's options, shared by the file and RTSP sources (panoflow.plugins.decode_budget).
+DECODE_BUDGET_OPTIONS: tuple[Option, ...] = (
+    Option("decode", parse_decode_mode, "all",
+           "all pictures, keyframes only (IDR/IRAP; cheaper), or auto (keyframes only while consumers take "
+           "few)"),
+    Option("auto_below", parse_fraction, 0.5,
+           "decode=auto: keyframes only when consumers took less than this share of the decoded pictures"),
+    Option("auto_window", parse_positive_float, 10.0,
+           "decode=auto: seconds of consumption each decision looks at", repr),
+    Option("convert", parse_convert_mode, "demand",
+           "BGR conversion on demand (only frames a consumer reads) or eager (every decoded picture)"),
+)
+
 FILE_OPTIONS: Mapping[str, Option] = {
     o.name: o
     for o in (
@@ -154,7 +188,7 @@ FILE_OPTIONS: Mapping[str, Option] = {
         Option("frames", parse_positive_int, None, "stop after this many frames"),
         Option("decoder", parse_decoder_name, "auto",
                "video decoder: auto (first that works here), software, nvdec, vaapi, v4l2"),
-        Option("decode", parse_decode_mode, "all", "all pictures, or keyframes only (IDR/IRAP; cheaper)"),
+        *DECODE_BUDGET_OPTIONS,
     )
 }
 
