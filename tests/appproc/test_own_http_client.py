@@ -21,9 +21,9 @@ import pytest
 from panoflow.isolation import SandboxSpec
 from panoflow.isolation.host import find_tools
 from panoflow.isolation.layout import Tools, command
-from tests.daemon.test_inbound_ports import _free_port
 from tests.support.apps import read_json, routing_overrides, status_app
 from tests.support.daemons import Daemon
+from tests.support.ports import free_port_in
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -67,7 +67,7 @@ def _check_device_address(seen: dict[str, Any], token: str) -> None:
 
 @pytest.mark.slow
 def test_own_client_reaches_its_host_port_under_run(tmp_path: Path) -> None:
-    host_port, token = _free_port(8080, 8300), secrets.token_hex(4)
+    host_port, token = free_port_in(8080, 8300), secrets.token_hex(4)
     app = status_app(tmp_path / "app", host_port, token)
     overrides = routing_overrides(tmp_path / "override.json", CONTAINER_PORT, host_port)
     state = tmp_path / "state"
@@ -99,7 +99,7 @@ def test_own_client_reaches_its_host_port_under_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_own_client_reaches_its_host_port_under_serve(make_daemon: Any, tmp_path: Path) -> None:
     d: Daemon = make_daemon()
-    host_port, token = _free_port(8080, 8300), secrets.token_hex(4)
+    host_port, token = free_port_in(8080, 8300), secrets.token_hex(4)
     app = status_app(tmp_path / "app", host_port, token)
     overrides = routing_overrides(tmp_path / "override.json", CONTAINER_PORT, host_port)
     r = d.cli("deploy", str(app), "--name", "status", "--overrides", str(overrides))

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import stat
 import sys
 import threading
@@ -34,6 +33,7 @@ from panoflow.cloud_client.jobs import Jobs, ota_environment
 from panoflow.cloud_client.sync import map_status, network_interfaces
 from panoflow.cloud_client.telemetry import MAX_BATCH_BYTES, LogBuffer, LogTailer, Source
 from panoflow.daemon.logfiles import RotatingWriter
+from tests.support.ports import free_port
 
 
 class AssetServer:
@@ -150,15 +150,9 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert b.next() <= 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.anyio
 async def test_failures_are_offline_or_refused(asset_server: AssetServer, tmp_path: Path) -> None:
-    async with CloudClient(f"http://127.0.0.1:{_free_port()}", "t", insecure_http=True,
+    async with CloudClient(f"http://127.0.0.1:{free_port()}", "t", insecure_http=True,
                            timeout_s=3) as client:
         with pytest.raises(Offline, match="cannot reach"):
             await client.sync({})

@@ -16,6 +16,7 @@ import pytest
 
 from panoflow.controlplane import create_access_key, open_store
 from tests.support.control_plane import make_client
+from tests.support.ports import free_port
 
 #: runs the CLI with the control-plane command registered even before panoflow.cli.COMMANDS lists it
 _MAIN = ("import sys, panoflow.cli as c\n"
@@ -23,18 +24,12 @@ _MAIN = ("import sys, panoflow.cli as c\n"
          "sys.exit(c.main(sys.argv[1:]))\n")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_subprocess(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'cp.db'}"
     store = open_store(db)
     key = create_access_key(store)
     store.close()
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", _MAIN, "--log-format", "json", "control-plane", "serve", "--db", db,
          "--listen", f"127.0.0.1:{port}", "--assets", str(tmp_path / "assets"), "--account-id",

@@ -3,8 +3,6 @@ loopback HTTP, devices speaking raw JSON, operators using boto3 and SigV4."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import time
 import urllib.request
@@ -21,52 +19,21 @@ from hypothesis import strategies as st
 
 from panoflow.controlplane import AccessKey, ControlPlane, serve_in_thread
 from panoflow.controlplane.errors import ApiError
-from panoflow.controlplane.provisioning import hash_token, read_bundle
+from panoflow.controlplane.provisioning import hash_token
 from panoflow.controlplane.service.fleet import LOG_CAP, parse_sync_report
 from panoflow.controlplane.store import Store
 from panoflow.core.manifest import parse_package
-from tests.support.control_plane import APP, deploy, make_client, raw_request, signed_headers
-
-SYNC = "/_panoflow/device/v1/sync"
-
-
-def post(endpoint: str, path: str, body: Any, token: str | None = None) -> tuple[int, dict[str, Any]]:
-    """POST a JSON body (``bytes`` are sent as they are) with an optional bearer token."""
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    status, _, doc = raw_request(endpoint, "POST", path, headers, data)
-    return status, doc
-
-
-def provision(pano: Any, name: str = "edge-1") -> dict[str, Any]:
-    """ProvisionDevice, returning the bundle's document (DeviceId, ClaimToken...)."""
-    return read_bundle(pano.provision_device(Name=name)["Certificates"])
-
-
-def claim(endpoint: str, bundle: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    return post(endpoint, "/_panoflow/device/v1/claim", {
-        "DeviceId": bundle["DeviceId"], "ClaimToken": bundle["ClaimToken"], "Software": {"Version": "0.4.0"},
-        "Hostname": "edge-01"})
-
-
-def claimed(endpoint: str, pano: Any, name: str = "edge-1") -> tuple[str, str]:
-    """A provisioned and claimed device: (device id, token)."""
-    status, doc = claim(endpoint, provision(pano, name))
-    assert status == 200, doc
-    return doc["DeviceId"], doc["Token"]
-
-
-def sync(endpoint: str, token: str, **report: Any) -> dict[str, Any]:
-    status, doc = post(endpoint, SYNC, {"Software": {"Version": "0.4.0"}, **report}, token)
-    assert status == 200, doc
-    return doc
-
-
-def running(iid: str, status: str = "DEPLOYMENT_SUCCEEDED", **extra: Any) -> dict[str, Any]:
-    return {"ApplicationInstanceId": iid, "Status": status, "HealthStatus": "RUNNING",
-            "StatusDescription": "running", **extra}
+from tests.support.control_plane import deploy, make_client, raw_request, signed_headers
+from tests.support.device_protocol import (
+    SYNC,
+    claim,
+    claimed,
+    post,
+    provision,
+    register_debug_server,
+    running,
+    sync,
+)
 
 
 @pytest.fixture
@@ -208,19 +175,6 @@ def test_reported_statuses_reach_the_panorama_api(endpoint: str, pano: Any, grap
     }
     assert nodes["camera_node"] == "PAUSED" and nodes["code_node"] == "RUNNING"
     assert nodes["model_node"] == "NOT_AVAILABLE"
-
-
-def register_debug_server(pano: Any, plane: ControlPlane) -> tuple[str, bytes, str]:
-    """CreatePackage + RegisterPackageVersion of the debug-server app's code package (its package.json
-    uploaded first): (package id, package.json bytes, patch version)."""
-    created = pano.create_package(PackageName="DEBUG_SERVER")
-    manifest = (APP.parents[1] / "packages" / "123456789012-DEBUG_SERVER-1.0" / "package.json").read_bytes()
-    patch = hashlib.sha256(manifest).hexdigest()
-    plane.assets.put(f"{created['StorageLocation']['ManifestPrefixLocation']}/{patch}.json",
-                     io.BytesIO(manifest))
-    pano.register_package_version(PackageId=created["PackageId"], PackageVersion="1.0", PatchVersion=patch,
-                                  MarkLatest=True)
-    return str(created["PackageId"]), manifest, patch
 
 
 def test_desired_state_carries_registered_manifests_and_assets(endpoint: str, pano: Any, plane: ControlPlane,

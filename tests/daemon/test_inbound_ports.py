@@ -14,19 +14,9 @@ import pytest
 
 from tests.support.apps import routing_overrides, server_app
 from tests.support.daemons import Daemon
+from tests.support.ports import free_port_in
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
-
-
-def _free_port(lo: int, hi: int) -> int:
-    for port in range(lo, hi):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def _get(port: int) -> str:
@@ -71,7 +61,7 @@ def _listening_ports(pid: int) -> set[int]:
 
 def test_confirmed_host_port_only_and_no_double_claims(make_daemon: Any, tmp_path: Path) -> None:
     d: Daemon = make_daemon()
-    container_port, host_port = _free_port(8300, 8500), _free_port(8700, 8900)
+    container_port, host_port = free_port_in(8300, 8500), free_port_in(8700, 8900)
     overrides = routing_overrides(tmp_path / "override.json", container_port, host_port)
     v1 = server_app(tmp_path / "v1", "v1", container_port)
     r = d.cli("deploy", str(v1), "--name", "web", "--overrides", str(overrides))
@@ -96,7 +86,7 @@ def test_confirmed_host_port_only_and_no_double_claims(make_daemon: Any, tmp_pat
     assert _get(host_port) == "hello from v1"
 
     # a hostPort something else on the device holds: the instance itself reports it
-    taken = _free_port(8901, 9000)
+    taken = free_port_in(8901, 9000)
     with socket.socket() as holder:
         holder.bind(("0.0.0.0", taken))
         holder.listen()

@@ -27,7 +27,8 @@ from tests.support.apps import built_counter_app
 from tests.support.cli import panoflow_argv
 from tests.support.daemons import SECRETS, Daemon
 from tests.support.fleet import wait
-from tests.support.rtsp import GstServer, free_port, h264_launch
+from tests.support.ports import free_port
+from tests.support.rtsp import GstServer, h264_launch
 
 ACCOUNT = "123456789012"
 HEARTBEAT = "1"

@@ -47,13 +47,6 @@ def interpreter() -> tuple[str, list[Mount]]:
     return os.path.realpath(sys.executable), [Mount(Path(prefix), prefix)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class HostServer:
     """A TCP server on the host that answers each connection with ``answer`` and counts them."""
 

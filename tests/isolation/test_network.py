@@ -23,7 +23,8 @@ import pytest
 
 from panoflow.exceptions import SandboxError
 from panoflow.isolation import SandboxSpec, host_problems, start
-from tests.isolation.probes import HostServer, free_port, interpreter, require, require_root, run_probe
+from tests.isolation.probes import HostServer, interpreter, require, require_root, run_probe
+from tests.support.ports import free_port
 
 CONNECT = r"""
 import json, os, socket, sys

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from panoflow.controlplane import AccessKey, ControlPlane
-from tests.controlplane.test_device_api import claimed, register_debug_server
 from tests.support.control_plane import deploy, signed_headers
+from tests.support.device_protocol import claimed, register_debug_server
 
 OWN = "123456789012/pkg-a/binaries/model.tar.gz"
 OTHER = "123456789012/pkg-b/binaries/model.tar.gz"

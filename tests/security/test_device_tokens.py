@@ -18,9 +18,9 @@ from panoflow.cloud_client.credentials import Credentials
 from panoflow.cloud_client.sync import renewal_due
 from panoflow.controlplane import ControlPlane, serve_in_thread
 from panoflow.controlplane.store import Store
-from tests.controlplane.test_device_api import claim, post, provision
 from tests.support.cli import panoflow_argv
 from tests.support.control_plane import make_client
+from tests.support.device_protocol import claim, post, provision
 
 METRICS = "/_panoflow/device/v1/metrics"
 

@@ -16,8 +16,8 @@ import pytest
 from panoflow.controlplane import ControlPlane, serve_in_thread
 from panoflow.controlplane.limits import DailyQuota, DeviceLimits, RateLimiter
 from panoflow.controlplane.store import Store
-from tests.controlplane.test_device_api import claimed
 from tests.support.control_plane import make_client
+from tests.support.device_protocol import claimed
 
 
 def _post(endpoint: str, path: str, token: str, body: Any) -> tuple[int, dict[str, str], dict[str, Any]]:

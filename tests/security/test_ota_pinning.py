@@ -18,8 +18,8 @@ from panoflow.cloud_client.client import CloudClient
 from panoflow.cloud_client.jobs import Jobs
 from panoflow.controlplane import ControlPlane
 from panoflow.controlplane.service.jobs import ota_wheel_key
-from tests.controlplane.test_device_api import claimed
 from tests.support.control_plane import error_of
+from tests.support.device_protocol import claimed
 
 VERSION = "99.9.0"
 

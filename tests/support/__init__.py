@@ -9,9 +9,11 @@ importing them:
 * :mod:`tests.support.cli`: ``panoflow ...`` in a child process;
 * :mod:`tests.support.control_plane`: a real control plane on loopback with a boto3 client, SigV4 helpers,
   moto (fixtures);
+* :mod:`tests.support.device_protocol`: a device claiming and syncing over the device protocol in raw JSON;
 * :mod:`tests.support.daemons`: real ``panoflow serve`` processes and the suite-end secrets check (fixtures);
 * :mod:`tests.support.fleet`: an HTTPS control plane in a thread that real devices join;
 * :mod:`tests.support.models`: real ONNX models built at test time and their Panorama model packages;
+* :mod:`tests.support.ports`: free TCP ports for the servers a test starts;
 * :mod:`tests.support.rtsp`: GStreamer RTSP servers and H.265 clips (fixtures);
 * :mod:`tests.support.sources_and_sinks`: driving source and sink plugins without a runtime;
 * :mod:`tests.support.tempdirs`: pytest's temporary folders made passable for the sandbox uid;

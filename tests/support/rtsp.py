@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
+from tests.support.ports import free_port
+
+__all__ = ["GstServer", "free_port", "gst_unavailable", "h264_launch", "h265_launch", "make_hevc_clip",
+           "vp8_launch"]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = os.environ.get("PANOFLOW_GST_PYTHON", "/usr/bin/python3")  # Debian's, where gi imports
@@ -37,12 +41,6 @@ def gst_unavailable() -> str:
                 "gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
                 f"gstreamer1.0-plugins-bad; scripts/test does this): {last}")
     return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def h264_launch(path: Path) -> str:
