@@ -1,18 +1,21 @@
-"""Decode budget: CPU per camera for a 5 fps app on 4 realtime 720p30 cameras, every picture decoded against
-``?decode=keyframes`` (1 s GOP), alternating in the same run; and panoflow's CPU per camera against a bare PyAV
-decode-to-BGR loop of the same clip.
+"""Decode budget: CPU per camera for a 5 fps app on 4 realtime 720p30 cameras without the decode budget (every
+picture decoded and converted to BGR, ``?convert=eager``), with conversion on demand alone (every picture
+decoded, only the frames the app takes converted: the default) and with ``?decode=keyframes`` (1 s GOP),
+alternating in the same run; and panoflow's CPU per camera against a bare PyAV decode-to-BGR loop of the same
+clip.
 
-    .venv/bin/python -m benchmarks.decode_budget [--cameras 4] [--window 8] [--rounds 2]
+    .venv/bin/python -m benchmarks.decode_budget [--cameras 4] [--window 5] [--rounds 2]
 
-Each round starts ``panoflow run`` once per mode (``all``, then ``keyframes``) on ``--cameras`` looping realtime
-files of a camera-like 720p30 H.264 clip (sensor noise, about 2.5 Mbit/s, GOP 30 = 1 s; benchmarks/rtsp.py). The
-app asks for frames at 5 fps (``get()``, then sleeps to the next 200 ms tick) and counts the fresh ones it got.
-CPU is read from outside, from ``/proc``: user + system seconds of the ``panoflow run`` process and every process
-under it (the sandboxed app included), over a ``--window`` after a warm-up; the frames the cameras produced in
-that window come from the instance's control API. The ratio is CPU seconds per camera-second of video the
-cameras got through (30 frames, or one keyframe per 1 s GOP), so a loaded machine that cannot keep up does not
-flatter either mode; "real time" is that video's share of the wall-clock window (1.00 = kept up). Each mode's
-median over the rounds.
+Each round starts ``panoflow run`` once per mode (``eager``, ``demand``, ``keyframes``) on ``--cameras``
+looping realtime files of a camera-like 720p30 H.264 clip (sensor noise, about 2.5 Mbit/s, GOP 30 = 1 s;
+benchmarks/rtsp.py). The app asks for frames at 5 fps (``get()``, then sleeps to the next 200 ms tick) and
+counts the fresh ones it got. CPU is read from outside, from ``/proc``: user + system seconds of the
+``panoflow run`` process and every process under it (the sandboxed app included), over a ``--window`` after a
+warm-up; the frames the cameras produced in that window come from the instance's control API. The ratio is CPU
+seconds per camera-second of video the cameras got through (30 frames, or one keyframe per 1 s GOP), so a
+loaded machine that cannot keep up does not flatter any mode; "real time" is that video's share of the
+wall-clock window (1.00 = kept up). Each mode's median over the rounds; the ratios are against ``eager``
+(panoflow before the decode budget) of the same run.
 
 The bare row decodes the same clip with PyAV (``to_ndarray("bgr24")`` per frame, slice threads, as fast as it
 goes; benchmarks/streams.py's loop), measuring process CPU seconds per frame x 30: the cores one 30 fps camera
@@ -37,6 +40,8 @@ from benchmarks.streams import bare_cores_per_camera
 
 FPS = 30
 WARMUP_S = 3.0
+#: mode -> the source options it runs with
+MODES = {"eager": "decode=all&convert=eager", "demand": "decode=all", "keyframes": "decode=keyframes"}
 APP = """
 import json
 import time
@@ -97,14 +102,14 @@ def frames_produced(sock: Path) -> int:
 
 
 def run_mode(mode: str, clip: Path, cameras: int, window: float, work: Path) -> dict[str, float]:
-    from tests.runtime.apptemplate import write_app
+    from tests.support.apps import write_app
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"{mode}-", dir=work))
     run_dir.chmod(0o755)  # the sandboxed app runs as a uid of its own: it must reach its mounts
     app = write_app(run_dir / "app", code=APP)
-    uris = [f"{clip}?realtime=1&loop=1&decode={mode}"] * cameras
+    uris = [f"{clip}?realtime=1&loop=1&{MODES[mode]}"] * cameras
     sock = run_dir / "control.sock"
-    cmd = panoflow_cmd(app, uris, state=run_dir / "state", duration=WARMUP_S + window + 3.0,
+    cmd = panoflow_cmd(app, uris, state=run_dir / "state", duration=WARMUP_S + window + 1.5,
                        extra=["--control", f"unix:{sock}"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -129,14 +134,15 @@ def run_mode(mode: str, clip: Path, cameras: int, window: float, work: Path) -> 
     fresh = sum(data["fresh"].values()) / max(1, cameras) / seconds
     # camera-seconds of video the sources got through: a frame each 1/30 s, or a keyframe each GOP (1 s)
     video_s = (f1 - f0) * (1.0 if mode == "keyframes" else 1.0 / FPS)
-    return {"cores_per_cam": (c1 - c0) / (t1 - t0) / cameras, "cpu_per_video_s": (c1 - c0) / max(video_s, 1e-9),
+    return {"cores_per_cam": (c1 - c0) / (t1 - t0) / cameras,
+            "cpu_per_video_s": (c1 - c0) / max(video_s, 1e-9),
             "behind": video_s / ((t1 - t0) * cameras), "fresh_fps": fresh, "app_fps": data["gets"] / seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cameras", type=int, default=4)
-    ap.add_argument("--window", type=float, default=8.0, help="seconds measured per run")
+    ap.add_argument("--window", type=float, default=5.0, help="seconds measured per run")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of both modes")
     args = ap.parse_args(argv)
     from benchmarks.rtsp import camera_clip
@@ -146,33 +152,39 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         work.chmod(0o755)
         clip = camera_clip(work / "cam720.mp4", 6.0)  # looped: 6 GOPs per pass
-        runs: dict[str, list[dict[str, float]]] = {"all": [], "keyframes": []}
+        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         for _ in range(args.rounds):
             for mode, done in runs.items():
                 done.append(run_mode(mode, clip, args.cameras, args.window, work))
         bare = bare_cores_per_camera(clip)
     med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
-    a, k = med["all"], med["keyframes"]
-    ratio = a["cpu_per_video_s"] / k["cpu_per_video_s"]
-    print("| decode | CPU s per camera-second of video | vs decode=all | cores per camera (window) | real time "
-          "| fresh frames/s per camera to the app | app gets/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| all | {a['cpu_per_video_s']:.3f} | 1.00x | {a['cores_per_cam']:.3f} | {a['behind']:.2f} "
-          f"| {a['fresh_fps']:.2f} | {a['app_fps']:.2f} |")
-    print(f"| keyframes | {k['cpu_per_video_s']:.3f} | {ratio:.2f}x fewer | {k['cores_per_cam']:.3f} "
-          f"| {k['behind']:.2f} | {k['fresh_fps']:.2f} | {k['app_fps']:.2f} |")
-    print(f"| bare PyAV loop, 30 fps | {bare:.3f} | panoflow all = {a['cpu_per_video_s'] / bare:.2f}x bare | - | - "
-          "| - | - |")
+    base = med["eager"]
+    ratios = {m: base["cpu_per_video_s"] / r["cpu_per_video_s"] for m, r in med.items()}
+    labels = {"eager": "all pictures, every one converted (no budget)",
+              "demand": "all pictures, conversion on demand",
+              "keyframes": "keyframes only, conversion on demand"}
+    print("| mode | source options | CPU s per camera-second of video | vs no budget "
+          "| cores per camera (window) | real time | fresh frames/s per camera to the app | app gets/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for mode, r in med.items():
+        print(f"| {labels[mode]} | {MODES[mode]} | {r['cpu_per_video_s']:.3f} | {ratios[mode]:.2f}x fewer "
+              f"| {r['cores_per_cam']:.3f} | {r['behind']:.2f} | {r['fresh_fps']:.2f} | {r['app_fps']:.2f} |")
+    print(f"| bare PyAV loop, 30 fps | - | {bare:.3f} | panoflow without budget = "
+          f"{base['cpu_per_video_s'] / bare:.2f}x bare | - | - | - | - |")
     print(f"({args.cameras} realtime looping files of a 720p30 camera-like clip, GOP 30 (1 s); app at 5 fps; "
-          f"{args.rounds} alternating rounds of {args.window:g} s per mode, medians; CPU of panoflow run and its "
-          "app process from /proc; bare = PyAV decode + to_ndarray(bgr24), slice threads, best of 3: benchmarks/streams.py)")
+          f"{args.rounds} alternating rounds of {args.window:g} s per mode, medians; CPU of panoflow run and "
+          "its app process from /proc; bare = PyAV decode + to_ndarray(bgr24), slice threads, best of 3: "
+          "benchmarks/streams.py)")
     from panoflow.plugins.decoders import DECODERS
 
-    print("decoders on this machine: " + "; ".join(f"{n} {t}" for n, t in DECODERS.availability("h264").items()))
-    if DECODERS.availability("h264")["nvdec"] != "available":
-        print("NVDEC: no figure - no NVIDIA GPU machine was at hand for this run (the GPU machines of this project "
-              "were not lent to it); the software rows above are the CPU path an NVDEC row would be compared with")
-    print(f"decode budget: keyframes uses {ratio:.2f}x fewer cores per camera")
+    available = DECODERS.availability("h264")
+    print("decoders on this machine: " + "; ".join(f"{n} {t}" for n, t in available.items()))
+    if available["nvdec"] != "available":
+        print("NVDEC: no figure - no NVIDIA GPU machine was at hand for this run (the GPU machines of this "
+              "project were not lent to it); the software rows above are the CPU path an NVDEC row would be "
+              "compared with")
+    print(f"decode budget: keyframes uses {ratios['keyframes']:.2f}x fewer cores per camera; conversion on "
+          f"demand alone {ratios['demand']:.2f}x fewer")
     return 0
 
 
