@@ -71,6 +71,28 @@ def test_no_module_imports_from_a_conftest() -> None:
         + "\n  ".join(found))
 
 
+def foreign_test_module_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    """``line N: X`` for each import of a test module ``X`` of another folder than ``module``'s."""
+    here = module if is_package else module.rpartition(".")[0]
+    found: dict[str, None] = {}
+    for line, name in imported_modules(source, module, is_package):
+        folder, _, leaf = name.rpartition(".")
+        if name.startswith("tests.") and leaf.startswith("test_") and folder != here:
+            found[f"line {line}: {name}"] = None
+    return list(found)
+
+
+def test_no_module_imports_a_test_module_of_another_folder() -> None:
+    """What two folders share lives in tests/support, not in one folder's test module."""
+    found = []
+    for path in python_files():
+        hits = foreign_test_module_imports(path.read_text(encoding="utf-8"), module_name(path),
+                                           path.name == "__init__.py")
+        found += [f"{path.relative_to(ROOT)} {hit}" for hit in hits]
+    assert not found, ("modules import a test module of another folder (move what they share into "
+                       "tests/support):\n  " + "\n  ".join(found))
+
+
 def test_support_depends_on_no_test_folder() -> None:
     """tests.support is the bottom layer: it imports nothing from a test folder (tests.media, a shared helper
     module of its own, aside)."""
@@ -120,3 +142,16 @@ def test_the_finder_sees_every_form_of_conftest_import(source: str, module: str,
 def test_relative_imports_resolve_from_a_package() -> None:
     assert conftest_imports("from .conftest import x\n", "tests.isolation", is_package=True) == [
         "line 1: tests.isolation.conftest"]
+
+
+@pytest.mark.parametrize(("source", "module", "expected"), [
+    ("from tests.controlplane.test_device_api import claimed\n", "tests.security.test_x",
+     ["line 1: tests.controlplane.test_device_api"]),
+    ("from tests.daemon import test_inbound_ports\n", "tests.appproc.test_x",
+     ["line 1: tests.daemon.test_inbound_ports"]),
+    ("from tests.daemon.test_lifecycle import events\n", "tests.daemon.test_x", []),
+    ("from .test_lifecycle import events\n", "tests.daemon.test_x", []),
+    ("from tests.support.ports import free_port\n", "tests.daemon.test_x", []),
+])
+def test_the_finder_sees_test_modules_of_other_folders(source: str, module: str, expected: list[str]) -> None:
+    assert foreign_test_module_imports(source, module) == expected
