@@ -84,6 +84,8 @@ def test_changes_happen_only_at_keyframes_and_are_logged_once() -> None:
     assert [e["decoding"] for e in changed] == ["keyframes", "all"]
     assert changed[0]["taken_fps"] <= 0.8 * changed[0]["keyframe_fps"] and changed[0]["keyframe_fps"] == 1.0
     assert changed[1]["taken"] >= 0.95 * changed[1]["decoded"]
+    # the rate each change leads to: the keyframes' (1 a second), then every picture's again (30 a second)
+    assert changed[0]["effective_fps"] == 1.0 and 29.0 <= changed[1]["effective_fps"] <= 30.0
 
 
 @pytest.mark.parametrize("bad", [0, 1.5, "half"])

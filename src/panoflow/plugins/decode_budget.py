@@ -20,8 +20,8 @@ the decoder's few surfaces. The converter counts its conversions (``conversions`
   for each one: demand rose).
 
 "Took" is the conversions: a frame any consumer read. Each change is logged once (``decode_mode_changed``,
-with the figures that decided it); ``decoding`` (what is decoded now) and ``effective_fps`` (pictures per
-second since the last change) are in ``stats()``.
+with the figures that decided it and the ``effective_fps`` it leads to); ``decoding`` (what is decoded now)
+and ``effective_fps`` (pictures per second since the last change) are in ``stats()``.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ class KeyframeGate:
         self.changes = 0
         self._window_start: tuple[float, int, int, int] | None = None  # (time, decoded, taken, keyframes)
         self._since: tuple[float, int] | None = None  # the last change: (time, decoded then)
+        self._all_fps: float | None = None  # pictures per second decoded in the last window of every picture
 
     def bind(self, *, decoded: Callable[[], int], taken: Callable[[], int]) -> None:
         """Where to read the pictures decoded and the frames consumers took (both counts only grow)."""
@@ -184,6 +185,7 @@ class KeyframeGate:
             return
         taken_fps, key_fps = n_taken / elapsed, n_keys / elapsed
         if not self.keyframes_only:
+            self._all_fps = n_decoded / elapsed
             switch = n_taken < self.below * n_decoded and taken_fps <= AUTO_DOWN_KEYFRAME_SHARE * key_fps
         else:
             switch = n_taken >= AUTO_UP_TAKEN_SHARE * n_decoded
@@ -192,9 +194,12 @@ class KeyframeGate:
         self.keyframes_only = not self.keyframes_only
         self.changes += 1
         self._since = (now, decoded)
+        # the rate it decodes at from now on: the keyframes', or what every picture gave last time
+        effective = key_fps if self.keyframes_only else self._all_fps
         self.log.info("decode_mode_changed", decoding=self.decoding, window_s=round(elapsed, 2),
                       decoded=n_decoded, taken=n_taken, taken_fps=round(taken_fps, 2),
-                      keyframe_fps=round(key_fps, 2), decoded_fps=round(n_decoded / elapsed, 2))
+                      keyframe_fps=round(key_fps, 2), decoded_fps=round(n_decoded / elapsed, 2),
+                      effective_fps=round(effective, 2) if effective is not None else None)
 
     def stats(self) -> dict[str, Any]:
         return {"decode": self.mode, "decoding": self.decoding, "decode_mode_changes": self.changes}
