@@ -48,11 +48,14 @@ def test_status_and_metrics_name_the_decoder(tmp_path: Path) -> None:
             if stream.get("decoder") and stream.get("frames", 0) >= 2:
                 break
             time.sleep(0.2)
-        assert stream["decode"] == "keyframes"
+        assert stream["decode"] == "keyframes" == stream["decoding"]
         metrics = _get(sock, "/metrics")
         info = [ln for ln in metrics.splitlines() if ln.startswith("panoflow_source_decoder_info{")]
         assert len(info) == 1 and info[0].rsplit(" ", 1)[1] in ("1", "1.0")
         assert 'node="camera_node"' in info[0] and f'decoder="{stream["decoder"]}"' in info[0]
+        rate = [ln for ln in metrics.splitlines() if ln.startswith("panoflow_source_effective_fps{")]
+        # one keyframe a second of a 10 fps clip (read early: a keyframe is decoded before its pacing wait)
+        assert len(rate) == 1 and 'decoding="keyframes"' in rate[0] and float(rate[0].rsplit(" ", 1)[1]) < 5
         if NO_GPU and NO_DRI:
             assert stream["decoder"] == "software" and "nvdec" in stream["decoder_reason"]
     finally:
