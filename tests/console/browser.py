@@ -53,6 +53,14 @@ class Browsing:
     def _finished(self, request: Request) -> None:
         from playwright.sync_api import Error
 
+        try:
+            self._record(request)
+        except Error as exc:  # the page or context closed under a request that was finishing
+            self.unread.append(f"{request.url}: {exc}")
+
+    def _record(self, request: Request) -> None:
+        from playwright.sync_api import Error
+
         response = request.response()
         if response is None:
             return
