@@ -151,3 +151,31 @@ def test_an_app_process_gets_only_its_frames_converted(tmp_path: Path) -> None:
     assert metrics["panoflow_source_conversions_total"] <= taken
     assert metrics["panoflow_source_decoded_frames_total"] > metrics["panoflow_source_conversions_total"]
     assert taken >= 6  # 12 requests: at 5 fps every one finds a fresh frame (a loaded machine: still most)
+
+
+async def test_a_native_node_gets_its_frames_converted_off_the_event_loop() -> None:
+    import threading
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from panoflow.core.bus import Inbox
+    from panoflow.core.frame import DeferredImage, Frame
+    from panoflow.core.ports import MediaInput
+    from panoflow.plugins.native_runner import NativeNode
+
+    threads: list[threading.Thread] = []
+
+    def convert() -> np.ndarray:
+        threads.append(threading.current_thread())
+        return np.zeros((4, 6, 3), np.uint8)
+
+    inbox: Inbox[Frame] = Inbox("code_node.video_in", "block(4)", ["cam"])
+    inbox.put("cam", Frame(DeferredImage(convert, (4, 6, 3)), "cam", 0, (0, 0)))
+    inbox.end_stream("cam")
+    io = SimpleNamespace(node_id="code_node", inputs={"video_in": MediaInput("video_in", inbox, ["cam"])},
+                         outputs={})
+    node = NativeNode(SimpleNamespace(io=io, storage_dir="/nonexistent", logs_dir="/nonexistent"))
+    batches = [batch async for batch in node.frames()]
+    assert [f.pixels.converted for f in batches[0]] == [True]
+    assert threads and threads[0] is not threading.main_thread()  # the loop runs in the main thread here

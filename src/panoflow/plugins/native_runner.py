@@ -24,7 +24,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow.core.bases import CodeRunner
-from panoflow.core.frame import Frame, Label, Rect
+from panoflow.core.frame import DeferredImage, Frame, Label, Rect
 from panoflow.core.hookspecs import hookimpl
 from panoflow.core.ports import MediaInput, MediaOutput, ParameterInput, StreamsExhausted
 from panoflow.exceptions import NodeError
@@ -32,6 +32,11 @@ from panoflow.exceptions import NodeError
 __all__ = ["NativeNode", "NativeRunner", "with_label", "with_rect"]
 
 log = structlog.get_logger(__name__)
+
+
+def _convert(frames: list[Frame]) -> None:
+    for frame in frames:
+        _ = frame.image
 
 
 def with_label(frame: Frame, text: str, x: float, y: float) -> Frame:
@@ -85,6 +90,10 @@ class NativeNode:
                 batch = await source.aget()
             except StreamsExhausted:
                 return
+            # pictures a source left to convert on demand are converted in a worker thread, not on the loop
+            pending = [f for f in batch if isinstance(f.pixels, DeferredImage) and not f.pixels.converted]
+            if pending:
+                await anyio.to_thread.run_sync(_convert, pending)
             yield batch
 
     async def call(self, first: Any, second: Any, time_out: float | None = None) -> tuple[Any, ...]:
