@@ -101,7 +101,7 @@ class ControlPlane:
         with self.store.transaction() as tx:
             return applications.open_signals(self._context(tx), [instance_id])
 
-    # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) -----------------------
+    # --- the device API (docs/device-protocol.md; routes in controlplane/device_api.py) ---------------------
 
     def _context(self, tx: Transaction) -> Context:
         return Context(tx, self.account_id, self.region, self.assets, self.ca_pem)

@@ -2,10 +2,10 @@
 
 An instance stays DEPLOYMENT_PENDING with HealthStatus NOT_AVAILABLE until its device reports through
 :func:`report_status` (the sync of docs/device-protocol.md, via :func:`device_report`). Replacing an instance
-(ApplicationInstanceIdToReplace) creates the new one and moves the old one to REMOVAL_PENDING with desired state
-REMOVED; RemoveApplicationInstance does the same. The device is sent every instance whose desired state is RUNNING and
-every REMOVED one it has not yet reported REMOVAL_SUCCEEDED (:func:`desired_state`); signals are sent until the
-device acknowledges them (:func:`open_signals`, :func:`ack_signals`).
+(ApplicationInstanceIdToReplace) creates the new one and moves the old one to REMOVAL_PENDING with desired
+state REMOVED; RemoveApplicationInstance does the same. The device is sent every instance whose desired state
+is RUNNING and every REMOVED one it has not yet reported REMOVAL_SUCCEEDED (:func:`desired_state`); signals
+are sent until the device acknowledges them (:func:`open_signals`, :func:`ack_signals`).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ _AGGREGATES = {
     "PROCESSING_REMOVAL": {"REMOVAL_PENDING", "REMOVAL_REQUESTED", "REMOVAL_IN_PROGRESS"},
 }
 _REMOVING = _AGGREGATES["PROCESSING_REMOVAL"] | {"REMOVAL_SUCCEEDED"}
-STATUSES = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_IN_PROGRESS", "DEPLOYMENT_ERROR",
-                       "DEPLOYMENT_SUCCEEDED", "REMOVAL_PENDING", "REMOVAL_REQUESTED", "REMOVAL_IN_PROGRESS",
-                       "REMOVAL_FAILED", "REMOVAL_SUCCEEDED", "DEPLOYMENT_FAILED"})
+STATUSES = frozenset({"DEPLOYMENT_PENDING", "DEPLOYMENT_REQUESTED", "DEPLOYMENT_IN_PROGRESS",
+                       "DEPLOYMENT_ERROR", "DEPLOYMENT_SUCCEEDED", "REMOVAL_PENDING", "REMOVAL_REQUESTED",
+                       "REMOVAL_IN_PROGRESS", "REMOVAL_FAILED", "REMOVAL_SUCCEEDED", "DEPLOYMENT_FAILED"})
 
 
 def _check_manifests(p: dict[str, Any]) -> tuple[NodeGraph, GraphOverrides | None]:
@@ -53,13 +53,15 @@ def _check_manifests(p: dict[str, Any]) -> tuple[NodeGraph, GraphOverrides | Non
 def _node_instances(ctx: Context, graph: NodeGraph, overrides: GraphOverrides | None) -> list[dict[str, Any]]:
     """The instance's nodes as the device runs them: after the overrides replaced nodes (a camera bound by the
     overrides is listed under its override node's name, which is what signals address, as on Panorama)."""
-    versions = {ref.qualified: ref.version for ref in (*graph.packages, *(overrides.packages if overrides else ()))}
+    refs = (*graph.packages, *(overrides.packages if overrides else ()))
+    versions = {ref.qualified: ref.version for ref in refs}
     out = []
     for node_name, interface in _effective_nodes(graph, overrides).items():
         package, _, _iface = interface.partition(".")
         account, _, name = package.partition("::")
         item = {"NodeInstanceId": node_name, "NodeName": node_name,
-                "PackageName": name, "PackageVersion": versions.get(package), "CurrentStatus": "NOT_AVAILABLE"}
+                "PackageName": name, "PackageVersion": versions.get(package),
+                "CurrentStatus": "NOT_AVAILABLE"}
         pkg = ctx.tx.select("packages", {"owner": account, "name": name})
         if pkg and item["PackageVersion"]:
             ver = latest_patch(ctx, pkg[0].id, item["PackageVersion"])
@@ -79,7 +81,8 @@ def _get(ctx: Context, instance_id: str) -> Row:
 def create_application_instance(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     device = ctx.tx.get("devices", p["DefaultRuntimeContextDevice"])
     if device is None:
-        raise validation(f"Device {p['DefaultRuntimeContextDevice']} does not exist", "DefaultRuntimeContextDevice")
+        raise validation(f"Device {p['DefaultRuntimeContextDevice']} does not exist",
+                         "DefaultRuntimeContextDevice")
     graph, overrides = _check_manifests(p)
     old = None
     if p.get("ApplicationInstanceIdToReplace"):
@@ -88,14 +91,17 @@ def create_application_instance(ctx: Context, p: dict[str, Any]) -> dict[str, An
             raise validation(f"Application instance {p['ApplicationInstanceIdToReplace']} does not exist",
                              "ApplicationInstanceIdToReplace")
         if old.columns["status"] in _REMOVING:
-            raise conflict(f"Application instance {old.id} is already being removed", "applicationInstance", old.id)
+            raise conflict(f"Application instance {old.id} is already being removed", "applicationInstance",
+                           old.id)
     instance_id = new_id("applicationInstance-")
     arn = ctx.arn("applicationInstance", instance_id)
     t = now().isoformat()
     doc = {"Arn": arn, "Name": p.get("Name"), "Description": p.get("Description"),
-           "DefaultRuntimeContextDeviceName": device.columns["name"], "RuntimeRoleArn": p.get("RuntimeRoleArn"),
+           "DefaultRuntimeContextDeviceName": device.columns["name"],
+           "RuntimeRoleArn": p.get("RuntimeRoleArn"),
            "ApplicationInstanceIdToReplace": p.get("ApplicationInstanceIdToReplace"),
-           "ManifestPayload": p["ManifestPayload"], "ManifestOverridesPayload": p.get("ManifestOverridesPayload"),
+           "ManifestPayload": p["ManifestPayload"],
+           "ManifestOverridesPayload": p.get("ManifestOverridesPayload"),
            "HealthStatus": "NOT_AVAILABLE", "StatusDescription": "Waiting for the device to deploy",
            "CreatedTime": t, "LastUpdatedTime": t, "RuntimeContextStates": [],
            "NodeInstances": _node_instances(ctx, graph, overrides),
@@ -124,7 +130,8 @@ def _summary(ctx: Context, row: Row) -> dict[str, Any]:
     d = row.doc
     return {"ApplicationInstanceId": row.id, "Arn": d["Arn"], "Name": d.get("Name"),
             "Description": d.get("Description"), "DefaultRuntimeContextDevice": row.columns["device_id"],
-            "DefaultRuntimeContextDeviceName": d["DefaultRuntimeContextDeviceName"], "Status": row.columns["status"],
+            "DefaultRuntimeContextDeviceName": d["DefaultRuntimeContextDeviceName"],
+            "Status": row.columns["status"],
             "HealthStatus": d["HealthStatus"], "StatusDescription": d.get("StatusDescription"),
             "CreatedTime": ts(d["CreatedTime"]), "LastUpdatedTime": ts(d["LastUpdatedTime"]),
             "RuntimeContextStates": [{**s, "DeviceReportedTime": ts(s["DeviceReportedTime"])}
@@ -145,7 +152,8 @@ def describe_application_instance_details(ctx: Context, p: dict[str, Any]) -> di
     d = row.doc
     return {"ApplicationInstanceId": row.id, "Name": d.get("Name"), "Description": d.get("Description"),
             "DefaultRuntimeContextDevice": row.columns["device_id"], "CreatedTime": ts(d["CreatedTime"]),
-            "ManifestPayload": d["ManifestPayload"], "ManifestOverridesPayload": d.get("ManifestOverridesPayload"),
+            "ManifestPayload": d["ManifestPayload"],
+            "ManifestOverridesPayload": d.get("ManifestOverridesPayload"),
             "ApplicationInstanceIdToReplace": d.get("ApplicationInstanceIdToReplace")}
 
 
@@ -187,8 +195,8 @@ def list_dependencies(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 def remove_application_instance(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     row = _get(ctx, p["ApplicationInstanceId"])
     if row.columns["status"] in _REMOVING:
-        raise conflict(f"Application instance {row.id} is already {row.columns['status']}", "applicationInstance",
-                       row.id)
+        raise conflict(f"Application instance {row.id} is already {row.columns['status']}",
+                       "applicationInstance", row.id)
     _request_removal(ctx, row, "Removal requested")
     return {}
 
@@ -211,7 +219,8 @@ def signal_node_instances(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 #: ApplicationInstanceStatus -> the DeviceReportedStatus shown in RuntimeContextStates
 _REPORTED = {"DEPLOYMENT_PENDING": "INSTALL_IN_PROGRESS", "DEPLOYMENT_REQUESTED": "INSTALL_IN_PROGRESS",
              "DEPLOYMENT_IN_PROGRESS": "INSTALL_IN_PROGRESS", "DEPLOYMENT_ERROR": "INSTALL_ERROR",
-             "DEPLOYMENT_FAILED": "INSTALL_ERROR", "DEPLOYMENT_SUCCEEDED": "RUNNING", "REMOVAL_PENDING": "STOPPING",
+             "DEPLOYMENT_FAILED": "INSTALL_ERROR", "DEPLOYMENT_SUCCEEDED": "RUNNING",
+             "REMOVAL_PENDING": "STOPPING",
              "REMOVAL_REQUESTED": "STOPPING", "REMOVAL_IN_PROGRESS": "REMOVAL_IN_PROGRESS",
              "REMOVAL_FAILED": "REMOVAL_FAILED", "REMOVAL_SUCCEEDED": "STOPPED"}
 
@@ -221,9 +230,9 @@ def report_status(ctx: Context, instance_id: str, status: str, *, health: str | 
                   node_statuses: dict[str, str] | None) -> None:
     """Apply a device's report to an instance (see :meth:`ControlPlane.report_application_status`).
 
-    REMOVAL_SUCCEEDED is final (later reports are ignored). While the desired state is REMOVED, a deployment status
-    does not undo the removal: the status stays where it is and only health and node statuses are taken.
-    ``LastUpdatedTime`` moves only when something the API shows changed.
+    REMOVAL_SUCCEEDED is final (later reports are ignored). While the desired state is REMOVED, a deployment
+    status does not undo the removal: the status stays where it is and only health and node statuses are
+    taken. ``LastUpdatedTime`` moves only when something the API shows changed.
     """
     if status not in STATUSES:
         raise ValueError(f"not an ApplicationInstanceStatus: {status!r}")
@@ -264,7 +273,8 @@ def report_status(ctx: Context, instance_id: str, status: str, *, health: str | 
 
 def device_report(ctx: Context, device_id: str, instance_id: str, status: str, *, health: str | None,
                   description: str | None, node_statuses: dict[str, str]) -> None:
-    """One instance of a sync report; instances of other devices or unknown here (deployed locally) are ignored."""
+    """One instance of a sync report; instances of other devices or unknown here (deployed locally) are
+    ignored."""
     row = ctx.tx.get("application_instances", instance_id)
     if row is None or row.columns["device_id"] != device_id:
         log.debug("device_instance_unknown", device_id=device_id, instance_id=instance_id[:64])
@@ -276,13 +286,14 @@ def device_report(ctx: Context, device_id: str, instance_id: str, status: str, *
                   node_statuses=node_statuses)
 
 
-# --- desired state (what a sync answers) ---------------------------------------------------------------------
+# --- desired state (what a sync answers) --------------------------------------------------------------------
 
 _CAMERA_KEYS = ("StreamUrl", "Username", "Password")
 
 
 def desired_state(ctx: Context, device_id: str) -> list[dict[str, Any]]:
-    """The sync answer's ``Instances``: desired RUNNING ones, and REMOVED ones not yet reported REMOVAL_SUCCEEDED.
+    """The sync answer's ``Instances``: desired RUNNING ones, and REMOVED ones not yet reported
+    REMOVAL_SUCCEEDED.
 
     REMOVED entries carry no Packages and no Cameras (the device only removes them).
     """
@@ -312,7 +323,8 @@ def _desired(ctx: Context, row: Row, desired: str) -> dict[str, Any]:
     if graph is None:  # checked at create time; a parser that became stricter must not break the sync
         log.warning("desired_state_unparsable_graph", instance_id=row.id)
         return entry
-    versions = {ref.qualified: ref.version for ref in (*graph.packages, *(overrides.packages if overrides else ()))}
+    refs = (*graph.packages, *(overrides.packages if overrides else ()))
+    versions = {ref.qualified: ref.version for ref in refs}
     entry["Packages"] = [_package_entry(ctx, qualified, version) for qualified, version in versions.items()
                          if not qualified.startswith("panorama::")]
     entry["Cameras"] = _cameras(ctx, graph, overrides, versions)
@@ -320,7 +332,8 @@ def _desired(ctx: Context, row: Row, desired: str) -> dict[str, Any]:
 
 
 def _package_entry(ctx: Context, qualified: str, version: str) -> dict[str, Any]:
-    """One ``Packages`` item: the latest patch's Manifest and Assets (Manifest None when nobody recorded one)."""
+    """One ``Packages`` item: the latest patch's Manifest and Assets (Manifest None when nobody recorded
+    one)."""
     account, _, name = qualified.partition("::")
     entry: dict[str, Any] = {"Account": account, "Name": name, "Version": version, "PatchVersion": None,
                              "Manifest": None, "Assets": []}
@@ -336,8 +349,8 @@ def _package_entry(ctx: Context, qualified: str, version: str) -> dict[str, Any]
         except ValueError:
             manifest = None
     if manifest is None:  # a template-job camera registered before template jobs recorded their manifest
-        cameras = [n.doc["Name"] for n in ctx.tx.select("nodes", {"package_id": pkg[0].id, "package_version": version,
-                                                                  "patch_version": ver.columns["patch"]})
+        where = {"package_id": pkg[0].id, "package_version": version, "patch_version": ver.columns["patch"]}
+        cameras = [n.doc["Name"] for n in ctx.tx.select("nodes", where)
                    if "TemplateParameters" in n.doc]
         manifest = camera_manifest(name, version, cameras[0]) if cameras else None
     entry["Manifest"] = manifest
@@ -383,7 +396,7 @@ def _cameras(ctx: Context, graph: NodeGraph, overrides: GraphOverrides | None,
     return out
 
 
-# --- signals (at least once) ------------------------------------------------------------------------------------
+# --- signals (at least once) --------------------------------------------------------------------------------
 
 
 def open_signals(ctx: Context, instance_ids: list[str]) -> list[dict[str, Any]]:

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 from panoflow.controlplane.assets import AssetStore
 from panoflow.controlplane.errors import validation
-from panoflow.controlplane.store import Row, Transaction
+from panoflow.controlplane.store import Transaction
 
 __all__ = ["DEFAULT_PAGE", "Context", "Handler", "handlers", "new_id", "now", "operation", "paginate", "ts"]
 
 Handler = Callable[["Context", dict[str, Any]], dict[str, Any]]
 _HANDLERS: dict[str, Handler] = {}
 F = TypeVar("F", bound=Handler)
+R = TypeVar("R")  # what is paged: store rows, or documents built from them
 
 #: the page size when a list call sends no (or a zero) MaxResults
 DEFAULT_PAGE = 25
@@ -77,7 +78,7 @@ def ts(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text)
 
 
-def paginate(rows: Sequence[Row], params: dict[str, Any], scope: str) -> tuple[list[Row], str | None]:
+def paginate(rows: Sequence[R], params: dict[str, Any], scope: str) -> tuple[list[R], str | None]:
     """One page of ``rows`` and the NextToken for the next (None on the last page).
 
     Tokens are opaque (base64 JSON of the offset and the list they belong to); a token from another list or a

@@ -1,8 +1,8 @@
 """Devices: ProvisionDevice, ListDevices, DescribeDevice, UpdateDeviceMetadata, DeleteDevice.
 
-A claimed device that syncs is ONLINE until its ``LeaseExpirationTime`` (3 heartbeats after its last contact); after
-that it is shown OFFLINE, computed when read (:func:`effective`), so no timer runs. DeleteDevice revokes the device's
-credentials (its token then gets 403) and drops its logs and metrics.
+A claimed device that syncs is ONLINE until its ``LeaseExpirationTime`` (3 heartbeats after its last contact);
+after that it is shown OFFLINE, computed when read (:func:`effective`), so no timer runs. DeleteDevice revokes
+the device's credentials (its token then gets 403) and drops its logs and metrics.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def get_device(ctx: Context, device_id: str) -> Row:
 
 
 def effective(row: Row) -> Row:
-    """``row`` as it reads now: an ONLINE device whose lease expired is OFFLINE (a copy; the store is unchanged)."""
+    """``row`` as it reads now: an ONLINE device whose lease expired is OFFLINE (a copy; the store is
+    unchanged)."""
     lease = ts(row.doc.get("LeaseExpirationTime"))
     if row.doc.get("ConnectionStatus") != "ONLINE" or lease is None or lease > now():
         return row
@@ -52,7 +53,8 @@ def effective(row: Row) -> Row:
 def _network(interfaces: list[dict[str, str | None]], t: dt.datetime) -> dict[str, Any]:
     status: dict[str, Any] = {"LastUpdatedTime": t.isoformat()}
     for i, iface in enumerate(interfaces[:2]):
-        status[f"Ethernet{i}Status"] = {"IpAddress": iface.get("IpAddress"), "HwAddress": iface.get("HwAddress"),
+        status[f"Ethernet{i}Status"] = {"IpAddress": iface.get("IpAddress"),
+                                        "HwAddress": iface.get("HwAddress"),
                                         "ConnectionStatus": "CONNECTED" if iface.get("IpAddress") else
                                         "NOT_CONNECTED"}
     return status
@@ -95,7 +97,8 @@ def _summary(ctx: Context, row: Row) -> dict[str, Any]:
         "DeviceId": row.id, "Name": row.columns["name"], "Brand": d["Brand"], "Type": d["Type"],
         "CreatedTime": ts(d["CreatedTime"]), "LastUpdatedTime": ts(d["LastUpdatedTime"]),
         "Description": d.get("Description"), "ProvisioningStatus": d["ProvisioningStatus"],
-        "DeviceAggregatedStatus": row.columns["aggregated_status"], "CurrentSoftware": d.get("CurrentSoftware"),
+        "DeviceAggregatedStatus": row.columns["aggregated_status"],
+        "CurrentSoftware": d.get("CurrentSoftware"),
         "LeaseExpirationTime": ts(d.get("LeaseExpirationTime")), "LatestDeviceJob": d.get("LatestDeviceJob"),
         "Tags": _tags(ctx, d["Arn"]),
     }
@@ -110,7 +113,8 @@ def provision_device(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     t = now()
     bundle = make_bundle(device_id=device_id, device_name=p["Name"], account_id=ctx.account_id,
                          region=ctx.region, now=t, ca_pem=ctx.ca_pem)
-    doc = {"Arn": arn, "Brand": "AWS_PANORAMA", "Type": "PANORAMA_APPLIANCE", "Description": p.get("Description"),
+    doc = {"Arn": arn, "Brand": "AWS_PANORAMA", "Type": "PANORAMA_APPLIANCE",
+           "Description": p.get("Description"),
            "CreatedTime": t.isoformat(), "LastUpdatedTime": t.isoformat(),
            "ProvisioningStatus": "AWAITING_PROVISIONING", "ConnectionStatus": "AWAITING_CREDENTIALS",
            "NetworkingConfiguration": p.get("NetworkingConfiguration")}

@@ -1,15 +1,17 @@
 """The control plane's side of the device protocol (docs/device-protocol.md sections 1, 2 and 4).
 
-* :func:`claim` exchanges a provisioning bundle's one-time token for a device token (only its SHA-256 is kept).
+* :func:`claim` exchanges a provisioning bundle's one-time token for a device token (only its SHA-256 is
+  kept).
 * :func:`authenticate_device` maps a bearer token to a device id.
-* :func:`sync` applies a device's full report (software, network, instances, jobs, acked signals) and answers its
-  desired state; the body is checked by :func:`parse_sync_report` first.
+* :func:`sync` applies a device's full report (software, network, instances, jobs, acked signals) and answers
+  its desired state; the body is checked by :func:`parse_sync_report` first.
 * :func:`append_logs` / :func:`read_logs` keep the newest :data:`LOG_CAP` lines per device as a ring;
   :func:`put_metrics` / :func:`read_metrics` the latest metrics text.
 
-Every function runs inside the caller's transaction (``ctx.tx``); :class:`~panoflow.controlplane.service.ControlPlane`
-opens it. Client mistakes are :class:`~panoflow.controlplane.errors.ApiError` (ValidationException naming the field,
-AccessDeniedException, UnauthorizedException, PayloadTooLargeException).
+Every function runs inside the caller's transaction (``ctx.tx``);
+:class:`~panoflow.controlplane.service.ControlPlane` opens it. Client mistakes are
+:class:`~panoflow.controlplane.errors.ApiError` (ValidationException naming the field, AccessDeniedException,
+UnauthorizedException, PayloadTooLargeException).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ _DELETED = ("this device was deleted from the control plane: stop syncing (keep 
             "to manage it again, provision it again and claim the new bundle")
 
 
-# --- request bodies --------------------------------------------------------------------------------------------
+# --- request bodies -----------------------------------------------------------------------------------------
 
 
 def _obj(value: Any, field: str) -> dict[str, Any]:
@@ -107,7 +109,8 @@ def parse_claim(body: Any) -> ClaimRequest:
     """Check a claim body (400 ValidationException naming the field)."""
     body = _obj(body, "body")
     return ClaimRequest(device_id=_str(body.get("DeviceId"), "DeviceId", required=True, limit=255) or "",
-                        claim_token=_str(body.get("ClaimToken"), "ClaimToken", required=True, limit=255) or "",
+                        claim_token=_str(body.get("ClaimToken"), "ClaimToken", required=True,
+                                         limit=255) or "",
                         software=_software(body), hostname=_str(body.get("Hostname"), "Hostname", limit=255))
 
 
@@ -171,7 +174,8 @@ def parse_sync_report(body: Any) -> SyncReport:
         item = _obj(value, f"NetworkInterfaces.{i}")
         interfaces.append({k: _str(item.get(k), f"NetworkInterfaces.{i}.{k}", limit=255)
                            for k in ("Name", "IpAddress", "HwAddress")})
-    instances = [_instance(v, f"Instances.{i}") for i, v in enumerate(_list(body.get("Instances"), "Instances"))]
+    instances = [_instance(v, f"Instances.{i}")
+                 for i, v in enumerate(_list(body.get("Instances"), "Instances"))]
     reported_jobs = []
     for i, value in enumerate(_list(body.get("Jobs"), "Jobs")):
         item = _obj(value, f"Jobs.{i}")
@@ -181,8 +185,8 @@ def parse_sync_report(body: Any) -> SyncReport:
             reason=_str(item.get("Reason"), f"Jobs.{i}.Reason")))
     acked = [_str(v, f"AckedSignals.{i}", required=True, limit=255) or ""
              for i, v in enumerate(_list(body.get("AckedSignals"), "AckedSignals"))]
-    return SyncReport(software=_software(body), interfaces=interfaces, instances=instances, jobs=reported_jobs,
-                      acked_signals=acked)
+    return SyncReport(software=_software(body), interfaces=interfaces, instances=instances,
+                      jobs=reported_jobs, acked_signals=acked)
 
 
 def parse_log_lines(body: Any) -> list[dict[str, str | None]]:
@@ -200,11 +204,12 @@ def parse_log_lines(body: Any) -> list[dict[str, str | None]]:
         out.append({"Time": _str(item.get("Time"), f"Lines.{i}.Time", limit=64),
                     "Instance": _str(item.get("Instance"), f"Lines.{i}.Instance", limit=255),
                     "Node": _str(item.get("Node"), f"Lines.{i}.Node", limit=255),
-                    "Line": _str(item.get("Line"), f"Lines.{i}.Line", required=False, limit=MAX_LOG_BYTES) or ""})
+                    "Line": _str(item.get("Line"), f"Lines.{i}.Line", required=False,
+                                 limit=MAX_LOG_BYTES) or ""})
     return out
 
 
-# --- claim and authentication ----------------------------------------------------------------------------------
+# --- claim and authentication -------------------------------------------------------------------------------
 
 
 def claim(ctx: Context, req: ClaimRequest, heartbeat_s: float,
@@ -215,9 +220,9 @@ def claim(ctx: Context, req: ClaimRequest, heartbeat_s: float,
         raise access_denied(f"This claim token is not valid for device {req.device_id}: use the bundle "
                             "ProvisionDevice returned for this device, or provision the device again")
     if row.columns["used_ns"] is not None:
-        raise access_denied(f"The provisioning bundle of device {req.device_id} was already used (a bundle claims "
-                            "once; the device keeps its credentials in STATE_DIR/cloud.json). To start over, "
-                            "delete the device and provision it again")
+        raise access_denied(f"The provisioning bundle of device {req.device_id} was already used (a bundle "
+                            "claims once; the device keeps its credentials in STATE_DIR/cloud.json). To "
+                            "start over, delete the device and provision it again")
     if row.columns["expires_ns"] <= time.time_ns():
         expired = dt.datetime.fromtimestamp(row.columns["expires_ns"] / 1e9, dt.timezone.utc)
         raise access_denied(f"The provisioning bundle of device {req.device_id} expired at "
@@ -249,11 +254,12 @@ def authenticate_device(ctx: Context, token: str) -> str | None:
     return device_id
 
 
-# --- sync --------------------------------------------------------------------------------------------------------
+# --- sync ---------------------------------------------------------------------------------------------------
 
 
 def sync(ctx: Context, device_id: str, report: SyncReport, heartbeat_s: float) -> dict[str, Any]:
-    """Apply ``report`` from ``device_id`` and answer its desired state (docs/device-protocol.md section 2)."""
+    """Apply ``report`` from ``device_id`` and answer its desired state (docs/device-protocol.md section
+    2)."""
     if ctx.tx.get("devices", device_id) is None:
         raise access_denied(_DELETED)
     for item in report.instances:
@@ -271,11 +277,12 @@ def sync(ctx: Context, device_id: str, report: SyncReport, heartbeat_s: float) -
             "Jobs": jobs.open_jobs(ctx, device_id)}
 
 
-# --- logs and metrics ----------------------------------------------------------------------------------------------
+# --- logs and metrics ---------------------------------------------------------------------------------------
 
 
 def append_logs(ctx: Context, device_id: str, lines: list[dict[str, str | None]]) -> int:
-    """Append ``lines`` to the device's ring of the newest :data:`LOG_CAP` lines; returns how many were stored."""
+    """Append ``lines`` to the device's ring of the newest :data:`LOG_CAP` lines; returns how many were
+    stored."""
     head = ctx.tx.get("device_log_heads", device_id)
     seq = int(head.columns["next_seq"]) if head else 0
     received = now().isoformat()
@@ -318,4 +325,5 @@ def read_metrics(ctx: Context, device_id: str) -> dict[str, Any]:
     """``{"Text", "ReceivedTime"}`` (both None before the first metrics call); 404 for an unknown device."""
     _known_device(ctx, device_id)
     row = ctx.tx.get("device_metrics", device_id)
-    return {"Text": row.doc["Text"] if row else None, "ReceivedTime": row.doc["ReceivedTime"] if row else None}
+    return {"Text": row.doc["Text"] if row else None,
+            "ReceivedTime": row.doc["ReceivedTime"] if row else None}

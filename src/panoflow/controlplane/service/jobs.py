@@ -1,14 +1,14 @@
 """Device jobs: CreateJobForDevices (REBOOT, OTA), DescribeDeviceJob, ListDevicesJobs.
 
-A job is PENDING until its device reports it. The device protocol reports IN_PROGRESS, SUCCEEDED or FAILED (the
-Panorama progress values VERIFYING, REBOOTING, DOWNLOADING and COMPLETED are accepted too); the API answers the
-model's UpdateProgress values, so SUCCEEDED reads COMPLETED. COMPLETED and FAILED are final: later reports of a final
-job are ignored. A job is sent to its device (:func:`open_jobs`) until it is final.
+A job is PENDING until its device reports it. The device protocol reports IN_PROGRESS, SUCCEEDED or FAILED
+(the Panorama progress values VERIFYING, REBOOTING, DOWNLOADING and COMPLETED are accepted too); the API
+answers the model's UpdateProgress values, so SUCCEEDED reads COMPLETED. COMPLETED and FAILED are final: later
+reports of a final job are ignored. A job is sent to its device (:func:`open_jobs`) until it is final.
 
-OTA is pinned (docs/security.md): ``ImageVersion`` ``V`` names the wheel the operator uploaded to the asset store at
-:func:`ota_wheel_key` (its SHA-256 is recorded with the job; the device downloads it, checks the digest and installs
-it with ``--require-hashes``), or ``V@sha256:<hex>`` names a wheel of panoflow ``V`` on the device's package index
-with that digest. A job with neither is refused.
+OTA is pinned (docs/security.md): ``ImageVersion`` ``V`` names the wheel the operator uploaded to the asset
+store at :func:`ota_wheel_key` (its SHA-256 is recorded with the job; the device downloads it, checks the
+digest and installs it with ``--require-hashes``), or ``V@sha256:<hex>`` names a wheel of panoflow ``V`` on
+the device's package index with that digest. A job with neither is refused.
 """
 
 from __future__ import annotations
@@ -48,15 +48,15 @@ def _ota_pin(ctx: Context, image: str) -> tuple[str, dict[str, Any]]:
         raise validation(f"ImageVersion {version[:64]!r} is not a panoflow version", field)
     if digest:
         if not _HEX64.fullmatch(digest):
-            raise validation("ImageVersion V@sha256:HEX needs the 64 lower-case hex digits of the wheel's SHA-256",
-                             field)
+            raise validation("ImageVersion V@sha256:HEX needs the 64 lower-case hex digits of the wheel's "
+                             "SHA-256", field)
         return version, {"Version": version, "Sha256": digest}
     key = ota_wheel_key(ctx.account_id, version)
     info = ctx.assets.stat(key)
     if info is None or not info.sha256:
-        raise validation(f"no wheel of panoflow {version} to install: upload it first (PUT /_panoflow/assets/{key}, "
-                         "signed) or name a wheel on the devices' package index with ImageVersion "
-                         f"'{version}@sha256:<its SHA-256>'", field)
+        raise validation(f"no wheel of panoflow {version} to install: upload it first "
+                         f"(PUT /_panoflow/assets/{key}, signed) or name a wheel on the devices' package "
+                         f"index with ImageVersion '{version}@sha256:<its SHA-256>'", field)
     return version, {"Version": version, "Sha256": info.sha256, "Key": key, "FileName": key.rsplit("/", 1)[1],
                      "Size": info.size}
 
@@ -69,7 +69,8 @@ def open_jobs(ctx: Context, device_id: str) -> list[dict[str, Any]]:
 
 
 def device_report(ctx: Context, device_id: str, job_id: str, status: str, reason: str | None) -> None:
-    """Apply a device's report on one of its jobs (unknown jobs, other devices' jobs and final jobs are ignored)."""
+    """Apply a device's report on one of its jobs (unknown jobs, other devices' jobs and final jobs are
+    ignored)."""
     row = ctx.tx.get("device_jobs", job_id)
     if row is None or row.columns["device_id"] != device_id:
         log.warning("device_job_unknown", device_id=device_id, job_id=job_id[:64])
@@ -106,7 +107,8 @@ def create_job_for_devices(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         device = get_device(ctx, device_id)
         job_id = new_id("job-")
         doc = {"JobType": p["JobType"], "Status": "PENDING", "ImageVersion": image, "CreatedTime": t,
-               "DeviceName": device.columns["name"], "DeviceArn": device.doc["Arn"], "DeviceType": device.doc["Type"],
+               "DeviceName": device.columns["name"], "DeviceArn": device.doc["Arn"],
+               "DeviceType": device.doc["Type"],
                "AllowMajorVersionUpdate": ((p.get("DeviceJobConfig") or {}).get("OTAJobConfig") or {})
                .get("AllowMajorVersionUpdate")}
         if pin is not None:
@@ -125,7 +127,8 @@ def describe_device_job(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         raise not_found("job", p["JobId"])
     d = row.doc
     return {"JobId": row.id, "DeviceId": row.columns["device_id"], "DeviceArn": d["DeviceArn"],
-            "DeviceName": d["DeviceName"], "DeviceType": d["DeviceType"], "ImageVersion": d.get("ImageVersion"),
+            "DeviceName": d["DeviceName"], "DeviceType": d["DeviceType"],
+            "ImageVersion": d.get("ImageVersion"),
             "JobType": d["JobType"], "Status": d["Status"], "CreatedTime": ts(d["CreatedTime"])}
 
 
@@ -135,6 +138,7 @@ def list_devices_jobs(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     if p.get("DeviceId"):
         where["device_id"] = get_device(ctx, p["DeviceId"]).id
     page, token = paginate(ctx.tx.select("device_jobs", where), p, "device_jobs")
-    return {"DeviceJobs": [{"JobId": r.id, "DeviceId": r.columns["device_id"], "DeviceName": r.doc["DeviceName"],
-                            "JobType": r.doc["JobType"], "CreatedTime": ts(r.doc["CreatedTime"])} for r in page],
+    return {"DeviceJobs": [{"JobId": r.id, "DeviceId": r.columns["device_id"],
+                            "DeviceName": r.doc["DeviceName"], "JobType": r.doc["JobType"],
+                            "CreatedTime": ts(r.doc["CreatedTime"])} for r in page],
             "NextToken": token}

@@ -2,9 +2,9 @@
 ListNodeFromTemplateJobs.
 
 A job completes at once: it creates (or reuses) the output package, registers the output version with a patch
-derived from the job id, and adds one MEDIA_SOURCE node whose output is ``video_out``. Overrides then reference it as
-``<account>::<OutputPackageName>.<NodeName>``. Credentials in TemplateParameters are stored for the device but every
-API answer masks them (``SAVED_AS_SECRET``), as Panorama does.
+derived from the job id, and adds one MEDIA_SOURCE node whose output is ``video_out``. Overrides then
+reference it as ``<account>::<OutputPackageName>.<NodeName>``. Credentials in TemplateParameters are stored
+for the device but every API answer masks them (``SAVED_AS_SECRET``), as Panorama does.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ SECRET_PARAMETERS = frozenset({"Username", "Password"})
 _MASK = "SAVED_AS_SECRET"
 
 
-def camera_manifest(package: str, version: str, node_name: str, description: str | None = None) -> dict[str, Any]:
+def camera_manifest(package: str, version: str, node_name: str,
+                    description: str | None = None) -> dict[str, Any]:
     """The package.json of a template-job camera: Panorama's RTSP camera package (as in its samples), with one
     ``media_source`` interface named after the node and output ``video_out``. The stream URL and credentials
     are not in it: the device API hands them to the device (``Cameras`` in desired state)."""
@@ -36,7 +37,8 @@ def camera_manifest(package: str, version: str, node_name: str, description: str
         "description": description or "RTSP/ONVIF camera data source node package",
         "assets": [{"name": "rtsp_camera", "implementations": [
             {"type": "system", "assetUri": "source/video/camera/rtsp/source_rtsp"}]}],
-        "interfaces": [{"name": node_name, "category": "media_source", "asset": "rtsp_camera", "inputs": inputs,
+        "interfaces": [{"name": node_name, "category": "media_source", "asset": "rtsp_camera",
+                        "inputs": inputs,
                         "outputs": [{"name": "video_out", "type": "media",
                                      "description": "Video stream output"}]}]}}
 
@@ -85,8 +87,9 @@ def describe_node_from_template_job(ctx: Context, p: dict[str, Any]) -> dict[str
     if row is None:
         raise not_found("nodeFromTemplateJob", p["JobId"])
     d = row.doc
-    return {**{k: d.get(k) for k in ("NodeName", "NodeDescription", "OutputPackageName", "OutputPackageVersion",
-                                     "TemplateType", "JobTags", "Status", "StatusMessage")},
+    return {**{k: d.get(k) for k in ("NodeName", "NodeDescription", "OutputPackageName",
+                                     "OutputPackageVersion", "TemplateType", "JobTags", "Status",
+                                     "StatusMessage")},
             "JobId": row.id, "TemplateParameters": _masked(d["TemplateParameters"]),
             "CreatedTime": ts(d["CreatedTime"]), "LastUpdatedTime": ts(d["LastUpdatedTime"])}
 
@@ -95,6 +98,7 @@ def describe_node_from_template_job(ctx: Context, p: dict[str, Any]) -> dict[str
 def list_node_from_template_jobs(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
     page, token = paginate(ctx.tx.select("template_jobs"), p, "template_jobs")
     return {"NodeFromTemplateJobs": [{"JobId": r.id, "NodeName": r.doc["NodeName"], "Status": r.doc["Status"],
-                                      "StatusMessage": r.doc["StatusMessage"], "TemplateType": r.doc["TemplateType"],
+                                      "StatusMessage": r.doc["StatusMessage"],
+                                      "TemplateType": r.doc["TemplateType"],
                                       "CreatedTime": ts(r.doc["CreatedTime"])} for r in page],
             "NextToken": token}

@@ -35,8 +35,9 @@ def get_package(ctx: Context, package_id: str) -> Row:
 
 def _storage(ctx: Context, package_id: str) -> dict[str, str]:
     prefix = f"{ctx.account_id}/nodePackages/{package_id}"
-    return {"Bucket": ctx.assets.bucket, "RepoPrefixLocation": prefix, "GeneratedPrefixLocation": f"{prefix}/generated",
-            "BinaryPrefixLocation": f"{prefix}/binaries", "ManifestPrefixLocation": f"{prefix}/manifests"}
+    return {"Bucket": ctx.assets.bucket, "RepoPrefixLocation": prefix,
+            "GeneratedPrefixLocation": f"{prefix}/generated", "BinaryPrefixLocation": f"{prefix}/binaries",
+            "ManifestPrefixLocation": f"{prefix}/manifests"}
 
 
 def ensure_package(ctx: Context, name: str, tags: dict[str, str] | None = None) -> Row:
@@ -98,7 +99,9 @@ def latest_patch(ctx: Context, package_id: str, version: str) -> Row | None:
     """The version row marked latest (else the newest registered patch), or None."""
     rows = ctx.tx.select("package_versions", {"package_id": package_id, "version": version})
     latest = [r for r in rows if r.columns["is_latest"]]
-    return (latest or rows[-1:] or [None])[0]
+    if latest:
+        return latest[0]
+    return rows[-1] if rows else None
 
 
 def register_version(ctx: Context, package: Row, version: str, patch: str, mark_latest: bool,
@@ -112,7 +115,8 @@ def register_version(ctx: Context, package: Row, version: str, patch: str, mark_
     doc = {"RegisteredTime": now().isoformat(), "Status": "REGISTER_COMPLETED", **(extra or {})}
     existing = ctx.tx.get("package_versions", vid)
     if existing is not None:
-        ctx.tx.update("package_versions", vid, doc, is_latest=int(mark_latest or existing.columns["is_latest"]))
+        latest = int(mark_latest or existing.columns["is_latest"])
+        ctx.tx.update("package_versions", vid, doc, is_latest=latest)
         return existing
     return ctx.tx.insert("package_versions", vid, doc, package_id=package.id, version=version, patch=patch,
                          is_latest=int(mark_latest))
@@ -136,8 +140,8 @@ def _read_manifest(ctx: Context, key: str, patch: str) -> bytes:
             from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != patch:
-        raise validation(f"PatchVersion {patch} is not the SHA-256 of the package manifest {key} ({digest}); the "
-                         "patch version is the SHA-256 of package.json", "PatchVersion")
+        raise validation(f"PatchVersion {patch} is not the SHA-256 of the package manifest {key} ({digest}); "
+                         "the patch version is the SHA-256 of package.json", "PatchVersion")
     return data
 
 
@@ -222,8 +226,9 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         problems.append(Problem(key, "/nodePackage/version", f"the manifest is version {config.version}, but "
                                 f"PackageVersion is {version}", "register the version package.json names"))
     if config.name and config.name != package.columns["name"]:
-        problems.append(Problem(key, "/nodePackage/name", f"the manifest is package {config.name!r}, but package "
-                                f"{package.id} is {package.columns['name']!r}", "register it under its own name"))
+        problems.append(Problem(key, "/nodePackage/name", f"the manifest is package {config.name!r}, but "
+                                f"package {package.id} is {package.columns['name']!r}",
+                                "register it under its own name"))
     if problems:
         raise manifest_error(key, problems)
     assets = _check_assets(ctx, storage["BinaryPrefixLocation"], key, config)
@@ -234,8 +239,8 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
         extra["CompiledModels"] = compiled
         failed = [c for c in compiled if c["Status"] == "FAILED"]
         if failed:
-            extra["StatusDescription"] = "; ".join(f"model asset {c['AssetName']} was not compiled: {c['Reason']}"
-                                                   for c in failed)[:255]
+            extra["StatusDescription"] = "; ".join(
+                f"model asset {c['AssetName']} was not compiled: {c['Reason']}" for c in failed)[:255]
     register_version(ctx, package, version, patch, bool(p.get("MarkLatest")), extra)
     return {}
 
@@ -243,10 +248,10 @@ def register_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
 def _compile_models(ctx: Context, storage: dict[str, str], config: PackageConfig,
                     assets: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Compile each PYTORCH, MXNET or TENSORFLOW model asset without an .onnx (what SageMaker Neo did at
-    registration) and store it under ``GeneratedPrefixLocation`` as ``compiled-<archive>-<descriptor>.onnx``, a
-    generated asset that devices download with the package's files (and then run instead of compiling). A model
-    that cannot be compiled here (a broken archive, no converter environment) is recorded and left to the device,
-    which reports the same problem: registration itself does not fail."""
+    registration) and store it under ``GeneratedPrefixLocation`` as ``compiled-<archive>-<descriptor>.onnx``,
+    a generated asset that devices download with the package's files (and then run instead of compiling). A
+    model that cannot be compiled here (a broken archive, no converter environment) is recorded and left to
+    the device, which reports the same problem: registration itself does not fail."""
     by_name = {a["FileName"]: a for a in assets}
     return compile_package_models(ctx.assets, storage["GeneratedPrefixLocation"], config, by_name)
 
@@ -269,7 +274,8 @@ def describe_package_version(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
             "PackageArn": package.doc["Arn"], "PackageId": package.id, "PackageName": package.columns["name"],
             "PackageVersion": row.columns["version"], "PatchVersion": row.columns["patch"],
             "RegisteredTime": ts(row.doc["RegisteredTime"]), "Status": row.doc["Status"],
-            **({"StatusDescription": row.doc["StatusDescription"]} if row.doc.get("StatusDescription") else {})}
+            **({"StatusDescription": row.doc["StatusDescription"]}
+               if row.doc.get("StatusDescription") else {})}
 
 
 @operation("DeregisterPackageVersion")
@@ -302,9 +308,9 @@ def _node(r: Row, full: bool) -> dict[str, Any]:
 
 @operation("ListNodes")
 def list_nodes(ctx: Context, p: dict[str, Any]) -> dict[str, Any]:
-    where = {col: p[key] for key, col in (("Category", "category"), ("OwnerAccount", "owner"),
-                                          ("PackageName", "package_name"), ("PackageVersion", "package_version"),
-                                          ("PatchVersion", "patch_version")) if p.get(key) is not None}
+    columns = (("Category", "category"), ("OwnerAccount", "owner"), ("PackageName", "package_name"),
+               ("PackageVersion", "package_version"), ("PatchVersion", "patch_version"))
+    where = {col: p[key] for key, col in columns if p.get(key) is not None}
     page, token = paginate(ctx.tx.select("nodes", where), p, "nodes")
     return {"Nodes": [_node(r, full=False) for r in page], "NextToken": token}
 

@@ -1,10 +1,11 @@
-"""Device tokens: issued at the claim, short-lived (:data:`DEFAULT_TOKEN_TTL_S`), renewed by the device over TLS
-before they expire (``POST /_panoflow/device/v1/token``), revocable by the operator (docs/security.md).
+"""Device tokens: issued at the claim, short-lived (:data:`DEFAULT_TOKEN_TTL_S`), renewed by the device over
+TLS before they expire (``POST /_panoflow/device/v1/token``), revocable by the operator (docs/security.md).
 
 Rows of ``device_credentials`` (id: SHA-256 of the token) carry ``{"ExpiresAt"}``, and after a renewal
 ``{"Previous"}``: the token it replaces stays valid until the new one is first used (an answer lost on the way
-cannot lock the device out), then it is deleted. Tokens from before expiry existed never expire. A revoked token
-(every token of a device, ``control-plane devices revoke-tokens``) gets 403 and the device stops syncing.
+cannot lock the device out), then it is deleted. Tokens from before expiry existed never expire. A revoked
+token (every token of a device, ``control-plane devices revoke-tokens``) gets 403 and the device stops
+syncing.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ __all__ = ["DEFAULT_TOKEN_TTL_S", "REVOKED", "check", "issue", "renew", "revoke_
 
 #: how long a device token lives unless renewed (renewed when half of it is left)
 DEFAULT_TOKEN_TTL_S = 7 * 86_400.0
-REVOKED = ("this device's credentials were revoked by the operator: stop syncing (keep running what is deployed); "
-           "to manage it again, provision it again and claim the new bundle")
+REVOKED = ("this device's credentials were revoked by the operator: stop syncing (keep running what is "
+           "deployed); to manage it again, provision it again and claim the new bundle")
 
 
 def issue(ctx: Context, device_id: str, ttl_s: float, **doc: Any) -> dict[str, str]:
@@ -36,12 +37,12 @@ def issue(ctx: Context, device_id: str, ttl_s: float, **doc: Any) -> dict[str, s
 
 
 def check(ctx: Context, row: Any) -> None:
-    """Refuse an expired token (401: the device must renew before); retire the token a renewal replaced once the
-    new one is used."""
+    """Refuse an expired token (401: the device must renew before); retire the token a renewal replaced once
+    the new one is used."""
     expires = row.doc.get("ExpiresAt")
     if expires and dt.datetime.fromisoformat(expires) <= now():
-        raise ApiError("UnauthorizedException", f"this device token expired at {expires}: devices renew their token "
-                       "before it expires; provision the device again")
+        raise ApiError("UnauthorizedException", f"this device token expired at {expires}: devices renew "
+                       "their token before it expires; provision the device again")
     previous = row.doc.get("Previous")
     if previous:
         ctx.tx.delete("device_credentials", id=previous)

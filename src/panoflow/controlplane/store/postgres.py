@@ -1,16 +1,16 @@
 """The PostgreSQL store: psycopg 3, one connection behind a lock, the same migrations and semantics as SQLite.
 
-Transactions are serialised: inside one process by one connection behind a lock (as :class:`SqliteStore` does), and
-across control planes sharing the database by an advisory lock each transaction holds until it ends (SQLite's
-``BEGIN IMMEDIATE``; waits longer than 30 s fail with a :class:`StoreError`). Tables and columns are read from
-``information_schema`` for the connection's current schema (the first one on its ``search_path``, so
-``?options=-csearch_path%3Dname`` selects another one). Migrations run under ``pg_advisory_xact_lock`` so that two
-control planes starting at once apply each one exactly once.
+Transactions are serialised: inside one process by one connection behind a lock (as :class:`SqliteStore`
+does), and across control planes sharing the database by an advisory lock each transaction holds until it ends
+(SQLite's ``BEGIN IMMEDIATE``; waits longer than 30 s fail with a :class:`StoreError`). Tables and columns are
+read from ``information_schema`` for the connection's current schema (the first one on its ``search_path``, so
+``?options=-csearch_path%3Dname`` selects another one). Migrations run under ``pg_advisory_xact_lock`` so that
+two control planes starting at once apply each one exactly once.
 
 To behave exactly like SQLite: text orders bytewise (``COLLATE "C"``), NULLs sort first ascending and last
-descending, a duplicate key on insert is a :class:`KeyError`, booleans are stored as integers, and a lookup by a
-string holding a NUL character (which PostgreSQL text cannot hold) finds nothing. Passwords in the URL never appear
-in errors or logs.
+descending, a duplicate key on insert is a :class:`KeyError`, booleans are stored as integers, and a lookup by
+a string holding a NUL character (which PostgreSQL text cannot hold) finds nothing. Passwords in the URL never
+appear in errors or logs.
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ __all__ = ["PostgresStore"]
 
 log = structlog.get_logger("panoflow.controlplane.store")
 
-# pg_advisory_xact_lock(key, hashtext(current_schema())): locks are per schema, so separate schemas never wait.
+# pg_advisory_xact_lock(key, hashtext(current_schema())): locks are per schema, so separate schemas never
+# wait.
 _MIGRATION_LOCK = 0x70616E6F  # "pano"
-# Every transaction holds this lock until it ends, so read-write transactions are serialised across all the control
-# planes sharing the database, as SQLite's BEGIN IMMEDIATE does (one round trip: no parameters, several statements).
+# Every transaction holds this lock until it ends, so read-write transactions are serialised across all the
+# control planes sharing the database, as SQLite's BEGIN IMMEDIATE does (one round trip: no parameters,
+# several statements).
 _BEGIN = (f"BEGIN; SET LOCAL lock_timeout = '30s'; "
           f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK + 1}, hashtext(current_schema()))")
 _TEXT_TYPES = frozenset({"text", "character varying", "character"})
@@ -152,7 +154,8 @@ class _Tx:
 class PostgresStore:
     """The control plane's state in a PostgreSQL database; thread-safe (one connection behind a lock).
 
-    ``url`` is the URL it was opened with, password included: log ``redact_url(store.url)``, never ``store.url``.
+    ``url`` is the URL it was opened with, password included: log ``redact_url(store.url)``, never
+    ``store.url``.
     """
 
     def __init__(self, url: str):
@@ -186,8 +189,8 @@ class PostgresStore:
                              "(check the host, port, user, password and database in the URL)") from None
 
     def _begin(self) -> None:
-        """BEGIN and take the store's write lock, reconnecting once if the connection broke (the server restarted,
-        an idle timeout...)."""
+        """BEGIN and take the store's write lock, reconnecting once if the connection broke (the server
+        restarted, an idle timeout...)."""
         if not self._conn.closed and not self._conn.broken:
             try:
                 self._conn.execute(_BEGIN)
@@ -227,7 +230,8 @@ class PostgresStore:
                 raise
             if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 self._rollback()  # COMMIT would silently roll back: say so instead
-                raise StoreError(f"PostgreSQL at {self._shown}: the transaction failed earlier and was rolled back")
+                raise StoreError(f"PostgreSQL at {self._shown}: the transaction failed earlier and was "
+                                 "rolled back")
             try:
                 self._conn.execute("COMMIT")
             except psycopg.Error as exc:
@@ -243,21 +247,23 @@ class PostgresStore:
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                              "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ns BIGINT NOT NULL)")
         except psycopg.Error as exc:
-            raise StoreError(f"cannot create schema_migrations in PostgreSQL at {self._shown}: {self._safe(exc)} "
-                             "(may the user create tables in the database's current schema?)") from None
+            raise StoreError(f"cannot create schema_migrations in PostgreSQL at {self._shown}: "
+                             f"{self._safe(exc)} (may the user create tables in the database's current "
+                             "schema?)") from None
         for version, name, sql in migrations():
             try:
                 with self._raw_transaction() as conn:
                     conn.execute(lock)  # held until COMMIT: another control plane waits, then sees it applied
-                    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = %s", (version,)).fetchone():
+                    applied = "SELECT 1 FROM schema_migrations WHERE version = %s"
+                    if conn.execute(applied, (version,)).fetchone():
                         continue
                     for statement in _statements(sql):
                         conn.execute(statement)
                     conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, %s)",
                                  (version, name, time.time_ns()))
             except psycopg.Error as exc:
-                raise StoreError(f"cannot apply migration {version:04d}_{name}.sql to PostgreSQL at {self._shown}: "
-                                 f"{self._safe(exc)}") from None
+                raise StoreError(f"cannot apply migration {version:04d}_{name}.sql to PostgreSQL at "
+                                 f"{self._shown}: {self._safe(exc)}") from None
             log.info("store_migrated", db=self._shown, version=version, name=name)
 
     def _read_columns(self) -> dict[str, dict[str, str]]:

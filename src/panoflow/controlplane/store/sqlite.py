@@ -32,7 +32,7 @@ class _Tx:
             raise StoreError(f"no column(s) {sorted(unknown)} in {table}")
 
     def _row(self, table: str, raw: sqlite3.Row) -> Row:
-        cols = {k: raw[k] for k in raw.keys() if k not in ("id", "doc")}
+        cols = {k: raw[k] for k in raw.keys() if k not in ("id", "doc")}  # noqa: SIM118 - sqlite3.Row: `in` looks at values
         return Row(raw["id"], cols, json.loads(raw["doc"]))
 
     def get(self, table: str, id: str) -> Row | None:
@@ -55,8 +55,8 @@ class _Tx:
         names = ["id", "doc", *columns]
         values = [id, json.dumps(dict(doc)), *columns.values()]
         try:
-            self._conn.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                               values)
+            marks = ", ".join("?" * len(names))
+            self._conn.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})", values)
         except sqlite3.IntegrityError as exc:
             raise KeyError(f"{table}: {exc}") from None
         return Row(id, dict(columns), dict(doc))
@@ -77,7 +77,8 @@ class _Tx:
 
 
 def _statements(sql: str) -> list[str]:
-    """The statements of a migration file (``--`` comments removed; no ``;`` inside string literals, by rule)."""
+    """The statements of a migration file (``--`` comments removed; no ``;`` inside string literals, by
+    rule)."""
     text = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
     return [s.strip() for s in text.split(";") if s.strip()]
 
@@ -121,8 +122,8 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         with self._lock:
-            self._conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                               "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ns BIGINT NOT NULL)")
+            self._conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                               "name TEXT NOT NULL, applied_ns BIGINT NOT NULL)")
             done = {r[0] for r in self._conn.execute("SELECT version FROM schema_migrations")}
             for version, name, sql in migrations():
                 if version in done:
@@ -145,7 +146,8 @@ class SqliteStore:
     def schema_version(self) -> int:
         """The highest migration applied."""
         with self._lock:
-            return int(self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0])
+            row = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+            return int(row[0])
 
     @contextmanager
     def transaction(self) -> Iterator[_Tx]:
