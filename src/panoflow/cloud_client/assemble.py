@@ -7,9 +7,10 @@ The folder is what ``panoflow deploy`` would upload::
     assets/<file>                                      each asset, downloaded and checked against its SHA-256
 
 ``panorama`` account packages are built into panoflow and are skipped. The folder lives where the daemon keeps
-uploaded archives (``STATE_DIR/archives/<content id>``), named by a digest of everything in it, so redeploying the
-same graph and packages reuses it; it is built in a temporary folder and appears with one rename. An asset that
-another archive already holds (same name: the SHA-256) is linked from there after checking it, not downloaded again.
+uploaded archives (``STATE_DIR/archives/<content id>``), named by a digest of everything in it, so redeploying
+the same graph and packages reuses it; it is built in a temporary folder and appears with one rename. An asset
+that another archive already holds (same name: the SHA-256) is linked from there after checking it, not
+downloaded again.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class AssemblyError(CloudError):
-    """The instance cannot be assembled as given (its text is the deployment's failure reason). Not retried."""
+    """The instance cannot be assembled as given (its text is the deployment's failure reason). Not
+    retried."""
 
 
 @dataclass(frozen=True)
 class Assembled:
-    """An assembled application: its archive id (``STATE_DIR/archives/<archive>``) and graph path inside it."""
+    """An assembled application: its archive id (``STATE_DIR/archives/<archive>``) and graph path inside
+    it."""
 
     archive: str
     graph: str
@@ -117,8 +120,8 @@ def _check_package(pkg: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     if not all(_PART.match(x) for x in (account, name, version)):
         raise AssemblyError(f"package {label!r}: account, name or version is not a plain name")
     if pkg.get("Manifest") is None:
-        raise AssemblyError(f"package {label} has no registered manifest (package.json) on the control plane; "
-                            "register the package version with its package.json (panoflow project "
+        raise AssemblyError(f"package {label} has no registered manifest (package.json) on the control "
+                            "plane; register the package version with its package.json (panoflow project "
                             "package-application), then deploy again")
     assets = pkg.get("Assets") or []
     for asset in assets:
@@ -132,8 +135,8 @@ def _check_package(pkg: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 async def assemble(client: CloudClient, archives: Path, desired: dict[str, Any]) -> Assembled:
     """Build (or reuse) the application folder of ``desired`` under ``archives``.
 
-    Raises :class:`AssemblyError` (a permanent failure: a missing manifest, a bad entry, an asset that does not
-    match its SHA-256) or :class:`~panoflow.cloud_client.client.Offline` (try again later)."""
+    Raises :class:`AssemblyError` (a permanent failure: a missing manifest, a bad entry, an asset that does
+    not match its SHA-256) or :class:`~panoflow.cloud_client.client.Offline` (try again later)."""
     cid = content_id(desired)
     graph = f"graphs/{graph_folder_name(desired)}/graph.json"
     final = archives / cid
@@ -160,8 +163,9 @@ async def assemble(client: CloudClient, archives: Path, desired: dict[str, Any])
                     continue
                 log.info("asset_downloading", key=asset["Key"], size=asset.get("Size"))
                 try:
-                    await client.download(asset["Key"], dest, sha256=asset["Sha256"],
-                                          size=asset.get("Size") if isinstance(asset.get("Size"), int) else None)
+                    await client.download(
+                        asset["Key"], dest, sha256=asset["Sha256"],
+                        size=asset.get("Size") if isinstance(asset.get("Size"), int) else None)
                 except VerificationError as exc:
                     raise AssemblyError(str(exc)) from None
                 except ProtocolError as exc:  # 404: the asset was never uploaded

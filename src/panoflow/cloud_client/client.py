@@ -2,17 +2,17 @@
 
 Every failure is one of two kinds, because the device reacts differently:
 
-* :class:`Offline` - connection refused or reset, a timeout, a 5xx: the control plane is (for now) out of reach.
-  Retry later with :class:`Backoff`, keep running, keep buffering.
+* :class:`Offline` - connection refused or reset, a timeout, a 5xx: the control plane is (for now) out of
+  reach. Retry later with :class:`Backoff`, keep running, keep buffering.
 * :class:`Refused` - 401/403: the control plane does not accept this device (claim token used or expired,
   device deleted). Retrying cannot help: say so once, stop syncing, keep running what the device has.
 
 Anything else (a 4xx the device did not expect, a malformed answer) is a :class:`ProtocolError`.
 
-Transport (docs/security.md): an ``https://`` control plane is verified against the CA of the provisioning bundle
-only (the system's trust store is not used), so a server with any other certificate is an
-:class:`UntrustedServer` that says why; ``http://`` is refused (:class:`InsecureTransport`) unless the device was
-started with ``--insecure-http``.
+Transport (docs/security.md): an ``https://`` control plane is verified against the CA of the provisioning
+bundle only (the system's trust store is not used), so a server with any other certificate is an
+:class:`UntrustedServer` that says why; ``http://`` is refused (:class:`InsecureTransport`) unless the device
+was started with ``--insecure-http``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import random
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -33,8 +33,11 @@ import anyio.to_thread
 
 from panoflow.exceptions import CloudError
 
-__all__ = ["Backoff", "CloudClient", "InsecureTransport", "Offline", "ProtocolError", "Refused", "UntrustedServer",
-           "VerificationError", "client_ssl_context"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Backoff", "CloudClient", "InsecureTransport", "Offline", "ProtocolError", "Refused",
+           "UntrustedServer", "VerificationError", "client_ssl_context"]
 
 PREFIX = "/_panoflow"
 CHUNK = 1 << 20
@@ -45,13 +48,13 @@ class Offline(CloudError):
 
 
 class UntrustedServer(Offline):
-    """The server presented a certificate the pinned CA did not sign (or for another name): nothing is sent to it.
-    An :class:`Offline` (the real control plane may be back later), whose message says what is wrong."""
+    """The server presented a certificate the pinned CA did not sign (or for another name): nothing is sent to
+    it. An :class:`Offline` (the real control plane may be back later), whose message says what is wrong."""
 
 
 class InsecureTransport(CloudError):
-    """The control plane URL is plain ``http://`` (or ``https://`` with no CA to pin) and ``--insecure-http`` was
-    not given."""
+    """The control plane URL is plain ``http://`` (or ``https://`` with no CA to pin) and ``--insecure-http``
+    was not given."""
 
 
 def client_ssl_context(ca_pem: str) -> ssl.SSLContext:
@@ -59,8 +62,8 @@ def client_ssl_context(ca_pem: str) -> ssl.SSLContext:
     try:
         ctx = ssl.create_default_context(cadata=ca_pem)
     except (ssl.SSLError, ValueError) as exc:
-        raise InsecureTransport(f"the CA certificate in the provisioning bundle cannot be used ({exc}); provision "
-                                "the device again") from None
+        raise InsecureTransport(f"the CA certificate in the provisioning bundle cannot be used ({exc}); "
+                                "provision the device again") from None
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -71,16 +74,17 @@ def check_transport(base_url: str, ca_pem: str | None, insecure_http: bool) -> s
     scheme = base_url.split("://", 1)[0].lower()
     if scheme == "https":
         if not ca_pem:
-            raise InsecureTransport(f"no CA to verify {base_url} with: the device pins the CA certificate of its "
-                                    "provisioning bundle; provision it again (ProvisionDevice on a control plane "
-                                    "that serves HTTPS) and start it with --provision BUNDLE.zip")
+            raise InsecureTransport(f"no CA to verify {base_url} with: the device pins the CA certificate of "
+                                    "its provisioning bundle; provision it again (ProvisionDevice on a "
+                                    "control plane that serves HTTPS) and start it with --provision "
+                                    "BUNDLE.zip")
         return client_ssl_context(ca_pem)
     if scheme == "http":
         if not insecure_http:
-            raise InsecureTransport(f"refusing plain HTTP to {base_url}: device tokens, camera passwords and code "
-                                    "would cross the network in clear and anyone on the path could run code on "
-                                    "this device; use the control plane's https:// URL, or --insecure-http for "
-                                    "development only")
+            raise InsecureTransport(f"refusing plain HTTP to {base_url}: device tokens, camera passwords and "
+                                    "code would cross the network in clear and anyone on the path could run "
+                                    "code on this device; use the control plane's https:// URL, or "
+                                    "--insecure-http for development only")
         return False
     raise InsecureTransport(f"the control plane URL {base_url!r} must start with https://")
 
@@ -106,7 +110,8 @@ class VerificationError(CloudError):
 
 
 class Backoff:
-    """Capped exponential back-off with full jitter: ``next()`` returns how long to wait before the next try."""
+    """Capped exponential back-off with full jitter: ``next()`` returns how long to wait before the next
+    try."""
 
     def __init__(self, base: float = 1.0, cap: float = 30.0, rng: random.Random | None = None):
         self.base = base
@@ -154,7 +159,7 @@ class CloudClient:
                                                       sock_read=download_timeout_s)
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> CloudClient:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(headers={"User-Agent": "panoflow-device"},
                                               connector=aiohttp.TCPConnector(ssl=self.ssl))
         return self
@@ -191,13 +196,16 @@ class CloudClient:
         try:
             return json.loads(data)
         except ValueError:
-            raise ProtocolError(f"the control plane answered {path} with something that is not JSON") from None
+            raise ProtocolError(
+                f"the control plane answered {path} with something that is not JSON"
+            ) from None
 
     def _untrusted(self, exc: aiohttp.ClientConnectorCertificateError) -> UntrustedServer:
-        return UntrustedServer(f"refusing to talk to {self.base_url}: its TLS certificate is not one the CA of this "
-                               f"device's provisioning bundle signed for that name ({exc.certificate_error}); "
-                               "someone may be impersonating the control plane, or it was given another "
-                               "certificate: if that was intended, provision the device again")
+        return UntrustedServer(f"refusing to talk to {self.base_url}: its TLS certificate is not one the CA "
+                               "of this device's provisioning bundle signed for that name "
+                               f"({exc.certificate_error}); someone may be impersonating the control plane, "
+                               "or it was given another certificate: if that was intended, provision the "
+                               "device again")
 
     # ------------------------------------------------------------------ the protocol's calls
     async def claim(self, *, device_id: str, claim_token: str, version: str, hostname: str) -> dict[str, Any]:
@@ -230,8 +238,8 @@ class CloudClient:
         await self._call("/device/v1/metrics", {"Text": text})
 
     async def download(self, key: str, dest: Path, *, sha256: str, size: int | None = None) -> Path:
-        """Stream asset ``key`` into a temporary file beside ``dest``, check its SHA-256 (and size), then move it
-        to ``dest``. A mismatch is a :class:`VerificationError` and leaves nothing behind."""
+        """Stream asset ``key`` into a temporary file beside ``dest``, check its SHA-256 (and size), then move
+        it to ``dest``. A mismatch is a :class:`VerificationError` and leaves nothing behind."""
         assert self._session is not None, "use CloudClient as `async with`"
         url = self.base_url + PREFIX + "/assets/" + quote(key, safe="/")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -268,11 +276,13 @@ class CloudClient:
                 os.fsync(out.fileno())
             got = digest.hexdigest()
             if got != sha256.lower():
-                raise VerificationError(f"asset {key} does not match its SHA-256: expected {sha256}, got {got}; "
-                                        "the file in the control plane's asset store is damaged or was replaced: "
-                                        "register the package version again")
+                raise VerificationError(f"asset {key} does not match its SHA-256: expected {sha256}, got "
+                                        f"{got}; the file in the control plane's asset store is damaged or "
+                                        "was replaced: register the package version again")
             if size is not None and written != size:
-                raise VerificationError(f"asset {key} has {written} bytes, the control plane announced {size}")
+                raise VerificationError(
+                    f"asset {key} has {written} bytes, the control plane announced {size}"
+                )
             os.chmod(tmp, 0o644)  # an application file (not a secret): readable by the app's own user
             os.replace(tmp, dest)
         except BaseException:

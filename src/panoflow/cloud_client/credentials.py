@@ -2,9 +2,9 @@
 
 ``ProvisionDevice`` hands the operator a zip (``panoflow-device.json``: DeviceId, name, account, region and a
 one-time ``ClaimToken``). The device exchanges the token for its own secret once
-(``POST /_panoflow/device/v1/claim``) and keeps that in ``cloud.json``; a restarted device uses ``cloud.json`` and
-never needs the bundle again. The bundle's ``CaCertificate`` is kept in ``cloud.json`` too: the device pins it for
-every connection to the control plane (docs/security.md).
+(``POST /_panoflow/device/v1/claim``) and keeps that in ``cloud.json``; a restarted device uses ``cloud.json``
+and never needs the bundle again. The bundle's ``CaCertificate`` is kept in ``cloud.json`` too: the device
+pins it for every connection to the control plane (docs/security.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class Credentials:
         return cls(control_plane=str(doc["ControlPlane"]), device_id=str(doc["DeviceId"]),
                    device_name=str(doc.get("DeviceName", "")), account_id=str(doc.get("AccountId", "")),
                    region=str(doc.get("Region", "")), token=str(doc["Token"]),
-                   ca_pem=str(doc.get("CaCertificate") or ""), token_issued=str(doc.get("TokenIssuedAt") or ""),
+                   ca_pem=str(doc.get("CaCertificate") or ""),
+                   token_issued=str(doc.get("TokenIssuedAt") or ""),
                    token_expires=str(doc.get("TokenExpiresAt") or ""))
 
     def __repr__(self) -> str:
@@ -72,8 +73,8 @@ def read_bundle_file(path: Path) -> dict[str, Any]:
     try:
         doc = read_bundle(data)
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise BundleError(f"{path} is not a panoflow provisioning bundle ({exc}); use the Certificates zip that "
-                          "ProvisionDevice returned") from None
+        raise BundleError(f"{path} is not a panoflow provisioning bundle ({exc}); use the Certificates zip "
+                          "that ProvisionDevice returned") from None
     missing = [k for k in ("DeviceId", "ClaimToken") if not isinstance(doc.get(k), str) or not doc.get(k)]
     if missing:
         raise BundleError(f"{path} is not a panoflow provisioning bundle: it lacks {', '.join(missing)}")
@@ -89,8 +90,8 @@ def load_credentials(state_dir: Path) -> Credentials | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CloudError(f"{path} is unreadable ({exc}); delete it and start with --provision BUNDLE.zip again "
-                         "(a new bundle from ProvisionDevice)") from None
+        raise CloudError(f"{path} is unreadable ({exc}); delete it and start with --provision BUNDLE.zip "
+                         "again (a new bundle from ProvisionDevice)") from None
 
 
 def save_credentials(state_dir: Path, creds: Credentials) -> None:

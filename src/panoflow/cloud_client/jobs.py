@@ -1,25 +1,26 @@
 """Device jobs: REBOOT and OTA (docs/device-protocol.md section 5).
 
 Both end with the daemon re-executing itself (same argv), so a job's progress lives on disk,
-``STATE_DIR/cloud-jobs.json``: a job is recorded IN_PROGRESS before anything happens, marked ``restarting`` just
-before the re-exec, and resolved by the next daemon (REBOOT: SUCCEEDED; OTA: SUCCEEDED when it runs the version
-asked for). Final statuses are reported until a sync carried them, then forgotten; a job id seen once is never run
-twice.
+``STATE_DIR/cloud-jobs.json``: a job is recorded IN_PROGRESS before anything happens, marked ``restarting``
+just before the re-exec, and resolved by the next daemon (REBOOT: SUCCEEDED; OTA: SUCCEEDED when it runs the
+version asked for). Final statuses are reported until a sync carried them, then forgotten; a job id seen once
+is never run twice.
 
-OTA installs only a pinned wheel (docs/security.md): the job names the wheel's SHA-256 and either its key in the
-control plane's asset store (downloaded and checked against that digest) or panoflow ``V`` on the package index.
-``python -m pip install --target STATE_DIR/ota/panoflow-V --no-deps --only-binary :all: --require-hashes -r REQ``
-(REQ: ``panoflow @ file://WHEEL --hash=sha256:H`` or ``panoflow==V --hash=sha256:H``) refuses any other file and
-any source distribution before running anything; a job without a digest is FAILED. pip reads its other options
-from the usual ``PIP_*`` environment (``PIP_FIND_LINKS``, ``PIP_INDEX_URL``, ``PIP_NO_INDEX``...),
-then self-tests it with that folder first on ``PYTHONPATH`` (:data:`SELF_TEST`): ``python -m panoflow --version``
-must print V, ``python -m panoflow plugins --json`` must load every plugin (the built-in ones at version V), and the
-daemon's own modules must import. On success the folder is recorded as active in ``STATE_DIR/cloud-ota.json``, on
-trial, and the daemon re-executes with it on ``PYTHONPATH`` (and does so again at every later start:
-:func:`ota_environment`); the new daemon confirms it once it is up (:meth:`Jobs._resolve_after_restart`). A start
-that finds the trial unconfirmed (the new version died before it got that far, and something started the daemon
-again) goes back to the previous version. On failure the folder is deleted and the job is FAILED with pip's (or
-the self-test's) last lines; the running version never stops.
+OTA installs only a pinned wheel (docs/security.md): the job names the wheel's SHA-256 and either its key in
+the control plane's asset store (downloaded and checked against that digest) or panoflow ``V`` on the package
+index. ``python -m pip install --target STATE_DIR/ota/panoflow-V --no-deps --only-binary :all:
+--require-hashes -r REQ`` (REQ: ``panoflow @ file://WHEEL --hash=sha256:H`` or ``panoflow==V
+--hash=sha256:H``) refuses any other file and any source distribution before running anything; a job without a
+digest is FAILED. pip reads its other options from the usual ``PIP_*`` environment (``PIP_FIND_LINKS``,
+``PIP_INDEX_URL``, ``PIP_NO_INDEX``...), then self-tests it with that folder first on ``PYTHONPATH``
+(:data:`SELF_TEST`): ``python -m panoflow --version`` must print V, ``python -m panoflow plugins --json`` must
+load every plugin (the built-in ones at version V), and the daemon's own modules must import. On success the
+folder is recorded as active in ``STATE_DIR/cloud-ota.json``, on trial, and the daemon re-executes with it on
+``PYTHONPATH`` (and does so again at every later start:
+:func:`ota_environment`); the new daemon confirms it once it is up (:meth:`Jobs._resolve_after_restart`). A
+start that finds the trial unconfirmed (the new version died before it got that far, and something started the
+daemon again) goes back to the previous version. On failure the folder is deleted and the job is FAILED with
+pip's (or the self-test's) last lines; the running version never stops.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ OTA_FILE = "cloud-ota.json"
 OTA_ENV = "PANOFLOW_OTA_DIR"  # set in the environment of a daemon started on an OTA folder
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_WHEEL = re.compile(r"panoflow-[0-9A-Za-z.+!_]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}\.whl")
-#: ``download(key, dest, sha256, size)``: an asset of the control plane into ``dest``, verified (the cloud client's)
+_WHEEL = re.compile(
+    r"panoflow-[0-9A-Za-z.+!_]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}-[0-9A-Za-z._]{1,64}\.whl"
+)
+#: ``download(key, dest, sha256, size)``: an asset of the control plane into ``dest``, verified (the cloud
+#: client's)
 Download = Callable[[str, Path, str, "int | None"], Awaitable[Path]]
 PIP_TIMEOUT_S = 900.0
 REASON_CHARS = 1500
@@ -64,12 +68,12 @@ def _last_lines(text: str, n: int = 12) -> str:
 
 
 def ota_environment(state_dir: Path, environ: Mapping[str, str]) -> dict[str, str] | None:
-    """The environment to re-execute a starting daemon with, so that it runs its OTA-installed version; ``None``
-    when it already does (or there is none).
+    """The environment to re-execute a starting daemon with, so that it runs its OTA-installed version;
+    ``None`` when it already does (or there is none).
 
-    An OTA version on trial that was started once and never confirmed itself (it died on the way up) is given up
-    here: ``cloud-ota.json`` goes back to the previous version (or none: the installed one) and the job resolves
-    FAILED in the daemon that starts."""
+    An OTA version on trial that was started once and never confirmed itself (it died on the way up) is given
+    up here: ``cloud-ota.json`` goes back to the previous version (or none: the installed one) and the job
+    resolves FAILED in the daemon that starts."""
     path = state_dir / OTA_FILE
     try:
         doc = read_json(path)
@@ -111,11 +115,11 @@ def _with_side_dir(environ: Mapping[str, str], side: str) -> dict[str, str]:
 class Jobs:
     """The device's jobs: what to report, and running new ones.
 
-    ``restart(env)`` re-executes the daemon; ``report_now()`` sends a sync at once (best effort) so the control
-    plane sees IN_PROGRESS before the device goes away."""
+    ``restart(env)`` re-executes the daemon; ``report_now()`` sends a sync at once (best effort) so the
+    control plane sees IN_PROGRESS before the device goes away."""
 
     def __init__(self, state_dir: Path, restart: Callable[[Mapping[str, str] | None], None],
-                 report_now: Callable[[], Awaitable[None]], *, version: str = __version__,
+                 report_now: Callable[[], Awaitable[object]], *, version: str = __version__,
                  download: Download | None = None):
         self.state_dir = state_dir
         self.download = download
@@ -154,10 +158,11 @@ class Jobs:
                     job.update(Status="SUCCEEDED", Reason=f"running panoflow {self.version}")
                     self._confirm_ota()
                 elif self._rolled_back_from() == want:
-                    job.update(Status="FAILED", Reason=f"panoflow {want} was started but never came up; rolled "
-                                                       f"back to panoflow {self.version}")
+                    job.update(Status="FAILED", Reason=f"panoflow {want} was started but never came up; "
+                                                       f"rolled back to panoflow {self.version}")
                 else:
-                    job.update(Status="FAILED", Reason=f"the daemon restarted on panoflow {self.version}, not {want}")
+                    job.update(Status="FAILED", Reason=f"the daemon restarted on panoflow {self.version}, "
+                                                       f"not {want}")
             elif job.get("Stage") == "restarting":
                 job.update(Status="SUCCEEDED", Reason="restarted")
             else:
@@ -187,7 +192,8 @@ class Jobs:
 
     def statuses(self) -> list[dict[str, str]]:
         """``Jobs`` of the next sync: every job not yet reported final."""
-        return [{"JobId": job_id, "Status": job["Status"], **({"Reason": job["Reason"]} if job.get("Reason") else {})}
+        return [{"JobId": job_id, "Status": job["Status"],
+                 **({"Reason": job["Reason"]} if job.get("Reason") else {})}
                 for job_id, job in self.jobs.items() if not job.get("Reported")]
 
     def reported(self, sent: list[dict[str, str]]) -> None:
@@ -195,7 +201,8 @@ class Jobs:
         changed = False
         for item in sent:
             job = self.jobs.get(item["JobId"])
-            if job is not None and item["Status"] in ("SUCCEEDED", "FAILED") and job["Status"] == item["Status"]:
+            if job is not None and item["Status"] in ("SUCCEEDED",
+                                                      "FAILED") and job["Status"] == item["Status"]:
                 job["Reported"] = True
                 changed = True
         if changed:
@@ -222,7 +229,8 @@ class Jobs:
         return True
 
     async def _report(self) -> None:
-        """Send a sync now, best effort: the sync loop retries (and says so) when this one does not get through."""
+        """Send a sync now, best effort: the sync loop retries (and says so) when this one does not get
+        through."""
         try:
             await self.report_now()
         except CloudError as exc:  # offline, or refused: the sync loop notices on its own
@@ -243,12 +251,12 @@ class Jobs:
         log.error("cloud_job_failed", job_id=job_id, reason=reason)
 
     async def _requirement(self, job_id: str, version: str, pin: Any, folder: Path) -> str | None:
-        """The pinned pip requirement line of an OTA job (the wheel downloaded first when the control plane holds
-        it), or None after failing the job with the reason."""
+        """The pinned pip requirement line of an OTA job (the wheel downloaded first when the control plane
+        holds it), or None after failing the job with the reason."""
         sha = str((pin or {}).get("Sha256") or "") if isinstance(pin, dict) else ""
         if not _HEX64.fullmatch(sha):
-            self._fail(job_id, "the OTA job names no SHA-256 of the wheel: this device installs only pinned wheels "
-                               "(create the job on a control plane that records one)")
+            self._fail(job_id, "the OTA job names no SHA-256 of the wheel: this device installs only pinned "
+                               "wheels (create the job on a control plane that records one)")
             return None
         key = str(pin.get("Key") or "")
         if not key:
@@ -261,7 +269,8 @@ class Jobs:
             size = pin.get("Size")
             wheel = await self.download(key, folder / name, sha, size if isinstance(size, int) else None)
         except CloudError as exc:  # VerificationError (not the pinned bytes), offline, refused
-            self._fail(job_id, f"downloading the OTA wheel failed; panoflow {self.version} keeps running: {exc}")
+            self._fail(job_id, f"downloading the OTA wheel failed; panoflow {self.version} keeps running: "
+                               f"{exc}")
             return None
         return f"panoflow @ {wheel.resolve().as_uri()} --hash=sha256:{sha}"
 
@@ -277,7 +286,8 @@ class Jobs:
         ota = self.state_dir / "ota"
         side = ota / f"panoflow-{version}"
         running = os.environ.get(OTA_ENV)
-        shutil.rmtree(side, ignore_errors=True)  # never the running version's folder: that one is self.version's
+        # never the running version's folder: that one is self.version's
+        shutil.rmtree(side, ignore_errors=True)
         ota.mkdir(parents=True, exist_ok=True)
         wheels = ota / "wheels"
         shutil.rmtree(wheels, ignore_errors=True)
@@ -287,7 +297,8 @@ class Jobs:
             await self._report()
             return
         (wheels / "requirements.txt").write_text(requirement + "\n")
-        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-deps",
+        cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+               "--no-deps",
                "--only-binary", ":all:", "--require-hashes", "--target", str(side),
                "-r", str(wheels / "requirements.txt")]
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", OTA_ENV)}
@@ -299,7 +310,9 @@ class Jobs:
         shutil.rmtree(wheels, ignore_errors=True)
         if not ok:
             shutil.rmtree(side, ignore_errors=True)
-            self._fail(job_id, f"{what} failed; panoflow {self.version} keeps running:\n{_last_lines(output)}")
+            self._fail(
+                job_id, f"{what} failed; panoflow {self.version} keeps running:\n{_last_lines(output)}"
+            )
             await self._report()
             return
         atomic_write_json(self.state_dir / OTA_FILE, {"active": str(side), "version": version, "trial": True,
@@ -312,14 +325,15 @@ class Jobs:
         self.restart(_with_side_dir(os.environ, str(side)))
 
 
-#: the self-test of a new version: (what, arguments to ``python``); every one must exit 0 with the new version's
-#: folder first on ``PYTHONPATH`` (log lines off: a failure's reason is its ``panoflow: error:`` line)
+#: the self-test of a new version: (what, arguments to ``python``); every one must exit 0 with the new
+#: version's folder first on ``PYTHONPATH`` (log lines off: a failure's reason is its ``panoflow: error:``
+#: line)
 SELF_TEST: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("python -m panoflow --version", ("-m", "panoflow", "--version")),
     ("python -m panoflow plugins --json",
      ("-m", "panoflow", "--log-format", "json", "--log-level", "critical", "plugins", "--json")),
-    ("import of the daemon's modules", ("-c", "import panoflow.cli.serve, panoflow.daemon.server, "
-                                              "panoflow.cloud_client.sync, panoflow.cloud_client.jobs")),
+    ("import of the daemon's modules", ("-c", ("import panoflow.cli.serve, panoflow.daemon.server, "
+                                               "panoflow.cloud_client.sync, panoflow.cloud_client.jobs"))),
 )
 
 

@@ -3,12 +3,13 @@
 Three tasks in one task group:
 
 * **sync**: every ``HeartbeatSeconds`` send the device's *full* state (software, network interfaces, every
-  application instance the control plane gave it, running or removed, job statuses, acknowledged signals) and keep
-  the answer (the desired state). Out of reach: back off (capped, jittered), keep running, try again.
-* **reconcile**: after each answer, deploy what is new (assembled into an application folder, deployed through the
-  daemon's :class:`~panoflow.daemon.manager.Manager` under the instance's ``Name``; an instance that ``Replaces``
-  one on the device takes the old one's daemon name, so the daemon swaps them without a gap), remove what is
-  ``REMOVED`` (or unknown to the control plane), apply signals once each and acknowledge them, start jobs.
+  application instance the control plane gave it, running or removed, job statuses, acknowledged signals) and
+  keep the answer (the desired state). Out of reach: back off (capped, jittered), keep running, try again.
+* **reconcile**: after each answer, deploy what is new (assembled into an application folder, deployed through
+  the daemon's :class:`~panoflow.daemon.manager.Manager` under the instance's ``Name``; an instance that
+  ``Replaces`` one on the device takes the old one's daemon name, so the daemon swaps them without a gap),
+  remove what is ``REMOVED`` (or unknown to the control plane), apply signals once each and acknowledge them,
+  start jobs.
 * **telemetry**: tail the instances' log files and the device log into a bounded buffer, upload it in bounded
   batches (read positions saved in ``STATE_DIR/cloud-log-offsets.json`` after each upload), send metrics.
 
@@ -37,8 +38,20 @@ import structlog
 from panoflow import __version__
 from panoflow.cloud_client import DeviceContext
 from panoflow.cloud_client.assemble import AssemblyError, assemble, parse_overrides
-from panoflow.cloud_client.client import Backoff, CloudClient, Offline, ProtocolError, Refused, UntrustedServer
-from panoflow.cloud_client.credentials import Credentials, load_credentials, read_bundle_file, save_credentials
+from panoflow.cloud_client.client import (
+    Backoff,
+    CloudClient,
+    Offline,
+    ProtocolError,
+    Refused,
+    UntrustedServer,
+)
+from panoflow.cloud_client.credentials import (
+    Credentials,
+    load_credentials,
+    read_bundle_file,
+    save_credentials,
+)
 from panoflow.cloud_client.jobs import Jobs
 from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source, dropped_metric
 from panoflow.daemon import model as m
@@ -80,7 +93,8 @@ class Entry:
 
 
 def map_status(status: str, health: str, nodes: Mapping[str, str], description: str) -> dict[str, Any]:
-    """An instance's report: the daemon's own names are the Panorama API's; anything unknown is NOT_AVAILABLE."""
+    """An instance's report: the daemon's own names are the Panorama API's; anything unknown is
+    NOT_AVAILABLE."""
     return {"Status": status if status in m.STATUSES else m.DEPLOYMENT_FAILED,
             "HealthStatus": health if health in m.HEALTH else m.NOT_AVAILABLE,
             "StatusDescription": description[:255],
@@ -94,7 +108,8 @@ def network_interfaces() -> list[dict[str, str]]:
         ip = ""
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+                # SIOCGIFADDR
+                packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
                 ip = socket.inet_ntoa(packed[20:24])
         except OSError:
             continue
@@ -129,9 +144,11 @@ def _insecure(ctx: DeviceContext) -> bool:
 
 
 async def ensure_credentials(ctx: DeviceContext) -> Credentials:
-    """``cloud.json``, or the claim of ``--provision BUNDLE`` (retried while the control plane is out of reach).
+    """``cloud.json``, or the claim of ``--provision BUNDLE`` (retried while the control plane is out of
+    reach).
 
-    Raises :class:`CloudError` when there is neither, or the control plane refuses the bundle (its message)."""
+    Raises :class:`CloudError` when there is neither, or the control plane refuses the bundle (its
+    message)."""
     stored = load_credentials(ctx.paths.root)
     bundle = read_bundle_file(ctx.provision) if ctx.provision is not None else None
     if stored is not None and (bundle is None or bundle["DeviceId"] == stored.device_id):
@@ -151,15 +168,17 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
                                             version=__version__, hostname=socket.gethostname())
                 break
             except Refused as exc:
-                raise CloudError(f"the control plane refused the provisioning bundle of {bundle['DeviceId']}: "
-                                 f"{exc}") from None
-            except UntrustedServer as exc:  # the claim token is never sent to a server the bundle's CA did not sign
+                raise CloudError("the control plane refused the provisioning bundle of "
+                                 f"{bundle['DeviceId']}: {exc}") from None
+            # the claim token is never sent to a server the bundle's CA did not sign
+            except UntrustedServer as exc:
                 raise CloudError(str(exc)) from None
             except (Offline, ProtocolError) as exc:
                 delay = backoff.next()
                 log.warning("cloud_claim_retry", error=str(exc), retry_in_s=round(delay, 1))
                 await anyio.sleep(delay)
-    creds = Credentials(control_plane=ctx.control_plane, device_id=str(answer.get("DeviceId") or bundle["DeviceId"]),
+    creds = Credentials(control_plane=ctx.control_plane,
+                        device_id=str(answer.get("DeviceId") or bundle["DeviceId"]),
                         device_name=str(answer.get("DeviceName") or bundle.get("DeviceName") or ""),
                         account_id=str(answer.get("AccountId") or bundle.get("AccountId") or ""),
                         region=str(answer.get("Region") or bundle.get("Region") or ""), token=answer["Token"],
@@ -171,7 +190,8 @@ async def ensure_credentials(ctx: DeviceContext) -> Credentials:
 
 
 async def run_device(ctx: DeviceContext) -> None:
-    """Join the control plane and run the loops until cancelled (or refused: then return, the device runs on)."""
+    """Join the control plane and run the loops until cancelled (or refused: then return, the device runs
+    on)."""
     creds = await ensure_credentials(ctx)
     async with CloudClient(creds.control_plane, creds.token, ca_pem=creds.ca_pem,
                            insecure_http=_insecure(ctx)) as client:
@@ -228,8 +248,8 @@ class CloudDevice:
                  transport=self.transport)
         if _insecure(self.ctx) and self.transport == "insecure-http":
             log.warning("cloud_insecure_http", control_plane=self.creds.control_plane,
-                        what="--insecure-http: the device token, camera passwords and code cross the network in "
-                             "clear and are not authenticated; for development only")
+                        what="--insecure-http: the device token, camera passwords and code cross the network "
+                             "in clear and are not authenticated; for development only")
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._sync_loop, tg.cancel_scope)
@@ -237,8 +257,8 @@ class CloudDevice:
             tg.start_soon(self._telemetry_loop)
         if self.refused:
             log.error("cloud_refused", device_id=self.creds.device_id, error=self.refused,
-                      what_now="the device keeps running its applications but no longer syncs; provision it again "
-                               "(ProvisionDevice) and restart with --provision BUNDLE.zip")
+                      what_now="the device keeps running its applications but no longer syncs; provision it "
+                               "again (ProvisionDevice) and restart with --provision BUNDLE.zip")
 
     async def _sync_loop(self, scope: anyio.CancelScope) -> None:
         backoff = Backoff(cap=30.0)
@@ -265,8 +285,8 @@ class CloudDevice:
         self._wake.set()
 
     async def renew_token(self) -> None:
-        """Renew the device token once half of its life is gone: the new one is saved to ``cloud.json`` before it
-        is used (the old one stays valid until then). Offline: tried again at the next sync."""
+        """Renew the device token once half of its life is gone: the new one is saved to ``cloud.json`` before
+        it is used (the old one stays valid until then). Offline: tried again at the next sync."""
         if not renewal_due(self.creds):
             return
         try:
@@ -340,7 +360,8 @@ class CloudDevice:
                 log.exception("cloud_reconcile_crashed")
 
     def _stop_refused(self, exc: Refused) -> None:
-        """The control plane refused this device (deleted, bad token): stop every cloud loop, keep the apps."""
+        """The control plane refused this device (deleted, bad token): stop every cloud loop, keep the
+        apps."""
         self.refused = str(exc)
         assert self._tg is not None
         self._tg.cancel_scope.cancel()
@@ -389,7 +410,8 @@ class CloudDevice:
                 return sent
             try:
                 await self.client.logs(lines)
-            except ProtocolError as exc:  # this batch will never be accepted: drop it rather than block the rest
+            # this batch will never be accepted: drop it rather than block the rest
+            except ProtocolError as exc:
                 log.warning("cloud_logs_batch_dropped", lines=len(lines), error=str(exc))
             self.buffer.commit(upto)
             sent += 1
@@ -435,10 +457,12 @@ class CloudDevice:
         if rec is None:
             if entry.daemon_id is None:
                 busy = entry.cloud_id in self._busy
-                return map_status(m.DEPLOYMENT_IN_PROGRESS if busy else m.DEPLOYMENT_PENDING, m.NOT_AVAILABLE, {},
+                return map_status(m.DEPLOYMENT_IN_PROGRESS if busy else m.DEPLOYMENT_PENDING, m.NOT_AVAILABLE,
+                                  {},
                                   "downloading the application's packages" if busy else "waiting to deploy")
             if entry.replaced_by is not None:
-                return map_status(m.REMOVAL_SUCCEEDED, m.NOT_AVAILABLE, {}, f"replaced by {entry.replaced_by}")
+                return map_status(m.REMOVAL_SUCCEEDED, m.NOT_AVAILABLE, {},
+                                  f"replaced by {entry.replaced_by}")
             if entry.last.get("Status") == m.DEPLOYMENT_FAILED:
                 return entry.last
             return map_status(m.DEPLOYMENT_PENDING, m.NOT_AVAILABLE, {}, "waiting to deploy")
@@ -453,7 +477,9 @@ class CloudDevice:
         desired = {str(i["ApplicationInstanceId"]): i for i in answer.get("Instances") or []
                    if isinstance(i, dict) and i.get("ApplicationInstanceId")}
         wanted = [i for i in desired.values() if i.get("DesiredState", "RUNNING") == "RUNNING"]
-        successors = {str(i["Replaces"]): str(i["ApplicationInstanceId"]) for i in wanted if i.get("Replaces")}
+        successors = {
+            str(i["Replaces"]): str(i["ApplicationInstanceId"]) for i in wanted if i.get("Replaces")
+        }
         for inst in wanted:
             entry = self.entries.get(inst["ApplicationInstanceId"])
             if entry is None or self._needs_deploy(entry):
@@ -512,7 +538,8 @@ class CloudDevice:
             if not isinstance(cam, dict) or not cam.get("StreamUrl"):
                 raise AssemblyError(f"camera node {node!r}: the control plane sent no StreamUrl")
             name = f"cloud-{_SAFE.sub('_', str(node))[:40]}-{cloud_id[-8:]}"
-            registry.add(name, str(cam["StreamUrl"]), cam.get("Username") or None, cam.get("Password") or None,
+            registry.add(name, str(cam["StreamUrl"]), cam.get("Username") or None,
+                         cam.get("Password") or None,
                          replace=True)
             names.append(name)
             bound[str(node)] = [f"camera:{name}"]
@@ -532,8 +559,9 @@ class CloudDevice:
             rec = self.manager.create(name=entry.name, archive=assembled.archive, graph=assembled.graph,
                                       overrides=overrides, cameras=cameras, params={},
                                       description=f"control plane instance {cloud_id}",
-                                      # the instance's runtime role, assumed by the daemon's AWS gateway for it
-                                      aws={"role_arn": inst["RuntimeRoleArn"]} if inst.get("RuntimeRoleArn") else None)
+                                      # the instance's runtime role, assumed by the daemon's AWS gateway
+                                      aws={"role_arn": inst["RuntimeRoleArn"]} if inst.get("RuntimeRoleArn")
+                                      else None)
         except (AssemblyError, QuotaExceeded) as exc:
             entry.failed = str(exc)
             log.error("cloud_deployment_failed", instance=cloud_id, name=entry.name, reason=entry.failed)
@@ -551,8 +579,8 @@ class CloudDevice:
             self._busy.discard(cloud_id)
             self._save()
         entry.daemon_id = rec.instance_id
-        old = next((e for e in self.entries.values() if e is not entry and e.name == entry.name and not e.removed
-                    and e.daemon_id in self.manager.records), None)
+        old = next((e for e in self.entries.values() if e is not entry and e.name == entry.name
+                    and not e.removed and e.daemon_id in self.manager.records), None)
         if old is not None:
             old.replaced_by = cloud_id
         log.info("cloud_deploying", instance=cloud_id, name=entry.name, daemon_instance=rec.instance_id,
@@ -569,7 +597,12 @@ class CloudDevice:
             return
         rec = self.manager.records.get(entry.daemon_id or "")
         successor = self.entries.get(successor_id or "")
-        if rec is not None and successor is not None and not successor.failed and successor.name == entry.name:
+        if (
+            rec is not None
+            and successor is not None
+            and not successor.failed
+            and successor.name == entry.name
+        ):
             new = self.manager.records.get(successor.daemon_id or "")
             if new is None and successor.daemon_id is None:
                 return  # the successor is being prepared: the daemon's swap will remove this one

@@ -1,17 +1,17 @@
 """Logs and metrics for the control plane (docs/device-protocol.md section 4).
 
-Log lines come from the daemon's own files (``apps/<name>/logs/instance.log``, ``<node>/console_output`` and the
-device log ``logs/daemon.log``, all already redacted of URL credentials by the daemon and redacted again here),
-read from where the tailer last stopped, across rotations. They wait in a :class:`LogBuffer` of at most 10 000
-lines: while the control plane is out of reach the oldest are dropped and counted. Uploads go in batches of at most
-500 lines and 256 KiB.
+Log lines come from the daemon's own files (``apps/<name>/logs/instance.log``, ``<node>/console_output`` and
+the device log ``logs/daemon.log``, all already redacted of URL credentials by the daemon and redacted again
+here), read from where the tailer last stopped, across rotations. They wait in a :class:`LogBuffer` of at most
+10 000 lines: while the control plane is out of reach the oldest are dropped and counted. Uploads go in
+batches of at most 500 lines and 256 KiB.
 
 Read positions survive restarts: :meth:`LogTailer.save` writes, for every file followed, the position (inode,
-device, byte offset) of the first line not yet uploaded (or dropped) to ``STATE_DIR/cloud-log-offsets.json``, and a
-new :class:`LogTailer` over that file resumes there: in the same file when its inode still matches (from 0 when it
-was truncated below the offset), in the backup ``.1`` when the file was rotated meanwhile (then the new file from
-0). Lines the buffer still held when the daemon stopped are read again, so a line is uploaded at least once across
-restarts (docs/daemon.md, "Joining a control plane", says precisely when twice).
+device, byte offset) of the first line not yet uploaded (or dropped) to ``STATE_DIR/cloud-log-offsets.json``,
+and a new :class:`LogTailer` over that file resumes there: in the same file when its inode still matches (from
+0 when it was truncated below the offset), in the backup ``.1`` when the file was rotated meanwhile (then the
+new file from 0). Lines the buffer still held when the daemon stopped are read again, so a line is uploaded at
+least once across restarts (docs/daemon.md, "Joining a control plane", says precisely when twice).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from panoflow.core.redact import redact_text
 from panoflow.daemon.logfiles import read_range
 from panoflow.daemon.store import atomic_write_json, read_json
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_LINES", "MAX_BUFFERED", "MAX_LINE_CHARS", "OFFSETS_FILE", "LogBuffer",
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_LINES", "MAX_BUFFERED", "MAX_LINE_CHARS", "OFFSETS_FILE",
+           "LogBuffer",
            "LogTailer", "Source"]
 
 log = structlog.get_logger("panoflow.cloud")
@@ -46,8 +47,8 @@ MAX_LINE_CHARS = 16 * 1024
 _ENTRY_OVERHEAD = 64  # JSON punctuation and key names around each line, over-estimated
 #: where :meth:`LogTailer.save` keeps the read positions (in STATE_DIR)
 OFFSETS_FILE = "cloud-log-offsets.json"
-#: file timestamps come from a coarse kernel clock: a backup written this close to (or after) the moment our own file
-#: was last seen current is taken as newer than it (re-reading beats losing)
+#: file timestamps come from a coarse kernel clock: a backup written this close to (or after) the moment our
+#: own file was last seen current is taken as newer than it (re-reading beats losing)
 _MTIME_SLACK_NS = 50_000_000
 
 #: how many of a file's first bytes tell it from another file that got the same inode number later
@@ -64,8 +65,8 @@ def now_iso() -> str:
 class LogBuffer:
     """A bounded FIFO of log entries (``{"Time", "Instance", "Node", "Line"}``) with a count of dropped lines.
 
-    Each entry may carry a :data:`Mark` (where its line starts in its file) so the tailer can tell how far each
-    file has been dealt with (sent or dropped): :meth:`oldest_marks`."""
+    Each entry may carry a :data:`Mark` (where its line starts in its file) so the tailer can tell how far
+    each file has been dealt with (sent or dropped): :meth:`oldest_marks`."""
 
     def __init__(self, max_lines: int = MAX_BUFFERED):
         self.max_lines = max_lines
@@ -77,7 +78,8 @@ class LogBuffer:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, instance: str, node: str, line: str, time: str | None = None, mark: Mark | None = None) -> None:
+    def add(self, instance: str, node: str, line: str, time: str | None = None,
+            mark: Mark | None = None) -> None:
         entry = {"Time": time or now_iso(), "Instance": instance, "Node": node, "Line": line[:MAX_LINE_CHARS]}
         size = len(json.dumps(entry).encode()) + _ENTRY_OVERHEAD
         if len(self._entries) >= self.max_lines:
@@ -88,7 +90,8 @@ class LogBuffer:
 
     def batch(self, max_lines: int = MAX_BATCH_LINES, max_bytes: int = MAX_BATCH_BYTES
               ) -> tuple[int, list[dict[str, str]]]:
-        """The oldest entries that fit one upload, and the sequence number to :meth:`commit` once it is sent."""
+        """The oldest entries that fit one upload, and the sequence number to :meth:`commit` once it is
+        sent."""
         out: list[dict[str, str]] = []
         total, last = 16, 0
         for seq, entry, size, _mark in self._entries:
@@ -140,12 +143,14 @@ class _Position:
 
 
 class LogTailer:
-    """Reads what was appended to each :class:`Source` since the last :meth:`poll` (blocking: call it in a thread).
+    """Reads what was appended to each :class:`Source` since the last :meth:`poll` (blocking: call it in a
+    thread).
 
-    Without ``state_file``, or when it does not exist yet (the device's first start), files there at the first poll
-    are read from their end, so a device does not upload its whole history; files that appear later (a new
-    instance, a new node) are read from their start. With a ``state_file`` that :meth:`save` wrote, every file
-    resumes where it was saved (see the module docstring) and a file it does not list is read from its start."""
+    Without ``state_file``, or when it does not exist yet (the device's first start), files there at the first
+    poll are read from their end, so a device does not upload its whole history; files that appear later (a
+    new instance, a new node) are read from their start. With a ``state_file`` that :meth:`save` wrote, every
+    file resumes where it was saved (see the module docstring) and a file it does not list is read from its
+    start."""
 
     def __init__(self, state_file: Path | None = None) -> None:
         self._pos: dict[str, _Position] = {}
@@ -172,7 +177,8 @@ class LogTailer:
             files = doc["files"]
             saved_ns = int(doc["saved_ns"])
             for key, item in files.items():
-                self._restore[str(key)] = _Position(int(item["inode"]), int(item["device"]), int(item["offset"]),
+                self._restore[str(key)] = _Position(int(item["inode"]), int(item["device"]),
+                                                    int(item["offset"]),
                                                     b"", saved_ns, b"", str(item["head_sha256"]),
                                                     int(item["head_bytes"]))
             self._saved = {"files": files}
@@ -201,7 +207,8 @@ class LogTailer:
         return out
 
     def save(self, buffer: LogBuffer) -> bool:
-        """Write the :meth:`checkpoint` to the state file (atomically) when it changed; ``True`` when written."""
+        """Write the :meth:`checkpoint` to the state file (atomically) when it changed; ``True`` when
+        written."""
         if self.state_file is None:
             return False
         files = self.checkpoint(buffer)
@@ -242,8 +249,8 @@ class LogTailer:
 
     @staticmethod
     def _check_head(pos: _Position, path: Path) -> None:
-        """A restored position's inode may have been freed and given to another file while the daemon was down:
-        the file holding it must also start with the saved bytes, else the saved file is gone."""
+        """A restored position's inode may have been freed and given to another file while the daemon was
+        down: the file holding it must also start with the saved bytes, else the saved file is gone."""
         for file in (path, path.with_name(path.name + ".1")):
             st = _stat(file)
             if st is None or (st.st_ino, st.st_dev) != (pos.inode, pos.device):
@@ -340,7 +347,6 @@ def _stat(path: Path) -> os.stat_result | None:
 
 def dropped_metric(dropped: int) -> str:
     """The buffer's drop counter as Prometheus text, appended to the device's metrics upload."""
-    return ("# HELP panoflow_cloud_log_lines_dropped_total Log lines dropped while the control plane was out of "
-            "reach (the device keeps at most 10000)\n"
-            "# TYPE panoflow_cloud_log_lines_dropped_total counter\n"
-            f"panoflow_cloud_log_lines_dropped_total {dropped}\n")
+    return ("# HELP panoflow_cloud_log_lines_dropped_total Log lines dropped while the control plane was "
+            "out of reach (the device keeps at most 10000)\n# TYPE panoflow_cloud_log_lines_dropped_total "
+            f"counter\npanoflow_cloud_log_lines_dropped_total {dropped}\n")
