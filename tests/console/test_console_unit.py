@@ -362,11 +362,16 @@ async def test_pause_resume_remove_and_logs(open_console: Opener, plane: Control
                                     node_statuses={camera: "RUNNING", "code_node": "RUNNING"})
     status, text = await browser.page(f"/console/instances/{instance_id}")
     assert f'id="node-{camera}"' in text and f'aria-label="Pause camera {camera}"' in text
+    assert f'aria-label="Resume camera {camera}"' not in text  # running: only Pause is offered
     assert 'aria-label="Pause camera code_node"' not in text
     resp = await browser.post(f"/console/instances/{instance_id}/nodes/{camera}/pause",
                               headers={"HX-Request": "true"})
     assert resp.status == 200 and f"Paused {camera}." in await resp.text()
     assert [s["Signal"] for s in plane.pending_signals(instance_id)] == ["PAUSE"]
+    plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
+                                    node_statuses={camera: "PAUSED", "code_node": "RUNNING"})
+    _status, text = await browser.page(f"/console/instances/{instance_id}")
+    assert f'aria-label="Resume camera {camera}"' in text and f'aria-label="Pause camera {camera}"' not in text
     plane.append_device_logs(device, {"Lines": [
         {"Time": "2026-12-07T10:00:00Z", "Instance": instance_id, "Node": "code_node", "Line": "hello <b>"},
         {"Time": "2026-12-07T10:00:01Z", "Instance": instance_id, "Node": "", "Line": "instance started"},
