@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.models import conv_model
+from tests.support.ports import free_port
 
 __all__ = ["SHAPE", "KServeServer", "TlsFiles", "TlsTerminator", "make_tls", "own_server",
            "served_models"]
@@ -37,9 +38,8 @@ READY_DEADLINE_S = 90.0  # importing kserve and its dependencies takes seconds o
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
+    """A port free on every address (the server listens on all of them)."""
+    return free_port("::" if socket.has_ipv6 else "0.0.0.0")
 
 
 @dataclass(frozen=True)

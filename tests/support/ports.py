@@ -7,8 +7,9 @@ import socket
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at ``host`` now (the kernel's choice)."""
-    with socket.socket() as s:
+    """A TCP port nothing listens on at ``host`` now (the kernel's choice); ``"::"`` asks for one free on
+    every address, IPv4 and IPv6."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
