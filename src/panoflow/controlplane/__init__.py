@@ -22,14 +22,28 @@ if TYPE_CHECKING:
     from panoflow.controlplane.store import Store, StoreError, open_store
 
 #: exported name -> the submodule that defines it. Loaded on first use, so that a device importing
-#: ``panoflow.controlplane.provisioning`` (to read its bundle) pulls in neither botocore nor the aiohttp server.
+#: ``panoflow.controlplane.provisioning`` (to read its bundle) pulls in neither botocore nor the aiohttp
+#: server.
 _EXPORTS = {
     "MODEL_ROOT": "model", "load_model": "model", "AccessKey": "auth", "create_access_key": "auth",
     "ApiError": "errors", "ControlPlane": "service", "make_app": "server", "serve_in_thread": "server",
     "Store": "store", "StoreError": "store", "open_store": "store",
 }
 
-__all__ = sorted(_EXPORTS)
+# the names of _EXPORTS (a literal, so that tools see the re-exports)
+__all__ = [
+    "MODEL_ROOT",
+    "AccessKey",
+    "ApiError",
+    "ControlPlane",
+    "Store",
+    "StoreError",
+    "create_access_key",
+    "load_model",
+    "make_app",
+    "open_store",
+    "serve_in_thread",
+]
 
 
 def __getattr__(name: str) -> Any:

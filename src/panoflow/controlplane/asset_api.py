@@ -1,11 +1,11 @@
 """Asset routes under /_panoflow/assets/ (docs/device-protocol.md section 3).
 
-``GET`` (device bearer token or operator SigV4) streams an object out; ``HEAD`` (SigV4) answers its size; ``PUT``
-(SigV4) streams the body into the store. A PUT whose signature covers ``x-amz-content-sha256`` is authenticated
-before any of the body is read and may be as large as the limit (``MAX_ASSET_SIZE``, 4 GiB by default); the body
-is hashed as it is stored and refused (400, nothing kept) when it does not match. A PUT without that header is
-read into memory to check its signature, so it must fit in the API's usual 1 MiB. No asset is ever held whole
-in memory.
+``GET`` (device bearer token or operator SigV4) streams an object out; ``HEAD`` (SigV4) answers its size;
+``PUT`` (SigV4) streams the body into the store. A PUT whose signature covers ``x-amz-content-sha256`` is
+authenticated before any of the body is read and may be as large as the limit (``MAX_ASSET_SIZE``, 4 GiB by
+default); the body is hashed as it is stored and refused (400, nothing kept) when it does not match. A PUT
+without that header is read into memory to check its signature, so it must fit in the API's usual 1 MiB. No
+asset is ever held whole in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import io
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import structlog
 from aiohttp import web
@@ -77,7 +77,8 @@ async def _operator(plane: ControlPlane, request: web.Request, body: bytes = b""
 
 
 async def _device_or_operator(plane: ControlPlane, request: web.Request, key: str) -> str:
-    """``device:<id>`` or the access key id; a device may read only the assets of its own desired state (403)."""
+    """``device:<id>`` or the access key id; a device may read only the assets of its own desired state
+    (403)."""
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         return await _operator(plane, request)
@@ -88,10 +89,11 @@ async def _device_or_operator(plane: ControlPlane, request: web.Request, key: st
         if exc.code == "AccessDeniedException":  # a deleted device (device-protocol section 1)
             raise
     if not device:
-        raise ApiError("UnauthorizedException", "unknown or missing device token: claim the device again with "
-                                                "its provisioning bundle")
+        raise ApiError("UnauthorizedException", "unknown or missing device token: claim the device again "
+                                                "with its provisioning bundle")
     if not await asyncio.to_thread(plane.device_may_read, str(device), key):
-        raise ApiError("AccessDeniedException", f"asset {key!r} belongs to no application deployed to this device")
+        raise ApiError("AccessDeniedException", f"asset {key!r} belongs to no application deployed to this "
+                                                "device")
     return f"device:{device}"
 
 
@@ -167,25 +169,27 @@ async def _put(plane: ControlPlane, request: web.Request, fields: dict[str, Any]
     limit = int(getattr(plane, "max_asset_size", MAX_ASSET_SIZE))
     claimed = request.headers.get("x-amz-content-sha256")
     store = _store(plane)
+    stream: BinaryIO
     if claimed is not None and "x-amz-content-sha256" in _signed_names(request):
         # the signature covers the claimed digest: authenticate first, then stream and compare
         fields["principal"] = await _operator(plane, request, streamed=True)
         if not _HEX64.match(claimed):
             raise ApiError("ValidationException", "x-amz-content-sha256 must be the hex SHA-256 of the body "
-                                                  "(UNSIGNED-PAYLOAD and streaming signatures are not accepted)")
+                                                  "(UNSIGNED-PAYLOAD and streaming signatures are not "
+                                                  "accepted)")
         if request.content_length is not None and request.content_length > limit:
-            raise ApiError("ValidationException", f"the body ({request.content_length} bytes) is larger than the "
-                                                  f"{limit}-byte limit for one asset")
+            raise ApiError("ValidationException", f"the body ({request.content_length} bytes) is larger than "
+                                                  f"the {limit}-byte limit for one asset")
         body = _Body(request, asyncio.get_running_loop())
         stream = io.BufferedReader(body, CHUNK)
     else:
         if request.content_length is None or request.content_length > MAX_BODY:
-            raise ApiError("ValidationException", "sign large uploads with an x-amz-content-sha256 header (the hex "
-                                                  f"SHA-256 of the body); unsigned-digest bodies are limited to "
-                                                  f"{MAX_BODY} bytes")
+            raise ApiError("ValidationException", "sign large uploads with an x-amz-content-sha256 header "
+                                                  "(the hex SHA-256 of the body); unsigned-digest bodies "
+                                                  f"are limited to {MAX_BODY} bytes")
         data = await request.read()
         fields["principal"] = await _operator(plane, request, data)
-        stream = io.BufferedReader(io.BytesIO(data))
+        stream = io.BytesIO(data)
         claimed = None
     try:
         info = await asyncio.to_thread(store.put, key, stream, sha256=claimed, max_size=limit)

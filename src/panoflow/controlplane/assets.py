@@ -1,12 +1,14 @@
-"""Where package assets live: a folder (:class:`LocalAssetStore`) or S3-compatible storage (:class:`S3AssetStore`).
+"""Where package assets live: a folder (:class:`LocalAssetStore`) or S3-compatible storage
+(:class:`S3AssetStore`).
 
-Keys follow Panorama's StorageLocation layout (``<account>/nodePackages/<packageId>/binaries/<sha256>.tar.gz``).
-Every write streams: :meth:`AssetStore.put` reads its source in chunks while computing SHA-256 and size, and an
-object whose bytes do not match the digest the caller claimed is never kept. Each store records an object's SHA-256
-(a sidecar file, S3 object metadata) so RegisterPackageVersion can check assets without reading them again; a
-missing or stale record is recomputed.
+Keys follow Panorama's StorageLocation layout
+(``<account>/nodePackages/<packageId>/binaries/<sha256>.tar.gz``). Every write streams: :meth:`AssetStore.put`
+reads its source in chunks while computing SHA-256 and size, and an object whose bytes do not match the digest
+the caller claimed is never kept. Each store records an object's SHA-256 (a sidecar file, S3 object metadata)
+so RegisterPackageVersion can check assets without reading them again; a missing or stale record is
+recomputed.
 
-    store = open_assets("./cp-assets")                # or "s3://bucket/prefix" (endpoint: AWS_ENDPOINT_URL_S3)
+    store = open_assets("./cp-assets")  # or "s3://bucket/prefix" (endpoint: AWS_ENDPOINT_URL_S3)
     info = store.put("acct/nodePackages/p/binaries/x.json", stream, sha256=claimed)
 """
 
@@ -22,7 +24,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, cast, runtime_checkable
 
 import structlog
 
@@ -85,7 +87,8 @@ class AssetTooLarge(AssetError, ValueError):
 
 @dataclass(frozen=True)
 class AssetInfo:
-    """An object's key, size and SHA-256 (hex; ``None`` from :meth:`AssetStore.stat` when no record exists)."""
+    """An object's key, size and SHA-256 (hex; ``None`` from :meth:`AssetStore.stat` when no record
+    exists)."""
 
     key: str
     size: int
@@ -114,8 +117,8 @@ def _check_sha(sha256: str | None) -> None:
 
 
 class _Hashing(io.RawIOBase):
-    """Reads through ``source`` counting and hashing; fails (so nothing is stored) past ``max_size`` bytes, and at
-    the end of the stream when the digest differs from ``expected``."""
+    """Reads through ``source`` counting and hashing; fails (so nothing is stored) past ``max_size`` bytes,
+    and at the end of the stream when the digest differs from ``expected``."""
 
     def __init__(self, source: BinaryIO, expected: str | None, max_size: int | None, key: str):
         super().__init__()
@@ -151,7 +154,8 @@ class _Hashing(io.RawIOBase):
         if self.expected is not None and self.hash.hexdigest() != self.expected:
             raise AssetDigestMismatch(
                 f"{self.key}: the body's SHA-256 is {self.hash.hexdigest()}, not {self.expected} as "
-                "x-amz-content-sha256 claims; the upload was not kept (was the file changed while uploading?)")
+                "x-amz-content-sha256 claims; the upload was not kept (was the file changed while uploading?)"
+            )
 
     def info(self) -> AssetInfo:
         return AssetInfo(self.key, self.size, self.hash.hexdigest())
@@ -174,8 +178,8 @@ class AssetStore(Protocol):
 
     def put(self, key: str, stream: BinaryIO, *, sha256: str | None = None,
             max_size: int | None = None) -> AssetInfo:
-        """Store ``stream`` under ``key`` (replacing it), computing SHA-256 and size while reading; refuses (and
-        keeps nothing) when the digest differs from ``sha256`` or the body exceeds ``max_size`` bytes."""
+        """Store ``stream`` under ``key`` (replacing it), computing SHA-256 and size while reading; refuses
+        (and keeps nothing) when the digest differs from ``sha256`` or the body exceeds ``max_size`` bytes."""
         ...
 
     def sha256(self, key: str) -> str | None:
@@ -197,10 +201,11 @@ def _digest_of(store: AssetStore, key: str) -> str:
 
 
 class LocalAssetStore:
-    """Objects as files under ``root`` (``root/<key>``); digests recorded under ``root/.panoflow/sha256/<key>``.
+    """Objects as files under ``root`` (``root/<key>``); digests recorded under
+    ``root/.panoflow/sha256/<key>``.
 
-    Writes go to a temporary file in ``root/.panoflow/tmp`` that is fsynced and renamed into place, so a reader
-    never sees a partial object. Files are 0644, folders this store creates 0755.
+    Writes go to a temporary file in ``root/.panoflow/tmp`` that is fsynced and renamed into place, so a
+    reader never sees a partial object. Files are 0644, folders this store creates 0755.
     """
 
     bucket = FOLDER_BUCKET
@@ -355,7 +360,8 @@ class S3AssetStore:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise AssetNotFound(f"no asset {key!r}") from None
             raise AssetError(f"s3://{self.bucket}/{self._name(key)}: {_s3_reason(exc)}") from None
-        return _BodyReader(body)
+        # a raw binary file (io.RawIOBase), which typing.BinaryIO does not describe
+        return cast(BinaryIO, _BodyReader(body))
 
     def put(self, key: str, stream: BinaryIO, *, sha256: str | None = None,
             max_size: int | None = None) -> AssetInfo:
@@ -364,14 +370,18 @@ class S3AssetStore:
         name = self._name(key)
         _check_sha(sha256)
         # unknown digest: upload under a temporary name, then copy with the digest as metadata
-        target = name if sha256 is not None else f"{self.prefix + '/' if self.prefix else ''}{_RESERVED}/tmp/" \
-                                                  f"{uuid.uuid4().hex}"
+        target = (
+            name
+            if sha256 is not None
+            else f"{self.prefix + '/' if self.prefix else ''}{_RESERVED}/tmp/{uuid.uuid4().hex}"
+        )
         reader = _Hashing(stream, sha256, max_size, key)
         extra = {"Metadata": {"sha256": sha256}} if sha256 is not None else {}
         uploaded = False
         try:
             try:
-                self.client.upload_fileobj(io.BufferedReader(reader, CHUNK), self.bucket, target, ExtraArgs=extra)
+                self.client.upload_fileobj(io.BufferedReader(reader, CHUNK), self.bucket, target,
+                                           ExtraArgs=extra)
                 uploaded = True
                 reader.drain()
             except AssetError:
@@ -381,7 +391,9 @@ class S3AssetStore:
                 if isinstance(cause, AssetError):  # s3transfer may wrap what our reader raised
                     raise cause from None
                 if isinstance(exc, (ClientError, BotoCoreError)):
-                    raise AssetError(f"cannot upload to s3://{self.bucket}/{name}: {_s3_reason(exc)}") from None
+                    raise AssetError(
+                        f"cannot upload to s3://{self.bucket}/{name}: {_s3_reason(exc)}"
+                    ) from None
                 raise
         except AssetError:
             # a refused body replaced nothing unless the store already took all of it
@@ -391,7 +403,8 @@ class S3AssetStore:
         if sha256 is None:
             try:
                 self.client.copy({"Bucket": self.bucket, "Key": target}, self.bucket, name,
-                                 ExtraArgs={"Metadata": {"sha256": info.sha256}, "MetadataDirective": "REPLACE"})
+                                 ExtraArgs={"Metadata": {"sha256": info.sha256},
+                                            "MetadataDirective": "REPLACE"})
             finally:
                 self._remove(target)
         log.info("asset_stored", store="s3", bucket=self.bucket, key=name, size=info.size, sha256=info.sha256)

@@ -4,8 +4,8 @@
     pano = client(endpoint_url="http://127.0.0.1:8443", region_name="us-east-1",
                   aws_access_key_id=..., aws_secret_access_key=...)
 
-The vendored model is put first on the session's data-loader search path, so the client speaks exactly the API the
-server implements. Outside Python, ``AWS_DATA_PATH=$(python -c 'import panoflow.controlplane.model as m;
+The vendored model is put first on the session's data-loader search path, so the client speaks exactly the API
+the server implements. Outside Python, ``AWS_DATA_PATH=$(python -c 'import panoflow.controlplane.model as m;
 print(m.MODEL_ROOT)')`` does the same for the AWS CLI.
 """
 

@@ -1,5 +1,5 @@
-"""Errors the API answers with: one class whose ``code`` is an error shape of the Panorama model, and the helpers
-every handler builds them with (one place: handlers import them from here, never from each other)."""
+"""Errors the API answers with: one class whose ``code`` is an error shape of the Panorama model, and the
+helpers every handler builds them with (one place: handlers import them from here, never from each other)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ __all__ = ["ApiError", "access_denied", "conflict", "manifest_error", "not_found
 class ApiError(PanoflowError):
     """An error answered to an API client: ``code`` names a model error shape (``ValidationException``...).
 
-    ``fields`` are extra members of that shape (``ResourceId``, ``Fields``...); the HTTP status comes from the model.
+    ``fields`` are extra members of that shape (``ResourceId``, ``Fields``...); the HTTP status comes from the
+    model.
     """
 
     def __init__(self, code: str, message: str, **fields: Any):
@@ -48,8 +49,8 @@ def access_denied(message: str) -> ApiError:
 
 
 def manifest_error(member: str, problems: tuple[Problem, ...] | list[Problem]) -> ApiError:
-    """A ``ValidationException`` (400) for a manifest in input member ``member`` that has ``problems`` (at least
-    one error): the first error in the message, up to ten in ``Fields`` (``member#<JSON pointer>``)."""
+    """A ``ValidationException`` (400) for a manifest in input member ``member`` that has ``problems`` (at
+    least one error): the first error in the message, up to ten in ``Fields`` (``member#<JSON pointer>``)."""
     errors = [p for p in problems if p.severity == "error"]
     fields = [{"Name": f"{member}#{p.pointer}", "Message": p.message} for p in errors[:10]]
     first = errors[0]

@@ -1,9 +1,10 @@
 """Access-key management and per-key policy (``panoflow control-plane keys ...``; docs/security.md).
 
-A key is ``Admin`` (every operation) or ``ReadOnly`` (``keys create --read-only``: only operations that read, i.e.
-``List*``, ``Describe*``, ``Get*`` and the ``GET``/``HEAD`` routes of the asset and device-log APIs). Keys are
-listed without their secrets, deactivated (refused at once, kept), deleted, or rotated: a new key with the same
-policy, the old one deactivated (or kept active for a grace period with ``--keep-old``, then deactivated by hand).
+A key is ``Admin`` (every operation) or ``ReadOnly`` (``keys create --read-only``: only operations that read,
+i.e. ``List*``, ``Describe*``, ``Get*`` and the ``GET``/``HEAD`` routes of the asset and device-log APIs).
+Keys are listed without their secrets, deactivated (refused at once, kept), deleted, or rotated: a new key
+with the same policy, the old one deactivated (or kept active for a grace period with ``--keep-old``, then
+deactivated by hand).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from panoflow.controlplane.errors import access_denied
 from panoflow.controlplane.store import Store
 from panoflow.exceptions import PanoflowError
 
-__all__ = ["ADMIN", "READ_ONLY", "AccessKeyNotFound", "KeyInfo", "check_operation", "delete_key", "is_read_operation", "key_policy",
-           "list_keys", "rotate_key", "set_status"]
+__all__ = ["ADMIN", "READ_ONLY", "AccessKeyNotFound", "KeyInfo", "check_operation", "delete_key",
+           "is_read_operation", "key_policy", "list_keys", "rotate_key", "set_status"]
 
 ADMIN = "Admin"
 READ_ONLY = "ReadOnly"
@@ -59,14 +60,15 @@ def check_operation(store: Store, access_key_id: str, operation: str) -> None:
     if is_read_operation(operation):
         return
     if key_policy(store, access_key_id) == READ_ONLY:
-        raise access_denied(f"The access key {access_key_id} is read-only (keys create --read-only): {operation} "
-                            "needs a key created without --read-only")
+        raise access_denied(f"The access key {access_key_id} is read-only (keys create --read-only): "
+                            f"{operation} needs a key created without --read-only")
 
 
 def _row(tx: Any, access_key_id: str) -> Any:
     row = tx.get("access_keys", access_key_id)
     if row is None:
-        raise AccessKeyNotFound(f"no access key {access_key_id!r}; `panoflow control-plane keys list` shows them")
+        raise AccessKeyNotFound(f"no access key {access_key_id!r}; `panoflow control-plane keys list` shows "
+                                "them")
     return row
 
 

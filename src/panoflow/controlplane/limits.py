@@ -2,7 +2,8 @@
 plane with calls or fill its database with log lines.
 
 In memory, per server process (a restart forgives; several servers over one database each count on their own).
-A refusal is ``429 ThrottlingException`` with ``Retry-After`` (seconds); the device backs off and keeps its lines.
+A refusal is ``429 ThrottlingException`` with ``Retry-After`` (seconds); the device backs off and keeps its
+lines.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 from panoflow.controlplane.errors import ApiError
 
-__all__ = ["DEFAULT_DEVICE_LOG_BYTES_PER_DAY", "DEFAULT_DEVICE_RATE", "DailyQuota", "DeviceLimits", "RateLimiter",
-           "throttled"]
+__all__ = ["DEFAULT_DEVICE_LOG_BYTES_PER_DAY", "DEFAULT_DEVICE_RATE", "DailyQuota", "DeviceLimits",
+           "RateLimiter", "throttled"]
 
 #: device API calls per second a device may make on average (a sync every few seconds, log and metric batches)
 DEFAULT_DEVICE_RATE = 10.0
@@ -60,7 +61,8 @@ class DailyQuota:
         self._lock = threading.Lock()
 
     def take(self, key: str, amount: int) -> float | None:
-        """Spend ``amount`` of ``key``'s day: None when it fits, else the seconds until the next day starts."""
+        """Spend ``amount`` of ``key``'s day: None when it fits, else the seconds until the next day
+        starts."""
         now = self.clock()
         day = int(now // _DAY)
         with self._lock:
@@ -90,12 +92,12 @@ class DeviceLimits:
         """Count one call of ``device_id`` (429 beyond the rate)."""
         wait = self.calls.take(device_id)
         if wait is not None:
-            raise throttled(f"too many calls from this device (at most {self.rate:g} per second on average): retry "
-                            "later", wait)
+            raise throttled(f"too many calls from this device (at most {self.rate:g} per second on average): "
+                            "retry later", wait)
 
     def log_bytes(self, device_id: str, size: int) -> None:
         """Count ``size`` log bytes of ``device_id`` (429 beyond the daily quota)."""
         wait = self.logs.take(device_id, size)
         if wait is not None:
-            raise throttled(f"this device sent its {self.log_bytes_per_day} bytes of log lines for today: the rest "
-                            "waits until the next UTC day", wait)
+            raise throttled(f"this device sent its {self.log_bytes_per_day} bytes of log lines for today: "
+                            "the rest waits until the next UTC day", wait)

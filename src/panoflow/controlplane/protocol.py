@@ -1,8 +1,10 @@
-"""The rest-json wire protocol, driven by the model: requests into input dicts, output dicts and errors into bytes.
+"""The rest-json wire protocol, driven by the model: requests into input dicts, output dicts and errors into
+bytes.
 
-Input members are read from where the model puts them (``location``: ``uri``, ``querystring``, ``header``; else the
-JSON body). Outputs are rendered as botocore parses them: timestamps as epoch seconds, blobs as base64. Errors carry
-``x-amzn-ErrorType`` and a JSON body with ``message`` (what botocore reads) plus the shape's modeled members.
+Input members are read from where the model puts them (``location``: ``uri``, ``querystring``, ``header``;
+else the JSON body). Outputs are rendered as botocore parses them: timestamps as epoch seconds, blobs as
+base64. Errors carry ``x-amzn-ErrorType`` and a JSON body with ``message`` (what botocore reads) plus the
+shape's modeled members.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ def _scalar(model: ServiceModel, shape_name: str, text: str, where: str) -> Any:
         try:
             return int(text)
         except ValueError:
-            raise validation(f"Value '{text[:64]}' at '{where}' failed to satisfy constraint: Member must be an "
-                             "integer", where) from None
+            raise validation(f"Value '{text[:64]}' at '{where}' failed to satisfy constraint: Member must be "
+                             "an integer", where) from None
     if kind == "boolean":
         if text.lower() not in ("true", "false"):
-            raise validation(f"Value '{text[:64]}' at '{where}' failed to satisfy constraint: Member must be a "
-                             "boolean", where)
+            raise validation(f"Value '{text[:64]}' at '{where}' failed to satisfy constraint: Member must be "
+                             "a boolean", where)
         return text.lower() == "true"
     return text
 
@@ -68,7 +70,8 @@ def parse_input(
             if model.shapes[member["shape"]]["type"] == "list":
                 params[name] = list(values)
             elif len(values) > 1:  # which one counts? SigV4 sorts values, so their order is not signed
-                raise validation(f"The query parameter {wire} appears {len(values)} times: send it once", name)
+                raise validation(f"The query parameter {wire} appears {len(values)} times: send it once",
+                                 name)
             else:
                 params[name] = _scalar(model, member["shape"], values[0], name)
         elif location == "header" and wire in headers:
@@ -113,4 +116,8 @@ def encode_error(model: ServiceModel, error: ApiError) -> tuple[int, dict[str, s
         if key in shape.get("members", {}):
             doc[key] = value
     headers = {"x-amzn-ErrorType": error.code, "Content-Type": "application/json"}
-    return model.error_status(error.code) if error.code in model.shapes else 404, headers, json.dumps(doc).encode()
+    return (
+        model.error_status(error.code) if error.code in model.shapes else 404,
+        headers,
+        json.dumps(doc).encode(),
+    )

@@ -1,16 +1,18 @@
-"""The provisioning bundle ProvisionDevice returns as ``Certificates``: a zip the device reads once to claim itself.
+"""The provisioning bundle ProvisionDevice returns as ``Certificates``: a zip the device reads once to claim
+itself.
 
 Contents (``panoflow-device.json``)::
 
     {"Version": 1, "DeviceId": "device-...", "DeviceName": "...", "AccountId": "...", "Region": "...",
-     "ClaimToken": "<one-time secret>", "ExpiresAt": "2026-...Z", "CaCertificate": "-----BEGIN CERTIFICATE-----..."}
+     "ClaimToken": "<one-time secret>", "ExpiresAt": "2026-...Z",
+     "CaCertificate": "-----BEGIN CERTIFICATE-----..."}
 
-``CaCertificate`` (also as ``ca.pem`` beside it, as Panorama's certificates zip carried its root CA) is the TLS
-certificate authority the device pins: it trusts that and nothing else for the control plane (docs/security.md).
-It is absent only for a control plane served over plain HTTP (development).
+``CaCertificate`` (also as ``ca.pem`` beside it, as Panorama's certificates zip carried its root CA) is the
+TLS certificate authority the device pins: it trusts that and nothing else for the control plane
+(docs/security.md). It is absent only for a control plane served over plain HTTP (development).
 
-The token is valid for :data:`CLAIM_TTL` and only once; the store keeps its SHA-256, never the token. The exchange of
-the token for device credentials is the device API (`device_api.py`, docs/device-protocol.md).
+The token is valid for :data:`CLAIM_TTL` and only once; the store keeps its SHA-256, never the token. The
+exchange of the token for device credentials is the device API (`device_api.py`, docs/device-protocol.md).
 """
 
 from __future__ import annotations

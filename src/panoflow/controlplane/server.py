@@ -1,8 +1,9 @@
 """The HTTP server: one aiohttp catch-all route; the model decides which operation a request is.
 
-Order per request: read the body, verify the SigV4 signature (403 AccessDeniedException), route by method and raw
-path (404 UnknownOperationException), read the input members from where the model puts them, validate them against
-the input shape (400 ValidationException), run the handler in a worker thread, render the output shape.
+Order per request: read the body, verify the SigV4 signature (403 AccessDeniedException), route by method and
+raw path (404 UnknownOperationException), read the input members from where the model puts them, validate them
+against the input shape (400 ValidationException), run the handler in a worker thread, render the output
+shape.
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ async def _dispatch(plane: ControlPlane, model: ServiceModel, request: web.Reque
                         headers={"Content-Type": "application/json", "x-amzn-RequestId": request_id})
 
 
-def make_app(plane: ControlPlane, *, routes: Callable[[web.Application], object] | None = None) -> web.Application:
-    """The aiohttp application serving the Panorama API for ``plane``. ``routes`` adds more routes before the API's
-    catch-all (``control-plane serve`` mounts the web console with it: docs/console.md)."""
+def make_app(plane: ControlPlane, *,
+             routes: Callable[[web.Application], object] | None = None) -> web.Application:
+    """The aiohttp application serving the Panorama API for ``plane``. ``routes`` adds more routes before the
+    API's catch-all (``control-plane serve`` mounts the web console with it: docs/console.md)."""
     model = load_model()
     app = web.Application(client_max_size=MAX_BODY)
     app[_PLANE] = plane
@@ -77,13 +79,14 @@ def make_app(plane: ControlPlane, *, routes: Callable[[web.Application], object]
             response = _error_response(model, exc, request_id)
         except web.HTTPRequestEntityTooLarge:
             fields["error"] = "ValidationException"
-            response = _error_response(model, ApiError("ValidationException", "Request body too large"), request_id)
+            response = _error_response(model, ApiError("ValidationException", "Request body too large"),
+                                       request_id)
         except Exception:  # a bug: answer as the model says, never leak a traceback to the client
             log.exception("api_internal_error", **fields)
             response = _error_response(model, ApiError("InternalServerException", "Internal server error"),
                                        request_id)
-        log.info("api_call", status=response.status, duration_ms=round((time.perf_counter() - started) * 1e3, 2),
-                 **fields)
+        log.info("api_call", status=response.status,
+                 duration_ms=round((time.perf_counter() - started) * 1e3, 2), **fields)
         return response
 
     # panoflow's own routes (docs/device-protocol.md) first: the catch-all below is the Panorama API
@@ -98,8 +101,8 @@ def make_app(plane: ControlPlane, *, routes: Callable[[web.Application], object]
 @contextmanager
 def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
                     ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
-    """Serve ``plane`` from a background thread (tests, embedding); yields the endpoint URL (``https://`` with an
-    ``ssl_context``, see :func:`panoflow.controlplane.tls.server_context`)."""
+    """Serve ``plane`` from a background thread (tests, embedding); yields the endpoint URL (``https://`` with
+    an ``ssl_context``, see :func:`panoflow.controlplane.tls.server_context`)."""
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(make_app(plane), access_log=None)
     ready = threading.Event()
@@ -114,8 +117,8 @@ def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
         url.append(f"{'https' if ssl_context else 'http'}://{host}:{sock.getsockname()[1]}")
         ready.set()
         loop.run_forever()
-        # drop open connections at once (a TLS close would wait for each client's close_notify, and a socket still
-        # waiting when the loop closes is leaked): stopping is like a server going away
+        # drop open connections at once (a TLS close would wait for each client's close_notify, and a socket
+        # still waiting when the loop closes is leaked): stopping is like a server going away
         for handler in runner.server.connections if runner.server is not None else ():
             if handler.transport is not None:
                 handler.transport.abort()

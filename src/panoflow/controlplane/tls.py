@@ -1,14 +1,14 @@
 """TLS for the control plane: its own certificate authority, kept in its database, and the server certificate.
 
-``control-plane serve`` serves HTTPS by default. Without ``--tls-cert/--tls-key`` it uses a CA it creates once and
-keeps with its state (the ``settings`` table, row ``tls_ca``: the same database the access keys live in, so every
-replica over one PostgreSQL shares it), and at each start signs a short server certificate for the names it is
-reached by (``--tls-san``, plus ``localhost``, ``127.0.0.1``, ``::1`` and the listen address). The CA certificate
-(never its key) goes into every provisioning bundle: devices pin it and trust nothing else
+``control-plane serve`` serves HTTPS by default. Without ``--tls-cert/--tls-key`` it uses a CA it creates once
+and keeps with its state (the ``settings`` table, row ``tls_ca``: the same database the access keys live in,
+so every replica over one PostgreSQL shares it), and at each start signs a short server certificate for the
+names it is reached by (``--tls-san``, plus ``localhost``, ``127.0.0.1``, ``::1`` and the listen address). The
+CA certificate (never its key) goes into every provisioning bundle: devices pin it and trust nothing else
 (docs/security.md). ``panoflow control-plane ca`` prints it for boto3 and the AWS CLI (``--ca-bundle``).
 
-With ``--tls-cert/--tls-key`` (a certificate from the operator's own PKI) the bundle carries ``--tls-ca`` when given,
-else the certificate file itself (its chain), which the device then pins.
+With ``--tls-cert/--tls-key`` (a certificate from the operator's own PKI) the bundle carries ``--tls-ca`` when
+given, else the certificate file itself (its chain), which the device then pins.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ class TlsError(PanoflowError, ValueError):
 
 @dataclass(frozen=True)
 class CertificateAuthority:
-    """The control plane's CA: ``cert_pem`` is public (bundles, ``control-plane ca``); ``key_pem`` never leaves
-    the database."""
+    """The control plane's CA: ``cert_pem`` is public (bundles, ``control-plane ca``); ``key_pem`` never
+    leaves the database."""
 
     cert_pem: str
     key_pem: str
@@ -69,9 +69,11 @@ def _new_ca(common_name: str) -> CertificateAuthority:
             .serial_number(x509.random_serial_number()).not_valid_before(start)
             .not_valid_after(start + dt.timedelta(days=365 * _CA_YEARS))
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+            .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                         key_encipherment=False,
                                          data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                         crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+                                         crl_sign=True, encipher_only=False, decipher_only=False),
+                           critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256()))
     return CertificateAuthority(
@@ -99,7 +101,7 @@ def ensure_ca(store: Store) -> CertificateAuthority:
         with store.transaction() as tx:
             if tx.get("settings", CA_ROW) is None:
                 tx.insert("settings", CA_ROW, {"CertificatePem": ca.cert_pem, "KeyPem": ca.key_pem})
-    except Exception:  # noqa: BLE001 - another server inserted it first: use theirs
+    except Exception:  # noqa: BLE001, S110 - another server inserted it first: use theirs
         pass
     found = load_ca(store)
     if found is None:
@@ -137,7 +139,8 @@ def issue_server_certificate(ca: CertificateAuthority, names: Iterable[str]) -> 
             .add_extension(x509.SubjectAlternativeName([_san(n) for n in unique]), critical=False)  # type: ignore[misc]
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
             .sign(ca_key, hashes.SHA256()))
     return (cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -169,8 +172,8 @@ def server_context(store: Store, names: Iterable[str]) -> tuple[ssl.SSLContext, 
 
 
 def server_context_from_files(cert: Path, key: Path, ca: Path | None = None) -> tuple[ssl.SSLContext, str]:
-    """The server's SSL context from the operator's own files, and the PEM that bundles carry (``ca``, else the
-    certificate file itself). A file that cannot be used is a :class:`TlsError` naming it."""
+    """The server's SSL context from the operator's own files, and the PEM that bundles carry (``ca``, else
+    the certificate file itself). A file that cannot be used is a :class:`TlsError` naming it."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -1,7 +1,7 @@
 """Input validation against the model's shapes: required members, types, enums, lengths, ranges and patterns.
 
-Messages follow AWS's wording (``Value 'x' at 'Name' failed to satisfy constraint: ...``) and every problem names
-its member by dotted path (``ManifestPayload.PayloadData``), both in the message and in ``Fields``.
+Messages follow AWS's wording (``Value 'x' at 'Name' failed to satisfy constraint: ...``) and every problem
+names its member by dotted path (``ManifestPayload.PayloadData``), both in the message and in ``Fields``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ _MAX_REPORTED = 10
 
 @lru_cache(maxsize=256)
 def _pattern(text: str) -> re.Pattern[str] | None:
-    """The model's pattern for Python: ``.`` also matches newlines (Panorama accepts multi-line manifests under
-    ``^.+$``) and a final ``$`` means the end of the value, not "before a final newline"."""
+    """The model's pattern for Python: ``.`` also matches newlines (Panorama accepts multi-line manifests
+    under ``^.+$``) and a final ``$`` means the end of the value, not "before a final newline"."""
     if text.endswith("$") and not text.endswith("\\$"):
         text = text[:-1] + r"\Z"
     try:
@@ -103,11 +103,11 @@ class _Walker:
             self.fail(path, "Member must be an integer")
             return
         if "min" in shape and value < shape["min"]:
-            self.fail(path, f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have value "
-                            f"greater than or equal to {shape['min']}")
+            self.fail(path, f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have "
+                            f"value greater than or equal to {shape['min']}")
         if "max" in shape and value > shape["max"]:
-            self.fail(path, f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have value "
-                            f"less than or equal to {shape['max']}")
+            self.fail(path, f"Value '{value}' at '{path}' failed to satisfy constraint: Member must have "
+                            f"value less than or equal to {shape['max']}")
 
     _long = _integer
 
@@ -117,11 +117,11 @@ class _Walker:
 
     def _length(self, shape: dict[str, Any], length: int, value: Any, path: str) -> None:
         if "min" in shape and length < shape["min"]:
-            self.fail(path, f"Value at '{path}' failed to satisfy constraint: Member must have length greater "
-                            f"than or equal to {shape['min']}")
+            self.fail(path, f"Value at '{path}' failed to satisfy constraint: Member must have length "
+                            f"greater than or equal to {shape['min']}")
         if "max" in shape and length > shape["max"]:
-            self.fail(path, f"Value at '{path}' failed to satisfy constraint: Member must have length less than "
-                            f"or equal to {shape['max']}")
+            self.fail(path, f"Value at '{path}' failed to satisfy constraint: Member must have length less "
+                            f"than or equal to {shape['max']}")
 
 
 def _join(path: str, name: str) -> str:

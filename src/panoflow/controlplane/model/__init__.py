@@ -1,8 +1,8 @@
 """The Panorama service model (botocore's ``panorama`` 2019-07-24 JSON, vendored) and routing derived from it.
 
-The control plane never hand-writes a route: every operation's method, URI template, input member locations and
-output/error shapes come from ``service-2.json.gz`` in this folder. :data:`MODEL_ROOT` is a botocore data path
-(``<root>/panorama/2019-07-24/...``), usable as ``AWS_DATA_PATH`` or a loader search path.
+The control plane never hand-writes a route: every operation's method, URI template, input member locations
+and output/error shapes come from ``service-2.json.gz`` in this folder. :data:`MODEL_ROOT` is a botocore data
+path (``<root>/panorama/2019-07-24/...``), usable as ``AWS_DATA_PATH`` or a loader search path.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class Operation:
     specificity: int = 0
 
     def match(self, raw_path: str) -> dict[str, str] | None:
-        """URI labels (percent-decoded) when ``raw_path`` (still percent-encoded) fits this operation, else None."""
+        """URI labels (percent-decoded) when ``raw_path`` (still percent-encoded) fits this operation, else
+        None."""
         m = self.pattern.fullmatch(raw_path)
         if m is None:
             return None
@@ -82,7 +83,8 @@ class ServiceModel:
         self._routes = sorted(ops, key=lambda op: -op.specificity)
 
     def route(self, method: str, raw_path: str) -> tuple[Operation | None, dict[str, str], bool]:
-        """``(operation, labels, path_known)``: path_known is True when some operation has this path (any method)."""
+        """``(operation, labels, path_known)``: path_known is True when some operation has this path (any
+        method)."""
         path_known = False
         for op in self._routes:
             labels = op.match(raw_path)
