@@ -1,6 +1,7 @@
-"""An unmodified-style Panorama app calling CloudWatch from its own sandboxed process, under ``panoflow run`` and
-``panoflow serve``: offline, its metrics show on the instance's and the device's ``/metrics``; with a profile and
-``--aws-endpoint cloudwatch=URL``, they land in a real moto server; no secret key reaches the app's environment."""
+"""An unmodified-style Panorama app calling CloudWatch from its own sandboxed process, under ``panoflow run``
+and ``panoflow serve``: offline, its metrics show on the instance's and the device's ``/metrics``; with a
+profile and ``--aws-endpoint cloudwatch=URL``, they land in a real moto server; no secret key reaches the
+app's environment."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,8 @@ def put_metric(cloudwatch):
     try:
         cloudwatch.put_metric_data(Namespace="AWSPanoramaApplication", MetricData=[{
             "MetricName": "AverageInferenceTime", "Value": 12.5, "Unit": "Milliseconds",
-            "Dimensions": [{"Name": "Application Name", "Value": "sample"}, {"Name": "Device ID", "Value": "dev1"}],
+            "Dimensions": [{"Name": "Application Name", "Value": "sample"},
+                           {"Name": "Device ID", "Value": "dev1"}],
         }])
     except ClientError as exc:
         print("cloudwatch refused:", exc, flush=True)
@@ -51,8 +52,8 @@ while True:
         with open("/opt/aws/panorama/storage/env.json", "w") as f:
             json.dump(secrets, f)
 """
-METRIC = ('panoflow_cloudwatch_metric{', 'namespace="AWSPanoramaApplication"', 'metric="AverageInferenceTime"',
-          'application_name="sample"', 'device_id="dev1"')
+METRIC = ('panoflow_cloudwatch_metric{', 'namespace="AWSPanoramaApplication"',
+          'metric="AverageInferenceTime"', 'application_name="sample"', 'device_id="dev1"')
 
 
 def _metric_line(text: str) -> str | None:
@@ -73,7 +74,8 @@ def _unix_get(sock: Path, path: str) -> str:
         conn.close()
 
 
-def _wait(what: str, probe: Callable[[], Any], proc: subprocess.Popen[str] | None = None, timeout: float = 60) -> Any:
+def _wait(what: str, probe: Callable[[], Any], proc: subprocess.Popen[str] | None = None,
+          timeout: float = 60) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -102,8 +104,8 @@ def _run(app: Path, clip: Path, state: Path, *flags: str) -> tuple[subprocess.Po
     state.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
-         f"camera_node=file://{clip}?loop=1&realtime=1", "--state-dir", str(state), "--control", f"unix:{sock}",
-         *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         f"camera_node=file://{clip}?loop=1&realtime=1", "--state-dir", str(state), "--control",
+         f"unix:{sock}", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return proc, sock
 
 
@@ -112,7 +114,8 @@ def test_offline_metrics_on_the_instance_metrics(app: Path, clip: Path, tmp_path
     try:
         line = _wait("the app's metric on /metrics", lambda: _metric_line(_unix_get(sock, "/metrics")), proc)
         assert 'unit="Milliseconds"' in line and line.endswith(" 12.5")
-        env = json.loads(_wait("the app's environment", lambda: (tmp_path / "s/storage/env.json").read_text(), proc))
+        env = json.loads(_wait("the app's environment", lambda: (tmp_path / "s/storage/env.json").read_text(),
+                               proc))
         assert env == []  # offline: the SDK gets credentials from the endpoint, no key in the environment
     finally:
         proc.terminate()

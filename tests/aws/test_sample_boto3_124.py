@@ -1,9 +1,10 @@
-"""aws-panorama-sample's AWS traits, unmodified-style: its own pinned boto3 1.24 (too old for AWS_ENDPOINT_URL_*),
-a CloudWatch ``AverageInferenceTime`` metric with ``Application Name`` and ``Device ID`` dimensions every 150
-frames, catching only ``ClientError``. Offline it runs a whole 450-frame clip (three metric epochs) and the metric
-is on ``/metrics`` of ``panoflow run --control`` and of ``panoflow serve``; with a profile and
-``--aws-endpoint cloudwatch=URL`` it lands in a real moto server (the old SDK reaches it through the sandbox's
-hostnames and the device CA), and its secret key is in no log, command line or process environment."""
+"""aws-panorama-sample's AWS traits, unmodified-style: its own pinned boto3 1.24 (too old for
+AWS_ENDPOINT_URL_*), a CloudWatch ``AverageInferenceTime`` metric with ``Application Name`` and ``Device ID``
+dimensions every 150 frames, catching only ``ClientError``. Offline it runs a whole 450-frame clip (three
+metric epochs) and the metric is on ``/metrics`` of ``panoflow run --control`` and of ``panoflow serve``; with
+a profile and ``--aws-endpoint cloudwatch=URL`` it lands in a real moto server (the old SDK reaches it through
+the sandbox's hostnames and the device CA), and its secret key is in no log, command line or process
+environment."""
 
 from __future__ import annotations
 
@@ -66,10 +67,12 @@ def test_offline_three_epochs_on_run_metrics(sample: Path, clip450: Path, tmp_pa
     sock, state = tmp_path / "control.sock", tmp_path / "s"
     proc = subprocess.Popen(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(sample), "--camera",
-         f"camera_node=file://{clip450}?realtime=1&loop=1", "--state-dir", str(state), "--control", f"unix:{sock}"],
+         f"camera_node=file://{clip450}?realtime=1&loop=1", "--state-dir", str(state), "--control",
+         f"unix:{sock}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait("three metric epochs on /metrics", lambda: _samples(_unix_get(sock, "/metrics")) >= 3, proc, 120)
+        _wait("three metric epochs on /metrics", lambda: _samples(_unix_get(sock, "/metrics")) >= 3, proc,
+              120)
         line = _metric_line(_unix_get(sock, "/metrics"))
         assert line is not None and line.endswith(" 12.5") and 'unit="Milliseconds"' in line
         epochs = json.loads((state / "storage" / "epochs.json").read_text())
@@ -91,18 +94,21 @@ def test_offline_on_serve_metrics(sample: Path, clip450: Path, make_daemon: Any)
         return _samples(text.decode()) if code == 200 else 0.0
 
     _wait("three metric epochs on the device's /metrics", lambda: samples() >= 3, timeout=120)
-    code, text = d.request("GET", "/metrics")
+    _, text = d.request("GET", "/metrics")
     assert _metric_line(text.decode()) is not None
 
 
 def test_profile_and_endpoint_land_in_moto(sample: Path, clip450: Path, tmp_path: Path,
                                            moto_url: str) -> None:
     creds = tmp_path / "credentials"
-    creds.write_text("[edge]\naws_access_key_id = AKIDSAMPLE124\naws_secret_access_key = never-in-a-log-124\n")
+    creds.write_text(
+        "[edge]\naws_access_key_id = AKIDSAMPLE124\naws_secret_access_key = never-in-a-log-124\n"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(sample), "--camera",
          f"camera_node=file://{clip450}?realtime=1&loop=1", "--state-dir", str(tmp_path / "s"),
-         "--aws-credentials", str(creds), "--aws-profile", "edge", "--aws-endpoint", f"cloudwatch={moto_url}"],
+         "--aws-credentials", str(creds), "--aws-profile", "edge", "--aws-endpoint",
+         f"cloudwatch={moto_url}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def landed() -> bool:

@@ -1,8 +1,9 @@
-"""OTA jobs for real: wheels of panoflow built by pip from this source tree with a bumped version, installed by a
-real ``panoflow serve`` (pip offline: ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``) on a job of a real control plane.
+"""OTA jobs for real: wheels of panoflow built by pip from this source tree with a bumped version, installed
+by a real ``panoflow serve`` (pip offline: ``PIP_NO_INDEX``, ``PIP_FIND_LINKS``) on a job of a real control
+plane.
 
-GOOD is a plain bumped version; BROKEN fails its self-test (a built-in plugin does not import); DIES passes the
-self-test but ``panoflow serve`` dies on the way up (rolled back at the next start)."""
+GOOD is a plain bumped version; BROKEN fails its self-test (a built-in plugin does not import); DIES passes
+the self-test but ``panoflow serve`` dies on the way up (rolled back at the next start)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ DIES = "99.3.0"  # passes the self-test, but `panoflow serve` dies on the way up
 
 
 def _build_wheel(work: Path, version: str, out: Path, *, broken: bool = False, dies: bool = False) -> Path:
-    """A wheel of this source tree as panoflow ``version``: the files the build reads (pyproject.toml, README.md,
-    src/; no .venv, .git, caches or a stale build/) copied to ``work``, the version changed where it is defined."""
+    """A wheel of this source tree as panoflow ``version``: the files the build reads (pyproject.toml,
+    README.md, src/; no .venv, .git, caches or a stale build/) copied to ``work``, the version changed where
+    it is defined."""
     tree = work / f"panoflow-{version}"
     tree.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md"):
@@ -42,7 +44,8 @@ def _build_wheel(work: Path, version: str, out: Path, *, broken: bool = False, d
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".cache"))
     for file, name in ((tree / "pyproject.toml", "version"),
                        (tree / "src" / "panoflow" / "__init__.py", "__version__")):
-        text, n = re.subn(rf'^{name} = "[^"]+"$', f'{name} = "{version}"', file.read_text(), count=1, flags=re.M)
+        text, n = re.subn(rf'^{name} = "[^"]+"$', f'{name} = "{version}"', file.read_text(), count=1,
+                          flags=re.MULTILINE)
         assert n == 1, f"no version to bump in {file}"
         file.write_text(text)
     if broken:
@@ -52,7 +55,8 @@ def _build_wheel(work: Path, version: str, out: Path, *, broken: bool = False, d
         serve = tree / "src" / "panoflow" / "cli" / "serve.py"
         head = "def serve_command(args: argparse.Namespace) -> int:\n"
         assert head in serve.read_text()
-        serve.write_text(serve.read_text().replace(head, head + '    raise RuntimeError("this build cannot serve")\n'))
+        serve.write_text(serve.read_text().replace(head, head + '    raise RuntimeError("this build cannot '
+                                                                'serve")\n'))
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                         "--disable-pip-version-check", "--no-input", "-q", "-w", str(out), "."],
                        cwd=tree, capture_output=True, text=True, timeout=180, check=False)
@@ -65,9 +69,10 @@ def _build_wheel(work: Path, version: str, out: Path, *, broken: bool = False, d
 def ota_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A find-links folder with panoflow GOOD, BROKEN and DIES (built once per session)."""
     for module in ("setuptools", "wheel"):
-        if subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, check=False).returncode:
-            pytest.fail(f"building test wheels needs {module} in this environment: pip install 'setuptools>=77' "
-                        "wheel")
+        if subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
+                          check=False).returncode:
+            pytest.fail(f"building test wheels needs {module} in this environment: pip install "
+                        "'setuptools>=77' wheel")
     work = tmp_path_factory.mktemp("ota-build")
     out = tmp_path_factory.mktemp("ota-wheels")
     _build_wheel(work, GOOD, out)
@@ -81,7 +86,8 @@ def _software(cp: ControlPlaneServer, device_id: str) -> Any:
 
 
 def _ota(cp: ControlPlaneServer, device_id: str, version: str) -> str:
-    """Upload the wheel of ``version`` where OTA jobs find it (its SHA-256 is pinned with the job), create the job."""
+    """Upload the wheel of ``version`` where OTA jobs find it (its SHA-256 is pinned with the job), create the
+    job."""
     from panoflow.controlplane.service.jobs import ota_wheel_key
 
     (wheel,) = Path(os.environ["PIP_FIND_LINKS"]).glob(f"panoflow-{version}-*.whl")
@@ -93,8 +99,8 @@ def _ota(cp: ControlPlaneServer, device_id: str, version: str) -> str:
 
 
 def _reason(cp: ControlPlaneServer, job_id: str) -> str:
-    """The Reason the device reported for a job (kept by the control plane; the Panorama API shape has no field
-    for it)."""
+    """The Reason the device reported for a job (kept by the control plane; the Panorama API shape has no
+    field for it)."""
     with cp.store.transaction() as tx:
         row = tx.get("device_jobs", job_id)
     assert row is not None
@@ -127,7 +133,8 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     wait(_running(cp, instance_id), 60, "the instance to run")
     before = _pids(daemon)
 
-    # OTA to GOOD: installed, self-tested, the daemon re-executes on it (same pid), the instance comes back on it
+    # OTA to GOOD: installed, self-tested, the daemon re-executes on it (same pid), the instance comes back on
+    # it
     job = _ota(cp, device_id, GOOD)
     wait(lambda: cp.job(job)["Status"] == "COMPLETED", 90, f"the OTA job to {GOOD}")
     assert daemon.proc.poll() is None and daemon.proc.pid == pid
@@ -152,7 +159,8 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     assert _software(cp, device_id) == GOOD
     assert all(_ota_dir_of(p) == side for p in _pids(daemon))
 
-    # OTA to BROKEN: pip installs it, the self-test refuses it; FAILED with the self-test's words, GOOD runs on
+    # OTA to BROKEN: pip installs it, the self-test refuses it; FAILED with the self-test's words, GOOD runs
+    # on
     pid, running = daemon.proc.pid, _pids(daemon)
     job = _ota(cp, device_id, BROKEN)
     wait(lambda: cp.job(job)["Status"] == "FAILED", 90, f"the OTA job to {BROKEN} to fail")
@@ -178,8 +186,8 @@ def test_a_version_that_dies_on_the_way_up_is_rolled_back_at_the_next_start(
     instance_id = _create(cp, device_id, cloud_app)
     wait(_running(cp, instance_id), 60, "the instance to run")
 
-    # OTA to DIES: installed and self-tested, the daemon re-executes on it and dies on the way up; started again
-    # (as systemd would), the daemon finds the trial unconfirmed and goes back to the installed version
+    # OTA to DIES: installed and self-tested, the daemon re-executes on it and dies on the way up; started
+    # again (as systemd would), the daemon finds the trial unconfirmed and goes back to the installed version
     job = _ota(cp, device_id, DIES)
     wait(lambda: daemon.proc is not None and daemon.proc.poll() is not None, 60, f"panoflow {DIES} to die")
     assert "this build cannot serve" in daemon.stderr()
@@ -187,7 +195,8 @@ def test_a_version_that_dies_on_the_way_up_is_rolled_back_at_the_next_start(
     daemon.start()
     assert daemon.proc is not None
     wait(lambda: cp.job(job)["Status"] == "FAILED", 30, f"the OTA job to {DIES} to fail")
-    assert _reason(cp, job) == f"panoflow {DIES} was started but never came up; rolled back to panoflow {__version__}"
+    assert _reason(cp, job) == (f"panoflow {DIES} was started but never came up; rolled back to panoflow "
+                                f"{__version__}")
     assert daemon.get("/device")["version"] == __version__ and _ota_dir_of(daemon.proc.pid) is None
     wait(_running(cp, instance_id), 40, "the instance to run on the previous version")
     assert all(_ota_dir_of(p) is None for p in _pids(daemon))
@@ -207,7 +216,8 @@ def test_an_unconfirmed_trial_goes_back_to_the_previous_ota_folder(tmp_path: Pat
     old, new = ota / "panoflow-1.0", ota / "panoflow-2.0"
     for d in (old, new):
         (d / "panoflow").mkdir(parents=True)
-    doc = {"active": str(new), "version": "2.0", "trial": True, "previous": str(old), "previous_version": "1.0"}
+    doc = {"active": str(new), "version": "2.0", "trial": True, "previous": str(old),
+           "previous_version": "1.0"}
     (tmp_path / OTA_FILE).write_text(json.dumps(doc))
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": "/elsewhere"}
     # the re-executed daemon on trial: nothing to do
