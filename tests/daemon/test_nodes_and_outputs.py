@@ -53,8 +53,8 @@ def test_signals_pause_resume_and_on_signal(make_daemon: Any, clips: dict[str, P
 
     r = d.cli("signal", "cam", "camera_node", "pause")
     assert r.returncode == 0 and r.stdout.strip() == "camera_node: PAUSED"
-    # the daemon refreshes an instance's counters every second: once paused, two refreshes 1.2 s apart agree
-    # (a running 30 fps camera never does); a deadline, since a loaded machine may need a few refreshes to settle
+    # the daemon refreshes an instance's counters every second: once paused, two refreshes 1.2 s apart
+    # agree (a running 30 fps camera never does); a deadline: a loaded machine may need a few refreshes
     deadline = time.monotonic() + 30
     while True:
         paused_at = frames(d, "cam")
