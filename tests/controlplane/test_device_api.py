@@ -39,7 +39,7 @@ from tests.support.device_protocol import (
 @pytest.fixture
 def fast_plane(store: Store, tmp_path: Path) -> ControlPlane:
     """A 1 s heartbeat: a device is OFFLINE 3 s after its last sync. Short enough to wait for, long enough
-    that the calls checking it is ONLINE right after a sync still fall inside the window on a loaded machine."""
+    that the calls checking it is ONLINE right after a sync fall inside the window on a loaded machine."""
     return ControlPlane(store, assets=tmp_path / "assets", heartbeat_s=1.0)
 
 
