@@ -1,5 +1,5 @@
-"""The ``kserve`` backend against a real KServe V2 server (KServe's ModelServer with an ONNX Runtime model, in a
-child process on loopback), through the real batcher and model set, over gRPC and HTTP/REST."""
+"""The ``kserve`` backend against a real KServe V2 server (KServe's ModelServer with an ONNX Runtime model, in
+a child process on loopback), through the real batcher and model set, over gRPC and HTTP/REST."""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ def test_server_model_that_differs_from_the_package_fails_at_load_naming_both(
     text = str(err.value)
     assert text.startswith("node model_node: the server's model ")
     assert "/renamed does not match the model package's conv.onnx" in text
-    assert "inputs: the server has [image float32 [N,3,24,32]], conv.onnx has [data float32 [N,3,24,32]]" in text
+    assert (
+        "inputs: the server has [image float32 [N,3,24,32]], conv.onnx has [data float32 [N,3,24,32]]" in text
+    )
     assert "outputs" not in text  # only what differs
 
 
@@ -141,8 +143,8 @@ def test_call_deadline_is_honoured_while_the_server_hangs(tmp_path: Path) -> Non
             t0 = time.monotonic()
             with pytest.raises(InferenceTimeout, match=r"no result within 0.3 s"):
                 models.call("model_node", {"data": x}, time_out=0.3)
-            # the call's 0.3 s, not the endpoint's 60 s (the message says which deadline fired; this bound only
-            # tells the two apart, so a loaded machine does not fail it)
+            # the call's 0.3 s, not the endpoint's 60 s (the message says which deadline fired; this bound
+            # only tells the two apart, so a loaded machine does not fail it)
             assert time.monotonic() - t0 < 30
         finally:
             server.resume()
@@ -152,10 +154,10 @@ def test_call_deadline_is_honoured_while_the_server_hangs(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_outage_fails_calls_logs_once_and_recovers(tmp_path: Path, transport: str) -> None:
-    """Calls fail at once while the server is down and succeed again soon after it is back: the channel retries its
-    connection every 0.5 s at most (gRPC's own back-off grows to 2 minutes). The bounds below are deadlines that
-    tell the designed path from the failure (a call hanging for the 60 s request timeout, a channel backing off
-    for minutes), not stopwatches: about 0.1 s each on a quiet machine."""
+    """Calls fail at once while the server is down and succeed again soon after it is back: the channel
+    retries its connection every 0.5 s at most (gRPC's own back-off grows to 2 minutes). The bounds below are
+    deadlines that tell the designed path from the failure (a call hanging for the 60 s request timeout, a
+    channel backing off for minutes), not stopwatches: about 0.1 s each on a quiet machine."""
     x = _inputs(1)
     with own_server(tmp_path) as server, _opened(server, server.uri(transport, timeout=60)) as models, \
             structlog.testing.capture_logs() as logs:
@@ -175,7 +177,8 @@ def test_outage_fails_calls_logs_once_and_recovers(tmp_path: Path, transport: st
                 got = models.call("model_node", {"data": x})
                 break
             except ModelError:
-                assert time.monotonic() - back < 15, "results did not resume within 15 s of the server's return"
+                assert time.monotonic() - back < 15, ("results did not resume within 15 s of the server's "
+                                                      "return")
                 time.sleep(0.02)
         resumed = time.monotonic() - back
         text = render(models.metric_families())
@@ -199,7 +202,8 @@ def test_outage_fails_calls_logs_once_and_recovers(tmp_path: Path, transport: st
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_unavailable_is_retried_with_backoff_until_the_server_is_back(tmp_path: Path, transport: str) -> None:
     x = _inputs(1)
-    with own_server(tmp_path) as server, _opened(server, server.uri(transport, timeout=60, retries=100)) as models:
+    with own_server(tmp_path) as server, _opened(server, server.uri(transport, timeout=60,
+                                                                    retries=100)) as models:
         want = models.call("model_node", {"data": x})
         server.kill()
         server.start(wait=False)  # restarting: refused connections for a few seconds
@@ -219,7 +223,8 @@ def test_tls_with_a_ca_file_and_a_bearer_token(tmp_path: Path) -> None:
     token.write_text("s3cr3t-token-value\n")
     x = _inputs(2)
     with own_server(tmp_path, tls=tls, token_file=token) as server:
-        want = ort.InferenceSession(str(server.models["conv"]), providers=["CPUExecutionProvider"]).run(None, {"data": x})
+        want = ort.InferenceSession(str(server.models["conv"]),
+                                    providers=["CPUExecutionProvider"]).run(None, {"data": x})
         with structlog.testing.capture_logs() as logs:
             for uri in (server.uri("https", ca=tls.ca, token_file=token),
                         server.uri("grpc", token_file=token)):  # the token travels as gRPC metadata too
@@ -228,9 +233,9 @@ def test_tls_with_a_ca_file_and_a_bearer_token(tmp_path: Path) -> None:
                 for g, w in zip(got, want):
                     np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
             # without the token the server refuses the request; the app gets an exception it can catch
-            with _opened(server, server.uri("https", ca=tls.ca)) as models:
-                with pytest.raises(ModelError, match=r"failed: INVALID_ARGUMENT: .*bearer token"):
-                    models.call("model_node", {"data": x})
+            with (_opened(server, server.uri("https", ca=tls.ca)) as models,
+                  pytest.raises(ModelError, match=r"failed: INVALID_ARGUMENT: .*bearer token")):
+                models.call("model_node", {"data": x})
         assert "s3cr3t" not in repr(logs)
         # a server certificate the CA file did not sign is refused at load
         other = make_tls(tmp_path / "other")
@@ -254,8 +259,11 @@ def test_grpcs_and_https_with_mutual_tls(tmp_path: Path) -> None:
                 for g, w in zip(got, want):
                     np.testing.assert_allclose(g, w, rtol=0, atol=1e-5)
                 # the front refuses a device without a client certificate: the node fails at load, saying why
-                with pytest.raises(ModelError, match=r"cannot read the model's metadata from "
-                                                     rf"{transport}://127.0.0.1:{front.port}/conv within 2 s"):
+                with pytest.raises(
+                    ModelError,
+                    match=r"cannot read the model's metadata from "
+                    rf"{transport}://127.0.0.1:{front.port}/conv within 2 s",
+                ):
                     _open(server, f"{base}&connect_timeout=2")
         finally:
             for front in fronts.values():

@@ -1,6 +1,6 @@
-"""package-application against a real control plane served in a thread (assets in a folder, and in S3 on a real
-moto server): the packages are listed and registered with their nodes, a second run uploads nothing, a tampered
-asset and wrong credentials are refused with messages that say what to do."""
+"""package-application against a real control plane served in a thread (assets in a folder, and in S3 on a
+real moto server): the packages are listed and registered with their nodes, a second run uploads nothing, a
+tampered asset and wrong credentials are refused with messages that say what to do."""
 
 from __future__ import annotations
 
@@ -49,15 +49,18 @@ def _s3_store(moto_url: str) -> AssetStore:
 
 
 @pytest.fixture(params=["folder", "s3"])
-def control_plane(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plane]:
-    """A control plane over SQLite and the asset store in ``request.param``; the AWS environment holds its key."""
+def control_plane(request: pytest.FixtureRequest, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Plane]:
+    """A control plane over SQLite and the asset store in ``request.param``; the AWS environment holds its
+    key."""
     store = open_store(f"sqlite:///{tmp_path / 'cp.db'}")
     assets = (LocalAssetStore(tmp_path / "cp-assets") if request.param == "folder"
               else _s3_store(request.getfixturevalue("moto_url")))
     key = create_access_key(store)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in (("AWS_ACCESS_KEY_ID", key.access_key_id), ("AWS_SECRET_ACCESS_KEY", key.secret_access_key),
+    for name, value in (("AWS_ACCESS_KEY_ID", key.access_key_id),
+                        ("AWS_SECRET_ACCESS_KEY", key.secret_access_key),
                         ("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_CONFIG_FILE", str(tmp_path / "none")),
                         ("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))):
         monkeypatch.setenv(name, value)
@@ -159,11 +162,14 @@ def test_tampered_and_refused(cli: Callable[..., Result], tmp_path: Path, wheelh
     assert r.code == 0, r.err
     pano = control_plane.client()
     (package,) = pano.list_packages()["Packages"]
-    binaries = pano.describe_package(PackageId=package["PackageId"])["StorageLocation"]["BinaryPrefixLocation"]
+    binaries = pano.describe_package(PackageId=package["PackageId"])["StorageLocation"][
+        "BinaryPrefixLocation"
+    ]
     control_plane.plane.assets.put(f"{binaries}/{model.name}", io.BytesIO(b"damaged" + original[7:]))
     patch = hashlib.sha256((app / "packages" / MODEL / "package.json").read_bytes()).hexdigest()
     with pytest.raises(ClientError) as err:
-        pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0", PatchVersion=patch)
+        pano.register_package_version(PackageId=package["PackageId"], PackageVersion="1.0",
+                                      PatchVersion=patch)
     message = err.value.response["Error"]["Message"]
     assert f"{binaries}/{model.name}" in message and "its name claims" in message
     # package-application sees the store's digest differ, so it uploads the file again
@@ -215,9 +221,9 @@ def test_an_unbuilt_code_package_is_refused_naming_build_container(cli: Callable
     for extra in (["--dry-run"], ["--control-plane", "http://127.0.0.1:9"]):
         r = cli("package-application", *extra, cwd=app)
         assert r.code == 1 and "Traceback" not in r.err
-        assert (f"packages/{CODE}/package.json: interface 'interface' runs code asset 'code_asset', which was never "
-                f"built or added; run panoflow build-container --container-asset-name code_asset --package-path "
-                f"packages/{CODE} first") in r.err, r.err
+        assert (f"packages/{CODE}/package.json: interface 'interface' runs code asset 'code_asset', which "
+                "was never built or added; run panoflow build-container --container-asset-name code_asset "
+                f"--package-path packages/{CODE} first") in r.err, r.err
     r = cli("create-package", "--type", "Model", "--name", "MODEL", "--account", ACCOUNT, cwd=app)
     assert r.code == 0, r.err
     assert build(cli, app, wheelhouse).code == 0
@@ -241,5 +247,6 @@ def test_the_project_folder_may_be_given_as_an_argument(cli: Callable[..., Resul
     assert both.code == 0, both.err
     r = cli("package-application", str(tmp_path), "--dry-run", "--project-dir", "./app", cwd=tmp_path)
     assert r.code == 1 and "two project folders given" in r.err, r.err
-    r = cli("create-package", "./app", "--type", "Camera", "--name", "lobby", "--account", ACCOUNT, cwd=tmp_path)
+    r = cli("create-package", "./app", "--type", "Camera", "--name", "lobby", "--account", ACCOUNT,
+            cwd=tmp_path)
     assert r.code == 0 and (app / "packages" / f"{ACCOUNT}-lobby-1.0").is_dir(), r.err

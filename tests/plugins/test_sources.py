@@ -1,4 +1,5 @@
-"""File and test-pattern sources, driven directly (no runtime): order, bit-exactness, options, pacing, stopping."""
+"""File and test-pattern sources, driven directly (no runtime): order, bit-exactness, options, pacing,
+stopping."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ async def test_realtime_paces_at_the_stream_rate(clips: dict[str, Path]) -> None
     source = FileSource(f"{clips['mp4']}?realtime=1&frames=15", stream_id="cam", options={})
     assert source.policy == "latest"
     assert FileSource(str(clips["mp4"]), stream_id="cam", options={"realtime": "1"}).policy == "latest"
-    assert FileSource(str(clips["mp4"]), stream_id="cam", options={}).policy == "block" == FileSource.default_policy
+    assert FileSource(str(clips["mp4"]), stream_id="cam",
+                      options={}).policy == "block" == FileSource.default_policy
     started = time.perf_counter()
     got = await run_source(source)
     elapsed = time.perf_counter() - started

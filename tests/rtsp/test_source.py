@@ -1,4 +1,5 @@
-"""The rtsp source against a real RTSP server (GStreamer): bit-exact frames, transports, codecs, auth, errors."""
+"""The rtsp source against a real RTSP server (GStreamer): bit-exact frames, transports, codecs, auth,
+errors."""
 
 from __future__ import annotations
 
@@ -86,17 +87,20 @@ async def test_streams_above_2_megapixels_scaled_like_the_appliance(servers: Ser
             for f in container.decode(video=0)
         ]
     server = servers({"/big": h264_launch(big_clip)})
-    # every picture of the short clip, however slowly this machine decodes 2560x1440 (the age bound of the decoder
-    # queue would otherwise skip to a keyframe: tests/rtsp/test_late.py); the scaling is what is checked here
+    # every picture of the short clip, however slowly this machine decodes 2560x1440 (the age bound of the
+    # decoder queue would otherwise skip to a keyframe: tests/rtsp/test_late.py); the scaling is what is
+    # checked here
     frames, source = await _receive(server.url("/big"), 10, max_delay_ms="off")
     assert {f.image.shape for f in frames.frames} == {(1080, 1920, 3)}
-    # the painted index does not survive scaling, so compare in clip order: a session starts at frame 0, and when
-    # the camera ended the 20-frame clip before this machine decoded 10 of them, the next session starts at 0 again
+    # the painted index does not survive scaling, so compare in clip order: a session starts at frame 0, and
+    # when the camera ended the 20-frame clip before this machine decoded 10 of them, the next session starts
+    # at 0 again
     expected = 0
     for f in frames.frames:
         if expected and not np.array_equal(f.image, reference[expected]):
             expected = 0
-        assert np.array_equal(f.image, reference[expected]), f"frame {expected} of the clip is not scaled alike"
+        assert np.array_equal(f.image, reference[expected]), (f"frame {expected} of the clip is not scaled "
+                                                              "alike")
         expected += 1
     assert source.stats()["source_size"] == [2560, 1440]
     off, _ = await _receive(server.url("/big", query="downscale=off"), 3)
@@ -133,11 +137,13 @@ def _down_lines(logs: list[dict[str, object]]) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("method", ["basic", "digest"])
 async def test_wrong_password_one_clear_line_and_retries(servers: Servers, rtsp_clips: dict[str, Path],
-                                                         capfd: pytest.CaptureFixture[str], method: str) -> None:
+                                                         capfd: pytest.CaptureFixture[str],
+                                                         method: str) -> None:
     server = servers({"/cam": h264_launch(rtsp_clips["small"])}, auth=(method, "admin", "right"))
     logs, source = await _failing(server.url("/cam", user="admin", password=PASSWORD), 1.5, capfd)
     (line,) = _down_lines(logs)
-    assert line["stream_id"] == "front_door" and line["uri"] == server.url("/cam", user="admin", password="***")
+    assert line["stream_id"] == "front_door" and line["uri"] == server.url("/cam", user="admin",
+                                                                           password="***")
     assert "wrong username or password" in str(line["reason"])
     assert source.state.failures >= 4  # kept retrying, silently
 
@@ -150,7 +156,8 @@ async def test_missing_credentials_named(servers: Servers, rtsp_clips: dict[str,
     assert "requires a username and password" in str(line["reason"])
 
 
-async def test_unknown_path(servers: Servers, rtsp_clips: dict[str, Path], capfd: pytest.CaptureFixture[str]) -> None:
+async def test_unknown_path(servers: Servers, rtsp_clips: dict[str, Path],
+                            capfd: pytest.CaptureFixture[str]) -> None:
     server = servers({"/cam": h264_launch(rtsp_clips["small"])})
     logs, source = await _failing(server.url("/nope", user="admin", password=PASSWORD), 1.0, capfd)
     (line,) = _down_lines(logs)
@@ -198,8 +205,10 @@ async def test_ffmpeg_backend_bit_exact_and_reads_other_codecs(servers: Servers,
     clip = rtsp_clips["small"]
     reference = decode_bgr(clip)
     server = servers({"/cam": h264_launch(clip), "/vp8": vp8_launch()}, auth=("digest", "admin", PASSWORD))
-    for uri, cls in ((server.url("/cam", user="admin", password=PASSWORD, scheme="rtsp+ffmpeg"), FfmpegRtspSource),
-                     (server.url("/cam", user="admin", password=PASSWORD, query="backend=ffmpeg&transport=udp"),
+    for uri, cls in ((server.url("/cam", user="admin", password=PASSWORD, scheme="rtsp+ffmpeg"),
+                      FfmpegRtspSource),
+                     (server.url("/cam", user="admin", password=PASSWORD,
+                                 query="backend=ffmpeg&transport=udp"),
                       RtspSource)):
         frames, source = await _receive(uri, 40, cls=cls)
         assert source.settings.backend == "ffmpeg"
@@ -214,13 +223,15 @@ async def test_ffmpeg_backend_bit_exact_and_reads_other_codecs(servers: Servers,
 async def test_several_cameras_on_one_server_port(servers: Servers, rtsp_clips: dict[str, Path],
                                                   hevc_clip: Path) -> None:
     clips = {"/a": rtsp_clips["small"], "/b": rtsp_clips["other"]}
-    server = servers({"/a": h264_launch(clips["/a"]), "/b": h264_launch(clips["/b"]), "/c": h265_launch(hevc_clip)})
+    server = servers({"/a": h264_launch(clips["/a"]), "/b": h264_launch(clips["/b"]),
+                      "/c": h265_launch(hevc_clip)})
     plan = [("/a", "tcp", clips["/a"]), ("/b", "udp", clips["/b"]), ("/c", "tcp", hevc_clip)]
     got: dict[str, Frames] = {}
     async with anyio.create_task_group() as tg:
         for mount, transport, _ in plan:
             got[mount] = Frames(stop_after=45)
-            source = RtspSource(server.url(mount, query=f"transport={transport}"), stream_id=mount, options={})
+            source = RtspSource(server.url(mount, query=f"transport={transport}"), stream_id=mount,
+                                options={})
             tg.start_soon(run_source, source, got[mount], 15.0)
     for mount, _, clip in plan:
         frames = got[mount].frames
@@ -229,8 +240,8 @@ async def test_several_cameras_on_one_server_port(servers: Servers, rtsp_clips: 
 
 
 async def test_slow_consumer_never_stalls_the_reader(servers: Servers, rtsp_clips: dict[str, Path]) -> None:
-    """An emit that blocks 0.3 s per frame (a slow app under a blocking policy): the RTP reader keeps pace, the
-    queue stays within its bound, drops are counted, and the frames that do arrive are intact."""
+    """An emit that blocks 0.3 s per frame (a slow app under a blocking policy): the RTP reader keeps pace,
+    the queue stays within its bound, drops are counted, and the frames that do arrive are intact."""
     clip = rtsp_clips["long"]
     server = servers({"/cam": h264_launch(clip)})
     frames = Frames(delay=0.3)
@@ -248,7 +259,8 @@ async def test_slow_consumer_never_stalls_the_reader(servers: Servers, rtsp_clip
     assert stats["state"] == "stopped" and source.state.sessions == 1  # no spurious stall/reconnect
 
 
-async def test_cancel_stops_quickly_and_frees_the_decoder(servers: Servers, rtsp_clips: dict[str, Path]) -> None:
+async def test_cancel_stops_quickly_and_frees_the_decoder(servers: Servers,
+                                                          rtsp_clips: dict[str, Path]) -> None:
     server = servers({"/cam": h264_launch(rtsp_clips["long"])})
     source = RtspSource(server.url("/cam"), stream_id="cam", options={})
     frames = Frames()

@@ -28,7 +28,8 @@ def _hashes(path: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("style", "dockerfile"), [("subclass", "src"), ("super", "workdir"), ("composition", "src")]
 )
-def test_two_file_cameras_bit_exact(tmp_path: Path, clips: dict[str, Path], style: str, dockerfile: str) -> None:
+def test_two_file_cameras_bit_exact(tmp_path: Path, clips: dict[str, Path], style: str,
+                                    dockerfile: str) -> None:
     host_had = {p: os.path.exists(p) for p in ("/panorama", "/opt/aws")}
     app = write_app(tmp_path / "app", style=style, dockerfile=dockerfile)
     state = tmp_path / "state"
@@ -75,7 +76,8 @@ App().inputs.video_in.get()
 helper()
 """
     app = write_app(tmp_path / "app", code=code)
-    proc = run_panoflow("run", str(app), "--camera", f"camera_node={clips['a']}", "--state-dir", str(tmp_path / "s"))
+    proc = run_panoflow("run", str(app), "--camera", f"camera_node={clips['a']}", "--state-dir",
+                        str(tmp_path / "s"))
     assert proc.returncode == 1
     assert proc.stderr.count("Traceback") == 1
     assert "ZeroDivisionError" in proc.stderr and "[code_node] application failed" in proc.stderr
@@ -87,8 +89,8 @@ def test_duration_stops_a_looping_run_with_exit_0(tmp_path: Path, clips: dict[st
     proc = run_panoflow("run", str(app), "--camera", f"camera_node={clips['a']}", "--loop", "--duration", "2",
                         "--state-dir", str(tmp_path / "s"))  # a run that never stopped would time out (60 s)
     assert proc.returncode == 0, proc.stderr
-    # it stopped because its 2 s were up (not because the clip ended: it loops), by the run's own clock; the wall
-    # clock of this test also counts the interpreter's start, which a loaded machine stretches
+    # it stopped because its 2 s were up (not because the clip ended: it loops), by the run's own clock; the
+    # wall clock of this test also counts the interpreter's start, which a loaded machine stretches
     assert [json.loads(line)["seconds"] for line in proc.stderr.splitlines()
             if line.startswith("{") and '"duration_reached"' in line] == [2]
     elapsed = re.search(r"^run duration reached after ([0-9.]+) s$", proc.stderr, re.MULTILINE)
@@ -139,9 +141,11 @@ def test_missing_camera_binding_is_one_clear_line(tmp_path: Path) -> None:
 def test_unknown_param_and_bad_value(tmp_path: Path, clips: dict[str, Path]) -> None:
     app = write_app(tmp_path / "app")
     cam = f"camera_node={clips['a']}"
-    bad = run_panoflow("run", str(app), "--camera", cam, "--param", "nope=1", "--state-dir", str(tmp_path / "s"))
+    bad = run_panoflow("run", str(app), "--camera", cam, "--param", "nope=1", "--state-dir",
+                       str(tmp_path / "s"))
     assert bad.returncode == 1 and "no parameter node 'nope'" in bad.stderr
-    bad = run_panoflow("run", str(app), "--camera", cam, "--param", "p_int=x", "--state-dir", str(tmp_path / "s"))
+    bad = run_panoflow("run", str(app), "--camera", cam, "--param", "p_int=x", "--state-dir",
+                       str(tmp_path / "s"))
     assert bad.returncode == 1 and "not a valid int32" in bad.stderr and "Traceback" not in bad.stderr
 
 

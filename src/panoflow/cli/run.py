@@ -98,7 +98,12 @@ def _absolute_uri(uri: str) -> str:
 def run_command(args: argparse.Namespace) -> int:
     import structlog
 
-    from panoflow.camera_registry import CameraRegistry, camera_uri_for, default_registry_path, registry_lookup
+    from panoflow.camera_registry import (
+        CameraRegistry,
+        camera_uri_for,
+        default_registry_path,
+        registry_lookup,
+    )
     from panoflow.control_server import parse_control_address
     from panoflow.core.graph import resolve
 

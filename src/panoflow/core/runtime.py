@@ -1,10 +1,10 @@
 """One running application instance: sources -> frame bus -> code nodes -> frame bus -> sinks.
 
 Everything runs under one anyio task group. Sources decode in worker threads and push into bounded inboxes;
-each code node runs in a thread of its own (Panorama code blocks); sinks consume their inbox and do their per-frame
-work in worker threads. The run ends when every code node has returned (normally when the sources are exhausted
-and the last frames were consumed), when :meth:`Runtime.stop` is called (``--duration``, SIGINT/SIGTERM), or when
-a node fails.
+each code node runs in a thread of its own (Panorama code blocks); sinks consume their inbox and do their
+per-frame work in worker threads. The run ends when every code node has returned (normally when the sources
+are exhausted and the last frames were consumed), when :meth:`Runtime.stop` is called (``--duration``,
+SIGINT/SIGTERM), or when a node fails.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from panoflow.core.bases import MediaSink, MediaSource
 from panoflow.core.bus import BusClosed, Inbox, Policy
 from panoflow.core.frame import Frame
 from panoflow.core.graph import CodeNodeSpec, ResolvedGraph, StreamSpec
-from panoflow.core.metrics import MetricFamily
 from panoflow.core.inference import InferenceSettings, ModelPool, ModelResolver, ModelSet
+from panoflow.core.metrics import MetricFamily
 from panoflow.core.plugins import Plugins
-from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput
+from panoflow.core.ports import CodeNodeIO, MediaInput, MediaOutput, ParameterInput, no_model_call
 from panoflow.core.redact import redact_url, uri_scheme
 from panoflow.core.stats import LatencyWindow, StreamCounter
 from panoflow.exceptions import ModelError, PanoflowError, PluginError, SourceError
@@ -46,10 +46,11 @@ READY_TIMEOUT_S = 60.0
 @dataclass(frozen=True)
 class AppIsolation:
     """How application code nodes are isolated (docs/isolation.md). ``sandbox`` False is
-    ``--unsafe-no-sandbox`` (development only); ``network`` is ``nat`` (outbound allowed, inbound only on confirmed
-    hostPorts) or ``none``; limits apply to each code node's process tree; ``uid``/``gid`` are the host ids its
-    process runs as when panoflow runs as root (default: panoflow.isolation.DEFAULT_SANDBOX_UID);
-    ``loopback_forwards``, ``hosts`` and ``files`` reach per-instance services (the AWS gateway) from inside."""
+    ``--unsafe-no-sandbox`` (development only); ``network`` is ``nat`` (outbound allowed, inbound only on
+    confirmed hostPorts) or ``none``; limits apply to each code node's process tree; ``uid``/``gid`` are the
+    host ids its process runs as when panoflow runs as root (default: panoflow.isolation.DEFAULT_SANDBOX_UID);
+    ``loopback_forwards``, ``hosts`` and ``files`` reach per-instance services (the AWS gateway) from
+    inside."""
 
     sandbox: bool = True
     network: str = "nat"
@@ -59,20 +60,23 @@ class AppIsolation:
     gid: int | None = None
     #: (port inside, host 127.0.0.1 port) pairs the app reaches on its own loopback (the AWS gateway)
     loopback_forwards: tuple[tuple[int, int], ...] = ()
-    hosts: Mapping[str, str] = field(default_factory=dict)  # extra /etc/hosts entries inside (name -> address)
+    # extra /etc/hosts entries inside (name -> address)
+    hosts: Mapping[str, str] = field(default_factory=dict)
     files: tuple[tuple[Path, str], ...] = ()  # (host file, path inside) shown read-only (the AWS CA bundle)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run. Source options (``realtime``, ``loop``, ``frames``) apply to every camera unless its URI says
-    otherwise; ``sinks`` maps sink name -> options for the extra sinks every media output feeds (``record``)."""
+    """How to run. Source options (``realtime``, ``loop``, ``frames``) apply to every camera unless its URI
+    says otherwise; ``sinks`` maps sink name -> options for the extra sinks every media output feeds
+    (``record``)."""
 
     instance_id: str = "local"
     state_dir: Path = Path(".")
     source_options: Mapping[str, str] = field(default_factory=dict)
     policy: str | None = None
-    display: Mapping[str, Any] | None = None  # options for the HDMI-equivalent display sink; None -> null sink
+    # options for the HDMI-equivalent display sink; None -> null sink
+    display: Mapping[str, Any] | None = None
     extra_sinks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     duration: float | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
@@ -82,7 +86,8 @@ class RunOptions:
     #: turns model nodes into files a backend loads (:class:`panoflow.modelstore.ModelStore`); needed when the
     #: graph has model nodes and no ``model_call`` is given
     models: ModelResolver | None = None
-    model_pool: ModelPool | None = None  # shares batchers with other runtimes of this process that run the same model
+    # shares batchers with other runtimes of this process that run the same model
+    model_pool: ModelPool | None = None
     isolation: AppIsolation = field(default_factory=AppIsolation)
     envs_dir: Path | None = None  # code nodes' Python environments; default <state_dir>/envs
     #: more metric families for /metrics (the AWS gateway's CloudWatch metrics)
@@ -187,15 +192,17 @@ class Runtime:
     def _make_sink(self, name: str, node_id: str, options: Mapping[str, Any]) -> MediaSink:
         cls = self.plugins.sinks.get(name)
         if cls is None:
-            raise PluginError(f"no media sink plugin named {name!r}; installed: {', '.join(sorted(self.plugins.sinks))}")
+            raise PluginError(f"no media sink plugin named {name!r}; installed: "
+                              f"{', '.join(sorted(self.plugins.sinks))}")
         return cls(node_id=node_id, options=options)
 
     def _open_models(self, specs: Mapping[str, Any]) -> None:
         """Load every model node with its backend plugin and hand ``call``/``acall`` to the code nodes."""
         store = self.options.models
         if store is None:
-            raise ModelError(f"model node(s) {', '.join(sorted(specs))} need a model store: give the runtime one "
-                             "(RunOptions(models=panoflow.modelstore.ModelStore(cache_dir)), as `panoflow run` does)")
+            raise ModelError(f"model node(s) {', '.join(sorted(specs))} need a model store: give the runtime "
+                             "one (RunOptions(models=panoflow.modelstore.ModelStore(cache_dir)), as "
+                             "`panoflow run` does)")
         files = {name: store.prepare(spec) for name, spec in specs.items()}
         self.models = ModelSet.open(files, self.plugins.model_backends, self.options.inference,
                                     self.options.model_pool)
@@ -223,7 +230,8 @@ class Runtime:
             for port, cams in spec.media_inputs.items():
                 streams = g.streams_of(cams)
                 sources = [self._source_for(s) for s in streams]
-                inbox = Inbox(f"{spec.node_id}.{port}", self._policy_for(sources), [s.stream_id for s in streams])
+                inbox = Inbox(f"{spec.node_id}.{port}", self._policy_for(sources),
+                              [s.stream_id for s in streams])
                 self._code_inboxes.append(inbox)
                 owner = {s.stream_id: cam for cam in cams for s in g.cameras[cam].streams}
                 for src, stream in zip(sources, streams):
@@ -237,12 +245,10 @@ class Runtime:
                 port: MediaOutput(port, [ib for sid in sinks for ib in targets.get(sid, [])], spec.node_id)
                 for port, sinks in spec.outputs.items()
             }
-            for port in spec.interface.outputs:
-                outputs.setdefault(port.name, MediaOutput(port.name, [], spec.node_id))
-            io = CodeNodeIO(
-                node_id=spec.node_id, inputs=inputs, outputs=outputs, stop_event=self._stop,
-                **({"call": self.options.model_call} if self.options.model_call else {}),
-            )
+            for declared in spec.interface.outputs:
+                outputs.setdefault(declared.name, MediaOutput(declared.name, [], spec.node_id))
+            io = CodeNodeIO(node_id=spec.node_id, inputs=inputs, outputs=outputs, stop_event=self._stop,
+                            call=self.options.model_call or no_model_call)
             state = self.options.state_dir
             self._contexts.append(
                 CodeNodeContext(spec, io, self.options, state / "logs" / spec.node_id,
@@ -265,8 +271,8 @@ class Runtime:
 
     # ---------------------------------------------------------------- signals
     def signal(self, node_id: str, signal: str) -> str:
-        """PAUSE or RESUME a camera node (thread-safe); returns its new status. KeyError for an unknown camera node,
-        ValueError for another signal."""
+        """PAUSE or RESUME a camera node (thread-safe); returns its new status. KeyError for an unknown camera
+        node, ValueError for another signal."""
         if node_id not in self.graph.cameras:
             raise KeyError(node_id)
         if signal == "PAUSE":
@@ -299,8 +305,8 @@ class Runtime:
 
     @property
     def public_state(self) -> str:
-        """The state to report: ``running`` once every code node's code is running (an application process takes
-        a moment to start, and one that fails on the way is a failed start, not a running instance)."""
+        """The state to report: ``running`` once every code node's code is running (an application process
+        takes a moment to start, and one that fails on the way is a failed start, not a running instance)."""
         if self.state == "running" and not all(c.io.ready.is_set() for c in self._contexts):
             return "starting"  # a node that fails before its code runs makes the whole start fail
         return self.state
@@ -309,13 +315,15 @@ class Runtime:
         g = self.graph
         kinds = {
             **{n: "parameter" for n in g.parameters}, **{n: "camera" for n in g.cameras},
-            **{n: "code" for n in g.code_nodes}, **{n: "model" for n in g.models}, **{n: "sink" for n in g.sinks},
+            **{n: "code" for n in g.code_nodes}, **{n: "model" for n in g.models},
+            **{n: "sink" for n in g.sinks},
         }
         return {n: {"kind": k, "status": self.node_status(n)} for n, k in sorted(kinds.items())}
 
     # ---------------------------------------------------------------- running
     def stop(self, reason: str = "stopped") -> None:
-        """Ask everything to stop (thread-safe): code sees its inputs end, sources stop at their next frame."""
+        """Ask everything to stop (thread-safe): code sees its inputs end, sources stop at their next
+        frame."""
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
@@ -344,7 +352,7 @@ class Runtime:
             pass
         except Exception as exc:
             self.errors.append(f"sink {key}: {exc}")
-            self.log.error("sink_failed", sink=key, error=str(exc), exc_info=True)
+            self.log.exception("sink_failed", sink=key, error=str(exc))
             self.stop("sink failed")
         finally:
             done.set()
@@ -405,17 +413,17 @@ class Runtime:
 
     async def _start_sources(self, tg: anyio.abc.TaskGroup) -> None:
         """Start the cameras once every code node is running (an application process takes a moment to start:
-        a live camera's frames before that would only be dropped), or after :data:`READY_TIMEOUT_S` at the latest,
-        or at once when the run is stopping."""
+        a live camera's frames before that would only be dropped), or after :data:`READY_TIMEOUT_S` at the
+        latest, or at once when the run is stopping."""
         await anyio.to_thread.run_sync(self._wait_ready, abandon_on_cancel=True)
         if self._stop.is_set():  # the code failed on its way up, or the run was stopped: no camera to open
             for inbox in self._code_inboxes:
                 for stream in inbox.streams:
                     inbox.end_stream(stream)
             return
-        for src, stream, emit in self._sources:
-            owners = [ib for ib in self._code_inboxes if stream.stream_id in ib.streams]
-            tg.start_soon(self._run_source, src, stream, emit, owners)
+        for src, spec, emit in self._sources:
+            owners = [ib for ib in self._code_inboxes if spec.stream_id in ib.streams]
+            tg.start_soon(self._run_source, src, spec, emit, owners)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -424,15 +432,16 @@ class Runtime:
                 pass
 
     async def _abandon_code_after_stop(self, scope: anyio.CancelScope) -> None:
-        """Code that does not return within the grace period after a stop (it never reads its inputs, or is stuck)
-        is abandoned: its thread is a daemon and goes with the process."""
+        """Code that does not return within the grace period after a stop (it never reads its inputs, or is
+        stuck) is abandoned: its thread is a daemon and goes with the process."""
         await anyio.to_thread.run_sync(self._stop.wait, abandon_on_cancel=True)
         await anyio.sleep(STOP_GRACE_S)
         self.log.warning("code_abandoned", reason=self._stop_reason, grace_s=STOP_GRACE_S)
         scope.cancel()
 
     async def _stop_after(self, seconds: float) -> None:
-        """Stop ``seconds`` after every code node is running (an application process takes a moment to start)."""
+        """Stop ``seconds`` after every code node is running (an application process takes a moment to
+        start)."""
         await anyio.to_thread.run_sync(self._wait_ready, abandon_on_cancel=True)
         await anyio.sleep(seconds)
         self.log.info("duration_reached", seconds=seconds)
@@ -486,7 +495,8 @@ class Runtime:
                 drops.add(st["streams"].get(sid, {}).get("dropped", 0), node=node, stream=sid)
         latency = MetricFamily("panoflow_frame_latency_seconds", "gauge",
                                "Source-to-output frame latency percentiles")
-        latency.add(self.latency.percentile(50), quantile="0.5").add(self.latency.percentile(95), quantile="0.95")
+        latency.add(self.latency.percentile(50), quantile="0.5").add(self.latency.percentile(95),
+                                                                     quantile="0.95")
         errors = MetricFamily("panoflow_application_errors_total", "counter", "Application code failures")
         for node in self.graph.code_nodes:
             errors.add(1 if node in self._node_errors else 0, node=node)
@@ -494,7 +504,8 @@ class Runtime:
         for node, info in self.nodes().items():
             status.add(1 if info["status"] == "RUNNING" else 0, node=node, kind=info["kind"])
         source_drops = MetricFamily("panoflow_source_dropped_frames_total", "counter",
-                                    "Frames a camera source dropped before the bus (reason: queue_full, late, ...)")
+                                    "Frames a camera source dropped before the bus (reason: queue_full, "
+                                    "late, ...)")
         decoders = MetricFamily("panoflow_source_decoder_info", "gauge",
                                 "1 for the video decoder a source uses (software, nvdec, vaapi, v4l2...)")
         budget = {  # the decode budget (panoflow.plugins.decode_budget): source stats key -> family
@@ -525,7 +536,8 @@ class Runtime:
             seconds = MetricFamily("panoflow_inference_seconds_total", "counter",
                                    "Time model nodes spent running batches")
             batches = MetricFamily("panoflow_inference_batches_total", "counter", "Batches a model node ran")
-            items = MetricFamily("panoflow_inference_items_total", "counter", "Items (frames) a model node ran")
+            items = MetricFamily("panoflow_inference_items_total", "counter",
+                                 "Items (frames) a model node ran")
             for node, st in self.models.stats().items():
                 seconds.add(st["run_seconds"], node=node)
                 batches.add(st["batches"], node=node)

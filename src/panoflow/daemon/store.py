@@ -15,8 +15,9 @@
     DIR/instances/<id>/overrides.json  the deployment's overrides, as given
     DIR/instances/<id>/state/          the instance's ``panoflow run --state-dir`` (code/, logs/, root/)
     DIR/instances/<id>/tmp/            its TMPDIR, emptied at every start
-    DIR/cameras.json                   a camera registry (:mod:`panoflow.camera_registry`) when none is configured
-                                       (``panoflow serve`` defaults to the one ``panoflow cameras`` edits)
+    DIR/cameras.json                   a camera registry (:mod:`panoflow.camera_registry`) when none is
+                                       configured (``panoflow serve`` defaults to the one
+                                       ``panoflow cameras`` edits)
 
 Every JSON file is written to a temporary file in the same directory, fsynced and renamed over the old one, so
 a crash leaves either the old or the new document, never half of one.

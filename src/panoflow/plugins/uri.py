@@ -2,8 +2,8 @@
 ``testsrc://?size=1280x720&fps=30``.
 
 Options come from the URI query and from a caller's dict (command-line flags); the dict wins. Every option is
-declared in a table (:class:`Option`), so unknown names fail early with a :class:`ValueError` that lists the valid
-ones. Messages go through :func:`~panoflow.core.redact.redact_url`: they never contain a password.
+declared in a table (:class:`Option`), so unknown names fail early with a :class:`ValueError` that lists the
+valid ones. Messages go through :func:`~panoflow.core.redact.redact_url`: they never contain a password.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 from panoflow.core.redact import redact_url, uri_scheme
 
 __all__ = [
+    "DECODE_BUDGET_OPTIONS",
     "FILE_OPTIONS",
     "OPTION_TABLES",
     "TESTSRC_OPTIONS",
     "Option",
     "SourceURI",
     "format_source_uri",
-    "DECODE_BUDGET_OPTIONS",
     "parse_bool",
     "parse_convert_mode",
     "parse_decode_mode",
-    "parse_fraction",
     "parse_decoder_name",
+    "parse_fraction",
     "parse_host_port",
     "parse_options",
     "parse_size",
@@ -101,7 +101,8 @@ def parse_decoder_name(value: Any) -> str:
     checks it against the registered decoders (:mod:`panoflow.plugins.decoders`)."""
     text = str(value).strip().lower()
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", text):
-        raise ValueError(f"expected a decoder name such as auto, software, nvdec, vaapi or v4l2, got {value!r}")
+        raise ValueError("expected a decoder name such as auto, software, nvdec, vaapi or v4l2, got "
+                         f"{value!r}")
     return text
 
 
@@ -136,7 +137,8 @@ def format_size(size: tuple[int, int]) -> str:
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"`` (localhost) -> ``(host, port)``. Port 0 picks a free one."""
+    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"`` (localhost) -> ``(host, port)``. Port 0 picks a free
+    one."""
     match = re.fullmatch(r"\s*(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\s]*)):(?P<port>\d{1,5})\s*", str(value))
     if not match or int(match["port"]) > 65535:
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
@@ -235,8 +237,9 @@ def parse_options(raw: Mapping[str, Any], table: Mapping[str, Option], *, what: 
 
 @dataclass(frozen=True)
 class SourceURI:
-    """A parsed source: ``scheme`` is the registry key (``file`` for paths and http(s) URLs), ``location`` what
-    PyAV opens (an absolute path or a URL without our options), ``options`` typed with defaults filled in."""
+    """A parsed source: ``scheme`` is the registry key (``file`` for paths and http(s) URLs), ``location``
+    what PyAV opens (an absolute path or a URL without our options), ``options`` typed with defaults filled
+    in."""
 
     scheme: str
     location: str
@@ -275,11 +278,12 @@ def _absolute(path: str) -> str:
 def parse_source_uri(
     uri: str, options: Mapping[str, Any] | None = None, *, table: Mapping[str, Option] | None = None
 ) -> SourceURI:
-    """Parse ``uri`` and merge ``options`` (which win over the query). ``table`` defaults to the scheme's table in
+    """Parse ``uri`` and merge ``options`` (which win over the query). ``table`` defaults to the scheme's
+    table in
     :data:`OPTION_TABLES`; pass one for a scheme this module does not know.
 
-    For ``http(s)`` only known option names are taken from the query; the rest stay in the URL (signed URLs keep
-    working). Everywhere else an unknown option is a :class:`ValueError`.
+    For ``http(s)`` only known option names are taken from the query; the rest stay in the URL (signed URLs
+    keep working). Everywhere else an unknown option is a :class:`ValueError`.
     """
     scheme = uri_scheme(uri)
     if table is None:
@@ -299,7 +303,8 @@ def parse_source_uri(
         parts = urlsplit(uri)
         if parts.netloc not in ("", "localhost"):
             raise ValueError(
-                f"file URI {redact_url(uri)} names host {parts.netloc!r}; use file:///absolute/path or a plain path"
+                f"file URI {redact_url(uri)} names host {parts.netloc!r}; use file:///absolute/path or a "
+                "plain path"
             )
         ours = _collect(_query_pairs(parts.query, uri), uri)
         location = _absolute(unquote(parts.path))
