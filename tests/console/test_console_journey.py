@@ -4,8 +4,9 @@ GStreamer RTSP camera with a password.
 
 Sign in with a key from ``panoflow control-plane keys create``, add the camera, deploy the greeter through the
 wizard with its greeting changed from the default, see it RUNNING, see the greeting in its log on the logs
-page, watch the live preview on the device's console, pause the camera node from the control plane's console
-and see the preview stop moving, sign out. Each step leaves a screenshot in the test's folder
+page, watch the live preview relayed from the device on the control plane's console (and on the device's own
+console), pause the camera node from the control plane's console and see both previews stop moving, sign
+out. Each step leaves a screenshot in the test's folder
 (``screenshots/``) and, when ``PANOFLOW_CONSOLE_SCREENSHOTS`` names a folder, there too (docs/console.md
 regenerates the README's picture that way). Everything the browsers received (bodies, headers, page sources,
 console messages) is then searched for the camera password, the secret keys and the device's tokens.
@@ -169,7 +170,17 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
                                                        timeout=60_000)
     web.shot("logs")
 
-    # 6. the live preview, on the device's own console (the control plane has no path to a device's video)
+    # 6. the live preview on the control plane's console: the device hears it is wanted at its next sync and
+    # posts the instance's frames, which the page streams (MJPEG)
+    page.goto(f"{cp.console}instances/{instance_id}")
+    page.get_by_role("link", name="Live preview").click()
+    relayed = page.locator("#preview-image")
+    expect(relayed).to_have_attribute("alt", re.compile("greeter"))
+    expect(page.locator("#preview-status")).to_have_attribute("data-state", "live", timeout=30_000)
+    assert _moving(lambda: picture(relayed), timeout=30), "the relayed live preview does not move"
+    web.shot("preview-relayed")
+
+    # and on the device's own console, relayed by the daemon
     device_web = browsing()
     device_page = device_web.page
     device_page.goto(daemon.url + "/console/")
@@ -191,7 +202,13 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
     nodes = cp.pano.list_application_instance_node_instances(ApplicationInstanceId=instance_id)
     assert {n["NodeInstanceId"]: n["CurrentStatus"] for n in nodes["NodeInstances"]}["front_door"] == "PAUSED"
 
-    # 8. the preview stops moving
+    # 8. the previews stop moving: the control plane's says the camera is paused, the device's freezes too
+    # (an MJPEG image never finishes loading: the page counts once its document is in)
+    page.goto(f"{cp.console}instances/{instance_id}/preview", wait_until="domcontentloaded")
+    expect(page.locator("#preview-status")).to_have_attribute("data-state", "paused", timeout=30_000)
+    assert _frozen(lambda: picture(relayed), timeout=60), "the relayed preview kept moving, camera paused"
+    assert relayed.evaluate("img => img.naturalWidth") == 320  # still the camera's last picture, not a blank
+    web.shot("preview-relayed-paused")
     assert _frozen(lambda: picture(image), timeout=60), "the preview kept moving with its camera paused"
     device_web.shot("preview-paused")
 
@@ -225,4 +242,4 @@ def test_console_journey(make_daemon: Callable[..., Daemon], console_cp: Console
     assert "console_sign_in" in log
     assert [secret[:3] for secret in [*secrets, session_id] if secret in log] == []
     assert sorted(web.shots.glob("*.png")) == sorted(web.saved + device_web.saved)  # each step's screenshot
-    assert len(web.saved) + len(device_web.saved) == 14
+    assert len(web.saved) + len(device_web.saved) == 16

@@ -24,6 +24,7 @@ from panoflow.console.plane import mount_plane_console
 from panoflow.console.probe import describe_camera
 from panoflow.console.wizard import form_fields, read_graph
 from panoflow.controlplane import ControlPlane, create_access_key, open_store
+from panoflow.controlplane.previews import PREVIEWS
 from panoflow.controlplane.server import make_app
 from panoflow.core.metrics import MetricFamily, render
 
@@ -382,12 +383,12 @@ async def test_pause_resume_remove_and_logs(open_console: Opener, plane: Control
     assert "hello &lt;b&gt;" in text and "instance started" not in text
     status, text = await browser.page(f"/console/instances/{instance_id}/logs?node=nope")
     assert status == 400 and "has no node" in text
-    # the preview lives on the device: the page links its console at the address it reported
+    # the preview is relayed from the device: the page streams it and says the device hears at its next sync
     interfaces = [{"Name": "eth0", "IpAddress": "192.0.2.7"}]
     plane.device_sync(device, {"SoftwareVersion": "0.1.0", "NetworkInterfaces": interfaces, "Instances": []})
     _status, text = await browser.page(f"/console/instances/{instance_id}/preview")
-    assert 'id="preview-unavailable"' in text
-    assert 'href="http://192.0.2.7:7700/console/instances"' in text
+    assert f'src="/console/instances/{instance_id}/preview.mjpg"' in text
+    assert 'data-state="waiting"' in text and "at its next sync (it syncs every 5 s)" in text
     _status, text = await browser.page("/console/devices")
     heartbeat = re.search(r'class="device-heartbeat">([^<]*)<', text)
     assert heartbeat and heartbeat[1].endswith("UTC"), text
@@ -421,6 +422,59 @@ async def test_metrics_charts_from_device_metrics(open_console: Opener, plane: C
     assert re.search(r'id="chart-inference".*?aria-label="Inference time \(ms\): latest 50 ms"', text,
                      re.DOTALL)
     assert re.search(r'id="chart-app-0" class="chart-app".*?people \(Demo\)', text, re.DOTALL)
+
+
+async def test_relayed_preview_streams_the_devices_frames_to_a_read_only_key(open_console: Opener,
+                                                                               plane: ControlPlane) -> None:
+    browser, _device_id, instance_id = await _deployed(open_console, plane)
+    watcher = create_access_key(plane.store, read_only=True)  # read-only keys may watch
+    resp = await browser.sign_in(watcher.access_key_id, watcher.secret_access_key)
+    assert resp.status == 303
+    relay = browser.client.server.app[PREVIEWS]
+    now = [1000.0]
+    relay.clock = lambda: now[0]
+    base = f"/console/instances/{instance_id}/preview"
+    assert not relay.is_wanted(instance_id)
+    status, text = await browser.page(base)
+    assert status == 200 and relay.is_wanted(instance_id)  # looking at it asks the device for it
+    assert 'data-state="waiting"' in text and "at its next sync" in text
+    # the device posts (controlplane.previews keeps the latest frame): the stream sends each new one
+    first, second = b"\xff\xd8\xff-first-frame", b"\xff\xd8\xff-second-frame"
+    relay.put(instance_id, first)
+    stream = await browser.client.get(base + ".mjpg")
+    assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace; boundary=")
+
+    async def part() -> bytes:
+        length = None
+        while True:
+            line = (await asyncio.wait_for(stream.content.readline(), 10)).strip()
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+            elif not line and length is not None:
+                return await stream.content.readexactly(length)
+
+    assert await part() == first
+    relay.put(instance_id, second)
+    assert await part() == second
+    stream.close()
+    _status, text = await browser.page(base + "/state")
+    assert 'data-state="live"' in text and "frame 2" in text
+    # no new frame for a while: stalled, or paused when the device reports its camera paused
+    now[0] += 10
+    _status, text = await browser.page(base + "/state")
+    assert 'data-state="stalled"' in text
+    plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
+                                    node_statuses={"front_door": "PAUSED", "code_node": "RUNNING"})
+    _status, text = await browser.page(base + "/state")
+    assert 'data-state="paused"' in text and "the camera front_door is paused" in text
+    # nobody looked for longer than the window: the frame is forgotten, the device is told to stop
+    now[0] += relay.window_s + 1
+    assert relay.latest(instance_id) is None and relay.put(instance_id, first) == {"Wanted": False}
+    # a device that never sends: "no frames" after a few heartbeats
+    await browser.page(base)
+    now[0] += 4 * plane.heartbeat_s
+    _status, text = await browser.page(base + "/state")
+    assert 'data-state="paused"' in text and "No frames from the device" in text
 
 
 @settings(max_examples=60, deadline=None)

@@ -6,6 +6,7 @@ panoflow control plane.
 * :mod:`.assemble` - a desired application instance -> an application folder the daemon deploys;
 * :mod:`.telemetry` - log lines tailed from the daemon's files and buffered while offline, metrics text;
 * :mod:`.jobs` - REBOOT and OTA;
+* :mod:`.preview` - the live previews a console user watches on the control plane, posted frame by frame;
 * :mod:`.sync` - the loop: report the full state, reconcile with the desired state.
 
 The ``http`` cloud connector (:mod:`panoflow.plugins.http_connector`) runs :func:`.sync.run_device` with the

@@ -172,12 +172,16 @@ class CloudClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _call(self, path: str, body: Any, *, auth: bool = True) -> Any:
+    async def _call(self, path: str, body: Any, *, auth: bool = True, jpeg: bytes | None = None) -> Any:
+        """POST ``body`` as JSON (or ``jpeg`` as ``image/jpeg``); the JSON answer."""
         assert self._session is not None, "use CloudClient as `async with`"
         url = self.base_url + PREFIX + path
+        headers = self._headers() if auth else {}
+        send: dict[str, Any] = {"json": body} if jpeg is None else {
+            "data": jpeg, "headers": {**headers, "Content-Type": "image/jpeg"}}
+        send.setdefault("headers", headers)
         try:
-            async with self._session.post(url, json=body, headers=self._headers() if auth else {},
-                                          timeout=self.timeout) as resp:
+            async with self._session.post(url, timeout=self.timeout, **send) as resp:
                 data = await resp.read()
                 status = resp.status
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -236,6 +240,11 @@ class CloudClient:
 
     async def metrics(self, text: str) -> None:
         await self._call("/device/v1/metrics", {"Text": text})
+
+    async def preview(self, instance_id: str, jpeg: bytes) -> dict[str, Any]:
+        """One live-preview frame of a control-plane instance (section 6): ``{"Wanted": bool, ...}``."""
+        answer = await self._call("/device/v1/preview/" + quote(instance_id, safe=""), None, jpeg=jpeg)
+        return answer if isinstance(answer, dict) else {}
 
     async def download(self, key: str, dest: Path, *, sha256: str, size: int | None = None) -> Path:
         """Stream asset ``key`` into a temporary file beside ``dest``, check its SHA-256 (and size), then move

@@ -1,6 +1,6 @@
 """The device's loop with its control plane (docs/device-protocol.md section 2).
 
-Three tasks in one task group:
+Four tasks in one task group:
 
 * **sync**: every ``HeartbeatSeconds`` send the device's *full* state (software, network interfaces, every
   application instance the control plane gave it, running or removed, job statuses, acknowledged signals) and
@@ -12,6 +12,7 @@ Three tasks in one task group:
   start jobs.
 * **telemetry**: tail the instances' log files and the device log into a bounded buffer, upload it in bounded
   batches (read positions saved in ``STATE_DIR/cloud-log-offsets.json`` after each upload), send metrics.
+* **previews**: post the frames of the live previews the answer says are wanted (:mod:`.preview`).
 
 A 401/403 stops all three (said once, clearly); the daemon and its instances carry on. Which control-plane
 instance is which daemon instance is kept in ``STATE_DIR/cloud-instances.json``.
@@ -53,6 +54,7 @@ from panoflow.cloud_client.credentials import (
     save_credentials,
 )
 from panoflow.cloud_client.jobs import Jobs
+from panoflow.cloud_client.preview import PreviewPusher
 from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source, dropped_metric
 from panoflow.daemon import model as m
 from panoflow.daemon.store import atomic_write_json, read_json
@@ -225,6 +227,7 @@ class CloudDevice:
         self._wake = anyio.Event()
         self._busy: set[str] = set()  # instances being assembled
         self._tg: anyio.abc.TaskGroup | None = None
+        self.previews = PreviewPusher(client, self._preview_source)  # the relayed live previews
 
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
@@ -255,6 +258,7 @@ class CloudDevice:
             tg.start_soon(self._sync_loop, tg.cancel_scope)
             tg.start_soon(self._reconcile_loop)
             tg.start_soon(self._telemetry_loop)
+            tg.start_soon(self.previews.run)
         if self.refused:
             log.error("cloud_refused", device_id=self.creds.device_id, error=self.refused,
                       what_now="the device keeps running its applications but no longer syncs; provision it "
@@ -279,6 +283,14 @@ class CloudDevice:
     async def _download(self, key: str, dest: Path, sha256: str, size: int | None) -> Path:
         """An asset of the control plane (an OTA wheel), verified against ``sha256``."""
         return await self.client.download(key, dest, sha256=sha256, size=size)
+
+    def _preview_source(self, cloud_id: str) -> str | None:
+        """The loopback preview URL of the daemon instance that runs control-plane instance ``cloud_id``."""
+        entry = self.entries.get(cloud_id)
+        if entry is None or entry.removed or entry.daemon_id is None:
+            return None
+        sup = self.manager.supervisors.get(entry.daemon_id)
+        return sup.preview_url if sup is not None else None
 
     def wake(self) -> None:
         """Sync soon (something changed that the control plane should hear about)."""
@@ -340,6 +352,7 @@ class CloudDevice:
                 self.heartbeat = 5.0
             self._desired = answer
             self._desired_ready.set()
+            self.previews.update(answer)
             return True
 
     async def _reconcile_loop(self) -> None:

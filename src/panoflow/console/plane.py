@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
-import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -24,12 +23,13 @@ from aiohttp import web
 
 from panoflow.console.charts import History, instance_series, svg_chart
 from panoflow.console.probe import check_stream_url, describe_camera
-from panoflow.console.sessions import Session
+from panoflow.console.sessions import COOKIE, Session
 from panoflow.console.web import ROOT, Console, ConsoleError, InstanceView, NodeView, Page, redirect
 from panoflow.console.wizard import CameraChoice, build_overrides, form_fields, read_graph
 from panoflow.controlplane.errors import ApiError
 from panoflow.controlplane.keys import READ_ONLY, check_operation
 from panoflow.controlplane.model import load_model
+from panoflow.controlplane.previews import Frame, PreviewRelay, relay_for
 from panoflow.controlplane.service import ControlPlane
 from panoflow.controlplane.validate import validate_input
 from panoflow.core.redact import redact_text
@@ -41,6 +41,7 @@ log = structlog.get_logger("panoflow.console")
 _DUMMY_SECRET = "0" * 40  # compared against when a key id is unknown, so timing does not tell which ids exist
 _MAX_ITEMS = 1000  # the most items a list page collects (pages of the API are followed up to this)
 _CAMERA_PACKAGES = frozenset({"abstract_rtsp_media_source"})
+_BOUNDARY = "panoflowframe"  # the MJPEG stream's part boundary
 _STATUS = {"AccessDeniedException": 403, "ResourceNotFoundException": 404, "ConflictException": 409}
 
 
@@ -70,6 +71,7 @@ class PlaneBackend:
         self.plane = plane
         self.model = load_model()
         self.history = History()
+        self.relay = PreviewRelay()  # replaced by the server's own (mount_plane_console), shared with devices
 
     # ------------------------------------------------------------------ calls
     async def call(self, session: Session | None, operation: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -171,23 +173,41 @@ class PlaneBackend:
         return out[-limit:]
 
     async def preview(self, request: web.Request, instance: InstanceView) -> dict[str, Any]:
-        links: list[str] = []
-        if instance.device_id:
-            device = await self.call(None, "DescribeDevice", {"DeviceId": instance.device_id})
-            status = device.get("CurrentNetworkingStatus") or {}
-            for iface in (status.get("Ethernet0Status"), status.get("Ethernet1Status")):
-                ip = (iface or {}).get("IpAddress")
-                try:
-                    host = ipaddress.ip_address(str(ip))
-                except ValueError:
-                    continue
-                shown = f"[{host}]" if host.version == 6 else str(host)
-                links.append(f"http://{shown}:7700{ROOT}instances")
-        return {"stream_url": None, "device_links": links, "unavailable": (
-            "The control plane cannot show this instance's live output: devices connect out to the control "
-            "plane, never the other way, and their video stays on them. Open the device's own console "
-            "(signed in with its API token) to watch it"
-            + (":" if links else "; the device has not reported an address yet."))}
+        """The relayed preview: looking at it makes it wanted (the device hears so at its next sync)."""
+        self.relay.want(instance.id)
+        base = f"{ROOT}instances/{quote(instance.id, safe='')}/preview"
+        return {"stream_url": base + ".mjpg", "state_url": base + "/state", **self.preview_state(instance)}
+
+    def preview_state(self, instance: InstanceView) -> dict[str, Any]:
+        """What the preview page says about the relay: ``preview_state`` is ``live``, ``waiting`` (the device
+        has not heard yet), ``no-frames`` (it heard and sends none), ``paused`` (a camera node is paused) or
+        ``stalled`` (frames stopped coming); ``preview_text`` the sentence shown."""
+        relay, now, beat = self.relay, self.relay.clock(), self.plane.heartbeat_s
+        frame = relay.latest(instance.id)
+        since = relay.wanted_since(instance.id)
+        paused = [n.name for n in instance.nodes if n.is_camera and n.status == "PAUSED"]
+        syncs = f"it syncs every {beat:g} s"
+        if frame is None:
+            waited = now - since if since is not None else 0.0
+            if waited < max(3 * beat, 5.0) + 2 / relay.fps:
+                return {"preview_state": "waiting", "preview_text": (
+                    "Waiting for the device: it hears that this preview is wanted at its next sync "
+                    f"({syncs}), then sends its output here.")}
+            why = (f"the camera {', '.join(paused)} is paused" if paused else
+                   "the instance may not be running, its graph may have no display (HDMI) node, or the "
+                   "device is offline")
+            return {"preview_state": "paused" if paused else "no-frames", "preview_text": (
+                f"No frames from the device after {waited:.0f} s: {why}.")}
+        age = now - frame.received
+        if age < max(3.0, 3 / relay.fps):
+            return {"preview_state": "live", "preview_text": f"Live: frame {frame.seq}, {age:.1f} s ago."}
+        if paused:
+            return {"preview_state": "paused", "preview_text": (
+                f"Paused: the camera {', '.join(paused)} is paused; the picture is its last frame "
+                f"({age:.0f} s ago).")}
+        return {"preview_state": "stalled", "preview_text": (
+            f"No new frames for {age:.0f} s (the picture is the last one): the video may have stopped, or "
+            f"the device is offline ({syncs}).")}
 
     # ------------------------------------------------------------------ metrics
     async def metric_charts(self, inst: InstanceView) -> list[Any]:
@@ -226,6 +246,8 @@ class PlanePages:
         add(app, "GET", "packages", self.packages)
         add(app, "POST", "instances/{id}/remove", self.remove, write=True)
         add(app, "GET", "instances/{id}/metrics", self.metrics)
+        add(app, "GET", "instances/{id}/preview.mjpg", self.preview_stream)
+        add(app, "GET", "instances/{id}/preview/state", self.preview_state)
         add(app, "GET", "instances/{id}/metrics/charts", self.metric_charts)
         add(app, "GET", "deploy", self.deploy_start, write=True)
         add(app, "POST", "deploy/parameters", self.deploy_parameters, write=True)
@@ -350,6 +372,43 @@ class PlanePages:
         return self.console.fragment(request, session, "metric_charts.html", inst=inst,
                                      charts=await self.b.metric_charts(inst))
 
+    # the relayed live preview (controlplane.previews)
+    async def preview_state(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """htmx fragment polled by the preview page (each poll keeps the preview wanted)."""
+        inst = await self.b.instance(request.match_info["id"])
+        self.b.relay.want(inst.id)
+        return self.console.fragment(request, session, "preview_state.html", inst=inst,
+                                     **self.b.preview_state(inst))
+
+    async def preview_stream(self, request: web.Request, session: Session) -> web.StreamResponse:
+        """The latest frames the device posts, as ``multipart/x-mixed-replace`` (MJPEG), while the page is
+        open and its session lasts."""
+        inst = await self.b.instance(request.match_info["id"])
+        resp = web.StreamResponse(headers={"Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+                                           "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        await resp.prepare(request)
+        # Chromium shows a part once the part after it has arrived: when no new frame follows within half a
+        # second (a paused camera), the last one is sent once more, so the page shows it instead of nothing
+        last = 0
+        unshown: Frame | None = None  # the newest frame sent once only
+        try:
+            while self.console.sessions.get(request.cookies.get(COOKIE)).session is session:
+                if request.transport is None or request.transport.is_closing():
+                    break  # the page went away
+                frame = await self.b.relay.next_frame(inst.id, last, timeout=0.5)
+                if frame is None:
+                    frame, unshown = unshown, None
+                    if frame is None:
+                        continue
+                else:
+                    last, unshown = frame.seq, frame
+                head = (f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}"
+                        "\r\n\r\n")
+                await resp.write(head.encode() + frame.jpeg + b"\r\n")
+        except ConnectionError:  # the client went away
+            pass
+        return resp
+
     # the deploy wizard
     async def _devices(self, session: Session) -> list[dict[str, str]]:
         items = await self.b.list_all(session, "ListDevices", "Devices")
@@ -453,6 +512,7 @@ def mount_plane_console(app: web.Application, plane: ControlPlane, *,
                         clock: Callable[[], float] = time.monotonic) -> Console:
     """Serve the console for ``plane`` at ``/console/`` on ``app`` (before any catch-all route)."""
     backend = PlaneBackend(plane)
+    backend.relay = relay_for(app)  # the device API's relay on this server (controlplane.previews)
     console = Console(backend, session_ttl_s=session_ttl_s, clock=clock)
     console.mount(app)
     PlanePages(console, backend).mount(app)

@@ -4,7 +4,9 @@ Devices call ``POST /_panoflow/device/v1/{claim,sync,logs,metrics}`` (claim with
 others with ``Authorization: Bearer <token>``); operators read ``GET /_panoflow/devices/{DeviceId}/{logs,metrics}``
 signed with SigV4 like any Panorama call. Bodies are JSON with a size limit; errors are
 ``{"Code": ..., "Message": ...}`` with the HTTP status of the code. Store work runs in a worker thread; one
-``device_api_call`` log line per request, never with a token or a body.
+``device_api_call`` log line per request, never with a token or a body. Live-preview frames
+(``POST /_panoflow/device/v1/preview/{instance}``, one JPEG per call) go to the in-memory
+:class:`~panoflow.controlplane.previews.PreviewRelay` (section 6).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiohttp import web
 
 from panoflow.controlplane.auth import SignedRequest, connection_id, verify_plane_request
 from panoflow.controlplane.errors import ApiError, validation
+from panoflow.controlplane.previews import JPEG_MAGIC, relay_for
 from panoflow.controlplane.service.fleet import LOG_CAP, MAX_LOG_BYTES
 
 if TYPE_CHECKING:
@@ -112,6 +115,7 @@ def _limit(request: web.Request) -> int:
 
 def add_routes(app: web.Application, plane: ControlPlane) -> None:
     """Register this module's routes on ``app`` (called before the Panorama API's catch-all route)."""
+    relay = relay_for(app)  # the live previews, shared with the console (controlplane.previews)
 
     def route(name: str, handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:
@@ -146,7 +150,8 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
     async def sync(request: web.Request, fields: dict[str, Any]) -> Any:
         device_id = await _device(plane, request, fields)
         body = await _json_body(request)
-        return await asyncio.to_thread(plane.device_sync, device_id, body)
+        answer = await asyncio.to_thread(plane.device_sync, device_id, body)
+        return relay.sync_answer(device_id, answer)  # + the previews wanted of its instances (section 6)
 
     async def logs(request: web.Request, fields: dict[str, Any]) -> Any:
         device_id = await _device(plane, request, fields)
@@ -174,6 +179,19 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
         await asyncio.to_thread(plane.put_device_metrics, device_id, text)
         return {}
 
+    async def preview(request: web.Request, fields: dict[str, Any]) -> Any:
+        device_id = await _device(plane, request, fields)
+        instance_id = request.match_info["instance"]
+        fields["instance"] = instance_id[:80]
+        jpeg = await _read_body(request, relay.max_frame_bytes)
+        if not jpeg.startswith(JPEG_MAGIC):
+            raise validation("the body is not a JPEG (it must start with FF D8 FF): send one JPEG picture "
+                             "per call with Content-Type image/jpeg", "body")
+        if relay.owner(instance_id) != device_id:
+            raise ApiError("AccessDeniedException", f"application instance {instance_id[:80]} is not running "
+                           "on this device (as of its last sync): send previews of its own instances only")
+        return relay.put(instance_id, jpeg)
+
     async def read_logs(request: web.Request, fields: dict[str, Any]) -> Any:
         await _operator(plane, request, fields)
         device_id = request.match_info["device_id"]
@@ -190,5 +208,6 @@ def add_routes(app: web.Application, plane: ControlPlane) -> None:
     for name, handler in (("claim", claim), ("sync", sync), ("logs", logs), ("metrics", metrics),
                           ("token", token)):
         app.router.add_post(f"{DEVICE_PREFIX}/{name}", route(f"device_{name}", handler))
+    app.router.add_post(DEVICE_PREFIX + "/preview/{instance}", route("device_preview", preview))
     app.router.add_get(OPERATOR_PREFIX + "/{device_id}/logs", route("read_logs", read_logs))
     app.router.add_get(OPERATOR_PREFIX + "/{device_id}/metrics", route("read_metrics", read_metrics))
