@@ -6,9 +6,15 @@ not a JPEG and one over the limit, and keeps only the latest frame of a wanted p
 
 from __future__ import annotations
 
+import http.cookiejar
 import io
 import json
+import re
+import subprocess
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,10 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from panoflow.controlplane import ControlPlane
+from panoflow.controlplane import ControlPlane, create_access_key, open_store
 from panoflow.controlplane.previews import MAX_FRAME_BYTES, PREVIEWS, PreviewRelay
 from panoflow.controlplane.provisioning import read_bundle
 from panoflow.controlplane.server import make_app
+from tests.support.cli import panoflow_argv
+from tests.support.control_plane import deploy, make_client
+from tests.support.device_protocol import claimed, sync
+from tests.support.fleet import wait
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +189,52 @@ async def test_any_body_is_kept_exactly_when_it_is_a_jpeg(fuzz_target: tuple[Dev
         assert latest is not None and latest.jpeg == body
     else:
         assert (status, doc["Code"]) == (400, "ValidationException")
+
+
+def test_serve_preview_fps_reaches_the_devices_sync_answer(tmp_path: Path, graph_text: str) -> None:
+    """``control-plane serve --preview-fps 4`` as a real process: a console user opens a preview, and the
+    device's next sync answer asks for 4 frames a second; a rate out of range is refused before serving."""
+    bad = subprocess.run(panoflow_argv("control-plane", "serve", "--db", "sqlite:///x.db", "--assets", "a",
+                                       "--preview-fps", "9"), capture_output=True, text=True, timeout=60,
+                         check=False, cwd=tmp_path)
+    assert bad.returncode == 2 and "frames per second between 0.1 and 5" in bad.stderr
+    db = f"sqlite:///{tmp_path / 'cp.db'}"
+    store = open_store(db)
+    key = create_access_key(store)
+    store.close()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "serve.log", "wb") as out:
+        proc = subprocess.Popen(panoflow_argv(
+            "control-plane", "serve", "--db", db, "--listen", f"127.0.0.1:{port}", "--assets",
+            str(tmp_path / "assets"), "--insecure-http", "--preview-fps", "4"), stdout=out, stderr=out)
+    try:
+        wait(lambda: _answers(endpoint), 30, "the control plane to answer")
+        pano = make_client(endpoint, key.access_key_id, key.secret_access_key)
+        device, token = claimed(endpoint, pano)
+        instance = deploy(pano, device, graph_text)
+        sync(endpoint, token)  # the device's instances are known to the relay
+        # a console user signs in and opens the preview (cookies and the sign-in form's token, as a browser)
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        form = opener.open(f"{endpoint}/console/sign-in", timeout=10).read().decode()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf, form
+        opener.open(f"{endpoint}/console/sign-in", urllib.parse.urlencode({
+            "csrf_token": csrf[1], "access_key_id": key.access_key_id,
+            "secret_access_key": key.secret_access_key}).encode(), timeout=10).read()
+        page = opener.open(f"{endpoint}/console/instances/{instance}/preview", timeout=10).read().decode()
+        assert 'id="preview-status"' in page
+        [wanted] = sync(endpoint, token)["Previews"]
+        assert wanted["ApplicationInstanceId"] == instance and wanted["FramesPerSecond"] == 4
+        pano.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        urllib.request.urlopen(f"{endpoint}/console/sign-in", timeout=2).read()
+    except OSError:
+        return False
+    return True

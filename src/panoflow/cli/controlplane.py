@@ -40,6 +40,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 5:
+        raise argparse.ArgumentTypeError(f"expected frames per second between 0.1 and 5, got {text!r}")
+    return value
+
+
 def _account(text: str) -> str:
     if not (text.isdigit() and len(text) == 12):
         raise argparse.ArgumentTypeError(f"an account id is 12 digits, got {text!r}")
@@ -109,6 +119,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--region", default="us-east-1", help="the region in ARNs (default us-east-1)")
     serve.add_argument("--heartbeat", type=_seconds, default=5.0, metavar="SECONDS",
                        help="how often devices sync; 3 missed heartbeats show a device OFFLINE (default 5)")
+    serve.add_argument("--preview-fps", type=_fps, default=None, metavar="FPS",
+                       help="frames per second a device sends of a live preview watched on the console "
+                            "(default 3; at most 5)")
     serve.add_argument("--device-rate", type=float, default=None, metavar="CALLS_PER_S",
                        help="device API calls one device may make per second on average (default 10; 429 "
                             "beyond)")
@@ -239,8 +252,11 @@ def serve_command(args: argparse.Namespace) -> int:
             raise PanoflowError(f"PANOFLOW_CONSOLE_SESSION_TTL_S={(ttl or '')[:20]!r}: expected a positive "
                                 "number of seconds") from None
         from panoflow.console.plane import mount_plane_console
+        from panoflow.controlplane.previews import relay_for
 
         app = make_app(plane, routes=lambda app: mount_plane_console(app, plane, session_ttl_s=console_ttl))
+        if args.preview_fps:  # the console's relayed live previews (docs/console.md)
+            relay_for(app).fps = args.preview_fps
         web.run_app(app, host=host, port=port, print=None, access_log=None, ssl_context=ssl_context)
     finally:
         store.close()
