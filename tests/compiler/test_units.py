@@ -83,8 +83,8 @@ def _request(digest: str = "a" * 64, framework: str = "MXNET", name: str = "data
 
 
 @settings(max_examples=60, deadline=None)
-@given(digest=st.sampled_from(["a" * 64, "b" * 64]), framework=st.sampled_from(["PYTORCH", "MXNET",
-                                                                                "TENSORFLOW"]),
+@given(digest=st.sampled_from(["a" * 64, "b" * 64]),
+       framework=st.sampled_from(["PYTORCH", "MXNET", "TENSORFLOW"]),
        name=st.sampled_from(["data", "image_tensor"]), side=st.integers(1, 512))
 def test_cache_key_changes_with_archive_framework_and_inputs_only(digest: str, framework: str, name: str,
                                                                   side: int) -> None:

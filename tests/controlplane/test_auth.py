@@ -1,4 +1,5 @@
-"""SigV4 over the wire: unsigned, wrongly signed, skewed and unknown-key requests get 403 AccessDeniedException."""
+"""SigV4 over the wire: unsigned, wrongly signed, skewed and unknown-key requests get 403
+AccessDeniedException."""
 
 from __future__ import annotations
 
@@ -47,15 +48,18 @@ def test_tampered_request_is_denied(endpoint: str, key: AccessKey) -> None:
 @pytest.mark.parametrize("minutes", [-6, 6])
 def test_clock_skew_over_five_minutes_is_denied(endpoint: str, key: AccessKey, minutes: int) -> None:
     when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)
-    status, headers, body = raw_request(endpoint, "GET", "/devices", signed_headers(endpoint, key, "GET", "/devices", when))
+    status, headers, body = raw_request(endpoint, "GET", "/devices",
+                                        signed_headers(endpoint, key, "GET", "/devices", when))
     assert status == 403 and headers["x-amzn-ErrorType"] == "AccessDeniedException"
     assert "5 minutes" in body["message"] and "clock" in body["message"]
     within = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes * 4 / 6)
-    assert raw_request(endpoint, "GET", "/devices", signed_headers(endpoint, key, "GET", "/devices", within))[0] == 200
+    assert raw_request(endpoint, "GET", "/devices",
+                       signed_headers(endpoint, key, "GET", "/devices", within))[0] == 200
 
 
-def test_keys_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import panoflow.cli as cli
+def test_keys_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    from panoflow import cli
 
     if "controlplane" not in cli.COMMANDS:  # until the lead registers the command
         monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "controlplane"))
@@ -67,6 +71,7 @@ def test_keys_create_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     store = open_store(f"sqlite:///{db}")
     try:
         with serve_in_thread(ControlPlane(store)) as url:
-            assert make_client(url, key["AccessKeyId"], key["SecretAccessKey"]).list_devices()["Devices"] == []
+            assert make_client(url, key["AccessKeyId"],
+                               key["SecretAccessKey"]).list_devices()["Devices"] == []
     finally:
         store.close()

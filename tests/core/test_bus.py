@@ -9,6 +9,7 @@ import time
 from collections import deque
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -24,7 +25,8 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-# ---- Policy -------------------------------------------------------------------------------------------------------
+# ---- Policy
+# -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("text", "kind", "size"),
     [
@@ -59,7 +61,8 @@ def test_policy_constructor_checks() -> None:
         Policy("fifo", 2)  # type: ignore[arg-type]
 
 
-# ---- single-threaded behaviour per policy -----------------------------------------------------------------------------
+# ---- single-threaded behaviour per policy
+# -----------------------------------------------------------------------------
 def test_latest_keeps_newest_and_counts_drops() -> None:
     inbox: Inbox[int] = Inbox("sink", "latest", ["a"])
     for i in range(5):
@@ -180,7 +183,8 @@ def test_stats_snapshot_is_plain_data() -> None:
     assert snap["streams"]["a"]["depth"] == 1
 
 
-# ---- threads ------------------------------------------------------------------------------------------------------
+# ---- threads
+# ------------------------------------------------------------------------------------------------------
 def test_block_back_pressure_slows_producer_and_keeps_everything() -> None:
     inbox: Inbox[int] = Inbox("sink", "block(2)", ["a"])
     n, delay = 30, 0.002
@@ -274,7 +278,8 @@ def _wait_for(condition: object, timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
-# ---- asyncio ------------------------------------------------------------------------------------------------------
+# ---- asyncio
+# ------------------------------------------------------------------------------------------------------
 @pytest.mark.anyio
 async def test_aget_receives_from_thread_producer() -> None:
     inbox: Inbox[int] = Inbox("sink", "block(2)", ["a"])
@@ -407,7 +412,7 @@ async def test_mixed_thread_and_async_consumers_get_everything_once() -> None:
         try:
             while True:
                 taken.append((await inbox.aget())[1])
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
         except BusClosed:
             pass
     for t in threads:
@@ -421,7 +426,8 @@ async def _await_for(condition: object, timeout: float = 5.0) -> None:
             await anyio.sleep(0.001)
 
 
-# ---- stateful model check -----------------------------------------------------------------------------------------
+# ---- stateful model check
+# -----------------------------------------------------------------------------------------
 STREAMS = ("a", "b", "c")
 
 

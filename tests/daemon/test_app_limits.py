@@ -1,5 +1,5 @@
-"""Limits under ``panoflow serve``: an app over its memory limit is killed, reported with the reason, and restarted
-with back-off, while another instance on the device keeps its frames coming."""
+"""Limits under ``panoflow serve``: an app over its memory limit is killed, reported with the reason, and
+restarted with back-off, while another instance on the device keeps its frames coming."""
 
 from __future__ import annotations
 
@@ -35,7 +35,8 @@ while True:
     frames += len(app.inputs.video_in.get())
     with open("/opt/aws/panorama/storage/frames.tmp", "w") as f:
         json.dump(frames, f)
-    os.replace("/opt/aws/panorama/storage/frames.tmp", "/opt/aws/panorama/storage/frames.json")  # whole or old
+    # whole or old
+    os.replace("/opt/aws/panorama/storage/frames.tmp", "/opt/aws/panorama/storage/frames.json")
 """
 
 

@@ -1,6 +1,6 @@
 """The remote-inference issue's acceptance, end to end: ``panoflow run`` with
-``--model-backend model_node=kserve+grpc://...`` (and ``kserve+http://``) against a real KServe V2 server, every
-frame's results equal to local ONNX Runtime; and a server killed mid-run while the app keeps calling."""
+``--model-backend model_node=kserve+grpc://...`` (and ``kserve+http://``) against a real KServe V2 server,
+every frame's results equal to local ONNX Runtime; and a server killed mid-run while the app keeps calling."""
 
 from __future__ import annotations
 
@@ -40,14 +40,15 @@ class Application(panoramasdk.node):
     def process(self):
         streams = self.inputs.video_in.get()
         for stream in streams:
-            x = np.ascontiguousarray(stream.image[::10, ::10].astype(np.float32).transpose(2, 0, 1)[None] / 255.0)
+            small = stream.image[::10, ::10].astype(np.float32)
+            x = np.ascontiguousarray(small.transpose(2, 0, 1)[None] / 255.0)
             t = time.time()
             try:
                 logits, _ = self.call({"data": x}, "model_node")
                 self.out.write(json.dumps({"t": t, "ok": True, "sum": float(logits.sum())}) + "\\n")
             except Exception as exc:
-                self.out.write(json.dumps({"t": t, "ok": False, "error": type(exc).__name__ + ": " + str(exc)})
-                               + "\\n")
+                error = type(exc).__name__ + ": " + str(exc)
+                self.out.write(json.dumps({"t": t, "ok": False, "error": error}) + "\\n")
         self.outputs.video_out.put(streams)
 
 
@@ -105,8 +106,10 @@ def _wait_for(path: Path, what: str, test: object, deadline_s: float = 60.0) -> 
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_server_killed_mid_run_the_app_catches_keeps_running_and_resumes(tmp_path: Path, transport: str) -> None:
-    app = write_model_app(tmp_path / "app", RESILIENT_APP, model=conv_model(size=SHAPE[2:], seed=7), shape=SHAPE)
+def test_server_killed_mid_run_the_app_catches_keeps_running_and_resumes(tmp_path: Path,
+                                                                         transport: str) -> None:
+    app = write_model_app(tmp_path / "app", RESILIENT_APP, model=conv_model(size=SHAPE[2:], seed=7),
+                          shape=SHAPE)
     state = tmp_path / "state"
     calls = state / "storage" / "calls.jsonl"
     with own_server(tmp_path / "server") as server:
@@ -114,18 +117,21 @@ def test_server_killed_mid_run_the_app_catches_keeps_running_and_resumes(tmp_pat
             [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
              "camera_node=testsrc://?size=320x240&fps=20", "--state-dir", str(state), "--duration", "90",
              "--model-backend", f"model_node={server.uri(transport, timeout=2)}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             _wait_for(calls, "10 answered calls", lambda c: sum(1 for e in c if e["ok"]) >= 10)
             server.kill()
             killed = time.time()
-            _wait_for(calls, "10 failed calls", lambda c: sum(1 for e in c if not e["ok"] and e["t"] > killed) >= 10)
+            _wait_for(calls, "10 failed calls",
+                      lambda c: sum(1 for e in c if not e["ok"] and e["t"] > killed) >= 10)
             server.start(wait=False)
             server.wait_ready()
             back = time.time()
             seen = _wait_for(calls, "an answered call after the server's return",
                              lambda c: any(e["ok"] and e["t"] >= back for e in c), deadline_s=10)
-            _wait_for(calls, "10 more answered calls", lambda c: sum(1 for e in c if e["ok"] and e["t"] >= back) >= 10)
+            _wait_for(calls, "10 more answered calls",
+                      lambda c: sum(1 for e in c if e["ok"] and e["t"] >= back) >= 10)
         finally:
             proc.send_signal(signal.SIGINT)
             _, stderr = proc.communicate(timeout=30)

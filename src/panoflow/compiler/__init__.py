@@ -1,12 +1,12 @@
-"""The model compiler: PyTorch, MXNet and TensorFlow model packages to ONNX, as SageMaker Neo compiled them for
-Panorama.
+"""The model compiler: PyTorch, MXNet and TensorFlow model packages to ONNX, as SageMaker Neo compiled them
+for Panorama.
 
 - :mod:`.sources`: which files of an archive are the model, per framework.
 - :mod:`.environments`: the isolated, cached converter environments (created on demand with pip).
 - :mod:`.convert`: :class:`ModelCompiler`, which converts in those environments, verifies and caches.
 - :mod:`.verify`: the comparison with the source framework (ONNX Runtime on the same input).
-- :mod:`.archives`: an archive on disk (plus its descriptor file) to a compiled model, for the CLI and the control
-  plane.
+- :mod:`.archives`: an archive on disk (plus its descriptor file) to a compiled model, for the CLI and the
+  control plane.
 - ``workers/``: the scripts that run inside the converter environments (they import no panoflow code).
 """
 

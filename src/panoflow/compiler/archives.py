@@ -1,10 +1,10 @@
-"""A model package's files to a compiled model: what ``panoflow compile-model``, the model store and the control
-plane share.
+"""A model package's files to a compiled model: what ``panoflow compile-model``, the model store and the
+control plane share.
 
-- :func:`request_for` turns a descriptor and an extracted archive into a :class:`CompileRequest` (inputs named and
-  shaped as the descriptor says).
-- :func:`compile_archive` checks and extracts an archive file (``add-raw-model``'s ``assets/<sha256>.tar.gz``) into
-  a cache folder, reads its descriptor file and compiles it.
+- :func:`request_for` turns a descriptor and an extracted archive into a :class:`CompileRequest` (inputs named
+  and shaped as the descriptor says).
+- :func:`compile_archive` checks and extracts an archive file (``add-raw-model``'s ``assets/<sha256>.tar.gz``)
+  into a cache folder, reads its descriptor file and compiles it.
 - :func:`generated_asset_name` is the file name under which a control plane stores a compiled model beside the
   package's assets; a device finds it by the archive's and the descriptor's SHA-256 and skips compiling.
 """
@@ -43,7 +43,8 @@ def descriptor_digest(descriptor_uri: str) -> str:
 def request_for(model_dir: Path, digest: str, descriptor: ModelDescriptor, archive_name: str,
                 descriptor_name: str) -> CompileRequest:
     inputs = tuple(InputSpec(t.name, tuple(t.shape), t.type or "") for t in descriptor.inputs)
-    return CompileRequest(model_dir, digest, descriptor.framework.upper(), inputs, archive_name, descriptor_name)
+    return CompileRequest(model_dir, digest, descriptor.framework.upper(), inputs, archive_name,
+                          descriptor_name)
 
 
 def read_descriptor(path: Path) -> ModelDescriptor:
@@ -82,16 +83,16 @@ def _extract(archive: Path, digest: str, cache_dir: Path, label: str) -> Path:
 
 def compile_archive(archive: Path, descriptor_path: Path, compiler: ModelCompiler, cache_dir: Path, *,
                     archive_name: str | None = None, descriptor_name: str | None = None) -> CompiledModel:
-    """Compile the model archive ``archive`` as ``descriptor_path`` describes it, extracting and compiling under
-    ``cache_dir`` (``<sha256>/model/`` and ``<sha256>/compiled/<key>/``). Errors name both files (as
+    """Compile the model archive ``archive`` as ``descriptor_path`` describes it, extracting and compiling
+    under ``cache_dir`` (``<sha256>/model/`` and ``<sha256>/compiled/<key>/``). Errors name both files (as
     ``archive_name`` and ``descriptor_name`` when given)."""
     desc_label = descriptor_name or str(descriptor_path)
     arc_label = archive_name or str(archive)
     label = f"model archive {arc_label} (descriptor {desc_label})"
     descriptor = read_descriptor(descriptor_path)
     if descriptor.framework.upper() == "ONNX":
-        raise ModelError(f"{label}: the descriptor's framework is ONNX already; there is nothing to compile (set "
-                         "it to PYTORCH, MXNET or TENSORFLOW for a model in one of those)")
+        raise ModelError(f"{label}: the descriptor's framework is ONNX already; there is nothing to compile "
+                         "(set it to PYTORCH, MXNET or TENSORFLOW for a model in one of those)")
     if not archive.is_file():
         raise ModelError(f"{label}: no such file")
     digest = file_sha256(archive)

@@ -1,16 +1,17 @@
 """Compile one model (an extracted PYTORCH, MXNET or TENSORFLOW archive) to ONNX: what SageMaker Neo did for
 Panorama, on your hardware.
 
-:class:`ModelCompiler` finds the model's files (:mod:`.sources`), makes sure the framework's converter environment
-exists (:mod:`.environments`), runs the framework's worker script there (``workers/``: convert, and run the source
-model on a deterministic input), checks the ONNX file against the source framework's outputs with ONNX Runtime
-(:mod:`.verify`) and keeps the result under ``<cache>/<key>/``: ``model.onnx`` and ``verification.json`` (the
-measured difference, the converter and its versions). The key digests the archive's SHA-256, what the descriptor
-says about the model (framework and inputs) and the converter version (its pinned requirements and the worker
-scripts' text), so a second load compiles nothing.
+:class:`ModelCompiler` finds the model's files (:mod:`.sources`), makes sure the framework's converter
+environment exists (:mod:`.environments`), runs the framework's worker script there (``workers/``: convert,
+and run the source model on a deterministic input), checks the ONNX file against the source framework's
+outputs with ONNX Runtime (:mod:`.verify`) and keeps the result under ``<cache>/<key>/``: ``model.onnx`` and
+``verification.json`` (the measured difference, the converter and its versions). The key digests the archive's
+SHA-256, what the descriptor says about the model (framework and inputs) and the converter version (its pinned
+requirements and the worker scripts' text), so a second load compiles nothing.
 
-Inputs are named and shaped by the descriptor's ``inputs`` (as Neo's DataInputConfig); the outputs keep the source
-framework's order; the batch axis is made dynamic, and kept static when a batch of two does not give two results.
+Inputs are named and shaped by the descriptor's ``inputs`` (as Neo's DataInputConfig); the outputs keep the
+source framework's order; the batch axis is made dynamic, and kept static when a batch of two does not give
+two results.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class CompileRequest:
-    """What to compile: the extracted archive ``model_dir`` of SHA-256 ``digest``, the descriptor's framework and
-    inputs, and the names (archive, descriptor) every error message starts with."""
+    """What to compile: the extracted archive ``model_dir`` of SHA-256 ``digest``, the descriptor's framework
+    and inputs, and the names (archive, descriptor) every error message starts with."""
 
     model_dir: Path
     digest: str
@@ -93,8 +94,8 @@ class CompileOptions:
 
 @dataclass(frozen=True)
 class CompiledModel:
-    """The compiled ``model.onnx``, its ``verification.json`` (also as ``report``) and whether it came from the
-    cache (nothing was compiled)."""
+    """The compiled ``model.onnx``, its ``verification.json`` (also as ``report``) and whether it came from
+    the cache (nothing was compiled)."""
 
     path: Path
     report_path: Path
@@ -120,9 +121,9 @@ def cache_key(request: CompileRequest) -> str:
 
 
 def publish(tmp: Path, final: Path, note: str) -> None:
-    """Mark the finished folder ``tmp`` complete and move it to ``final`` in one rename, replacing an unfinished
-    one. When another process published ``final`` first, theirs is kept (it may hold more by now: a model's
-    extraction folder also holds its compiled models) and ``tmp`` is left for the caller to remove."""
+    """Mark the finished folder ``tmp`` complete and move it to ``final`` in one rename, replacing an
+    unfinished one. When another process published ``final`` first, theirs is kept (it may hold more by now: a
+    model's extraction folder also holds its compiled models) and ``tmp`` is left for the caller to remove."""
     (tmp / _DONE).write_text(note + "\n")
     if (final / _DONE).is_file():
         return
@@ -165,11 +166,11 @@ class ModelCompiler:
         fw = request.framework.upper()
         spec = ENVIRONMENTS.get(fw)
         if spec is None:
-            raise ModelError(f"{request.label}: framework {request.framework!r} cannot be compiled; use ONNX, "
-                             "PYTORCH, MXNET or TENSORFLOW")
+            raise ModelError(f"{request.label}: framework {request.framework!r} cannot be compiled; use "
+                             "ONNX, PYTORCH, MXNET or TENSORFLOW")
         if not request.inputs:
-            raise ModelError(f"{request.label}: the descriptor names no inputs; a {fw} model is compiled for the "
-                             "inputs (name and shape) it lists")
+            raise ModelError(f"{request.label}: the descriptor names no inputs; a {fw} model is compiled for "
+                             "the inputs (name and shape) it lists")
         source = locate(request.model_dir, fw, request.label)
         env = ensure_environment(spec, self.options.converters_dir, self.options.pip, self.progress)
         folder = cache_dir / cache_key(request)
@@ -194,8 +195,8 @@ class ModelCompiler:
                       tmp: Path) -> dict[str, Any]:
         started = time.monotonic()
         fw = spec.framework
-        self.progress(f"converting {request.archive_name} ({fw}: {source.describe(request.model_dir)}) to ONNX "
-                      f"in {env.name}")
+        self.progress(f"converting {request.archive_name} ({fw}: {source.describe(request.model_dir)}) to "
+                      f"ONNX in {env.name}")
         notes: list[str] = []
         result = self._run_worker(request, spec, env, source, tmp, dynamic=True)
         onnx_path, sample = tmp / "model.onnx", tmp / "sample.npz"
@@ -204,18 +205,21 @@ class ModelCompiler:
         if problem:
             dynamic = False
             notes.append(f"batch axis kept at the descriptor's size: {problem}")
-            self.progress(f"the batch axis cannot be dynamic ({problem}); converting again with the descriptor's "
-                          "batch size")
+            self.progress(f"the batch axis cannot be dynamic ({problem}); converting again with the "
+                          "descriptor's batch size")
             result = self._run_worker(request, spec, env, source, tmp, dynamic=False)
         try:
             measured = compare(onnx_path, sample, list(result.get("outputs") or []))
         except ValueError as exc:
-            raise ModelError(f"{request.label}: the converted model does not match the {fw} model: {exc}") from None
+            raise ModelError(
+                f"{request.label}: the converted model does not match the {fw} model: {exc}"
+            ) from None
         self._check(request, measured)
         report = {
             "framework": fw, "archive_sha256": request.digest, "source": source.describe(request.model_dir),
             "converter": spec.name, "requirements": list(spec.requirements),
-            "converter_version": _converter_version(spec), "framework_version": result.get("framework_version"),
+            "converter_version": _converter_version(spec),
+            "framework_version": result.get("framework_version"),
             "opset": OPSETS[fw], "inputs": [{"name": i.name, "shape": list(i.shape)} for i in request.inputs],
             "dynamic_batch": dynamic, "sample_seed": self.options.seed, "tolerance": self.options.tolerance,
             **measured.as_dict(), "notes": notes + list(result.get("notes") or []),
@@ -230,14 +234,15 @@ class ModelCompiler:
         if measured.max_rel_diff > tol:
             worst = max(measured.outputs, key=lambda o: o["max_rel_diff"])
             raise ModelError(
-                f"{request.label}: the compiled ONNX model differs from the {request.framework.upper()} model by "
-                f"{measured.max_abs_diff:.3g} absolute and {measured.max_rel_diff:.3g} relative (output "
-                f"{worst['name']}), beyond the tolerance of {tol:g} relative; the converter cannot reproduce this "
-                "model faithfully (raise --tolerance only if that difference is acceptable)")
+                f"{request.label}: the compiled ONNX model differs from the {request.framework.upper()} "
+                f"model by {measured.max_abs_diff:.3g} absolute and {measured.max_rel_diff:.3g} relative "
+                f"(output {worst['name']}), beyond the tolerance of {tol:g} relative; the converter cannot "
+                "reproduce this model faithfully (raise --tolerance only if that difference is acceptable)")
         self.progress(f"verified: max abs diff {measured.max_abs_diff:.3g}, max rel diff "
                       f"{measured.max_rel_diff:.3g} (tolerance {tol:g} relative)")
 
-    def _run_worker(self, request: CompileRequest, spec: EnvSpec, env: Path, source: SourceModel, tmp: Path, *,
+    def _run_worker(self, request: CompileRequest, spec: EnvSpec, env: Path, source: SourceModel, tmp: Path,
+                    *,
                     dynamic: bool) -> dict[str, Any]:
         req = {"files": {k: str(v) for k, v in source.files.items()},
                "inputs": [{"name": i.name, "shape": list(i.shape), "type": i.type} for i in request.inputs],

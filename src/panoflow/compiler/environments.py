@@ -1,11 +1,13 @@
-"""The converter environments: one isolated virtual environment per source framework, created on demand with pip.
+"""The converter environments: one isolated virtual environment per source framework, created on demand with
+pip.
 
 A converter never runs in panoflow's environment or the application's: ``torch``, ``mxnet`` (which needs
-numpy < 1.24) and ``tensorflow-cpu`` + ``tf2onnx`` would each fight panoflow's own pins. Each environment lives under
-``<converters dir>/<framework>-<key>/`` where the key digests its pinned requirements and the Python version, so an
-upgrade of the pins makes a new environment and CI on the same machine reuses the old one. An environment is built
-in a temporary folder and appears with one rename (a half-built one is never used); a lock file keeps two processes
-from building the same one. Offline devices pass a wheelhouse (``--find-links DIR``, with ``no_index``).
+numpy < 1.24) and ``tensorflow-cpu`` + ``tf2onnx`` would each fight panoflow's own pins. Each environment
+lives under ``<converters dir>/<framework>-<key>/`` where the key digests its pinned requirements and the
+Python version, so an upgrade of the pins makes a new environment and CI on the same machine reuses the old
+one. An environment is built in a temporary folder and appears with one rename (a half-built one is never
+used); a lock file keeps two processes from building the same one. Offline devices pass a wheelhouse
+(``--find-links DIR``, with ``no_index``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 
 from panoflow.exceptions import ModelError
 
-__all__ = ["ENVIRONMENTS", "ConverterEnvError", "EnvSpec", "PipSource", "default_cache_dir", "ensure_environment"]
+__all__ = ["ENVIRONMENTS", "ConverterEnvError", "EnvSpec", "PipSource", "default_cache_dir",
+           "ensure_environment"]
 
 _DONE = ".complete"
 
@@ -53,8 +56,8 @@ class EnvSpec:
         return f"{self.framework.lower()}-{self.key}"
 
 
-#: Pinned so that a converter gives the same ONNX file everywhere. mxnet 1.9.1 needs numpy < 1.24, and its ONNX
-#: exporter the protobuf 3 generation of onnx; torch 2.13's exporter needs the onnx package.
+#: Pinned so that a converter gives the same ONNX file everywhere. mxnet 1.9.1 needs numpy < 1.24, and its
+#: ONNX exporter the protobuf 3 generation of onnx; torch 2.13's exporter needs the onnx package.
 ENVIRONMENTS: dict[str, EnvSpec] = {
     "PYTORCH": EnvSpec("PYTORCH", ("torch==2.13.0", "onnx==1.23.2", "numpy==2.4.6"), "pytorch_worker.py"),
     "MXNET": EnvSpec("MXNET", ("mxnet==1.9.1", "numpy==1.23.5", "onnx==1.14.1", "protobuf==3.20.3"),
@@ -66,8 +69,8 @@ ENVIRONMENTS: dict[str, EnvSpec] = {
 
 @dataclass(frozen=True)
 class PipSource:
-    """Where pip finds the converters' wheels: ``find_links`` folders or URLs (a wheelhouse), ``no_index`` for an
-    offline device that has only those."""
+    """Where pip finds the converters' wheels: ``find_links`` folders or URLs (a wheelhouse), ``no_index`` for
+    an offline device that has only those."""
 
     find_links: tuple[str, ...] = ()
     no_index: bool = False
@@ -138,7 +141,8 @@ def ensure_environment(spec: EnvSpec, converters_dir: Path, pip: PipSource,
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=converters_dir))
         try:
-            made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(tmp)], check=False, capture_output=True,
+            made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(tmp)], check=False,
+                                  capture_output=True,
                                   text=True)
             if made.returncode != 0:
                 raise ConverterEnvError(f"cannot create the {spec.framework} converter environment in {tmp}: "
@@ -147,14 +151,17 @@ def ensure_environment(spec: EnvSpec, converters_dir: Path, pip: PipSource,
                    *pip.arguments(), *spec.requirements]
             done = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if done.returncode != 0:
-                where = (f"the wheelhouse {', '.join(pip.find_links)}" if pip.no_index else
-                         "the package index" + (f" and {', '.join(pip.find_links)}" if pip.find_links else ""))
+                where = (
+                    f"the wheelhouse {', '.join(pip.find_links)}"
+                    if pip.no_index
+                    else "the package index" + (f" and {', '.join(pip.find_links)}" if pip.find_links else "")
+                )
                 raise ConverterEnvError(
-                    f"creating the {spec.framework} converter environment failed: pip install {reqs} from {where} "
-                    f"said: {_tail(done.stderr or done.stdout)}. On a device without the index, give a wheelhouse "
-                    f"(pip download -d WHEELHOUSE {reqs}, then --find-links WHEELHOUSE --no-index or "
-                    "PANOFLOW_CONVERTER_FIND_LINKS=WHEELHOUSE), or deploy through a control plane, which compiles "
-                    "the model at RegisterPackageVersion")
+                    f"creating the {spec.framework} converter environment failed: pip install {reqs} from "
+                    f"{where} said: {_tail(done.stderr or done.stdout)}. On a device without the index, give "
+                    f"a wheelhouse (pip download -d WHEELHOUSE {reqs}, then --find-links WHEELHOUSE "
+                    "--no-index or PANOFLOW_CONVERTER_FIND_LINKS=WHEELHOUSE), or deploy through a control "
+                    "plane, which compiles the model at RegisterPackageVersion")
             (tmp / _DONE).write_text(reqs + "\n")
             if final.exists():  # a stale, unfinished one
                 shutil.rmtree(final, ignore_errors=True)

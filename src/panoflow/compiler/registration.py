@@ -1,11 +1,12 @@
-"""The control plane's side of compiling: at RegisterPackageVersion, each PYTORCH, MXNET or TENSORFLOW model asset
-of the package is compiled (as SageMaker Neo did for Panorama) and stored as a generated asset,
-``<GeneratedPrefixLocation>/compiled-<archive sha256>-<descriptor sha256[:16]>.onnx``. The version's ``Assets`` list
-it beside the package's own files, so a device downloads it with them and runs it instead of compiling; the
-measured difference is kept in the version's ``CompiledModels``.
+"""The control plane's side of compiling: at RegisterPackageVersion, each PYTORCH, MXNET or TENSORFLOW model
+asset of the package is compiled (as SageMaker Neo did for Panorama) and stored as a generated asset,
+``<GeneratedPrefixLocation>/compiled-<archive sha256>-<descriptor sha256[:16]>.onnx``. The version's
+``Assets`` list it beside the package's own files, so a device downloads it with them and runs it instead of
+compiling; the measured difference is kept in the version's ``CompiledModels``.
 
-A model that cannot be compiled here (a broken archive, a converter environment that cannot be created) is recorded
-as ``FAILED`` with the reason and left to the device, which then reports the same problem for its node.
+A model that cannot be compiled here (a broken archive, a converter environment that cannot be created) is
+recorded as ``FAILED`` with the reason and left to the device, which then reports the same problem for its
+node.
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ def _holds_onnx(archive: Path) -> bool:
         return False  # compile_archive says what is wrong with it
 
 
-def compile_package_models(store: AssetStore, prefix: str, config: PackageConfig, files: dict[str, dict[str, Any]],
+def compile_package_models(store: AssetStore, prefix: str, config: PackageConfig,
+                           files: dict[str, dict[str, Any]],
                            compiler: ModelCompiler | None = None,
-                           cache_dir: Path | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                           cache_dir: Path | None = None) -> tuple[list[dict[str, Any]],
+                                                                   list[dict[str, Any]]]:
     """Compile the package's model assets; ``files`` are its checked asset files by file name (``Key``,
-    ``Sha256``). Returns the generated assets (``{"Key", "FileName", "Sha256", "Size"}``) and one record per model
-    considered (``{"AssetName", "Status": "COMPILED" | "FAILED", ...}``)."""
+    ``Sha256``). Returns the generated assets (``{"Key", "FileName", "Sha256", "Size"}``) and one record per
+    model considered (``{"AssetName", "Status": "COMPILED" | "FAILED", ...}``)."""
     generated: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
     for asset in config.assets:
@@ -83,7 +86,8 @@ def compile_package_models(store: AssetStore, prefix: str, config: PackageConfig
                 try:
                     compiled = compile_archive(local, desc_path, compiler,
                                                cache_dir or default_cache_dir() / "controlplane-models",
-                                               archive_name=archive["FileName"], descriptor_name=desc["FileName"])
+                                               archive_name=archive["FileName"],
+                                               descriptor_name=desc["FileName"])
                 except ModelError as exc:
                     log.warning("model_not_compiled", asset=asset.name, reason=str(exc))
                     records.append({"AssetName": asset.name, "Status": "FAILED", "Reason": str(exc)})

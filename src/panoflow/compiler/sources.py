@@ -2,11 +2,11 @@
 
 - ``PYTORCH``: one TorchScript file (``.pth`` or ``.pt``, traced or scripted).
 - ``MXNET``: ``<prefix>-symbol.json`` and ``<prefix>-<epoch>.params`` (any epoch number; the highest wins).
-- ``TENSORFLOW``: a SavedModel folder (``saved_model.pb``), else a frozen GraphDef ``.pb``, else a Keras ``.h5`` or
-  ``.keras`` file.
+- ``TENSORFLOW``: a SavedModel folder (``saved_model.pb``), else a frozen GraphDef ``.pb``, else a Keras
+  ``.h5`` or ``.keras`` file.
 
-Only file names are read here (and a symbol file's JSON), so a missing params file is reported before any converter
-environment is created.
+Only file names are read here (and a symbol file's JSON), so a missing params file is reported before any
+converter environment is created.
 """
 
 from __future__ import annotations
@@ -55,20 +55,22 @@ def locate(folder: Path, framework: str, label: str) -> SourceModel:
         return _mxnet(folder, label)
     if fw == "TENSORFLOW":
         return _tensorflow(folder, label)
-    raise ModelError(f"{label}: framework {framework!r} cannot be compiled; use ONNX, PYTORCH, MXNET or TENSORFLOW")
+    raise ModelError(f"{label}: framework {framework!r} cannot be compiled; use ONNX, PYTORCH, MXNET or "
+                     "TENSORFLOW")
 
 
 def _pytorch(folder: Path, label: str) -> SourceModel:
     found = [p for p in _files(folder) if p.suffix.lower() in (".pth", ".pt")]
     if not found:
-        raise ModelError(f"{label}: a PYTORCH model archive holds a TorchScript .pth or .pt file, and this one "
-                         f"holds {_listing(folder)}")
+        raise ModelError(f"{label}: a PYTORCH model archive holds a TorchScript .pth or .pt file, and this "
+                         f"one holds {_listing(folder)}")
     if len(found) > 1:
         names = ", ".join(str(p.relative_to(folder)) for p in found)
         raise ModelError(f"{label}: the archive holds several PyTorch files ({names}); keep the one to run")
     if not zipfile.is_zipfile(found[0]):
-        raise ModelError(f"{label}: {found[0].relative_to(folder)} is not a TorchScript file (torch.jit.trace or "
-                         "torch.jit.script, then .save(), writes a zip archive; SageMaker Neo took the same)")
+        raise ModelError(f"{label}: {found[0].relative_to(folder)} is not a TorchScript file "
+                         "(torch.jit.trace or torch.jit.script, then .save(), writes a zip archive; "
+                         "SageMaker Neo took the same)")
     return SourceModel("PYTORCH", {"model": found[0]})
 
 
@@ -76,11 +78,12 @@ def _mxnet(folder: Path, label: str) -> SourceModel:
     files = _files(folder)
     symbols = [p for p in files if p.name.endswith("-symbol.json")]
     if not symbols:
-        raise ModelError(f"{label}: an MXNET model archive holds <name>-symbol.json and <name>-<epoch>.params, "
-                         f"and this one holds {_listing(folder)}")
+        raise ModelError(f"{label}: an MXNET model archive holds <name>-symbol.json and "
+                         f"<name>-<epoch>.params, and this one holds {_listing(folder)}")
     if len(symbols) > 1:
         names = ", ".join(str(p.relative_to(folder)) for p in symbols)
-        raise ModelError(f"{label}: the archive holds several MXNet symbol files ({names}); keep the one to run")
+        raise ModelError(f"{label}: the archive holds several MXNet symbol files ({names}); keep the one to "
+                         "run")
     symbol = symbols[0]
     prefix = symbol.name[: -len("-symbol.json")]
     params = []
@@ -90,8 +93,8 @@ def _mxnet(folder: Path, label: str) -> SourceModel:
             params.append((int(m.group("epoch")), p))
     rel = symbol.relative_to(folder)
     if not params:
-        raise ModelError(f"{label}: the params file of {rel} is missing: expected {prefix}-<epoch>.params (e.g. "
-                         f"{prefix}-0000.params) beside it; the archive holds {_listing(folder)}")
+        raise ModelError(f"{label}: the params file of {rel} is missing: expected {prefix}-<epoch>.params "
+                         f"(e.g. {prefix}-0000.params) beside it; the archive holds {_listing(folder)}")
     try:
         doc = json.loads(symbol.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -114,9 +117,9 @@ def _tensorflow(folder: Path, label: str) -> SourceModel:
     for kind, found in (("frozen", frozen), ("keras", keras)):
         if len(found) > 1:
             names = ", ".join(str(p.relative_to(folder)) for p in found)
-            raise ModelError(f"{label}: the archive holds several TensorFlow model files ({names}); keep the one "
-                             "to run")
+            raise ModelError(f"{label}: the archive holds several TensorFlow model files ({names}); keep the "
+                             "one to run")
         if found:
             return SourceModel("TENSORFLOW", {kind: found[0]})
-    raise ModelError(f"{label}: a TENSORFLOW model archive holds a SavedModel folder (saved_model.pb), a frozen "
-                     f"graph (.pb) or a Keras file (.h5), and this one holds {_listing(folder)}")
+    raise ModelError(f"{label}: a TENSORFLOW model archive holds a SavedModel folder (saved_model.pb), a "
+                     f"frozen graph (.pb) or a Keras file (.h5), and this one holds {_listing(folder)}")

@@ -1,12 +1,13 @@
 """Does the compiled ONNX model compute what the source framework computed?
 
-The converter worker ran the source model on a deterministic input and saved both (``sample.npz``: ``in:<name>``,
-``out:<k>``). Here ONNX Runtime (panoflow's own dependency) runs the ONNX file on the same input, and each output is
-compared: the largest absolute difference, and the relative one, ``max|onnx - source| / max|source|`` per output
-(the largest over outputs is reported). A model beyond the tolerance is refused with both numbers.
+The converter worker ran the source model on a deterministic input and saved both (``sample.npz``:
+``in:<name>``, ``out:<k>``). Here ONNX Runtime (panoflow's own dependency) runs the ONNX file on the same
+input, and each output is compared: the largest absolute difference, and the relative one, ``max|onnx -
+source| / max|source|`` per output (the largest over outputs is reported). A model beyond the tolerance is
+refused with both numbers.
 
-:func:`batch_problem` checks that a dynamic batch axis really is one: two copies of the input in one batch must give
-two copies of the output.
+:func:`batch_problem` checks that a dynamic batch axis really is one: two copies of the input in one batch
+must give two copies of the output.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Verification:
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort  # type: ignore[import-untyped]
+    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
@@ -49,8 +50,8 @@ def _samples(sample: Path) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
 
 
 def compare(onnx_path: Path, sample: Path, output_names: list[str]) -> Verification:
-    """Run ``onnx_path`` on the sample inputs and measure the difference; ValueError when the outputs cannot be
-    compared (another count, shape or a run failure), naming what differs."""
+    """Run ``onnx_path`` on the sample inputs and measure the difference; ValueError when the outputs cannot
+    be compared (another count, shape or a run failure), naming what differs."""
     inputs, expected = _samples(sample)
     session = _session(onnx_path)
     feed_names = [i.name for i in session.get_inputs()]
@@ -69,8 +70,8 @@ def compare(onnx_path: Path, sample: Path, output_names: list[str]) -> Verificat
         name = output_names[k] if k < len(output_names) else f"output{k}"
         a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape:
-            raise ValueError(f"output {k} ({name}) has shape {list(a.shape)} in ONNX and {list(b.shape)} in the "
-                             "source framework")
+            raise ValueError(f"output {k} ({name}) has shape {list(a.shape)} in ONNX and {list(b.shape)} in "
+                             "the source framework")
         if a.size == 0:
             diff, scale = 0.0, 0.0
         else:
@@ -87,7 +88,8 @@ def compare(onnx_path: Path, sample: Path, output_names: list[str]) -> Verificat
 
 
 def batch_problem(onnx_path: Path, sample: Path) -> str:
-    """Why the model's batch axis is not dynamic after all ("" when two stacked inputs give two stacked outputs)."""
+    """Why the model's batch axis is not dynamic after all ("" when two stacked inputs give two stacked
+    outputs)."""
     inputs, _ = _samples(sample)
     if any(a.ndim == 0 or a.shape[0] != 1 for a in inputs.values()):
         return "the descriptor's batch size is not 1"

@@ -1,7 +1,7 @@
 """Shared by the converter workers: they run inside a converter environment (never panoflow's), so they import
-nothing from panoflow. A worker reads a request JSON (argv[1]), writes the ONNX file, a sample .npz (the inputs it
-made and the source framework's outputs on them) and a result JSON (argv[2]): ``{"outputs": [...], "notes":
-[...]}`` or ``{"error": "..."}`` for a problem with the model (exit status 3)."""
+nothing from panoflow. A worker reads a request JSON (argv[1]), writes the ONNX file, a sample .npz (the
+inputs it made and the source framework's outputs on them) and a result JSON (argv[2]): ``{"outputs": [...],
+"notes": [...]}`` or ``{"error": "..."}`` for a problem with the model (exit status 3)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class ModelProblem(Exception):
 
 
 def sample_input(shape: list[int], dtype: str, seed: int, index: int) -> np.ndarray:
-    """The deterministic input both frameworks run on: uniform [0, 1) floats, or 0..255 for uint8/int types."""
+    """The deterministic input both frameworks run on: uniform [0, 1) floats, or 0..255 for uint8/int
+    types."""
     rng = np.random.default_rng(seed + index)
     dt = np.dtype(dtype)
     if dt.kind in "ui":

@@ -1,5 +1,6 @@
-"""MXNET converter worker (runs in the MXNet converter environment): a symbol JSON + params checkpoint to ONNX with
-``mx.onnx.export_model``, and MXNet's own outputs on the sample input. See ``_common`` for the protocol."""
+"""MXNET converter worker (runs in the MXNet converter environment): a symbol JSON + params checkpoint to ONNX
+with ``mx.onnx.export_model``, and MXNet's own outputs on the sample input. See ``_common`` for the
+protocol."""
 
 # mypy: disable-error-code="import-not-found,import-untyped,arg-type"
 from __future__ import annotations
@@ -45,11 +46,13 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
     missing = [n for n in wanted if n not in data_names]
     if missing:
         raise ModelProblem(f"the model has no input named {', '.join(map(repr, missing))}; its inputs are "
-                           f"{', '.join(map(repr, data_names)) or 'none'} (set the descriptor's inputs[].name)")
+                           f"{', '.join(map(repr, data_names)) or 'none'} (set the descriptor's "
+                           "inputs[].name)")
     unfed = [n for n in data_names if n not in wanted]
     if unfed:
-        raise ModelProblem(f"the model's input(s) {', '.join(map(repr, unfed))} are neither in the params file nor "
-                           "in the descriptor's inputs (the params file may belong to another model)")
+        raise ModelProblem(f"the model's input(s) {', '.join(map(repr, unfed))} are neither in the params "
+                           "file nor in the descriptor's inputs (the params file may belong to another "
+                           "model)")
     bad = _unsupported(symbol_file)
     if bad:
         raise ModelProblem(f"MXNet's ONNX exporter has no converter for operator(s) {', '.join(bad)}")
@@ -65,17 +68,24 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     out_names = [n.removesuffix("_output") for n in sym.list_outputs()]
     dynamic = bool(req["dynamic_batch"])
-    # The exporter writes the newest opset its onnx package knows, but its converters stop at opset 13 (ReduceMax
-    # with an ``axes`` attribute is invalid from opset 18): pin the opset it writes.
-    # Its graph check also runs against the newest opset: the model is checked with its own opset below instead.
+    # The exporter writes the newest opset its onnx package knows, but its converters stop at opset 13
+    # (ReduceMax with an ``axes`` attribute is invalid from opset 18): pin the opset it writes.
+    # Its graph check also runs against the newest opset: the model is checked with its own opset below
+    # instead.
     import onnx.checker
     import onnx.defs
 
     onnx.defs.onnx_opset_version = lambda: int(req["opset"])
     onnx.checker.check_graph = lambda graph, *args, **kwargs: None
-    mx.onnx.export_model(symbol_file, params_file, [tuple(i["shape"]) for i in req["inputs"]],
-                         [np.dtype(t) for t in dtypes], req["output"], dynamic=dynamic,
-                         dynamic_input_shapes=[[None, *i["shape"][1:]] for i in req["inputs"]] if dynamic else None)
+    mx.onnx.export_model(
+        symbol_file,
+        params_file,
+        [tuple(i["shape"]) for i in req["inputs"]],
+        [np.dtype(t) for t in dtypes],
+        req["output"],
+        dynamic=dynamic,
+        dynamic_input_shapes=[[None, *i["shape"][1:]] for i in req["inputs"]] if dynamic else None,
+    )
     rename_io(req["output"], {}, out_names)
     drop_initializer_inputs(req["output"])
     onnx.checker.check_model(req["output"])

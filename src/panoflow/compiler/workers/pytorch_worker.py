@@ -54,9 +54,9 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
             outs = _flatten(model(*tensors))
         except RuntimeError as exc:
             lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-            raise ModelProblem(f"the model does not run on inputs of shape "
-                               f"{', '.join(str(list(i['shape'])) for i in req['inputs'])} (the descriptor's): "
-                               f"{lines[-1] if lines else type(exc).__name__}") from None
+            raise ModelProblem("the model does not run on inputs of shape "
+                               f"{', '.join(str(list(i['shape'])) for i in req['inputs'])} (the "
+                               f"descriptor's): {lines[-1] if lines else type(exc).__name__}") from None
     out_names = [f"output{k}" for k in range(len(outs))]
     axes = {n: {0: "batch"} for n in names + out_names} if req["dynamic_batch"] else None
     torch.onnx.export(model, tensors, req["output"], input_names=names, output_names=out_names,

@@ -1,8 +1,8 @@
 """TENSORFLOW converter worker (runs in the TensorFlow converter environment): a SavedModel folder, a frozen
-GraphDef ``.pb`` or a Keras ``.h5``/``.keras`` file to ONNX with tf2onnx, and TensorFlow's own outputs on the sample
-input. A SavedModel's outputs come in its signature's order (TensorFlow flattens the output dict by key), so an
-object-detection export gives ``detection_boxes, detection_classes, detection_scores, num_detections``. See
-``_common`` for the protocol."""
+GraphDef ``.pb`` or a Keras ``.h5``/``.keras`` file to ONNX with tf2onnx, and TensorFlow's own outputs on the
+sample input. A SavedModel's outputs come in its signature's order (TensorFlow flattens the output dict by
+key), so an object-detection export gives ``detection_boxes, detection_classes, detection_scores,
+num_detections``. See ``_common`` for the protocol."""
 
 # mypy: disable-error-code="import-not-found,import-untyped,arg-type"
 from __future__ import annotations
@@ -80,8 +80,8 @@ def _frozen(tf: Any, tf2onnx: Any, req: dict[str, Any], names: list[str]) -> tup
         try:
             graph_def.ParseFromString(fh.read())
         except Exception as exc:  # noqa: BLE001 (protobuf's DecodeError)
-            raise ModelProblem(f"{os.path.basename(req['files']['frozen'])} is not a frozen TensorFlow GraphDef: "
-                               f"{exc}") from None
+            raise ModelProblem(f"{os.path.basename(req['files']['frozen'])} is not a frozen TensorFlow "
+                               f"GraphDef: {exc}") from None
     placeholders = [n.name for n in graph_def.node if n.op == "Placeholder"]
     wanted = [_plain(n) for n in names]
     if any(n not in placeholders for n in wanted):
@@ -130,7 +130,8 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
         arrays = [sample_input(i["shape"], s.dtype.as_numpy_dtype.__name__, req["seed"], k)
                   for k, (i, s) in enumerate(zip(req["inputs"], specs))]
         outs = fn(*[tf.constant(a) for a in arrays])
-        tf2onnx.convert.from_function(fn, input_signature=specs, opset=req["opset"], output_path=req["output"])
+        tf2onnx.convert.from_function(fn, input_signature=specs, opset=req["opset"],
+                                      output_path=req["output"])
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     import onnx
 
@@ -139,7 +140,8 @@ def convert(req: dict[str, Any]) -> dict[str, Any]:
     np.savez(req["sample"], **{f"in:{n}": a for n, a in zip(names, arrays)},
              **{f"out:{k}": np.asarray(o) for k, o in enumerate(outs)})
     result: dict[str, Any] = {"outputs": out_names, "notes": [],
-                              "framework_version": f"tensorflow {tf.__version__}, tf2onnx {tf2onnx.__version__}"}
+                              "framework_version": (f"tensorflow {tf.__version__}, tf2onnx "
+                                                    f"{tf2onnx.__version__}")}
     if fixed:
         result["dynamic_batch"] = False
         result["notes"].append(f"batch axis kept at the descriptor's size: the frozen graph fixes it "
