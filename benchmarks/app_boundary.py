@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = 1e3
     print(f"{'what':<34} {'direct p50':>11} {'wire p50':>9} {'direct p95':>11} {'wire p95':>9} "
           f"{'added p95':>10}")
-    for what, d, w in ((f"frame get+put ({args.size})", direct_f, wire_f), ("call 1x3x224x224 f32", direct_c,
-                                                                            wire_c)):
+    for what, d, w in ((f"frame get+put ({args.size})", direct_f, wire_f),
+                       ("call 1x3x224x224 f32", direct_c, wire_c)):
         dp50, wp50, dp95, wp95 = (percentile(d, 50) * ms, percentile(w, 50) * ms, percentile(d, 95) * ms,
                                   percentile(w, 95) * ms)
         print(f"{what:<34} {dp50:>9.3f}ms {wp50:>7.3f}ms {dp95:>9.3f}ms {wp95:>7.3f}ms {wp95 - dp95:>8.3f}ms")

@@ -169,8 +169,8 @@ TARGETS = ["graphs/my-app/graph.json", "graphs/my-app/override.json",
 junk = st.one_of(
     st.binary(max_size=40),
     st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                 lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids,
-                                                                           max_size=3),
+                 lambda kids: (st.lists(kids, max_size=3)
+                               | st.dictionaries(st.text(max_size=12), kids, max_size=3)),
                  max_leaves=12).map(lambda v: json.dumps(v).encode()),
 )
 

@@ -110,8 +110,8 @@ def test_register_records_manifest_assets_and_nodes(pano: Any, plane: ControlPla
         pano.register_package_version(PackageId=pid, PackageVersion="1.0", PatchVersion=patch,
                                       MarkLatest=True)
     nodes = pano.list_nodes(PackageName="SQUEEZENET_PYTORCH")["Nodes"]
-    assert [(n["Name"], n["Category"], n["PatchVersion"]) for n in nodes] == [("interface", "ML_MODEL",
-                                                                               patch)]
+    assert [(n["Name"], n["Category"], n["PatchVersion"]) for n in nodes] == \
+        [("interface", "ML_MODEL", patch)]
     node = pano.describe_node(NodeId=nodes[0]["NodeId"])
     assert (node["AssetName"], node["Description"], node["PackageVersion"]) == ("model_asset", "a model",
                                                                                 "1.0")

@@ -68,9 +68,8 @@ async def test_acall_errors_and_time_out(open_models: Open) -> None:
     assert (await ms.acall("model_node", {"data": x[:1]}, time_out=30))[0].shape == (1, 5)
 
 
-def _native_context(tmp_path: Path, code: str | None, in_flight: int = 8) -> tuple[CodeNodeContext,
-                                                                                   Inbox[Frame],
-                                                                                   Inbox[Frame], ModelSet]:
+def _native_context(tmp_path: Path, code: str | None,
+                    in_flight: int = 8) -> tuple[CodeNodeContext, Inbox[Frame], Inbox[Frame], ModelSet]:
     """The example app's code node, wired by hand: a real inbox in, a real inbox out, the real model set."""
     app = load_application(EXAMPLE)
     graph = resolve(app, cameras={"camera_node": ["a", "b"]})

@@ -115,8 +115,8 @@ def test_media_get_put_roundtrip(harness: Harness) -> None:
     node.outputs.video_out.put(streams)
     out = harness.hdmi.get(timeout=5)[1]
     # nothing added: the same frame goes on (its pixels, in the shared segment)
-    assert (out.stream_id, out.seq, out.capture_time, out.overlays) == (sent.stream_id, 0, sent.capture_time,
-                                                                        ())
+    assert (out.stream_id, out.seq, out.capture_time, out.overlays) == \
+        (sent.stream_id, 0, sent.capture_time, ())
     assert np.array_equal(out.image, sent.image)
     harness.push("cam2", 1)
     streams = node.inputs.video_in.get(timeout=1)

@@ -51,8 +51,8 @@ def _write_server_app(root: Path, container_port: int, host_port: int | None) ->
                         "network": {"inboundPorts": [{"port": container_port, "description": "http"}]}}]}}))
     (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
         "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/app.py"}}}))
-    (pkg / "src" / "app.py").write_text("import panoramasdk\n" + SERVER_APP.replace("CONTAINER_PORT",
-                                                                                    str(container_port)))
+    (pkg / "src" / "app.py").write_text(
+        "import panoramasdk\n" + SERVER_APP.replace("CONTAINER_PORT", str(container_port)))
     overrides = None
     if host_port is not None:
         overrides = root / "override.json"

@@ -177,10 +177,9 @@ class LogTailer:
             files = doc["files"]
             saved_ns = int(doc["saved_ns"])
             for key, item in files.items():
-                self._restore[str(key)] = _Position(int(item["inode"]), int(item["device"]),
-                                                    int(item["offset"]),
-                                                    b"", saved_ns, b"", str(item["head_sha256"]),
-                                                    int(item["head_bytes"]))
+                self._restore[str(key)] = _Position(
+                    int(item["inode"]), int(item["device"]), int(item["offset"]), b"", saved_ns, b"",
+                    str(item["head_sha256"]), int(item["head_bytes"]))
             self._saved = {"files": files}
         except FileNotFoundError:
             return

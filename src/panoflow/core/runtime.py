@@ -495,8 +495,8 @@ class Runtime:
                 drops.add(st["streams"].get(sid, {}).get("dropped", 0), node=node, stream=sid)
         latency = MetricFamily("panoflow_frame_latency_seconds", "gauge",
                                "Source-to-output frame latency percentiles")
-        latency.add(self.latency.percentile(50), quantile="0.5").add(self.latency.percentile(95),
-                                                                     quantile="0.95")
+        latency.add(self.latency.percentile(50), quantile="0.5").add(
+            self.latency.percentile(95), quantile="0.95")
         errors = MetricFamily("panoflow_application_errors_total", "counter", "Application code failures")
         for node in self.graph.code_nodes:
             errors.add(1 if node in self._node_errors else 0, node=node)

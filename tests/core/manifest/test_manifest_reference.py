@@ -28,8 +28,8 @@ CAMERA = "/nodeGraphOverrides/packages/{}"
 #: (application folder, overrides file or None) -> the warnings expected, as (file, pointer)
 VALID: dict[tuple[str, str | None], set[tuple[str, str]]] = {
     ("aws-panorama-sample", None): set(),
-    ("aws-panorama-sample", "graphs/my-app/override.json"): {("graphs/my-app/override.json",
-                                                              CAMERA.format(0))},
+    ("aws-panorama-sample", "graphs/my-app/override.json"):
+        {("graphs/my-app/override.json", CAMERA.format(0))},
     ("aws-panorama-sample", "graphs/my-app/override-multicam.json"): {
         ("graphs/my-app/override-multicam.json", CAMERA.format(0)),
         ("graphs/my-app/override-multicam.json", CAMERA.format(1)),

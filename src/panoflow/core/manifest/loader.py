@@ -75,8 +75,8 @@ def _load_packages(app_dir: Path, graph: NodeGraph, overrides: GraphOverrides | 
     return packages, broken
 
 
-def _load(app_dir: Path, graph: Path | None, overrides: Path | None) -> tuple[Application | None,
-                                                                              list[Problem]]:
+def _load(app_dir: Path, graph: Path | None,
+          overrides: Path | None) -> tuple[Application | None, list[Problem]]:
     app_dir = Path(app_dir)
     try:
         is_dir = app_dir.is_dir()
