@@ -6,6 +6,7 @@ the preview is no longer wanted, and an instance without a preview is said once,
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -125,10 +126,11 @@ async def test_nobody_watching_any_more_stops_the_task_and_trouble_is_said_once(
                 await _until(lambda: not pusher._running, 10, "the task to give up")
             stopped = [e for e in logs if e["event"] == "cloud_preview_stopped"]
             assert len(stopped) == 1 and "no display node" in stopped[0]["why"]
-            # the preview appears; the control plane forgets the want (restart, window over): told to stop
+            # the preview appears; the control plane's want has lapsed meanwhile (nobody looked for longer
+            # than its window): the first frame is answered "not wanted" and the task stops
             source["url"] = url
             feed.publish(_picture(7))
-            relay._wants.clear()
+            relay.clock = lambda: time.monotonic() + relay.window_s + 1
             pusher.update(answer)
             await _until(lambda: pusher.sent == 1, 20, "one frame")
             await _until(lambda: not pusher._running, 10, "the task to stop")

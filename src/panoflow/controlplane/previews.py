@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,12 +127,6 @@ class PreviewRelay:
         """The device whose last sync listed ``instance_id`` as RUNNING (None: no device, or not since this
         server started)."""
         return self._owner.get(instance_id)
-
-    def forget_device(self, device_ids: Iterable[str]) -> None:
-        for device_id in device_ids:
-            for instance_id in self._devices.pop(device_id, set()):
-                if self._owner.get(instance_id) == device_id:
-                    del self._owner[instance_id]
 
     # ------------------------------------------------------------------ frames
     def put(self, instance_id: str, jpeg: bytes) -> dict[str, Any]:
