@@ -1,5 +1,6 @@
-"""Log read positions across daemon restarts (real files, the daemon's own RotatingWriter), and one integration test:
-a real control plane, a real ``panoflow serve`` stopped and started again, lines written meanwhile arrive once."""
+"""Log read positions across daemon restarts (real files, the daemon's own RotatingWriter), and one
+integration test: a real control plane, a real ``panoflow serve`` stopped and started again, lines written
+meanwhile arrive once."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from typing import Any
 from panoflow.cloud_client.sync import DAEMON_NODE
 from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source
 from panoflow.daemon.logfiles import RotatingWriter
-from tests.cloud_client.conftest import ControlPlaneServer, join, publish_app, wait
-from tests.daemon.conftest import Daemon
+from tests.support.daemons import Daemon
+from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
 
 
 def _upload(buf: LogBuffer, sent: list[str], max_lines: int = 500) -> None:
@@ -25,8 +26,10 @@ def _upload(buf: LogBuffer, sent: list[str], max_lines: int = 500) -> None:
     buf.commit(upto)
 
 
-def _run(state: Path, src: list[Source], sent: list[str], max_lines: int = 500) -> tuple[LogTailer, LogBuffer]:
-    """One daemon run's telemetry: a tailer over the saved positions, one poll, one upload, positions saved."""
+def _run(state: Path, src: list[Source], sent: list[str],
+         max_lines: int = 500) -> tuple[LogTailer, LogBuffer]:
+    """One daemon run's telemetry: a tailer over the saved positions, one poll, one upload, positions
+    saved."""
     tailer, buf = LogTailer(state / OFFSETS_FILE), LogBuffer()
     tailer.poll(src, buf)
     _upload(buf, sent, max_lines)
@@ -50,7 +53,8 @@ def test_positions_survive_a_restart_and_a_rotation_while_down(tmp_path: Path) -
     tailer.poll(src, buf)
     _upload(buf, sent)
     assert tailer.save(buf) and not tailer.save(buf)  # written only when a position moved
-    # the daemon stops; the instance's file rotates while it is down (its rest is in the backup), then more lines
+    # the daemon stops; the instance's file rotates while it is down (its rest is in the backup), then more
+    # lines
     lines = [f"while down {i:02d} " + "x" * 30 for i in range(8)]
     for line in lines:
         writer.write_line(line)
@@ -97,7 +101,8 @@ def test_truncation_and_a_double_rotation_while_down(tmp_path: Path) -> None:
     _run(tmp_path, src, sent)
     assert sent == ["a long first line that is sent", "another", "after truncation"]
 
-    # rotated twice while down: the saved file is gone; the backup (newer than the save) and the new file are read
+    # rotated twice while down: the saved file is gone; the backup (newer than the save) and the new file are
+    # read
     writer = RotatingWriter(log_file, max_bytes=60)
     time.sleep(0.1)  # the backup's mtime must be after the save (file clocks are coarse)
     for i in range(6):
@@ -168,7 +173,14 @@ def test_lines_written_across_a_daemon_restart_arrive_once(make_daemon: Callable
     with open(console_file, "a") as f:  # a line the connector never saw before it stopped
         f.write("written while the daemon was down\n")
     daemon.start()  # the instance starts again (its "start 2") before the connector's first poll
-    wait(console("start 2 "), 60, "the instance's second start in the control plane")
+    try:
+        wait(console("start 2 "), 60, "the instance's second start in the control plane")
+    except AssertionError as exc:  # say where the line stopped: not written, or written and not uploaded
+        files = [daemon.state_dir / "logs" / "daemon.log", daemon.state_dir / "apps" / "people" / "logs" /
+                 "instance.log", console_file, daemon.state_dir / OFFSETS_FILE]
+        shown = "\n".join(f"--- {f}:\n" + (f.read_text()[-4000:] if f.exists() else "(missing)")
+                          for f in files)
+        raise AssertionError(f"{exc}\n{shown}") from None
     wait(lambda: [x for x in lines() if x["Node"] == DAEMON_NODE and '"daemon_stopped"' in x["Line"]], 20,
          "the device log's daemon_stopped line (written after the connector stopped)")
     time.sleep(2.5)  # two more polls: anything sent twice would be there by now
@@ -183,4 +195,5 @@ def test_lines_written_across_a_daemon_restart_arrive_once(make_daemon: Callable
     assert all(x["Instance"] == "" for x in daemon_lines)
     events = Counter(json.loads(x["Line"]).get("event") for x in daemon_lines)
     assert events["daemon_stopping"] == 1 and events["daemon_stopped"] == 1
-    assert events["daemon_listening"] == 1  # the second start's; the first start's history stays on the device
+    # the second start's; the first start's history stays on the device
+    assert events["daemon_listening"] == 1
