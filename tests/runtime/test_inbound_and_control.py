@@ -14,53 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.apps import SERVER, write_app
+from tests.support.apps import routing_overrides, server_app, write_app
+from tests.support.ports import free_port_in
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
-# the same HTTP-serving app the daemon's inbound-port tests deploy
-SERVER_APP = SERVER.replace("NAME", "the app")
-
-
-def _free_port(lo: int = 8000, hi: int = 9000) -> int:
-    for port in range(lo, hi):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
 def _write_server_app(root: Path, container_port: int, host_port: int | None) -> tuple[Path, Path | None]:
-    graph_dir = root / "graphs" / "srv"
-    pkg = root / "packages" / "123456789012-SRV-1.0"
-    (pkg / "src").mkdir(parents=True)
-    graph_dir.mkdir(parents=True)
-    (root / "assets").mkdir()
-    (graph_dir / "graph.json").write_text(json.dumps({"nodeGraph": {
-        "envelopeVersion": "2021-01-01",
-        "packages": [{"name": "123456789012::SRV", "version": "1.0"}],
-        "nodes": [{"name": "code_node", "interface": "123456789012::SRV.interface"}],
-        "edges": []}}))
-    (pkg / "package.json").write_text(json.dumps({"nodePackage": {
-        "envelopeVersion": "2021-01-01", "name": "SRV", "version": "1.0", "assets": [],
-        "interfaces": [{"name": "interface", "category": "business_logic", "asset": "code_asset",
-                        "inputs": [], "outputs": [],
-                        "network": {"inboundPorts": [{"port": container_port, "description": "http"}]}}]}}))
-    (pkg / "descriptor.json").write_text(json.dumps({"runtimeDescriptor": {
-        "envelopeVersion": "2021-01-01", "entry": {"path": "python3", "name": "/panorama/app.py"}}}))
-    (pkg / "src" / "app.py").write_text(
-        "import panoramasdk\n" + SERVER_APP.replace("CONTAINER_PORT", str(container_port)))
-    overrides = None
-    if host_port is not None:
-        overrides = root / "override.json"
-        overrides.write_text(json.dumps({"nodeGraphOverrides": {
-            "envelopeVersion": "2021-01-01", "nodes": [], "packages": [], "nodeOverrides": [],
-            "networkRoutingRules": [{"node": "code_node", "containerPort": container_port,
-                                     "hostPort": host_port}]}}))
-    return root, overrides
+    """The daemon's inbound-port test app, and overrides confirming ``host_port`` (none when it is None)."""
+    server_app(root, "the app", container_port)
+    if host_port is None:
+        return root, None
+    return root, routing_overrides(root / "override.json", container_port, host_port)
 
 
 def _get(url: str) -> str:
@@ -69,7 +33,7 @@ def _get(url: str) -> str:
 
 
 def test_app_port_reachable_on_confirmed_host_port_only(tmp_path: Path) -> None:
-    container_port, host_port = _free_port(8200), _free_port(8600)
+    container_port, host_port = free_port_in(8200, 9000), free_port_in(8600, 9000)
     app, overrides = _write_server_app(tmp_path / "app", container_port, host_port)
     proc = subprocess.Popen(
         [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--overrides",
