@@ -48,7 +48,7 @@ def record(n, results):
 
 
 def params(n):
-    return {k: getattr(n.inputs, k).get() for k in %(params)r}
+    return {k: getattr(n.inputs, k).get() for k in PARAM_NAMES}
 
 
 def finish(results, values):
@@ -57,7 +57,7 @@ def finish(results, values):
         json.dump({"frames": results, "params": values,
                    "types": {k: type(v).__name__ for k, v in values.items()},
                    "data": open("/panorama/data.txt").read().strip()}, f)
-""" % {"params": list(PARAMS)}
+""".replace("PARAM_NAMES", repr(list(PARAMS)))
 
 STYLES = {
     # subclass, never calls super().__init__(); module-level main()
