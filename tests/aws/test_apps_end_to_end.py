@@ -5,38 +5,20 @@ app's environment."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, unix_get, wait_for
 from tests.media import make_clip
 from tests.support.apps import write_app
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
-# What aws-panorama-sample does every 150 frames (here every 10, to keep the test short): a CloudWatch metric
-# with the "Application Name" and "Device ID" dimensions, catching only ClientError, as the sample does.
-PUT_METRIC = """
-def put_metric(cloudwatch):
-    from botocore.exceptions import ClientError
-
-    try:
-        cloudwatch.put_metric_data(Namespace="AWSPanoramaApplication", MetricData=[{
-            "MetricName": "AverageInferenceTime", "Value": 12.5, "Unit": "Milliseconds",
-            "Dimensions": [{"Name": "Application Name", "Value": "sample"},
-                           {"Name": "Device ID", "Value": "dev1"}],
-        }])
-    except ClientError as exc:
-        print("cloudwatch refused:", exc, flush=True)
-"""
 APP = PUT_METRIC + """
 import os
 import boto3
@@ -52,43 +34,6 @@ while True:
         with open("/opt/aws/panorama/storage/env.json", "w") as f:
             json.dump(secrets, f)
 """
-METRIC = ('panoflow_cloudwatch_metric{', 'namespace="AWSPanoramaApplication"',
-          'metric="AverageInferenceTime"', 'application_name="sample"', 'device_id="dev1"')
-
-
-def _metric_line(text: str) -> str | None:
-    return next((line for line in text.splitlines() if all(part in line for part in METRIC)), None)
-
-
-def _unix_get(sock: Path, path: str) -> str:
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(str(sock))
-
-    conn = Conn("localhost", timeout=5)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
-
-
-def _wait(what: str, probe: Callable[[], Any], proc: subprocess.Popen[str] | None = None,
-          timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            found = probe()
-        except (OSError, ValueError):
-            found = None
-        if found:
-            return found
-        assert proc is None or proc.poll() is None, f"{what}: the run ended: {proc.communicate()[1][-3000:]}"
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     return write_app(tmp_path / "app", code="import json\n" + APP)
@@ -112,10 +57,10 @@ def _run(app: Path, clip: Path, state: Path, *flags: str) -> tuple[subprocess.Po
 def test_offline_metrics_on_the_instance_metrics(app: Path, clip: Path, tmp_path: Path) -> None:
     proc, sock = _run(app, clip, tmp_path / "s")
     try:
-        line = _wait("the app's metric on /metrics", lambda: _metric_line(_unix_get(sock, "/metrics")), proc)
+        line = wait_for("the app's metric on /metrics", lambda: metric_line(unix_get(sock, "/metrics")), proc)
         assert 'unit="Milliseconds"' in line and line.endswith(" 12.5")
-        env = json.loads(_wait("the app's environment", lambda: (tmp_path / "s/storage/env.json").read_text(),
-                               proc))
+        env_file = tmp_path / "s/storage/env.json"
+        env = json.loads(wait_for("the app's environment", env_file.read_text, proc))
         assert env == []  # offline: the SDK gets credentials from the endpoint, no key in the environment
     finally:
         proc.terminate()
@@ -130,10 +75,10 @@ def test_offline_metrics_on_the_device_metrics(app: Path, clip: Path, make_daemo
 
     def metrics() -> str | None:
         code, text = d.request("GET", "/metrics")
-        return _metric_line(text.decode()) if code == 200 else None
+        return metric_line(text.decode()) if code == 200 else None
 
     try:
-        line = _wait("the app's metric on the daemon's /metrics", metrics)
+        line = wait_for("the app's metric on the daemon's /metrics", metrics)
     except AssertionError:
         print(d.cli("logs", "sample", "--node", "code_node").stdout[-3000:], d.stderr()[-3000:])
         raise
@@ -156,7 +101,7 @@ def test_profile_and_endpoint_land_the_metric_in_moto(app: Path, clip: Path, tmp
         return "AverageInferenceTime" in names
 
     try:
-        _wait("the metric in moto", landed, proc)
+        wait_for("the metric in moto", landed, proc)
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)

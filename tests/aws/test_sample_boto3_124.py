@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.aws.test_apps_end_to_end import PUT_METRIC, _metric_line, _unix_get, _wait
+from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, unix_get, wait_for
 from tests.media import make_clip
 from tests.support.apps import PACKAGE, build_code_asset, write_app
 
@@ -71,9 +71,9 @@ def test_offline_three_epochs_on_run_metrics(sample: Path, clip450: Path, tmp_pa
          f"unix:{sock}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait("three metric epochs on /metrics", lambda: _samples(_unix_get(sock, "/metrics")) >= 3, proc,
+        wait_for("three metric epochs on /metrics", lambda: _samples(unix_get(sock, "/metrics")) >= 3, proc,
               120)
-        line = _metric_line(_unix_get(sock, "/metrics"))
+        line = metric_line(unix_get(sock, "/metrics"))
         assert line is not None and line.endswith(" 12.5") and 'unit="Milliseconds"' in line
         epochs = json.loads((state / "storage" / "epochs.json").read_text())
         assert epochs["frames"] >= 450 and epochs["boto3"].startswith("1.24.")
@@ -93,9 +93,9 @@ def test_offline_on_serve_metrics(sample: Path, clip450: Path, make_daemon: Any)
         code, text = d.request("GET", "/metrics")
         return _samples(text.decode()) if code == 200 else 0.0
 
-    _wait("three metric epochs on the device's /metrics", lambda: samples() >= 3, timeout=120)
+    wait_for("three metric epochs on the device's /metrics", lambda: samples() >= 3, timeout=120)
     _, text = d.request("GET", "/metrics")
-    assert _metric_line(text.decode()) is not None
+    assert metric_line(text.decode()) is not None
 
 
 def test_profile_and_endpoint_land_in_moto(sample: Path, clip450: Path, tmp_path: Path,
@@ -121,7 +121,7 @@ def test_profile_and_endpoint_land_in_moto(sample: Path, clip450: Path, tmp_path
                    and {"Name": "Device ID", "Value": "dev1"} in m["Dimensions"] for m in metrics)
 
     try:
-        _wait("the old SDK's metric in moto", landed, proc, 120)
+        wait_for("the old SDK's metric in moto", landed, proc, 120)
         # while it runs: the secret key is on no command line and in no environment of any process
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
