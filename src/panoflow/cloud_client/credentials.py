@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from panoflow.controlplane.provisioning import read_bundle  # light: the package's exports load lazily
+from panoflow.daemon.store import atomic_write_json
 from panoflow.exceptions import CloudError
 
 __all__ = ["CLOUD_FILE", "BundleError", "Credentials", "load_credentials", "read_bundle_file",
@@ -96,6 +97,4 @@ def load_credentials(state_dir: Path) -> Credentials | None:
 
 def save_credentials(state_dir: Path, creds: Credentials) -> None:
     """Write ``cloud.json`` atomically, readable by the owner only."""
-    from panoflow.daemon.store import atomic_write_json
-
     atomic_write_json(state_dir / CLOUD_FILE, creds.to_json(), mode=0o600)

@@ -37,6 +37,7 @@ import anyio.to_thread
 import structlog
 
 from panoflow import __version__
+from panoflow.camera_registry import CameraNotFound, CameraRegistry
 from panoflow.cloud_client import DeviceContext
 from panoflow.cloud_client.assemble import AssemblyError, assemble, parse_overrides
 from panoflow.cloud_client.client import (
@@ -57,6 +58,7 @@ from panoflow.cloud_client.jobs import Jobs
 from panoflow.cloud_client.preview import PreviewPusher
 from panoflow.cloud_client.telemetry import OFFSETS_FILE, LogBuffer, LogTailer, Source, dropped_metric
 from panoflow.daemon import model as m
+from panoflow.daemon.manager import Conflict, NotFound, QuotaExceeded
 from panoflow.daemon.store import atomic_write_json, read_json
 from panoflow.exceptions import CloudError, PanoflowError
 
@@ -542,8 +544,6 @@ class CloudDevice:
         return base if _NAME.match(base) else cloud_id[-40:]
 
     def _register_cameras(self, cloud_id: str, cameras: Any) -> tuple[dict[str, list[str]], list[str]]:
-        from panoflow.camera_registry import CameraRegistry
-
         registry = CameraRegistry(self.ctx.cameras_file)
         bound: dict[str, list[str]] = {}
         names: list[str] = []
@@ -559,8 +559,6 @@ class CloudDevice:
         return bound, names
 
     async def _deploy(self, inst: dict[str, Any]) -> None:
-        from panoflow.daemon.manager import Conflict, NotFound, QuotaExceeded
-
         cloud_id = str(inst["ApplicationInstanceId"])
         entry = self.entries.get(cloud_id) or Entry(cloud_id, self._daemon_name(inst))
         self.entries[cloud_id] = entry
@@ -624,9 +622,6 @@ class CloudDevice:
         await self._remove(entry)
 
     async def _remove(self, entry: Entry) -> None:
-        from panoflow.camera_registry import CameraNotFound, CameraRegistry
-        from panoflow.daemon.manager import NotFound
-
         if entry.daemon_id and entry.daemon_id in self.manager.records:
             try:
                 await self.manager.remove(entry.daemon_id)
@@ -644,8 +639,6 @@ class CloudDevice:
         self.wake()
 
     async def _signals(self, signals: list[Any]) -> None:
-        from panoflow.daemon.manager import Conflict, NotFound
-
         for sig in signals:
             if not isinstance(sig, dict) or not sig.get("SignalId"):
                 continue
