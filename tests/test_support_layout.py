@@ -1,6 +1,6 @@
 """The tests' own layout (issue 18): no module imports from a conftest.py (shared helpers and fixtures live in
-:mod:`tests.support`, its fixture modules registered once by ``pytest_plugins`` in tests/conftest.py), and the
-support modules depend on no test folder."""
+:mod:`tests.support`, its fixture modules registered once by ``pytest_plugins`` in tests/conftest.py) nor from
+a test module, and the support modules depend on no test folder."""
 
 from __future__ import annotations
 
@@ -71,26 +71,25 @@ def test_no_module_imports_from_a_conftest() -> None:
         + "\n  ".join(found))
 
 
-def foreign_test_module_imports(source: str, module: str, is_package: bool = False) -> list[str]:
-    """``line N: X`` for each import of a test module ``X`` of another folder than ``module``'s."""
-    here = module if is_package else module.rpartition(".")[0]
+def imports_of_test_modules(source: str, module: str, is_package: bool = False) -> list[str]:
+    """``line N: X`` for each import of a test module ``X`` (a ``test_*`` module under tests/)."""
     found: dict[str, None] = {}
     for line, name in imported_modules(source, module, is_package):
-        folder, _, leaf = name.rpartition(".")
-        if name.startswith("tests.") and leaf.startswith("test_") and folder != here:
+        if name.startswith("tests.") and name.rpartition(".")[2].startswith("test_"):
             found[f"line {line}: {name}"] = None
     return list(found)
 
 
-def test_no_module_imports_a_test_module_of_another_folder() -> None:
-    """What two folders share lives in tests/support, not in one folder's test module."""
+def test_no_module_imports_a_test_module() -> None:
+    """What test modules share lives in a helper module (tests/support/ when more than one folder uses it,
+    else a module of their folder), never in one of the test modules."""
     found = []
     for path in python_files():
-        hits = foreign_test_module_imports(path.read_text(encoding="utf-8"), module_name(path),
-                                           path.name == "__init__.py")
+        hits = imports_of_test_modules(path.read_text(encoding="utf-8"), module_name(path),
+                                   path.name == "__init__.py")
         found += [f"{path.relative_to(ROOT)} {hit}" for hit in hits]
-    assert not found, ("modules import a test module of another folder (move what they share into "
-                       "tests/support):\n  " + "\n  ".join(found))
+    assert not found, ("modules import a test module (move what they share into a helper module):\n  "
+                       + "\n  ".join(found))
 
 
 def test_support_depends_on_no_test_folder() -> None:
@@ -149,9 +148,11 @@ def test_relative_imports_resolve_from_a_package() -> None:
      ["line 1: tests.controlplane.test_device_api"]),
     ("from tests.daemon import test_inbound_ports\n", "tests.appproc.test_x",
      ["line 1: tests.daemon.test_inbound_ports"]),
-    ("from tests.daemon.test_lifecycle import events\n", "tests.daemon.test_x", []),
-    ("from .test_lifecycle import events\n", "tests.daemon.test_x", []),
+    ("from tests.daemon.test_lifecycle import events\n", "tests.daemon.test_x",
+     ["line 1: tests.daemon.test_lifecycle"]),
+    ("from .test_lifecycle import events\n", "tests.daemon.test_x", ["line 1: tests.daemon.test_lifecycle"]),
     ("from tests.support.ports import free_port\n", "tests.daemon.test_x", []),
+    ("from tests.inference.kserve_harness import SHAPE\n", "tests.inference.test_x", []),
 ])
-def test_the_finder_sees_test_modules_of_other_folders(source: str, module: str, expected: list[str]) -> None:
-    assert foreign_test_module_imports(source, module) == expected
+def test_the_finder_sees_imports_of_test_modules(source: str, module: str, expected: list[str]) -> None:
+    assert imports_of_test_modules(source, module) == expected

@@ -1,14 +1,12 @@
 """The CloudWatch call of aws-panorama-sample in our own words (:data:`PUT_METRIC`, pasted into the AWS tests'
-apps) and how a test finds the metric it produced on a ``/metrics`` page."""
+apps) and how a test finds the metric it produced on a ``/metrics`` page (read from ``panoflow run``'s
+control API with :func:`tests.support.cli.control_get`)."""
 
 from __future__ import annotations
 
-import http.client
-import socket
 import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 # What aws-panorama-sample does every 150 frames (here every 10, to keep the test short): a CloudWatch metric
@@ -33,21 +31,6 @@ METRIC = ('panoflow_cloudwatch_metric{', 'namespace="AWSPanoramaApplication"',
 def metric_line(text: str) -> str | None:
     """The line of a ``/metrics`` page that holds the app's metric, or None."""
     return next((line for line in text.splitlines() if all(part in line for part in METRIC)), None)
-
-
-def unix_get(sock: Path, path: str) -> str:
-    """GET ``path`` from an HTTP server on the unix socket ``sock`` (``panoflow run --control``)."""
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(str(sock))
-
-    conn = Conn("localhost", timeout=5)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
 
 
 def wait_for(what: str, probe: Callable[[], Any], proc: subprocess.Popen[str] | None = None,

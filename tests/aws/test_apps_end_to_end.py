@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, unix_get, wait_for
+from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, wait_for
 from tests.media import make_clip
 from tests.support.apps import write_app
+from tests.support.cli import control_get
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
 
@@ -57,7 +58,8 @@ def _run(app: Path, clip: Path, state: Path, *flags: str) -> tuple[subprocess.Po
 def test_offline_metrics_on_the_instance_metrics(app: Path, clip: Path, tmp_path: Path) -> None:
     proc, sock = _run(app, clip, tmp_path / "s")
     try:
-        line = wait_for("the app's metric on /metrics", lambda: metric_line(unix_get(sock, "/metrics")), proc)
+        line = wait_for("the app's metric on /metrics", lambda: metric_line(control_get(sock, "/metrics")),
+                        proc)
         assert 'unit="Milliseconds"' in line and line.endswith(" 12.5")
         env_file = tmp_path / "s/storage/env.json"
         env = json.loads(wait_for("the app's environment", env_file.read_text, proc))

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, unix_get, wait_for
+from tests.aws.cloudwatch_app import PUT_METRIC, metric_line, wait_for
 from tests.media import make_clip
 from tests.support.apps import PACKAGE, build_code_asset, write_app
+from tests.support.cli import control_get
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")]
 
@@ -71,9 +72,9 @@ def test_offline_three_epochs_on_run_metrics(sample: Path, clip450: Path, tmp_pa
          f"unix:{sock}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for("three metric epochs on /metrics", lambda: _samples(unix_get(sock, "/metrics")) >= 3, proc,
-              120)
-        line = metric_line(unix_get(sock, "/metrics"))
+        wait_for("three metric epochs on /metrics", lambda: _samples(control_get(sock, "/metrics")) >= 3,
+                 proc, 120)
+        line = metric_line(control_get(sock, "/metrics"))
         assert line is not None and line.endswith(" 12.5") and 'unit="Milliseconds"' in line
         epochs = json.loads((state / "storage" / "epochs.json").read_text())
         assert epochs["frames"] >= 450 and epochs["boto3"].startswith("1.24.")

@@ -12,24 +12,7 @@ from typing import Any
 
 from tests.support.cli import panoflow_argv
 from tests.support.daemons import Daemon
-from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
-
-
-def _create(cp: ControlPlaneServer, device_id: str, app: dict[str, Any], **kwargs: Any) -> str:
-    return str(cp.pano.create_application_instance(
-        Name="people", DefaultRuntimeContextDevice=device_id, ManifestPayload={"PayloadData": app["graph"]},
-        **kwargs)["ApplicationInstanceId"])
-
-
-def _running(cp: ControlPlaneServer, instance_id: str) -> Callable[[], bool]:
-    def check() -> bool:
-        inst = cp.instance(instance_id)
-        return bool(inst["Status"] == "DEPLOYMENT_SUCCEEDED" and inst["HealthStatus"] == "RUNNING")
-    return check
-
-
-def _pids(daemon: Daemon) -> list[int]:
-    return sorted(daemon.instance_pids())
+from tests.support.fleet import ControlPlaneServer, create_instance, instance_running, join, publish_app, wait
 
 
 def test_deploy_signal_logs_and_remove(make_daemon: Callable[..., Daemon], cp: ControlPlaneServer,
@@ -38,8 +21,8 @@ def test_deploy_signal_logs_and_remove(make_daemon: Callable[..., Daemon], cp: C
     daemon, device_id = join(make_daemon, cp, tmp_path)
     assert cp.device(device_id)["ProvisioningStatus"] == "SUCCEEDED"
     assert (daemon.state_dir / "cloud.json").stat().st_mode & 0o777 == 0o600
-    instance_id = _create(cp, device_id, cloud_app)
-    wait(_running(cp, instance_id), 60, "the instance to run")
+    instance_id = create_instance(cp, device_id, cloud_app)
+    wait(instance_running(cp, instance_id), 60, "the instance to run")
     wait(lambda: cp.nodes(instance_id).get("camera_node") == "RUNNING", 20, "node statuses")
     (local,) = daemon.get("/instances")["instances"]
     assert local["name"] == "people" and local["cameras"] == {"camera_node": [
@@ -65,12 +48,12 @@ def test_deploy_signal_logs_and_remove(make_daemon: Callable[..., Daemon], cp: C
     assert "panoflow_device_up" in metrics and "panoflow_cloud_log_lines_dropped_total 0" in metrics
 
     # a new version replacing the old one: deployed under the old one's daemon name, swapped without a gap
-    old_id, old_pids = instance_id, _pids(daemon)
-    instance_id = _create(cp, device_id, cloud_app, ApplicationInstanceIdToReplace=old_id)
-    wait(_running(cp, instance_id), 60, "the replacement to run")
+    old_id, old_pids = instance_id, daemon.instance_pids()
+    instance_id = create_instance(cp, device_id, cloud_app, ApplicationInstanceIdToReplace=old_id)
+    wait(instance_running(cp, instance_id), 60, "the replacement to run")
     wait(lambda: cp.instance(old_id)["Status"] == "REMOVAL_SUCCEEDED", 30, "the replaced one to be removed")
     (local,) = daemon.get("/instances")["instances"]
-    assert local["name"] == "people" and _pids(daemon) != old_pids
+    assert local["name"] == "people" and daemon.instance_pids() != old_pids
 
     cp.pano.remove_application_instance(ApplicationInstanceId=instance_id)
     wait(lambda: cp.instance(instance_id)["Status"] == "REMOVAL_SUCCEEDED", 40, "the removal")
@@ -88,38 +71,38 @@ def test_reboot_outage_and_failed_ota(make_daemon: Callable[..., Daemon], cp: Co
         daemon, device_id = join(make_daemon, cp, tmp_path)
     finally:
         del os.environ["PIP_NO_INDEX"], os.environ["PIP_FIND_LINKS"]
-    instance_id = _create(cp, device_id, cloud_app)
-    wait(_running(cp, instance_id), 60, "the instance to run")
+    instance_id = create_instance(cp, device_id, cloud_app)
+    wait(instance_running(cp, instance_id), 60, "the instance to run")
 
     # REBOOT: the daemon re-executes itself (same pid), the instance comes back, the job succeeds
     pid = daemon.proc.pid if daemon.proc else 0
-    before = _pids(daemon)
+    before = daemon.instance_pids()
     job = cp.pano.create_job_for_devices(DeviceIds=[device_id], JobType="REBOOT")["Jobs"][0]["JobId"]
     wait(lambda: cp.job(job)["Status"] == "COMPLETED", 60, "the REBOOT job")  # SUCCEEDED, as the API says it
     assert daemon.proc is not None and daemon.proc.poll() is None and daemon.proc.pid == pid
-    wait(lambda: _pids(daemon) and _pids(daemon) != before, 30, "a new instance process")
-    wait(_running(cp, instance_id), 40, "the instance to run again")
+    wait(lambda: daemon.instance_pids() and daemon.instance_pids() != before, 30, "a new instance process")
+    wait(instance_running(cp, instance_id), 40, "the instance to run again")
     daemon.url = json.loads((daemon.state_dir / "daemon.json").read_text())["url"]
 
     # the control plane goes away for ~5 s: the app never stops, statuses are current once it is back
-    running = _pids(daemon)
+    running = daemon.instance_pids()
     cp.stop()
     time.sleep(5)
-    assert _pids(daemon) == running
+    assert daemon.instance_pids() == running
     cp.start()
     wait(lambda: cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE", 40, "ONLINE again")
     cp.pano.signal_application_instance_node_instances(
         ApplicationInstanceId=instance_id, NodeSignals=[{"NodeInstanceId": "camera_node", "Signal": "PAUSE"}])
     wait(lambda: cp.nodes(instance_id).get("camera_node") == "PAUSED", 20,
          "camera_node PAUSED after the outage")
-    assert _pids(daemon) == running
+    assert daemon.instance_pids() == running
 
     # OTA to a version pip cannot find: FAILED with pip's words, the device keeps running as it was
     job = cp.pano.create_job_for_devices(
         DeviceIds=[device_id], JobType="OTA",
         DeviceJobConfig={"OTAJobConfig": {"ImageVersion": "99.0.0@sha256:" + "0" * 64}})["Jobs"][0]["JobId"]
     wait(lambda: cp.job(job)["Status"] == "FAILED", 60, "the OTA job to fail")
-    assert _pids(daemon) == running and cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE"
+    assert daemon.instance_pids() == running and cp.device(device_id)["DeviceConnectionStatus"] == "ONLINE"
     assert not (daemon.state_dir / "ota" / "panoflow-99.0.0").exists()
 
 

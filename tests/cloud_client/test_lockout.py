@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.cloud_client.test_device import _create, _pids, _running
 from tests.support.daemons import Daemon
-from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
+from tests.support.fleet import ControlPlaneServer, create_instance, instance_running, join, publish_app, wait
 
 
 def _events(daemon: Daemon) -> list[dict[str, Any]]:
@@ -66,13 +65,13 @@ def test_a_deleted_device_is_locked_out_and_keeps_running(make_daemon: Callable[
                                                            tmp_path: Path) -> None:
     publish_app(cp, cloud_app)
     daemon, device_id = join(make_daemon, cp, tmp_path)
-    instance_id = _create(cp, device_id, cloud_app)
-    wait(_running(cp, instance_id), 60, "the instance to run")
+    instance_id = create_instance(cp, device_id, cloud_app)
+    wait(instance_running(cp, instance_id), 60, "the instance to run")
     token = json.loads((daemon.state_dir / "cloud.json").read_text())["Token"]
     metrics = f"{cp.url}/_panoflow/device/v1/metrics"
     # the token works until the deletion
     assert _post(metrics, token, {"Text": "# probe\n"}, context=cp.client_ssl) == 200
-    running = _pids(daemon)
+    running = daemon.instance_pids()
     assert running
 
     cp.pano.delete_device(DeviceId=device_id)
@@ -98,7 +97,7 @@ def test_a_deleted_device_is_locked_out_and_keeps_running(make_daemon: Callable[
     assert token not in logs
 
     # the instance runs on untouched, the local API still answers
-    assert _pids(daemon) == running and daemon.proc.poll() is None
+    assert daemon.instance_pids() == running and daemon.proc.poll() is None
     assert daemon.instance("people")["status"] == "DEPLOYMENT_SUCCEEDED"
     # and the control plane refuses the token
     assert _post(f"{cp.url}/_panoflow/device/v1/sync", token, context=cp.client_ssl) == 403

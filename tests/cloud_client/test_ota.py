@@ -21,10 +21,9 @@ import pytest
 
 from panoflow import __version__
 from panoflow.cloud_client.jobs import OTA_FILE, ota_environment
-from tests.cloud_client.test_device import _create, _pids, _running
 from tests.support.apps import ACCOUNT
 from tests.support.daemons import Daemon
-from tests.support.fleet import ControlPlaneServer, join, publish_app, wait
+from tests.support.fleet import ControlPlaneServer, create_instance, instance_running, join, publish_app, wait
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "99.1.0"
@@ -129,9 +128,9 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     assert daemon.proc is not None
     pid = daemon.proc.pid
     wait(lambda: _software(cp, device_id) == __version__, 20, "the device to report its version")
-    instance_id = _create(cp, device_id, cloud_app)
-    wait(_running(cp, instance_id), 60, "the instance to run")
-    before = _pids(daemon)
+    instance_id = create_instance(cp, device_id, cloud_app)
+    wait(instance_running(cp, instance_id), 60, "the instance to run")
+    before = daemon.instance_pids()
 
     # OTA to GOOD: installed, self-tested, the daemon re-executes on it (same pid), the instance comes back on
     # it
@@ -141,9 +140,10 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     assert _software(cp, device_id) == GOOD and _reason(cp, job) == f"running panoflow {GOOD}"
     side = str(daemon.state_dir / "ota" / f"panoflow-{GOOD}")
     assert _ota_dir_of(pid) == side
-    wait(lambda: _pids(daemon) and _pids(daemon) != before, 30, "a new instance process")
-    wait(_running(cp, instance_id), 40, "the instance to run again")
-    assert all(_ota_dir_of(p) == side for p in _pids(daemon)), "the instance does not run the new version"
+    wait(lambda: daemon.instance_pids() and daemon.instance_pids() != before, 30, "a new instance process")
+    wait(instance_running(cp, instance_id), 40, "the instance to run again")
+    assert all(_ota_dir_of(p) == side for p in daemon.instance_pids()), (
+        "the instance does not run the new version")
     _url(daemon)
     assert daemon.get("/device")["version"] == GOOD
 
@@ -153,21 +153,21 @@ def test_ota_succeeds_survives_a_restart_and_a_broken_version_is_refused(
     daemon.start()
     assert daemon.get("/device")["version"] == GOOD
     assert daemon.proc is not None and _ota_dir_of(daemon.proc.pid) == side
-    wait(_running(cp, instance_id), 40, "the instance to run after the restart")
+    wait(instance_running(cp, instance_id), 40, "the instance to run after the restart")
     # the control plane may still show the status from before the restart: wait for the process itself
-    wait(lambda: _pids(daemon), 40, "the instance process after the restart")
+    wait(lambda: daemon.instance_pids(), 40, "the instance process after the restart")
     assert _software(cp, device_id) == GOOD
-    assert all(_ota_dir_of(p) == side for p in _pids(daemon))
+    assert all(_ota_dir_of(p) == side for p in daemon.instance_pids())
 
     # OTA to BROKEN: pip installs it, the self-test refuses it; FAILED with the self-test's words, GOOD runs
     # on
-    pid, running = daemon.proc.pid, _pids(daemon)
+    pid, running = daemon.proc.pid, daemon.instance_pids()
     job = _ota(cp, device_id, BROKEN)
     wait(lambda: cp.job(job)["Status"] == "FAILED", 90, f"the OTA job to {BROKEN} to fail")
     reason = _reason(cp, job)
     assert "self-test" in reason and "broken on purpose" in reason, reason
     assert f"panoflow {GOOD} keeps running" in reason, reason
-    assert daemon.proc.poll() is None and daemon.proc.pid == pid and _pids(daemon) == running
+    assert daemon.proc.poll() is None and daemon.proc.pid == pid and daemon.instance_pids() == running
     assert _ota_dir_of(pid) == side
     assert not (daemon.state_dir / "ota" / f"panoflow-{BROKEN}").exists()
     assert json.loads((daemon.state_dir / "cloud-ota.json").read_text())["active"] == side
@@ -183,8 +183,8 @@ def test_a_version_that_dies_on_the_way_up_is_rolled_back_at_the_next_start(
     monkeypatch.setenv("PIP_FIND_LINKS", str(ota_wheels))
     publish_app(cp, cloud_app)
     daemon, device_id = join(make_daemon, cp, tmp_path)
-    instance_id = _create(cp, device_id, cloud_app)
-    wait(_running(cp, instance_id), 60, "the instance to run")
+    instance_id = create_instance(cp, device_id, cloud_app)
+    wait(instance_running(cp, instance_id), 60, "the instance to run")
 
     # OTA to DIES: installed and self-tested, the daemon re-executes on it and dies on the way up; started
     # again (as systemd would), the daemon finds the trial unconfirmed and goes back to the installed version
@@ -198,8 +198,8 @@ def test_a_version_that_dies_on_the_way_up_is_rolled_back_at_the_next_start(
     assert _reason(cp, job) == (f"panoflow {DIES} was started but never came up; rolled back to panoflow "
                                 f"{__version__}")
     assert daemon.get("/device")["version"] == __version__ and _ota_dir_of(daemon.proc.pid) is None
-    wait(_running(cp, instance_id), 40, "the instance to run on the previous version")
-    assert all(_ota_dir_of(p) is None for p in _pids(daemon))
+    wait(instance_running(cp, instance_id), 40, "the instance to run on the previous version")
+    assert all(_ota_dir_of(p) is None for p in daemon.instance_pids())
     assert not (daemon.state_dir / "ota" / f"panoflow-{DIES}").exists()
     assert _software(cp, device_id) == __version__
     (line,) = [json.loads(x) for x in (daemon.state_dir / "logs" / "daemon.log").read_text().splitlines()

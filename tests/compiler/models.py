@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,16 @@ class Model:
 def panoflow(*args: str, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``panoflow ARGS`` in a child process (JSON logs on stderr), with a compiler's time to finish."""
     return run_panoflow(*args, timeout=timeout, cwd=cwd)
+
+
+def run_app(app: Path, clip: Path, state: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``panoflow run APP`` on ``clip`` with ``env`` added, in a child process (a compiler's time to
+    finish)."""
+    return subprocess.run(
+        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
+         f"camera_node={clip}", "--state-dir", str(state)],
+        check=False, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
 def in_env(framework: str, *args: str | Path) -> None:

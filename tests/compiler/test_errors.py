@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.compiler.models import Model, Packaged, package_model, panoflow, tar_folder
-from tests.compiler.test_run import run_app
+from tests.compiler.models import Model, Packaged, package_model, panoflow, run_app, tar_folder
 
 # the first test may create the converter environments
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -5,29 +5,19 @@ equal what the source framework computes on the same input, and a second run com
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.compiler.models import Model, package_model, references
+from tests.compiler.models import Model, package_model, references, run_app
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),  # the first test of a session may create the converter environments
     pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces"),
 ]
-
-
-def run_app(app: Path, clip: Path, state: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "panoflow", "--log-format", "json", "run", str(app), "--camera",
-         f"camera_node={clip}", "--state-dir", str(state)],
-        check=False, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
 
 def _events(stderr: str) -> list[dict[str, object]]:

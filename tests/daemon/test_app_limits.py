@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.daemon.test_lifecycle import events
 from tests.support.apps import write_app
-from tests.support.daemons import Daemon
+from tests.support.daemons import Daemon, events
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces and cgroups")
 

@@ -11,7 +11,6 @@ import os
 import signal
 import sys
 import time
-import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,9 @@ import pytest
 
 from panoflow.daemon.supervisor import process_alive
 from tests.support.apps import broken_app, counter_app
-from tests.support.daemons import Daemon, live
+from tests.support.daemons import Daemon, events, live, log_lines
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
-
-
-def log_lines(d: Daemon, name: str, **query: str) -> list[str]:
-    """The instance's log, or a node's console_output, read through the API (the ``logs`` command prints the
-    same; polling it would start a Python process per look, which is slow on a loaded machine)."""
-    status, body = d.request("GET", f"/instances/{name}/logs?{urllib.parse.urlencode(query)}")
-    assert status == 200, body
-    return bytes(body).decode().splitlines()
 
 
 def console(d: Daemon, name: str) -> list[str]:
@@ -45,15 +36,6 @@ def starts(d: Daemon, name: str, count: int, timeout: float = 15) -> list[str]:
         if len(lines) >= count or time.monotonic() > deadline:
             return lines
         time.sleep(0.2)
-
-
-def events(d: Daemon, name: str, event: str) -> list[dict[str, Any]]:
-    out = []
-    for line in log_lines(d, name, tail="100000"):
-        record = json.loads(line)  # the instance log is JSON lines, all of it
-        if record.get("event") == event:
-            out.append(record)
-    return out
 
 
 def when(record: dict[str, Any]) -> float:

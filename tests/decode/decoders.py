@@ -1,8 +1,12 @@
-"""The decoder tests' clip shape (:data:`GOP`, :data:`FRAMES`) and decoder plugins that fail on purpose
+"""The decoder tests' clip shape (:data:`GOP`, :data:`FRAMES`), what hardware decoders this machine lacks
+(:data:`NO_GPU`, :data:`NO_DRI`) and decoder plugins that fail on purpose
 (:class:`FlakyDecoder`, registered by the ``flaky`` fixture; :class:`UnavailableDecoder`)."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 from typing import Any, ClassVar
 
 import av
@@ -11,6 +15,10 @@ from panoflow.plugins.decoders import DecoderSetup, VideoDecoder
 
 GOP = 10  # make_clip writes a keyframe every `fps` frames: fps=10 -> frames 0, 10, 20...
 FRAMES = 45
+#: no NVIDIA device or driver here (NVDEC cannot work)
+NO_GPU = not os.path.exists("/dev/nvidiactl") and not shutil.which("nvidia-smi")
+#: no DRI render node here (VA-API cannot work)
+NO_DRI = not glob.glob("/dev/dri/renderD*")
 
 
 class FlakyDecoder(VideoDecoder):

@@ -18,9 +18,9 @@ import pytest
 from panoflow.plugins.sources import FileSource, read_index
 from tests.decode.decoders import FRAMES
 from tests.decode.helpers import SlowConsumer, decode_units, digest
-from tests.decode.test_reporting import _get
 from tests.media import decode_bgr, make_clip
 from tests.support.apps import write_app
+from tests.support.cli import control_get
 
 pytestmark = pytest.mark.anyio
 
@@ -128,7 +128,7 @@ def test_an_app_process_gets_only_its_frames_converted(tmp_path: Path) -> None:
         deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:  # the app is running: read /metrics
             try:
-                text = _get(sock, "/metrics") if sock.exists() else ""
+                text = control_get(sock, "/metrics") if sock.exists() else ""
             except OSError:  # the instance is shutting down
                 break
             wanted = ("panoflow_source_conversions_total{", "panoflow_source_decoded_frames_total{")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -12,22 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.decode.test_selection import NO_DRI, NO_GPU
+from tests.decode.decoders import NO_DRI, NO_GPU
 from tests.media import make_clip
 from tests.support.apps import write_app
+from tests.support.cli import control_get
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="needs Linux namespaces")
-
-
-def _get(sock: Path, path: str) -> str:
-    conn = http.client.HTTPConnection("localhost", timeout=5)
-    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    conn.sock.connect(str(sock))
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read().decode()
-    finally:
-        conn.close()
 
 
 def test_status_and_metrics_name_the_decoder(tmp_path: Path) -> None:
@@ -43,13 +31,13 @@ def test_status_and_metrics_name_the_decoder(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             assert time.monotonic() < deadline and proc.poll() is None, "no decoder in the status"
-            stream = json.loads(_get(sock, "/status")).get("streams", {}).get("camera_node", {}) \
+            stream = json.loads(control_get(sock, "/status")).get("streams", {}).get("camera_node", {}) \
                 if sock.exists() else {}
             if stream.get("decoder") and stream.get("frames", 0) >= 2:
                 break
             time.sleep(0.2)
         assert stream["decode"] == "keyframes" == stream["decoding"]
-        metrics = _get(sock, "/metrics")
+        metrics = control_get(sock, "/metrics")
         info = [ln for ln in metrics.splitlines() if ln.startswith("panoflow_source_decoder_info{")]
         assert len(info) == 1 and info[0].rsplit(" ", 1)[1] in ("1", "1.0")
         assert 'node="camera_node"' in info[0] and f'decoder="{stream["decoder"]}"' in info[0]

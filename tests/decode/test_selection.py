@@ -4,8 +4,6 @@ fallback mid-stream, on real clips through the file source and the RTSP decoding
 from __future__ import annotations
 
 import glob
-import os
-import shutil
 from pathlib import Path
 
 import av
@@ -22,15 +20,13 @@ from panoflow.plugins.decoders import (
 )
 from panoflow.plugins.rtsp.source import RtspSource
 from panoflow.plugins.sources import FileSource, read_index
-from tests.decode.decoders import FRAMES, GOP, FlakyDecoder, UnavailableDecoder
+from tests.decode.decoders import FRAMES, GOP, NO_DRI, NO_GPU, FlakyDecoder, UnavailableDecoder
 from tests.decode.helpers import access_units, decode_units, digest
 from tests.media import decode_bgr
 from tests.support.sources_and_sinks import run_source
 
 pytestmark = pytest.mark.anyio
 
-NO_GPU = not os.path.exists("/dev/nvidiactl") and not shutil.which("nvidia-smi")
-NO_DRI = not glob.glob("/dev/dri/renderD*")
 
 
 def test_every_builtin_decoder_reports_its_availability_without_failing() -> None:

@@ -3,7 +3,6 @@ package, in child processes (the sandbox needs a process of its own), two file c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from panoflow import ops
+from tests.inference.panorama_app import PANORAMA_APP, frame_hashes
 from tests.media import decode_bgr
 from tests.support.apps import write_model_app
 from tests.support.cli import run_panoflow
@@ -22,69 +22,6 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox nee
 
 ROOT = Path(__file__).resolve().parents[2]
 SHAPE = (1, 3, 24, 32)  # 320x240 frames, every 10th pixel
-
-# An unmodified Panorama application: numpy preprocessing, self.call, results saved to its storage folder.
-PANORAMA_APP = """
-import hashlib
-import json
-
-import numpy as np
-import panoramasdk
-
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-class Application(panoramasdk.node):
-    def __init__(self):
-        self.MODEL_NODE = "model_node"
-        self.saved = {}
-        self.frames = {}
-        self.kinds = set()
-
-    def preprocess(self, image):
-        small = image[::10, ::10, ::-1].astype(np.float32) / 255.0
-        return ((small - MEAN) / STD).transpose(2, 0, 1)[None].astype(np.float32)
-
-    def process(self):
-        streams = self.inputs.video_in.get()
-        for stream in streams:
-            if stream.is_cached:
-                continue
-            n = len(self.frames.setdefault(stream.stream_id, []))
-            self.frames[stream.stream_id].append(hashlib.sha256(stream.image.tobytes()).hexdigest())
-            x = self.preprocess(stream.image)
-            results = self.call({"data": x}, self.MODEL_NODE)
-            self.kinds.add((type(results).__name__, len(results), *(type(r).__name__ for r in results)))
-            logits, features = results
-            self.saved[f"{stream.stream_id}/{n}/in"] = x
-            self.saved[f"{stream.stream_id}/{n}/logits"] = logits
-            self.saved[f"{stream.stream_id}/{n}/features"] = features
-        self.outputs.video_out.put(streams)
-
-    def finish(self):
-        try:
-            self.call({"data": np.zeros((1, 3, 24, 32), np.float32)}, "no_such_model")
-            unknown = "no error"
-        except KeyError as exc:
-            unknown = "KeyError: " + str(exc)
-        np.savez("/opt/aws/panorama/storage/io.npz", **self.saved)
-        with open("/opt/aws/panorama/storage/result.json", "w") as f:
-            json.dump({"frames": self.frames, "kinds": sorted(self.kinds), "unknown": unknown}, f)
-
-
-app = Application()
-try:
-    while True:
-        app.process()
-finally:
-    app.finish()
-"""
-
-
-def _hashes(path: Path) -> list[str]:
-    return [hashlib.sha256(a.tobytes()).hexdigest() for a in decode_bgr(path)]
-
 
 def test_panorama_app_gets_what_onnxruntime_returns_for_every_frame(tmp_path: Path,
                                                                     clips: dict[str, Path]) -> None:
@@ -97,8 +34,8 @@ def test_panorama_app_gets_what_onnxruntime_returns_for_every_frame(tmp_path: Pa
     assert "Traceback" not in proc.stderr
     result = json.loads((state / "storage" / "result.json").read_text())
     # every frame of both cameras reached the app, in order
-    assert result["frames"]["camera_node_0"] == _hashes(clips["a"])
-    assert result["frames"]["camera_node_1"] == _hashes(clips["b"])
+    assert result["frames"]["camera_node_0"] == frame_hashes(clips["a"])
+    assert result["frames"]["camera_node_1"] == frame_hashes(clips["b"])
     # node.call returned a tuple of numpy arrays, in the model's output order
     assert result["kinds"] == [["tuple", 2, "ndarray", "ndarray"]]
     assert result["unknown"].startswith("KeyError: ") and "no_such_model" in result["unknown"]

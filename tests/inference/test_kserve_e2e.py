@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from tests.inference.kserve_harness import SHAPE, KServeServer, own_server
-from tests.inference.test_app_e2e import PANORAMA_APP, _hashes
+from tests.inference.panorama_app import PANORAMA_APP, frame_hashes
 from tests.support.apps import write_model_app
 from tests.support.cli import run_panoflow
 from tests.support.models import conv_model
@@ -73,8 +73,8 @@ def test_panorama_app_on_a_remote_server_gets_what_onnxruntime_returns_for_every
     loaded = [json.loads(line) for line in proc.stderr.splitlines() if '"model_loaded"' in line]
     assert [e["backend"] for e in loaded] == ["kserve"]
     result = json.loads((state / "storage" / "result.json").read_text())
-    assert result["frames"]["camera_node_0"] == _hashes(clips["a"])
-    assert result["frames"]["camera_node_1"] == _hashes(clips["b"])
+    assert result["frames"]["camera_node_0"] == frame_hashes(clips["a"])
+    assert result["frames"]["camera_node_1"] == frame_hashes(clips["b"])
     assert result["kinds"] == [["tuple", 2, "ndarray", "ndarray"]]
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     saved = np.load(state / "storage" / "io.npz")

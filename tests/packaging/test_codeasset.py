@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import subprocess
 import sysconfig
 import tarfile
 from pathlib import Path
@@ -13,35 +12,10 @@ from pathlib import Path
 import pytest
 
 from panoflow.exceptions import NodeError
-from panoflow.packaging.archive import TreeArchive
 from panoflow.packaging.codeasset import prepare_code_asset, stale_sources
-from panoflow.packaging.pyenv import AppEnvironment, app_environment
+from panoflow.packaging.pyenv import app_environment
+from tests.packaging.code_assets import code_asset_file, run_python
 from tests.packaging.wheelfactory import make_wheel
-
-
-def code_asset_file(folder: Path, files: dict[str, bytes],
-                    wheels: list[Path] = ()) -> Path:  # type: ignore[assignment]
-    """A code asset holding ``files`` and ``wheels``, named by its SHA-256 as build-container names them."""
-    archive = TreeArchive()
-    for name, data in files.items():
-        archive.add_bytes(name, data)
-    for wheel in wheels:
-        archive.add_file(f"wheels/{wheel.name}", wheel)
-    buf = io.BytesIO()
-    archive.write(buf)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (hashlib.sha256(buf.getvalue()).hexdigest() + ".tar.gz")
-    path.write_bytes(buf.getvalue())
-    return path
-
-
-def run_python(env: AppEnvironment, code: str) -> str:
-    """Run ``code`` with the environment's interpreter and only its environment variables, as a sandbox
-    would."""
-    proc = subprocess.run([str(env.python), "-c", code], env={"PATH": os.defpath, **env.env},
-                          capture_output=True, text=True, timeout=60, cwd="/", check=False)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
 
 
 def test_requirements_install_beside_panoflow_never_into_it(tmp_path: Path) -> None:

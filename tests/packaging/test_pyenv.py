@@ -31,9 +31,9 @@ from panoflow.packaging.pyenv import (
     device_default_environment,
     prune_environments,
 )
+from tests.packaging.code_assets import code_asset_file, run_python
 from tests.packaging.commands import Result
 from tests.packaging.projects import build, code_package, new_project, package_json
-from tests.packaging.test_codeasset import code_asset_file, run_python
 from tests.packaging.wheelfactory import make_wheel
 from tests.support.wheels import PINNED, WHEEL_CACHE, fetch_wheels
 

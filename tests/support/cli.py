@@ -1,8 +1,11 @@
-"""``panoflow ...`` in a child process, as a user runs it (JSON logs on stderr)."""
+"""``panoflow ...`` in a child process, as a user runs it (JSON logs on stderr), and a GET from the control
+API of ``panoflow run --control unix:SOCK``."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +30,16 @@ def run_panoflow(*args: str, timeout: float = 60,
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "panoflow", "--log-format", "json", *args],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False)
+
+
+def control_get(sock: Path, path: str) -> str:
+    """GET ``path`` from the HTTP server on the unix socket ``sock`` (``panoflow run --control
+    unix:SOCK``)."""
+    conn = http.client.HTTPConnection("localhost", timeout=5)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:  # closing the connection closes the socket, also when nothing listens yet
+        conn.sock.connect(str(sock))
+        conn.request("GET", path)
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ import pytest
 
 from tests.support.cli import panoflow_argv
 
-__all__ = ["LOG_NAMES", "SECRETS", "STATE_DIRS", "Daemon", "live", "log_files", "panoflow_argv"]
+__all__ = ["LOG_NAMES", "SECRETS", "STATE_DIRS", "Daemon", "events", "live", "log_files", "log_lines",
+           "panoflow_argv"]
 
 SECRETS: list[str] = []
 STATE_DIRS: list[Path] = []
@@ -90,7 +92,7 @@ class Daemon:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def instance_pids(self) -> list[int]:
-        """Live processes (instances) whose command line mentions this daemon's state directory."""
+        """Live processes (instances) whose command line mentions this daemon's state directory, by pid."""
         from panoflow.daemon.supervisor import (
             process_alive,  # this plugin loads for every test: import on use
         )
@@ -106,7 +108,7 @@ class Daemon:
                 continue
             if needle in cmdline and b"\0run\0" in cmdline and process_alive(int(entry.name)):
                 pids.append(int(entry.name))
-        return pids
+        return sorted(pids)
 
     # ------------------------------------------------------------------ HTTP
     def request(self, method: str, path: str, body: Any = None, *, token: str | None = "",
@@ -194,6 +196,24 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def live(clip: Path) -> str:
     """A camera URI that loops ``clip`` in real time (30 fps), like a live camera."""
     return f"file://{clip}?loop=1&realtime=1"
+
+
+def log_lines(d: Daemon, name: str, **query: str) -> list[str]:
+    """The instance's log, or a node's console_output, read through the API (the ``logs`` command prints the
+    same; polling it would start a Python process per look, which is slow on a loaded machine)."""
+    status, body = d.request("GET", f"/instances/{name}/logs?{urllib.parse.urlencode(query)}")
+    assert status == 200, body
+    return bytes(body).decode().splitlines()
+
+
+def events(d: Daemon, name: str, event: str) -> list[dict[str, Any]]:
+    """The records of ``event`` in the instance ``name``'s log, oldest first."""
+    out = []
+    for line in log_lines(d, name, tail="100000"):
+        record = json.loads(line)  # the instance log is JSON lines, all of it
+        if record.get("event") == event:
+            out.append(record)
+    return out
 
 
 def log_files(root: Path) -> list[Path]:

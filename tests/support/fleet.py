@@ -19,7 +19,8 @@ from panoflow.controlplane.tls import server_context
 from tests.support.control_plane import make_client, raw_request, signed_headers
 from tests.support.daemons import SECRETS, Daemon
 
-__all__ = ["HEARTBEAT", "ControlPlaneServer", "join", "publish_app", "wait"]
+__all__ = ["HEARTBEAT", "ControlPlaneServer", "create_instance", "instance_running", "join", "publish_app",
+           "wait"]
 
 #: the control plane's heartbeat period (seconds): devices report this often
 HEARTBEAT = 1.0
@@ -131,3 +132,18 @@ def join(make_daemon: Callable[..., Daemon], cp: ControlPlaneServer, tmp_path: P
     token = json.loads((daemon.state_dir / "cloud.json").read_text())["Token"]
     SECRETS.append(token)
     return daemon, device_id
+
+
+def create_instance(cp: ControlPlaneServer, device_id: str, app: dict[str, Any], **kwargs: Any) -> str:
+    """CreateApplicationInstance ``people`` of ``app["graph"]`` on the device; returns the instance id."""
+    return str(cp.pano.create_application_instance(
+        Name="people", DefaultRuntimeContextDevice=device_id, ManifestPayload={"PayloadData": app["graph"]},
+        **kwargs)["ApplicationInstanceId"])
+
+
+def instance_running(cp: ControlPlaneServer, instance_id: str) -> Callable[[], bool]:
+    """A check for :func:`wait`: the instance deployed and reports RUNNING."""
+    def check() -> bool:
+        inst = cp.instance(instance_id)
+        return bool(inst["Status"] == "DEPLOYMENT_SUCCEEDED" and inst["HealthStatus"] == "RUNNING")
+    return check
