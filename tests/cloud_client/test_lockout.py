@@ -12,21 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.cli import log_records
 from tests.support.daemons import Daemon
 from tests.support.fleet import ControlPlaneServer, create_instance, instance_running, join, publish_app, wait
 
 
 def _events(daemon: Daemon) -> list[dict[str, Any]]:
     """The daemon's own log (STATE_DIR/logs/daemon.log, JSON lines)."""
-    out = []
-    for line in (daemon.state_dir / "logs" / "daemon.log").read_text(errors="replace").splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            out.append(doc)
-    return out
+    return log_records((daemon.state_dir / "logs" / "daemon.log").read_text(errors="replace"))
 
 
 def _connections_to(pid: int, port: int) -> int:

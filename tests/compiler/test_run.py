@@ -12,24 +12,13 @@ import numpy as np
 import pytest
 
 from tests.compiler.models import Model, package_model, references, run_app
+from tests.support.cli import log_records
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(900),  # the first test of a session may create the converter environments
     pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux mount namespaces"),
 ]
-
-
-def _events(stderr: str) -> list[dict[str, object]]:
-    out = []
-    for line in stderr.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict):
-            out.append(doc)
-    return out
 
 
 @pytest.mark.parametrize("key", ["squeezenet", "gluon", "ssd_mxnet", "ssd_tf"])
@@ -41,7 +30,8 @@ def test_run_compiles_the_package_and_every_frame_matches_the_framework(key: str
     proc = run_app(app, clip, state)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
-    compiled = [e for e in _events(proc.stderr) if e.get("event") == "model_compiled" and e.get("node_id")]
+    compiled = [e for e in log_records(proc.stderr)
+                if e.get("event") == "model_compiled" and e.get("node_id")]
     assert len(compiled) == 1 and compiled[0]["framework"] == model.framework
     assert float(compiled[0]["max_abs_diff"]) < 1e-4  # type: ignore[arg-type]
     assert json.loads((state / "storage" / "result.json").read_text())["frames"] == 8
@@ -60,6 +50,6 @@ def test_run_compiles_the_package_and_every_frame_matches_the_framework(key: str
         again = run_app(app, clip, state, PANOFLOW_CACHE=str(tmp_path / "empty-cache"),
                         PANOFLOW_CONVERTER_NO_INDEX="1")
         assert again.returncode == 0, again.stderr[-3000:]
-        assert not [e for e in _events(again.stderr) if e.get("event") in ("model_compiled",
+        assert not [e for e in log_records(again.stderr) if e.get("event") in ("model_compiled",
                                                                              "model_compiler_progress")]
         assert not (tmp_path / "empty-cache").exists()

@@ -4,11 +4,13 @@ API of ``panoflow run --control unix:SOCK``."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 #: runs the ``panoflow`` CLI with the daemon's commands registered even where ``panoflow.cli.COMMANDS`` does
 #: not list them yet
@@ -43,3 +45,17 @@ def control_get(sock: Path, path: str) -> str:
         return conn.getresponse().read().decode()
     finally:
         conn.close()
+
+
+def log_records(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among ``text``'s lines (panoflow's ``--log-format json`` output, a daemon's log file);
+    other lines are skipped."""
+    out = []
+    for line in text.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
