@@ -6,11 +6,11 @@ pytest plugins by ``pytest_plugins`` in ``tests/conftest.py``, so every folder s
 importing them:
 
 * :mod:`tests.support.apps`: every writer of a small Panorama application (graph, packages, code) for a test;
-* :mod:`tests.support.cli`: ``panoflow ...`` in a child process;
+* :mod:`tests.support.cli`: ``panoflow ...`` in a child process, its control API and its JSON log lines;
 * :mod:`tests.support.control_plane`: a real control plane on loopback with a boto3 client, SigV4 helpers,
   moto (fixtures);
-* :mod:`tests.support.device_protocol`: a device claiming and syncing over the device protocol in raw JSON;
 * :mod:`tests.support.daemons`: real ``panoflow serve`` processes and the suite-end secrets check (fixtures);
+* :mod:`tests.support.device_protocol`: a device claiming and syncing over the device protocol in raw JSON;
 * :mod:`tests.support.fleet`: an HTTPS control plane in a thread that real devices join;
 * :mod:`tests.support.models`: real ONNX models built at test time and their Panorama model packages;
 * :mod:`tests.support.ports`: free TCP ports for the servers a test starts;
