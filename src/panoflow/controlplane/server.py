@@ -123,6 +123,15 @@ def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
             if handler.transport is not None:
                 handler.transport.abort()
         loop.run_until_complete(runner.cleanup())
+        # what the loop had not run yet when it stopped (a loaded machine runs callbacks late): connections still
+        # being accepted are cancelled, and the transports closed meanwhile get their connection_lost callbacks
+        # (call_soon), else a "closing" socket is left for the garbage collector (ResourceWarning)
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for _ in range(3):
+            loop.run_until_complete(asyncio.sleep(0))
         loop.close()
 
     thread = threading.Thread(target=run, name="panoflow-control-plane", daemon=True)
