@@ -123,9 +123,9 @@ def serve_in_thread(plane: ControlPlane, host: str = "127.0.0.1", port: int = 0,
             if handler.transport is not None:
                 handler.transport.abort()
         loop.run_until_complete(runner.cleanup())
-        # what the loop had not run yet when it stopped (a loaded machine runs callbacks late): connections still
-        # being accepted are cancelled, and the transports closed meanwhile get their connection_lost callbacks
-        # (call_soon), else a "closing" socket is left for the garbage collector (ResourceWarning)
+        # what the loop had not run yet when it stopped (a loaded machine runs callbacks late): connections
+        # still being accepted are cancelled, and the transports closed meanwhile get their connection_lost
+        # callbacks (call_soon), else a "closing" socket is left for the garbage collector (ResourceWarning)
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
