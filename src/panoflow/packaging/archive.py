@@ -1,17 +1,17 @@
 """Deterministic ``.tar.gz`` archives (same inputs, same bytes, same SHA-256) and member filtering.
 
-:class:`TreeArchive` collects entries (folders of files, single files, bytes) under archive names and writes them
-sorted by name, with every parent folder present, times and owners zeroed, modes normalised (0755 folders and
-executables, 0644 the rest) and a gzip header without name or time. Symbolic links are kept only when they stay
-inside the archive; anything else (devices, sockets) is refused.
+:class:`TreeArchive` collects entries (folders of files, single files, bytes) under archive names and writes
+them sorted by name, with every parent folder present, times and owners zeroed, modes normalised (0755 folders
+and executables, 0644 the rest) and a gzip header without name or time. Symbolic links are kept only when they
+stay inside the archive; anything else (devices, sockets) is refused.
 
-:func:`filter_archive` copies the members of a tar archive that a predicate keeps into a new plain tar, streaming,
-so a multi-gigabyte ``docker export`` can be cut down to ``panorama/`` before :func:`panoflow.archives.safe_extract`
-extracts it.
+:func:`filter_archive` copies the members of a tar archive that a predicate keeps into a new plain tar,
+streaming, so a multi-gigabyte ``docker export`` can be cut down to ``panorama/`` before
+:func:`panoflow.archives.safe_extract` extracts it.
 
 :class:`TreeArchive` is the one deterministic tar writer: code assets, model archives, container exports and
-the application archives ``panoflow deploy`` sends (:func:`panoflow.daemon.app_archive.pack_app`) are all written
-by it.
+the application archives ``panoflow deploy`` sends (:func:`panoflow.daemon.app_archive.pack_app`) are all
+written by it.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class TreeArchive:
             self._put(name, kind, source)
 
     def add_tree(self, name: str, root: Path) -> None:
-        """Everything under the folder ``root`` (links not followed), under archive folder ``name`` (``""``: the
-        archive's root)."""
+        """Everything under the folder ``root`` (links not followed), under archive folder ``name`` (``""``:
+        the archive's root)."""
         base = member_name(name)
         if base:
             self._put(base, "dir", None)
@@ -89,14 +89,16 @@ class TreeArchive:
                     target = os.readlink(path)
                     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(arc), target))
                     if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
-                        raise PackagingError(f"{path} is a link leaving the archive ({target}); copy the file instead")
+                        raise PackagingError(f"{path} is a link leaving the archive ({target}); copy the "
+                                             "file instead")
                     self._put(arc, "link", target)
                 elif stat.S_ISDIR(st.st_mode):
                     self._put(arc, "dir", None)
                 elif stat.S_ISREG(st.st_mode):
                     self._put(arc, "file", path)
                 else:
-                    raise PackagingError(f"{path} is not a regular file, folder or link; remove it from the package")
+                    raise PackagingError(f"{path} is not a regular file, folder or link; remove it from the "
+                                         "package")
 
     def write(self, out: BinaryIO) -> str:
         """Write the gzip-compressed archive to ``out``; return its SHA-256 (hex)."""
@@ -128,11 +130,12 @@ class TreeArchive:
 
 
 def filter_archive(archive: Path, keep: Callable[[str], bool], out: BinaryIO) -> int:
-    """Copy the members of ``archive`` (any compression) whose :func:`member_name` ``keep`` accepts into the plain
-    tar ``out``, in one streaming pass; hard links whose target was not kept are dropped. Returns how many
-    members were kept. Raises ``tarfile.TarError`` for a damaged archive."""
+    """Copy the members of ``archive`` (any compression) whose :func:`member_name` ``keep`` accepts into the
+    plain tar ``out``, in one streaming pass; hard links whose target was not kept are dropped. Returns how
+    many members were kept. Raises ``tarfile.TarError`` for a damaged archive."""
     kept: set[str] = set()
-    with tarfile.open(archive, "r|*") as src, tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+    with tarfile.open(archive, "r|*") as src, tarfile.open(fileobj=out, mode="w",
+                                                           format=tarfile.PAX_FORMAT) as dst:
         for member in src:
             name = member_name(member.name)
             if not name or not keep(name):
