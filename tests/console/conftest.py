@@ -34,8 +34,8 @@ def chromium() -> Iterator[Browser]:
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("playwright is not installed (the [test] extra installs it)")
-    # expect() waits for its condition (5 s by default): a deadline, so the same 30 s as the contexts' actions,
-    # which a loaded machine (scripts/test --stress) needs
+    # expect() waits for its condition (5 s by default): a deadline, so the same 30 s as the contexts'
+    # actions, which a loaded machine (scripts/test --stress) needs
     expect.set_options(timeout=30_000)
     if not os.access(CHROMIUM, os.X_OK):
         _unavailable(f"{CHROMIUM} is not installed (scripts/test installs Debian's chromium)")

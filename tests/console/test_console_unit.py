@@ -372,7 +372,9 @@ async def test_pause_resume_remove_and_logs(open_console: Opener, plane: Control
     plane.report_application_status(instance_id, "DEPLOYMENT_SUCCEEDED", health="RUNNING",
                                     node_statuses={camera: "PAUSED", "code_node": "RUNNING"})
     _status, text = await browser.page(f"/console/instances/{instance_id}")
-    assert f'aria-label="Resume camera {camera}"' in text and f'aria-label="Pause camera {camera}"' not in text
+    assert (
+        f'aria-label="Resume camera {camera}"' in text and f'aria-label="Pause camera {camera}"' not in text
+    )
     plane.append_device_logs(device, {"Lines": [
         {"Time": "2026-12-07T10:00:00Z", "Instance": instance_id, "Node": "code_node", "Line": "hello <b>"},
         {"Time": "2026-12-07T10:00:01Z", "Instance": instance_id, "Node": "", "Line": "instance started"},

@@ -141,7 +141,8 @@ def _devices(pattern: str) -> list[str]:
 
 
 class NvdecDecoder(_ContextDecoder):
-    """NVIDIA NVDEC: FFmpeg's ``hwaccel=cuda`` on the codec's decoder (or ``<codec>_cuvid`` where FFmpeg has it)."""
+    """NVIDIA NVDEC: FFmpeg's ``hwaccel=cuda`` on the codec's decoder (or ``<codec>_cuvid`` where FFmpeg has
+    it)."""
 
     name = "nvdec"
 
@@ -227,9 +228,12 @@ class DecoderRegistry:
         return ["auto", *self._by_name]
 
     def check(self, name: str, *, what: str) -> str:
-        """``name`` if it is ``auto`` or registered; otherwise a ValueError naming ``what`` and the valid names."""
+        """``name`` if it is ``auto`` or registered; otherwise a ValueError naming ``what`` and the valid
+        names."""
         if name not in self.names():
-            raise ValueError(f"unknown decoder {name!r} for {what}; valid decoders: {', '.join(self.names())}")
+            raise ValueError(
+                f"unknown decoder {name!r} for {what}; valid decoders: {', '.join(self.names())}"
+            )
         return name
 
     def candidates(self, preference: str) -> list[type[VideoDecoder]]:
@@ -242,7 +246,8 @@ class DecoderRegistry:
         return [*[c for c in ordered if c is not software], software]
 
     def availability(self, codec: str = "h264") -> dict[str, str]:
-        """``{name: "available" | "unavailable: <why>"}`` for every registered decoder (for ``panoflow`` tools)."""
+        """``{name: "available" | "unavailable: <why>"}`` for every registered decoder (for ``panoflow``
+        tools)."""
         out = {}
         for name, cls in self._by_name.items():
             why = cls.unavailable(codec)
@@ -276,7 +281,8 @@ class StreamDecoder:
         self.gate = gate if gate is not None else KeyframeGate("keyframes" if keyframes_only else "all",
                                                                logger=self.log)
         self.filters = filters
-        self.announce = announce  # log decoder_selected (False: the source reports the choice in its own line)
+        # log decoder_selected (False: the source reports the choice in its own line)
+        self.announce = announce
         self.current: VideoDecoder | None = None
         self.name = ""  # the decoder in use ("" before the first keyframe)
         self.reason = ""  # why it is not the preferred one, or why it fell back ("" when it is)
@@ -391,7 +397,8 @@ class StreamDecoder:
 
     @staticmethod
     def _probe(kind: type[VideoDecoder], setup: DecoderSetup, packet: av.Packet) -> str | None:
-        """One real decode of ``packet`` (a keyframe) with a throwaway instance: None when a picture came out."""
+        """One real decode of ``packet`` (a keyframe) with a throwaway instance: None when a picture came
+        out."""
         probe_setup = DecoderSetup(setup.codec, setup.extradata, setup.threads, setup.thread_type)
         decoder: VideoDecoder | None = None
         try:
@@ -411,7 +418,8 @@ class StreamDecoder:
         self.fell_back, self._waiting = True, True
         # a context of its own: the failed decoder may have left a shared one mid-GOP
         setup = self._setup
-        self.current = SoftwareDecoder(DecoderSetup(setup.codec, setup.extradata, setup.threads, setup.thread_type))
+        self.current = SoftwareDecoder(DecoderSetup(setup.codec, setup.extradata, setup.threads,
+                                                    setup.thread_type))
         self.name = self.current.name
         self.reason = f"{failed} failed after {self.decoded} pictures: {type(exc).__name__}: {exc}"
         self._logged = (self.name, self.reason)

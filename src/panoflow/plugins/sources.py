@@ -1,4 +1,5 @@
-"""Built-in media sources: video files and URLs decoded with PyAV (``file``), and a synthetic pattern (``testsrc``).
+"""Built-in media sources: video files and URLs decoded with PyAV (``file``), and a synthetic pattern
+(``testsrc``).
 
 Each source produces frames in one worker thread (decoding and ``emit`` may block; the event loop never does).
 Decoded pictures become BGR only when a consumer reads ``frame.image``
@@ -40,8 +41,9 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: FFmpeg decoder threading for files. Measured on 1080p single-slice H.264 (see benchmarks/decode_baseline.py):
-#: FRAME/AUTO beat SLICE when encoders write one slice per frame, as cameras and our test media do.
+#: FFmpeg decoder threading for files. Measured on 1080p single-slice H.264 (see
+#: benchmarks/decode_baseline.py): FRAME/AUTO beat SLICE when encoders write one slice per frame, as cameras
+#: and our test media do.
 DECODE_THREAD_TYPE = "AUTO"
 INDEX_BITS = 16
 INDEX_BLOCK = 8
@@ -55,7 +57,8 @@ def paint_index(image: np.ndarray, index: int) -> None:
 
 
 def read_index(image: np.ndarray) -> int:
-    """Read back what :func:`paint_index` wrote; the centre 4x4 pixels of each block survive H.264 compression."""
+    """Read back what :func:`paint_index` wrote; the centre 4x4 pixels of each block survive H.264
+    compression."""
     lo, hi = INDEX_BLOCK // 4, INDEX_BLOCK - INDEX_BLOCK // 4
     blocks = image[lo:hi, : INDEX_BITS * INDEX_BLOCK].reshape(hi - lo, INDEX_BITS, INDEX_BLOCK, -1)
     bits = blocks[:, :, lo:hi].mean(axis=(0, 2, 3)) > 127
@@ -115,8 +118,8 @@ def _capture_time(wall: float) -> tuple[int, int]:
 
 
 class _ThreadedSource(MediaSource):
-    """Runs :meth:`_produce` in a worker thread of its own (a one-slot limiter: a long-lived producer never holds
-    a token of anyio's shared pool) and stops it cooperatively on cancellation."""
+    """Runs :meth:`_produce` in a worker thread of its own (a one-slot limiter: a long-lived producer never
+    holds a token of anyio's shared pool) and stops it cooperatively on cancellation."""
 
     option_scheme: ClassVar[str]
 
@@ -228,7 +231,8 @@ class FileSource(_ThreadedSource):
             raise SourceError(f"{where} has no video stream", node_id=self.stream_id)
         stream = container.streams.video[0]
         if self.spec.options["realtime"]:
-            # paced like a camera: 30 fps needs no decoder threads, and with many cameras they only cost wake-ups
+            # paced like a camera: 30 fps needs no decoder threads, and with many cameras they only cost
+            # wake-ups
             stream.thread_type = "SLICE"
             stream.codec_context.thread_count = 1
         else:

@@ -1,15 +1,16 @@
 """The runtime's side of one application process: answers its requests on the node's :class:`CodeNodeIO`.
 
-Everything the application sends is untrusted: every field is type-checked, segments are accepted only when the app
-holds them, overlays only with coordinates in [0, 1], and a malformed message ends the connection with one log line
-(the application then sees its runtime gone and stops). Requests are answered in order, one at a time, in the thread
-that calls :meth:`AppServer.serve`:
+Everything the application sends is untrusted: every field is type-checked, segments are accepted only when
+the app holds them, overlays only with coordinates in [0, 1], and a malformed message ends the connection with
+one log line (the application then sees its runtime gone and stops). Requests are answered in order, one at a
+time, in the thread that calls :meth:`AppServer.serve`:
 
 ``hello``  -> the node: id, inputs (media, or parameter with its value), outputs
-``get``    -> frames of a media input (shared-memory segments; descriptors for segments the app has not seen yet)
+``get``    -> frames of a media input (shared-memory segments; descriptors for segments the app has not seen
+             yet)
 ``put``    -> frames to a media output (segments the app holds, or pixels sent inline), with overlays; with
-             ``noreply`` no answer is sent (the app goes on to its next ``get`` at once, saving a round trip per
-             frame), and a failure is the answer to the app's next request instead
+             ``noreply`` no answer is sent (the app goes on to its next ``get`` at once, saving a round trip
+             per frame), and a failure is the answer to the app's next request instead
 ``call``   -> a model node's outputs (through the runtime's batcher)
 ``exit``   -> how the application ended (recorded for the runner)
 
@@ -75,7 +76,8 @@ def _overlays(items: Any) -> tuple[Overlay, ...]:
     out: list[Overlay] = []
     for item in items:
         if isinstance(item, list) and len(item) == 4 and item[0] == "label":
-            out.append(Label(_text(item[1], "a label's text"), _unit(item[2], "label x"), _unit(item[3], "label y")))
+            out.append(Label(_text(item[1], "a label's text"), _unit(item[2], "label x"),
+                             _unit(item[3], "label y")))
         elif isinstance(item, list) and len(item) == 5 and item[0] == "rect":
             out.append(Rect(*(_unit(v, "a rectangle corner") for v in item[1:])))
         else:
@@ -85,7 +87,8 @@ def _overlays(items: Any) -> tuple[Overlay, ...]:
 
 def _host_array(value: Any) -> np.ndarray:
     """A frame image or model output as a numpy array on the CPU (CuPy arrays come to the host)."""
-    if not isinstance(value, np.ndarray) and hasattr(value, "get") and hasattr(value, "__cuda_array_interface__"):
+    if (not isinstance(value, np.ndarray) and hasattr(value, "get")
+            and hasattr(value, "__cuda_array_interface__")):
         value = value.get()
     return np.asarray(value)
 
@@ -117,8 +120,8 @@ class AppServer:
                 self.requests += 1
                 if self._deferred is not None and message.get("op") != "exit":
                     # an earlier put that wanted no answer failed: this request gets its error instead
-                    reply, send_fds, self._deferred = self._deferred, [], None
-                    self.channel.send(reply, send_fds)
+                    reply, self._deferred = self._deferred, None
+                    self.channel.send(reply, [])
                     continue
                 reply, send_fds = self._answer(message)
                 if message.get("op") == "put" and message.get("noreply") is True:
@@ -162,7 +165,8 @@ class AppServer:
             return _refusal(type(exc).__name__, str(exc)), []
         except PoolExhausted as exc:
             return _refusal("RuntimeError", str(exc)), []
-        except ModelError as exc:  # a model call failed (server down, no result in time): the app can catch it
+        # a model call failed (server down, no result in time): the app can catch it
+        except ModelError as exc:
             return _refusal("TimeoutError" if isinstance(exc, TimeoutError) else "RuntimeError", str(exc)), []
         raise WireError(f"unknown request {str(op)[:40]!r}")
 
@@ -181,7 +185,8 @@ class AppServer:
         name = _text(message.get("port"), "port")
         port = self.io.inputs.get(name)
         if not isinstance(port, MediaInput):
-            raise ValueError(f"{name!r} is not a media input of node {self.io.node_id!r}")
+            # the app is answered with this ValueError (its exception type travels): it must stay a ValueError
+            raise ValueError(f"{name!r} is not a media input of node {self.io.node_id!r}")  # noqa: TRY004
         frames = port.get(optional_float(message.get("timeout"), "timeout"))
         described, announce, fds = [], [], []
         for frame in frames:
@@ -230,7 +235,8 @@ class AppServer:
         if "segment" in item:
             seg = self.pool.get(_integer(item["segment"], "segment"))
             if seg is None or not seg.app_holds:
-                raise WireError(f"frame refers to segment {item['segment']} that the application does not hold")
+                raise WireError(f"frame refers to segment {item['segment']} that the application does not "
+                                "hold")
             shape = item.get("shape")
             if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
                 raise WireError("a frame's shape is a list of non-negative integers")
