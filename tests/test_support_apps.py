@@ -18,6 +18,7 @@ from tests.support.apps import (
     attack_app,
     broken_app,
     counter_app,
+    greeter_app,
     param_app,
     routing_overrides,
     server_app,
@@ -36,6 +37,7 @@ WRITERS: dict[str, Callable[[Path], Path]] = {
     "status_app": lambda root: status_app(root, 9000, "t0ken"),
     "attack_app": lambda root: attack_app(root, Path("/var/lib/panoflow"), 7000, "mark"),
     "param_app": param_app,
+    "greeter_app": greeter_app,
 }
 
 

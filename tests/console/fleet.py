@@ -1,7 +1,6 @@
 """What a console test signs in to: :class:`ConsoleControlPlane`, a real ``panoflow control-plane serve``
 process (HTTPS with its own CA) with an administrator key and a read-only key from ``panoflow control-plane
-keys create``; and :func:`greeter_app`, the small app the deploy wizard deploys: parameter nodes with Panorama
-``decorator`` titles and descriptions, and code that logs the greeting it was deployed with."""
+keys create`` (the app the deploy wizard deploys: :func:`tests.support.apps.greeter_app`)."""
 
 from __future__ import annotations
 
@@ -14,31 +13,9 @@ from typing import Any
 from panoflow.controlplane import AccessKey, create_access_key, open_store
 from panoflow.controlplane.boto import client as panorama_client
 from panoflow.controlplane.tls import ensure_ca
-from tests.support.apps import PACKAGE, build_code_asset, write_app
 from tests.support.daemons import SECRETS, panoflow_argv
 from tests.support.fleet import wait
 from tests.support.rtsp import free_port
-
-#: the greeter's code: logs the greeting it was deployed with, then passes its camera's frames to the display
-GREETER = """
-class App(panoramasdk.node):
-    def __init__(self):
-        super().__init__()
-
-app = App()
-print(f"greeter says {app.inputs.p_str.get()!r} every {app.inputs.p_int.get()} frames", flush=True)
-while True:
-    app.outputs.video_out.put(app.inputs.video_in.get())
-"""
-
-#: Panorama's UI decorators of the greeter's overridable nodes: what the deploy wizard shows at each field
-DECORATORS = {
-    "camera_node": {"title": "Camera", "description": "The camera whose video the greeter shows"},
-    "p_str": {"title": "Greeting", "description": "The words the greeter logs when it starts"},
-    "p_int": {"title": "Frame interval", "description": "How many frames between greetings"},
-    "p_float": {"title": "Threshold", "description": "A confidence between 0 and 1"},
-    "p_bool": {"title": "Enabled", "description": "Whether the greeter greets at all"},
-}
 
 
 def _cli(*args: str) -> str:
@@ -132,22 +109,3 @@ class ConsoleControlPlane:
         r = subprocess.run(panoflow_argv("package-application", "--control-plane", self.url), cwd=app,
                            capture_output=True, text=True, timeout=120, check=False, env=env)
         assert r.returncode == 0, r.stderr
-
-
-def greeter_app(root: Path) -> Path:
-    """The greeter, a Panorama project under ``root`` with its code asset built (ready for
-    package-application). Its graph keeps the abstract camera that the wizard's camera choice replaces."""
-    write_app(root, code=GREETER)
-    graph_file = root / "graphs" / "test_app" / "graph.json"
-    graph = json.loads(graph_file.read_text())
-    for node in graph["nodeGraph"]["nodes"]:
-        if node["name"] in DECORATORS:
-            node["decorator"] = DECORATORS[node["name"]]
-    graph_file.write_text(json.dumps(graph, indent=2))
-    # the greeter needs no library: its image only copies the code (no pip install, so no wheels to offer)
-    (root / PACKAGE / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\n"
-                                               "COPY src /panorama\n")
-    no_wheels = root.with_name(f"{root.name}-no-wheels")
-    no_wheels.mkdir()
-    build_code_asset(root, no_wheels)
-    return root

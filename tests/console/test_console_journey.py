@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.console.browser import Browsing, picture
-from tests.console.fleet import ConsoleControlPlane, greeter_app
+from tests.console.fleet import ConsoleControlPlane
 from tests.media import make_clip
+from tests.support.apps import greeter_app
 from tests.support.daemons import SECRETS, Daemon
 from tests.support.fleet import join
 from tests.support.rtsp import GstServer, h264_launch

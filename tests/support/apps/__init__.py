@@ -26,6 +26,7 @@ from tests.support.apps.programs import (
     build_code_asset,
     built_counter_app,
     counter_app,
+    greeter_app,
     param_app,
     pinned_app,
     read_json,
@@ -34,6 +35,6 @@ from tests.support.apps.programs import (
 )
 
 __all__ = ["ACCOUNT", "COUNTER", "PACKAGE", "PARAMS", "RECT", "RECT_BGR", "SERVER", "STYLES", "TEXT_ORIGIN",
-           "attack_app", "broken_app", "build_code_asset", "built_counter_app", "counter_app", "param_app",
-           "pinned_app", "read_json", "routing_overrides", "server_app", "status_app", "wait_json",
-           "write_app", "write_code_package", "write_graph", "write_model_app"]
+           "attack_app", "broken_app", "build_code_asset", "built_counter_app", "counter_app", "greeter_app",
+           "param_app", "pinned_app", "read_json", "routing_overrides", "server_app", "status_app",
+           "wait_json", "write_app", "write_code_package", "write_graph", "write_model_app"]

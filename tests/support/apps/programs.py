@@ -10,7 +10,9 @@ reproduces one trait of a published Panorama sample (never its code) or of an ap
   device's hostPort;
 * :func:`attack_app`: a hostile app trying every way out of its sandbox that issue 13 lists, recording each
   answer;
-* :func:`param_app`: keeps a digest of a parameter's value (proof that it arrived) and counts its frames.
+* :func:`param_app`: keeps a digest of a parameter's value (proof that it arrived) and counts its frames;
+* :func:`greeter_app`: the console's deploy-wizard app: parameter nodes with Panorama ``decorator`` titles and
+  descriptions, code that logs the greeting it was deployed with, its code asset built.
 
 The last four write what they saw as JSON into ``/opt/aws/panorama/storage``; :func:`wait_json` reads it.
 """
@@ -355,3 +357,44 @@ def wait_json(path: Path, done: Callable[[dict[str, Any]], bool], timeout: float
         assert time.monotonic() < deadline, why(seen)
         time.sleep(0.2)
     return seen
+
+
+#: the greeter's code: logs the greeting it was deployed with, then passes its camera's frames to the display
+GREETER = """
+class App(panoramasdk.node):
+    def __init__(self):
+        super().__init__()
+
+app = App()
+print(f"greeter says {app.inputs.p_str.get()!r} every {app.inputs.p_int.get()} frames", flush=True)
+while True:
+    app.outputs.video_out.put(app.inputs.video_in.get())
+"""
+
+#: Panorama's UI decorators of the greeter's overridable nodes: what the deploy wizard shows at each field
+DECORATORS = {
+    "camera_node": {"title": "Camera", "description": "The camera whose video the greeter shows"},
+    "p_str": {"title": "Greeting", "description": "The words the greeter logs when it starts"},
+    "p_int": {"title": "Frame interval", "description": "How many frames between greetings"},
+    "p_float": {"title": "Threshold", "description": "A confidence between 0 and 1"},
+    "p_bool": {"title": "Enabled", "description": "Whether the greeter greets at all"},
+}
+
+
+def greeter_app(root: Path) -> Path:
+    """The greeter, a Panorama project under ``root`` with its code asset built (ready for
+    package-application). Its graph keeps the abstract camera that the wizard's camera choice replaces."""
+    write_app(root, code=GREETER)
+    graph_file = root / "graphs" / "test_app" / "graph.json"
+    graph = json.loads(graph_file.read_text())
+    for node in graph["nodeGraph"]["nodes"]:
+        if node["name"] in DECORATORS:
+            node["decorator"] = DECORATORS[node["name"]]
+    graph_file.write_text(json.dumps(graph, indent=2))
+    # the greeter needs no library: its image only copies the code (no pip install, so no wheels to offer)
+    (root / PACKAGE / "Dockerfile").write_text("FROM public.ecr.aws/panorama/panorama-application\n"
+                                               "COPY src /panorama\n")
+    no_wheels = root.with_name(f"{root.name}-no-wheels")
+    no_wheels.mkdir()
+    build_code_asset(root, no_wheels)
+    return root
