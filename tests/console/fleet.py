@@ -13,9 +13,10 @@ from typing import Any
 from panoflow.controlplane import AccessKey, create_access_key, open_store
 from panoflow.controlplane.boto import client as panorama_client
 from panoflow.controlplane.tls import ensure_ca
-from tests.support.daemons import SECRETS, panoflow_argv
+from tests.support.cli import panoflow_argv
+from tests.support.daemons import SECRETS
 from tests.support.fleet import wait
-from tests.support.rtsp import free_port
+from tests.support.ports import free_port
 
 
 def _cli(*args: str) -> str:

@@ -23,8 +23,7 @@ import pytest
 
 from tests.support.cli import panoflow_argv
 
-__all__ = ["LOG_NAMES", "SECRETS", "STATE_DIRS", "Daemon", "events", "live", "log_files", "log_lines",
-           "panoflow_argv"]
+__all__ = ["LOG_NAMES", "SECRETS", "STATE_DIRS", "Daemon", "events", "live", "log_files", "log_lines"]
 
 SECRETS: list[str] = []
 STATE_DIRS: list[Path] = []

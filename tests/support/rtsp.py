@@ -22,8 +22,7 @@ import pytest
 
 from tests.support.ports import free_port
 
-__all__ = ["GstServer", "free_port", "gst_unavailable", "h264_launch", "h265_launch", "make_hevc_clip",
-           "vp8_launch"]
+__all__ = ["GstServer", "gst_unavailable", "h264_launch", "h265_launch", "make_hevc_clip", "vp8_launch"]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "fixtures" / "gst_rtsp_server.py"
 SYSTEM_PYTHON = os.environ.get("PANOFLOW_GST_PYTHON", "/usr/bin/python3")  # Debian's, where gi imports
