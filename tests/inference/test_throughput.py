@@ -67,6 +67,6 @@ def test_batched_streams_keep_up_with_a_bare_session_at_the_same_batch(tmp_path:
     print(f"batched streams: {ratio:.2f}x a bare session at batch {STREAMS}, mean batch {mean_batch:.1f}")
     # 8 streams calling back to back settle at about two batches in turn (4-7 per batch here); unbatched calls
     # would make 1
-    assert mean_batch >= 2, f"the batcher formed batches of {mean_batch:.1f} on average from {STREAMS} streams"
+    assert mean_batch >= 2, f"the batcher formed batches of {mean_batch:.1f} on average ({STREAMS} streams)"
     assert ratio >= 0.5, (f"panoflow batching reached {ratio:.2f}x a bare ONNX Runtime session at batch "
                           f"{STREAMS}: calls are not being batched")
