@@ -22,6 +22,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.errors import FailureGroup
 
 from panoflow.daemon.openapi import openapi_document
 from tests.support.daemons import Daemon
@@ -53,5 +54,25 @@ def test_served_document_is_the_one_tested(live_daemon: Daemon) -> None:
 def test_no_server_errors(case: Any, live_daemon: Daemon) -> None:
     if case.query and "follow" in case.query:
         case.query["follow"] = "false"
-    case.call_and_validate(base_url=live_daemon.url, headers={"Authorization": f"Bearer {live_daemon.token}"},
-                           timeout=15, excluded_checks=[positive_data_acceptance])
+    try:
+        case.call_and_validate(base_url=live_daemon.url,
+                               headers={"Authorization": f"Bearer {live_daemon.token}"},
+                               timeout=15, excluded_checks=[positive_data_acceptance])
+    except FailureGroup as group:
+        if not all(_a_rejection_or_made_valid_here(f) for f in group.exceptions):
+            raise
+
+
+def _a_rejection_or_made_valid_here(failure: Exception) -> bool:
+    """ST201 ("schema-violating request accepted") where the request was not schema-violating when sent, or
+    was rejected after all: this test adds the token and turns ``follow`` off, which makes a case whose only
+    violations are a missing Authorization header or a bad ``follow`` a valid request; and a body over the
+    daemon's request size limit is refused with 413 before it is read, a rejection schemathesis does not list.
+    Its generator makes such cases only now and then, so without this the test passed or failed by chance."""
+    if getattr(failure, "code", "") != "ST201":
+        return False
+    if getattr(failure, "status_code", None) == 413:
+        return True
+    violations = [line.strip() for line in str(failure).splitlines() if "violates" in line]
+    ours = ("(was Authorization)", "/properties/follow ")
+    return bool(violations) and all(any(part in v for part in ours) for v in violations)

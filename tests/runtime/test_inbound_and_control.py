@@ -186,11 +186,14 @@ while True:
     try:
         deadline = time.monotonic() + 30
         while True:
+            text = ""
             if sock.exists():
                 conn = UnixConnection("localhost", timeout=5)
                 try:
                     conn.request("GET", "/metrics")
                     text = conn.getresponse().read().decode()
+                except ConnectionRefusedError:
+                    pass  # the socket file is bound but not listening yet: look again
                 finally:
                     conn.close()
                 batches = [
