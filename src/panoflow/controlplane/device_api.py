@@ -1,11 +1,12 @@
-"""Device routes under /_panoflow/device/v1/ and /_panoflow/devices/ (docs/device-protocol.md sections 1, 2, 4).
+"""Device routes under /_panoflow/device/v1/ and /_panoflow/devices/ (docs/device-protocol.md sections 1, 2,
+4).
 
-Devices call ``POST /_panoflow/device/v1/{claim,sync,logs,metrics}`` (claim with the bundle's one-time token, the
-others with ``Authorization: Bearer <token>``); operators read ``GET /_panoflow/devices/{DeviceId}/{logs,metrics}``
-signed with SigV4 like any Panorama call. Bodies are JSON with a size limit; errors are
-``{"Code": ..., "Message": ...}`` with the HTTP status of the code. Store work runs in a worker thread; one
-``device_api_call`` log line per request, never with a token or a body. Live-preview frames
-(``POST /_panoflow/device/v1/preview/{instance}``, one JPEG per call) go to the in-memory
+Devices call ``POST /_panoflow/device/v1/{claim,sync,logs,metrics}`` (claim with the bundle's one-time token,
+the others with ``Authorization: Bearer <token>``); operators read ``GET
+/_panoflow/devices/{DeviceId}/{logs,metrics}`` signed with SigV4 like any Panorama call. Bodies are JSON with
+a size limit; errors are ``{"Code": ..., "Message": ...}`` with the HTTP status of the code. Store work runs
+in a worker thread; one ``device_api_call`` log line per request, never with a token or a body. Live-preview
+frames (``POST /_panoflow/device/v1/preview/{instance}``, one JPEG per call) go to the in-memory
 :class:`~panoflow.controlplane.previews.PreviewRelay` (section 6).
 """
 
@@ -53,17 +54,18 @@ def _json_response(status: int, doc: Any, request_id: str) -> web.Response:
 async def _read_body(request: web.Request, limit: int) -> bytes:
     """The body, refusing (413) more than ``limit`` bytes without reading them all."""
     if request.content_length is not None and request.content_length > limit:
-        raise ApiError("PayloadTooLargeException", f"the body is {request.content_length} bytes; at most {limit} "
-                       "are accepted per call: send smaller batches")
-    chunks, size = [], 0
+        raise ApiError("PayloadTooLargeException", f"the body is {request.content_length} bytes; at most "
+                       f"{limit} are accepted per call: send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = await request.content.read(64 * 1024)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
-            raise ApiError("PayloadTooLargeException", f"the body is more than {limit} bytes; at most {limit} are "
-                           "accepted per call: send smaller batches")
+            raise ApiError("PayloadTooLargeException", f"the body is more than {limit} bytes; at most "
+                           f"{limit} are accepted per call: send smaller batches")
         chunks.append(chunk)
 
 
@@ -82,12 +84,12 @@ async def _device(plane: ControlPlane, request: web.Request, fields: dict[str, A
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > 512:
-        raise ApiError("UnauthorizedException", "send Authorization: Bearer <Token>, the Token the claim returned "
-                       "(kept in STATE_DIR/cloud.json)")
+        raise ApiError("UnauthorizedException", "send Authorization: Bearer <Token>, the Token the claim "
+                       "returned (kept in STATE_DIR/cloud.json)")
     device_id = await asyncio.to_thread(plane.authenticate_device, token)
     if device_id is None:
-        raise ApiError("UnauthorizedException", "unknown device token: claim the device with its provisioning "
-                       "bundle, or check STATE_DIR/cloud.json")
+        raise ApiError("UnauthorizedException", "unknown device token: claim the device with its "
+                       "provisioning bundle, or check STATE_DIR/cloud.json")
     fields["device_id"] = device_id
     limits = getattr(plane, "limits", None)
     if limits is not None:
