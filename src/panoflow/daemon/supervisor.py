@@ -142,6 +142,16 @@ def _write_all(fd: int, data: bytes) -> None:
         pass
 
 
+def _prepare_run(spec: LaunchSpec) -> None:
+    """A run's folders: an empty temporary folder (its files do not outlive a run), no stale control socket,
+    and the instance's own folders handed to the uid it runs as."""
+    shutil.rmtree(spec.tmp_dir, ignore_errors=True)
+    spec.tmp_dir.mkdir(parents=True)
+    spec.control.unlink(missing_ok=True)
+    if spec.run_as is not None:
+        hand_over(spec, *spec.run_as)
+
+
 def hand_over(spec: LaunchSpec, uid: int, gid: int) -> None:
     """Give the instance's own folders (state, temporary files, storage, its control socket's folder) to the
     unprivileged uid it runs as; everything else of the daemon's stays out of its reach."""
@@ -355,11 +365,9 @@ class Supervisor:
             spec = self._spec_factory()
         except PanoflowError as exc:  # e.g. a registered camera was deleted since the deployment
             return False, None, f"cannot start the instance: {exc}"
-        shutil.rmtree(spec.tmp_dir, ignore_errors=True)  # temporary files do not outlive a run
-        spec.tmp_dir.mkdir(parents=True)
-        spec.control.unlink(missing_ok=True)
-        if spec.run_as is not None:
-            hand_over(spec, *spec.run_as)
+        # file work in a worker thread: walking an instance's folders (its application environment holds
+        # thousands of files) must not stall the event loop serving every other instance's status and the API
+        await anyio.to_thread.run_sync(_prepare_run, spec)
         read_end, write_end = os.pipe()
         cmd = instance_command(spec, self.config.python, secrets_fd=read_end)
         env = {k: os.environ[k] for k in PASSED_ENVIRONMENT if k in os.environ}
