@@ -11,6 +11,7 @@ import io
 import json
 import re
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator
@@ -234,7 +235,11 @@ def test_serve_preview_fps_reaches_the_devices_sync_answer(tmp_path: Path, graph
 
 def _answers(endpoint: str) -> bool:
     try:
-        urllib.request.urlopen(f"{endpoint}/console/sign-in", timeout=2).read()
+        with urllib.request.urlopen(f"{endpoint}/console/sign-in", timeout=2) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the answer's socket
+        return False
     except OSError:
         return False
     return True

@@ -125,6 +125,7 @@ def test_hdmi_follows_the_most_recent_instance_and_previews(make_daemon: Any, cl
     for guess in (bare, bare + "stream.mjpg", bare + "snapshot.jpg"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(guess, timeout=5).close()
+        refused.value.close()  # the error holds the answer's socket: left to the garbage collector, it warns
         assert refused.value.code == 404
     with urllib.request.urlopen(key_url + "snapshot.jpg", timeout=5) as ok:
         assert ok.status == 200
